@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make run` (set up, start the app) and `make test` (set up, run every test).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+TORCH  := torch==2.13.0
+
+.PHONY: setup run test lint bench clean
+
+setup: $(STAMP)
+
+# torch first, pinned: it is a CPU build on this disk; anything else lets pip fetch a CUDA build (GBs).
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e ".[test]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/studio $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check studio tests bench
+	$(VENV)/bin/lint-imports
+
+test: $(STAMP) lint
+	QT_QPA_PLATFORM=offscreen HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) -m bench $(ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,135 @@
+"""Generation requests and results, and the checks that turn bad input into clear messages.
+
+A request left partly empty (None) is completed from the model's defaults once the model is known;
+checks that need the model (the family's size rule, the prompt's token count) happen then too.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from studio.engine.catalog import FAMILY_SIZE_MULTIPLE, ModelDefaults
+from studio.engine.errors import RequestError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+MAX_SEED = 2**32 - 1
+MAX_SIDE = 4096
+MAX_BATCH = 64
+STEPS_RANGE = (1, 500)
+GUIDANCE_RANGE = (0.0, 50.0)
+
+
+@dataclass
+class GenerationRequest:
+    model: str
+    prompt: str
+    negative_prompt: str = ""
+    steps: int | None = None
+    guidance: float | None = None
+    seed: int | None = None  # None: a random seed, reported in the results
+    width: int | None = None
+    height: int | None = None
+    scheduler: str | None = None
+    batch: int = 1
+    init_image: Image.Image | str | Path | None = None  # set -> img2img
+    strength: float | None = None
+    guidance_rescale: float | None = None
+    safety_checker: bool | None = None  # None: the model's default (on for sd-1.4)
+
+    @property
+    def is_img2img(self) -> bool:
+        return self.init_image is not None
+
+    def with_defaults(self, defaults: ModelDefaults, family: str) -> GenerationRequest:
+        """A copy with every None filled from the model's defaults, then checked against its family."""
+        filled = replace(
+            self,
+            steps=defaults.steps if self.steps is None else self.steps,
+            guidance=defaults.guidance if self.guidance is None else self.guidance,
+            guidance_rescale=defaults.guidance_rescale if self.guidance_rescale is None else self.guidance_rescale,
+            seed=secrets.randbelow(MAX_SEED + 1) if self.seed is None else self.seed,
+            width=defaults.size if self.width is None else self.width,
+            height=defaults.size if self.height is None else self.height,
+            scheduler=self.scheduler if self.scheduler is not None else defaults.scheduler,
+            strength=(defaults.strength if self.strength is None else self.strength) if self.is_img2img else None,
+        )
+        filled.validate(family)
+        return filled
+
+    def validate(self, family: str | None = None) -> None:
+        """Raise RequestError naming the first field that is out of range. None fields are not checked."""
+        if not isinstance(self.prompt, str):
+            raise RequestError("the prompt must be text")
+        if not isinstance(self.negative_prompt, str):
+            raise RequestError("the negative prompt must be text")
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise RequestError("no model given")
+        _check_int("batch", self.batch, 1, MAX_BATCH)
+        if self.steps is not None:
+            _check_int("steps", self.steps, *STEPS_RANGE)
+        if self.guidance is not None:
+            _check_float("guidance", self.guidance, *GUIDANCE_RANGE)
+        if self.guidance_rescale is not None:
+            _check_float("guidance rescale", self.guidance_rescale, 0.0, 1.0)
+        if self.seed is not None:
+            _check_int("seed", self.seed, 0, MAX_SEED)
+        if self.strength is not None:
+            _check_float("strength", self.strength, 0.0, 1.0)
+            if self.strength == 0.0:
+                raise RequestError("strength must be above 0 (0 would return the init image unchanged)")
+        multiple = FAMILY_SIZE_MULTIPLE.get(family or "", 8)
+        for name, value in (("width", self.width), ("height", self.height)):
+            if value is None:
+                continue
+            _check_int(name, value, multiple, MAX_SIDE)
+            if value % multiple:
+                why = " (DeciDiffusion's UNet halves the latent three times)" if family == "deci" else ""
+                raise RequestError(
+                    f"{name} {value} px is not a multiple of {multiple}{why}; "
+                    f"try {max(multiple, value // multiple * multiple)} or {(value // multiple + 1) * multiple}"
+                )
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RequestError(f"{name} must be a whole number, got {value!r}")
+    if not low <= value <= high:
+        raise RequestError(f"{name} must be between {low} and {high}, got {value}")
+
+
+def _check_float(name: str, value: Any, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:  # NaN != NaN
+        raise RequestError(f"{name} must be a number, got {value!r}")
+    if not low <= value <= high:
+        raise RequestError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """One denoising step done. `preview` is a small PIL image of the predicted result (or None)."""
+
+    step: int  # 1-based
+    total: int
+    preview: Image.Image | None
+    batch: int = 1
+
+
+@dataclass
+class GenerationResult:
+    image: Image.Image
+    seed: int
+    nsfw: bool | None
+    metadata: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+def request_fields(request: GenerationRequest) -> dict[str, Any]:
+    """The request as JSON-ready fields for metadata (the init image is recorded by hash elsewhere)."""
+    data = asdict(replace(request, init_image=None))
+    data.pop("init_image")
+    return data

@@ -1,0 +1,203 @@
+"""Tiny random-weight pipelines, built offline and deterministically.
+
+Tests, CI and bug reports need a real diffusers pipeline without downloading gigabytes. These use each
+family's real component classes and scheduler configs at tiny widths (a 4-block VAE keeps the scale
+factor 8, so 64x64 images) and the real CLIP vocabulary shipped in `studio/resources`. Their images are
+noise: a tiny model proves plumbing, never quality.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from studio.engine.resources import clip_tokenizer_dir
+
+FAMILIES = ("sd1", "sd2", "deci")
+TINY_WIDTH = 32  # text encoder hidden size == UNet cross-attention dim
+
+# The real scheduler configs of the families (only the fields that matter; the rest are class defaults).
+SD1_SCHEDULER = {
+    "_class_name": "PNDMScheduler",
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "prediction_type": "epsilon",
+    "clip_sample": False,
+}
+SD2_SCHEDULER = {
+    "_class_name": "DDIMScheduler",
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "prediction_type": "v_prediction",
+    "clip_sample": False,
+}
+DECI_SCHEDULER = {
+    "_class_name": "DDIMScheduler",
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "squaredcos_cap_v2",
+    "num_train_timesteps": 1000,
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+    "prediction_type": "v_prediction",
+    "clip_sample": False,
+    "rescale_betas_zero_snr": True,
+    "timestep_spacing": "trailing",
+}
+
+README = """# Tiny random-weight {family} pipeline
+
+Built by `studio make-tiny-model --family {family} --seed {seed}` for tests, CI and bug reports.
+Same component classes and configs as the family, tiny widths, random weights: its images are noise.
+"""
+
+
+def _scheduler(config: dict):
+    import diffusers
+
+    cfg = dict(config)
+    cls = getattr(diffusers, cfg.pop("_class_name"))
+    return cls.from_config(cfg)
+
+
+def _text_encoder(family: str):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    cfg = CLIPTextConfig(
+        vocab_size=49408,
+        hidden_size=TINY_WIDTH,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        projection_dim=TINY_WIDTH,
+        # SD 2.x uses OpenCLIP's gelu and "!" as padding; SD 1.x / Deci use OpenAI CLIP's quick_gelu.
+        hidden_act="gelu" if family == "sd2" else "quick_gelu",
+        pad_token_id=0 if family == "sd2" else 49407,
+        bos_token_id=49406,
+        eos_token_id=49407,
+    )
+    return CLIPTextModel(cfg)
+
+
+def _tokenizer(family: str):
+    from transformers import CLIPTokenizer
+
+    extra = {"pad_token": "!"} if family == "sd2" else {}
+    return CLIPTokenizer.from_pretrained(clip_tokenizer_dir(), **extra)
+
+
+def _vae():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 16, 16, 16),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=64,
+        scaling_factor=0.18215,
+    )
+
+
+def _unet(family: str):
+    from diffusers import UNet2DConditionModel
+
+    sd2 = family == "sd2"
+    return UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        norm_num_groups=8,
+        cross_attention_dim=TINY_WIDTH,
+        attention_head_dim=(2, 4) if sd2 else 8,
+        use_linear_projection=sd2,
+        upcast_attention=sd2,
+    )
+
+
+def _safety_checker(threshold: float):
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPImageProcessor
+
+    config = CLIPConfig(
+        text_config={"hidden_size": 16, "intermediate_size": 37, "num_hidden_layers": 1, "num_attention_heads": 2},
+        vision_config={
+            "hidden_size": 16,
+            "intermediate_size": 37,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
+        projection_dim=16,
+    )
+    checker = StableDiffusionSafetyChecker(config)
+    # The checker flags an image when cosine(image, concept) - threshold > 0 for any concept. Thresholds of
+    # 1.0 never flag (cosine <= 1); tests build a copy with -1.0, which flags everything, for the real path.
+    checker.concept_embeds_weights.data.fill_(threshold)
+    checker.special_care_embeds_weights.data.fill_(threshold)
+    processor = CLIPImageProcessor(
+        size={"shortest_edge": 32},
+        crop_size={"height": 32, "width": 32},
+        image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711],
+    )
+    return checker, processor
+
+
+def build_tiny_pipeline(family: str = "sd1", seed: int = 0, *, safety_threshold: float = 1.0):
+    """A tiny `StableDiffusionPipeline` of the family, in memory. Same seed -> same weights."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}: choose one of {', '.join(FAMILIES)}")
+    if family == "deci":
+        raise ValueError("the tiny 'deci' family needs the native DeciDiffusion UNet, which is not built yet")
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    torch.manual_seed(seed)
+    unet = _unet(family)
+    vae = _vae()
+    text_encoder = _text_encoder(family)
+    scheduler = _scheduler(SD2_SCHEDULER if family == "sd2" else SD1_SCHEDULER)
+    checker, processor = _safety_checker(safety_threshold) if family == "sd1" else (None, None)
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=_tokenizer(family),
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=checker,
+        feature_extractor=processor,
+        requires_safety_checker=family == "sd1",
+    )
+
+
+def make_tiny_model(directory: str | Path, family: str = "sd1", seed: int = 0, *, safety_threshold: float = 1.0) -> Path:
+    """Write a tiny pipeline in diffusers layout (safetensors) to `directory` and return it."""
+    directory = Path(directory)
+    pipe = build_tiny_pipeline(family, seed, safety_threshold=safety_threshold)
+    directory.mkdir(parents=True, exist_ok=True)
+    pipe.save_pretrained(directory, safe_serialization=True)
+    (directory / "README.md").write_text(README.format(family=family, seed=seed), encoding="utf-8")
+    marker = {"family": family, "seed": seed, "tiny": True, "safety_threshold": safety_threshold}
+    (directory / "studio_tiny.json").write_text(json.dumps(marker, indent=2), encoding="utf-8")
+    return directory

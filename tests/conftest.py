@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny random-weight models, built once per test session (about a second each)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the network
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd1(tmp_path_factory):
+    from studio.engine.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd1", "sd1", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd2(tmp_path_factory):
+    from studio.engine.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd2", "sd2", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd1_flagging(tmp_path_factory):
+    """sd1 with safety thresholds at -1: the real checker flags every image."""
+    from studio.engine.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd1-flag", "sd1", seed=0, safety_threshold=-1.0)
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """One CPU engine for the session, keeping several tiny models loaded."""
+    from studio.engine import Engine
+
+    return Engine(device="cpu", max_models=6, preview="linear")

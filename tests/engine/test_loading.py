@@ -1,0 +1,139 @@
+"""Model sources: catalogue, hub cache (offline, real cache layout), folders, refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from studio.engine import Engine, GenerationRequest, ModelNotFoundError, RequestError
+from studio.engine.loading import (
+    allow_patterns,
+    choose_placement,
+    detect_folder_family,
+    fetch_from_hub,
+    resolve_source,
+)
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def fake_hub_cache(cache, repo, model_dir, commit=COMMIT, ref="main"):
+    """The Hugging Face cache layout: models--owner--name/{snapshots/<commit>/..., refs/<ref>}."""
+    root = cache / f"models--{repo.replace('/', '--')}"
+    shutil.copytree(model_dir, root / "snapshots" / commit)
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / ref).write_text(commit)
+    return root / "snapshots" / commit
+
+
+def test_resolve_source_kinds(tiny_sd1, tmp_path):
+    assert resolve_source("sd-1.4").kind == "catalog"
+    assert resolve_source(str(tiny_sd1)).kind == "folder"
+    hub = resolve_source("someone/some-model@abc123")
+    assert (hub.kind, hub.repo, hub.revision) == ("hub", "someone/some-model", "abc123")
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"x")
+    assert resolve_source(str(weights)).kind == "file"
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    with pytest.raises(RequestError, match="not a model file"):
+        resolve_source(str(notes))
+    with pytest.raises(ModelNotFoundError, match="not in the catalogue"):
+        resolve_source("no-such-model")
+
+
+def test_family_detection_from_configs(tiny_sd1, tiny_sd2):
+    assert detect_folder_family(tiny_sd1) == "sd1"
+    assert detect_folder_family(tiny_sd2) == "sd2"
+
+
+def test_hub_model_loads_from_the_local_cache_offline(tiny_sd2, tmp_path):
+    fake_hub_cache(tmp_path, "someone/tiny-v", tiny_sd2)
+    engine = Engine(device="cpu", offline=True, cache_dir=tmp_path, preview="none")
+    result = engine.generate(
+        GenerationRequest(model=f"someone/tiny-v@{COMMIT}", prompt="x", steps=2, width=64, height=64, seed=1)
+    )[0]
+    assert result.metadata["model"]["repo"] == "someone/tiny-v"
+    assert result.metadata["model"]["revision"] == COMMIT
+    assert result.metadata["model"]["family"] == "sd2"
+    # A branch name resolves through refs/ to the same pinned snapshot.
+    assert fetch_from_hub("someone/tiny-v", "main", offline=True, cache_dir=tmp_path).name == COMMIT
+
+
+def test_missing_hub_model_offline_says_how_to_get_it(tmp_path):
+    engine = Engine(device="cpu", offline=True, cache_dir=tmp_path)
+    with pytest.raises(ModelNotFoundError) as info:
+        engine.load("sd-1.4")
+    message = str(info.value)
+    assert "CompVis/stable-diffusion-v1-4" in message and "not downloaded" in message and "offline" in message
+
+
+def test_download_is_limited_to_what_is_used():
+    from studio.engine.catalog import CATALOG
+
+    deci = CATALOG["deci-diffusion-1.0"]
+    patterns = allow_patterns(deci, deci.family)
+    assert "flexible_unet/*.safetensors" in patterns
+    assert not any(p.startswith("unet/") for p in patterns)
+    assert not any(p.startswith("safety_checker") for p in patterns)
+    sd14 = CATALOG["sd-1.4"]
+    assert "safety_checker/*.safetensors" in allow_patterns(sd14, sd14.family)
+
+
+def test_placement_choices():
+    placement = choose_placement("auto", "auto")
+    assert placement.device in {"cpu", "cuda", "mps"}
+    assert choose_placement("cpu", "auto").dtype_name == "float32"
+    assert choose_placement("cpu", "bf16").dtype_name == "bfloat16"
+    with pytest.raises(RequestError, match="not supported on the CPU"):
+        choose_placement("cpu", "float16")
+    with pytest.raises(RequestError, match="unknown device"):
+        choose_placement("tpu")
+
+
+def test_cuda_asked_on_a_machine_without_it():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(RequestError, match="sees no CUDA GPU"):
+        choose_placement("cuda")
+
+
+def test_not_a_diffusers_folder(tmp_path):
+    (tmp_path / "unet").mkdir()
+    with pytest.raises(RequestError, match="missing vae/, text_encoder/, tokenizer/, scheduler/"):
+        Engine(device="cpu").load(str(tmp_path))
+
+
+def test_pickle_only_weights_are_refused_without_opt_in(tiny_sd1, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_sd1, folder)
+    vae = folder / "vae" / "diffusion_pytorch_model.safetensors"
+    torch.save(load_file(vae), folder / "vae" / "diffusion_pytorch_model.bin")
+    vae.unlink()
+    with pytest.raises(RequestError, match="pickle"):
+        Engine(device="cpu").load(str(folder))
+    loaded = Engine(device="cpu", allow_ckpt=True).load(str(folder))  # opt-in: weights_only loading
+    assert loaded.family == "sd1"
+
+
+def test_repository_code_is_never_run(tiny_sd1, tmp_path):
+    """A folder naming a custom pipeline class and shipping code loads with our classes; its code never runs."""
+    folder = tmp_path / "custom"
+    shutil.copytree(tiny_sd1, folder)
+    marker = tmp_path / "code-ran"
+    (folder / "pipeline.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    index = json.loads((folder / "model_index.json").read_text())
+    index["_class_name"] = ["pipeline", "EvilPipeline"]
+    (folder / "model_index.json").write_text(json.dumps(index))
+    result = Engine(device="cpu", preview="none").generate(
+        GenerationRequest(model=str(folder), prompt="x", steps=2, width=64, height=64, seed=0)
+    )
+    assert result[0].image.size == (64, 64)
+    assert not marker.exists()
