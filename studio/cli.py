@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import io
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -180,7 +179,7 @@ def cmd_generate(args) -> int:
 def save_result(result, output_dir: Path) -> Path:
     """Save one result with its metadata under a fresh, safe name in `output_dir`."""
     from studio.library.images import save_image
-    from studio.library.naming import output_path
+    from studio.library.naming import discard_placeholder, output_path
 
     request = result.metadata["request"]
     fields = {
@@ -196,16 +195,8 @@ def save_result(result, output_dir: Path) -> Path:
     try:
         return save_image(result.image, path, result.metadata)
     except BaseException:
-        _remove_placeholder(path)
+        discard_placeholder(path)
         raise
-
-
-def _remove_placeholder(path: Path) -> None:
-    try:
-        if path.exists() and path.stat().st_size == 0:
-            path.unlink()
-    except OSError:
-        pass
 
 
 def _download_printer() -> Callable:
@@ -270,8 +261,7 @@ def parse_batch_input(data) -> tuple[list[str], dict]:
 
 def cmd_batch(args) -> int:
     from studio.engine import GenerationRequest
-    from studio.library.images import atomic_write_bytes
-    from studio.library.metadata import pnginfo_for
+    from studio.library.images import atomic_write_bytes, encode_image
 
     try:
         data = json.loads(args.input.read_text(encoding="utf-8"))
@@ -296,12 +286,11 @@ def cmd_batch(args) -> int:
         for result in engine.generate(request):
             for warning in result.warnings:
                 print(f"studio: warning: {warning}", file=sys.stderr)
-            buffer = io.BytesIO()
-            result.image.save(buffer, format="PNG", pnginfo=pnginfo_for(result.metadata))
+            png = encode_image(result.image, "PNG", result.metadata)
             out.append(
                 {
                     "prompt": request.prompt,
-                    "generated_image": base64.b64encode(buffer.getvalue()).decode("ascii"),
+                    "generated_image": base64.b64encode(png).decode("ascii"),
                     "nsfw_content_detected": result.nsfw,
                 }
             )

@@ -9,7 +9,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,9 @@ class Engine:
 
     def load(self, model: str) -> LoadedModel:
         """The loaded model for `model`, from the cache or loaded now (downloading if needed and allowed)."""
+        with self._lock:
+            if ("memory", model) in self._models:
+                return self._models[("memory", model)]
         source = loading.resolve_source(model)
         placement = self.placement()
         key = (source.kind, str(source.path or source.repo), source.revision, placement)
@@ -106,6 +109,25 @@ class Engine:
             loaded = self._load_source(source, placement)
             self._models[key] = loaded
             return loaded
+
+    def add_pipeline(self, name: str, pipeline, family: str) -> LoadedModel:
+        """Use an already built StableDiffusionPipeline as model `name` (benchmarks, scripts, notebooks)."""
+        placement = self.placement()
+        pipeline.set_progress_bar_config(disable=True)
+        pipeline.to(placement.device, placement.dtype)
+        source = ModelSource(name, "memory", family=family)
+        loaded = LoadedModel(
+            source=source,
+            family=family,
+            placement=placement,
+            txt2img=pipeline,
+            scheduler_config=dict(pipeline.scheduler.config),
+            scheduler_class=type(pipeline.scheduler),
+            safety_checker=pipeline.safety_checker,
+        )
+        with self._lock:
+            self._models[("memory", name)] = loaded
+        return loaded
 
     def loaded_models(self) -> list[LoadedModel]:
         return list(self._models.values())
@@ -277,11 +299,11 @@ def _capture_x0(scheduler) -> list:
 def _prepare_init_image(req: GenerationRequest):
     from PIL import Image
 
-    from studio.library.images import ImageLoadError, load_image, sha256_image
+    from studio.library.images import ImageLoadError, load_image, sha256_image, to_rgb
 
     source = req.init_image
     try:
-        image = source.convert("RGB") if isinstance(source, Image.Image) else load_image(source)
+        image = to_rgb(source) if isinstance(source, Image.Image) else load_image(source)
     except ImageLoadError as exc:
         raise RequestError(f"init image: {exc}") from None
     digest = sha256_image(image)
@@ -348,5 +370,5 @@ def build_metadata(model: LoadedModel, req: GenerationRequest, scheduler, index:
         "dtype": model.placement.dtype_name,
         "nsfw": nsfw,
         "versions": _versions(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }

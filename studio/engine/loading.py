@@ -328,7 +328,7 @@ def load_folder(folder: Path, family: str, placement: Placement, *, allow_pickle
                 folder, subfolder="safety_checker", torch_dtype=dtype, use_safetensors=use_st
             )
             processor = CLIPImageProcessor.from_pretrained(folder, subfolder="feature_extractor")
-    except (OSError, EnvironmentError) as exc:
+    except OSError as exc:
         raise RequestError(_explain_load_error(folder, exc, allow_pickle)) from None
     pipe = StableDiffusionPipeline(
         vae=vae,

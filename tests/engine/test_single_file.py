@@ -1,0 +1,512 @@
+"""Single-file checkpoints: detection, refusals, offline loading (tiny LDM exports) and the shipped configs."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from studio.engine.resources import component_configs_dir
+from studio.engine.single_file import (
+    SingleFileError,
+    detect_family,
+    family_from_shapes,
+    load_single_file,
+    read_checkpoint_header,
+    read_checkpoint_keys,
+)
+from studio.engine.tiny import build_tiny_pipeline
+from tests.engine.ldm_export import pipeline_to_ldm, save_safetensors, write_config_dir
+
+FAMILIES = ("sd1", "sd2")
+PREDICTION = {"sd1": "epsilon", "sd2": "v_prediction"}
+SCHEDULER = {"sd1": "PNDMScheduler", "sd2": "DDIMScheduler"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy 2-core box OpenMP oversubscription makes a
+    2-step 64x64 generation take seconds instead of ~50 ms. Restored afterwards for the other modules."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    """Per family: the tiny pipeline, its LDM state dict, that dict as .safetensors, a weightless config dir."""
+    out = {}
+    for family in FAMILIES:
+        base = tmp_path_factory.mktemp(f"tiny-{family}")
+        pipe = build_tiny_pipeline(family, seed=1)
+        state = pipeline_to_ldm(pipe, family)
+        path = save_safetensors(state, base / f"tiny-{family}.safetensors")
+        configs = write_config_dir(pipe, base / "configs")
+        out[family] = {"pipe": pipe, "state": state, "path": path, "configs": configs}
+    return out
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Pretend to be online (HF offline flags off) while any socket use fails and is recorded."""
+    import diffusers.utils.hub_utils
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(diffusers.utils.hub_utils, "HF_HUB_OFFLINE", False)
+    attempts: list[tuple] = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network access attempted in an offline test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    return attempts
+
+
+def _save(state: dict, path: Path) -> Path:
+    return save_safetensors({k: v.contiguous() for k, v in state.items()}, path)
+
+
+def _assert_same_weights(original, loaded):
+    for name in ("unet", "vae", "text_encoder"):
+        expected = getattr(original, name).state_dict()
+        actual = getattr(loaded, name).state_dict()
+        assert expected.keys() == actual.keys(), name
+        different = [key for key in expected if not torch.equal(expected[key], actual[key])]
+        assert different == [], f"{name}: {different[:3]}"
+
+
+# ------------------------------------------------------------------------------------------------- loading
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_ldm_export_round_trips_every_tensor_offline(exports, no_network, family):
+    export = exports[family]
+    pipe, loaded_family = load_single_file(export["path"], config_dir=export["configs"])
+
+    assert loaded_family == family
+    _assert_same_weights(export["pipe"], pipe)
+    assert type(pipe.scheduler).__name__ == SCHEDULER[family]
+    assert pipe.scheduler.config.prediction_type == PREDICTION[family]
+    assert pipe.tokenizer.pad_token == ("!" if family == "sd2" else "<|endoftext|>")
+    assert len(pipe.tokenizer) == 49408
+    assert pipe.safety_checker is None
+    assert pipe.config.requires_safety_checker is False
+    assert (pipe.feature_extractor is not None) == (family == "sd1")  # the tiny sd2 has no feature extractor
+
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe(
+        "a lighthouse", num_inference_steps=2, height=64, width=64, generator=torch.Generator().manual_seed(0)
+    ).images[0]
+    assert image.size == (64, 64)
+    assert no_network == []
+
+
+def test_load_with_torch_dtype(exports, tmp_path):
+    export = exports["sd1"]
+    pipe, _ = load_single_file(export["path"], config_dir=export["configs"], torch_dtype=torch.bfloat16)
+    for model in (pipe.unet, pipe.vae, pipe.text_encoder):
+        assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    # A half-precision file without torch_dtype loads as float32 (the configs' dtype), values unchanged.
+    half = {k: v.half() if v.is_floating_point() else v for k, v in export["state"].items()}
+    pipe, _ = load_single_file(_save(half, tmp_path / "fp16.safetensors"), config_dir=export["configs"])
+    for model in (pipe.unet, pipe.vae, pipe.text_encoder):
+        assert {p.dtype for p in model.parameters()} == {torch.float32}
+    conv_in = export["pipe"].unet.conv_in.weight
+    assert torch.equal(pipe.unet.conv_in.weight, conv_in.half().float())
+
+
+def test_unnested_clip_keys_of_older_sd1_files_load(exports, tmp_path):
+    export = exports["sd1"]
+    old_style = "cond_stage_model.transformer.text_model."
+    state = {k.replace(old_style, "cond_stage_model.transformer."): v for k, v in export["state"].items()}
+    path = _save(state, tmp_path / "old-clip-keys.safetensors")
+    assert detect_family(path) == "sd1"
+    pipe, _ = load_single_file(path, config_dir=export["configs"])
+    _assert_same_weights(export["pipe"], pipe)
+
+
+def test_the_network_guard_catches_a_hub_request(no_network):
+    from huggingface_hub import get_session
+
+    with pytest.raises(Exception):  # noqa: B017 - whichever error the HTTP client wraps the refusal in
+        get_session().head("https://huggingface.co/api/models", timeout=2)
+    assert no_network != []
+
+
+def test_shipped_configs_are_the_default_and_checked_against_the_file(exports):
+    # A tiny (32-wide) file against the real SD 1.x configs: refused up front, no model is built.
+    with pytest.raises(SingleFileError, match=r"does not match .* Stable Diffusion 1\.x component configs"):
+        load_single_file(exports["sd1"]["path"])
+
+
+def test_missing_component_is_refused(exports, tmp_path):
+    state = {k: v for k, v in exports["sd1"]["state"].items() if not k.startswith("first_stage_model.")}
+    path = _save(state, tmp_path / "no-vae.safetensors")
+    with pytest.raises(SingleFileError, match=r"no VAE weights"):
+        load_single_file(path, config_dir=exports["sd1"]["configs"])
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("model.diffusion_model.out.2.weight", "lacks UNet weights the config expects"),
+        ("first_stage_model.decoder.conv_out.bias", "lacks VAE weights the config expects"),
+        (
+            "cond_stage_model.model.ln_final.weight",
+            r"lacks 1 text encoder weight\(s\) .*final_layer_norm\.weight",
+        ),
+    ],
+)
+def test_missing_tensor_is_reported_not_left_on_meta(exports, tmp_path, key, expected):
+    state = dict(exports["sd2"]["state"])
+    del state[key]
+    path = _save(state, tmp_path / "partial.safetensors")
+    with pytest.raises(SingleFileError, match=expected):
+        load_single_file(path, config_dir=exports["sd2"]["configs"])
+
+
+# ---------------------------------------------------------------------------------------- header & family
+
+
+def test_header_gives_keys_and_shapes_without_loading_tensors(exports, monkeypatch):
+    import safetensors
+    import safetensors.torch
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a tensor was loaded")
+
+    monkeypatch.setattr(safetensors, "safe_open", forbidden)
+    monkeypatch.setattr(safetensors.torch, "load_file", forbidden)
+    state, path = exports["sd2"]["state"], exports["sd2"]["path"]
+    assert read_checkpoint_keys(path) == set(state)
+    assert read_checkpoint_header(path) == {k: tuple(v.shape) for k, v in state.items()}
+    assert detect_family(path) == "sd2"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_detect_family_of_tiny_exports(exports, family):
+    assert detect_family(exports[family]["path"]) == family
+    assert detect_family(exports[family]["path"], family=family) == family
+
+
+def test_family_hint_contradicting_the_keys_is_an_error(exports):
+    with pytest.raises(SingleFileError, match=r"Stable Diffusion 1\.x checkpoint, but family 'sd2'"):
+        detect_family(exports["sd1"]["path"], family="sd2")
+    with pytest.raises(SingleFileError, match="unknown family"):
+        detect_family(exports["sd1"]["path"], family="sdxl")
+
+
+def test_family_from_widths_when_the_text_encoder_is_absent(exports):
+    shapes = {
+        k: tuple(v.shape) for k, v in exports["sd1"]["state"].items() if not k.startswith("cond_stage_model.")
+    }
+    with pytest.raises(SingleFileError, match="cannot tell its family"):
+        family_from_shapes(shapes)  # 32-wide: no rule
+    assert family_from_shapes(shapes, family="sd2") == "sd2"
+    real = dict(shapes)
+    for key, shape in shapes.items():
+        if key.endswith("attn2.to_k.weight"):
+            real[key] = (shape[0], 1024)
+    assert family_from_shapes(real) == "sd2"
+    with pytest.raises(SingleFileError, match="1024-wide cross-attention"):
+        family_from_shapes(real, family="sd1")
+
+
+def test_text_encoder_width_must_match_cross_attention(exports):
+    shapes = {k: tuple(v.shape) for k, v in exports["sd1"]["state"].items()}
+    shapes["cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"] = (49408, 1024)
+    with pytest.raises(SingleFileError, match="text encoder width 1024 does not match"):
+        family_from_shapes(shapes)
+
+
+# -------------------------------------------------------------------------------------------- refusals
+
+
+def test_sdxl_is_refused(exports, tmp_path):
+    state = {k: v for k, v in exports["sd1"]["state"].items() if not k.startswith("cond_stage_model.")}
+    for key, value in exports["sd1"]["state"].items():
+        if key.startswith("cond_stage_model.transformer."):
+            state[key.replace("cond_stage_model.", "conditioner.embedders.0.")] = value
+    state["conditioner.embedders.1.model.positional_embedding"] = torch.zeros(77, 32)
+    path = _save(state, tmp_path / "sdxl.safetensors")
+    with pytest.raises(
+        SingleFileError, match=r"Stable Diffusion XL .*supported: Stable Diffusion 1\.x and 2\.x"
+    ) as err:
+        detect_family(path)
+    assert str(path) in str(err.value)
+    with pytest.raises(SingleFileError, match="XL"):
+        load_single_file(path, config_dir=exports["sd1"]["configs"])
+
+
+def test_sgm_layout_sd2_is_refused_without_calling_it_sdxl(exports):
+    shapes = {
+        key.replace("cond_stage_model.", "conditioner.embedders.0."): tuple(value.shape)
+        for key, value in exports["sd2"]["state"].items()
+    }
+    with pytest.raises(SingleFileError, match=r"SGM-layout checkpoint .*SD-Turbo"):
+        family_from_shapes(shapes)
+
+
+def test_inpainting_unet_is_refused(exports, tmp_path):
+    state = dict(exports["sd1"]["state"])
+    conv_in = state["model.diffusion_model.input_blocks.0.0.weight"]
+    state["model.diffusion_model.input_blocks.0.0.weight"] = torch.zeros(conv_in.shape[0], 9, 3, 3)
+    path = _save(state, tmp_path / "inpaint.safetensors")
+    with pytest.raises(SingleFileError, match=r"inpainting model \(UNet with 9 input channels\)"):
+        detect_family(path)
+    with pytest.raises(SingleFileError, match="inpainting"):
+        load_single_file(path, config_dir=exports["sd1"]["configs"])
+
+
+def test_diffusers_format_file_is_refused(exports, tmp_path):
+    path = _save(exports["sd1"]["pipe"].unet.state_dict(), tmp_path / "diffusion_pytorch_model.safetensors")
+    with pytest.raises(SingleFileError, match="UNet in diffusers format .* load the whole diffusers folder"):
+        detect_family(path)
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        ({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": (4, 32)}, "LoRA"),
+        ({"first_stage_model.encoder.conv_in.weight": (8, 3, 3, 3)}, "standalone VAE"),
+        (
+            {"encoder.conv_in.weight": (8, 3, 3, 3), "decoder.up.0.block.0.conv1.weight": (8, 8, 3, 3)},
+            "standalone VAE",
+        ),
+        ({"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": (9, 3)}, "Stable Diffusion 3"),
+        ({"double_blocks.0.img_attn.norm.key_norm.scale": (128,)}, "FLUX"),
+        ({"emb_params": (2, 768)}, "textual-inversion embedding"),
+        ({"control_model.time_embed.0.weight": (1280, 320)}, "ControlNet"),
+        ({"classifier.weight": (10, 512)}, "not a Stable Diffusion checkpoint"),
+    ],
+)
+def test_other_files_say_what_they_seem_to_be(keys, expected):
+    with pytest.raises(SingleFileError, match=expected):
+        family_from_shapes(keys, "x.safetensors")
+
+
+def test_empty_file_is_refused(tmp_path):
+    path = tmp_path / "empty.safetensors"
+    path.write_bytes(b"")
+    with pytest.raises(SingleFileError, match=r"empty\.safetensors: is empty \(0 bytes\)"):
+        detect_family(path)
+    with pytest.raises(SingleFileError, match="is empty"):
+        load_single_file(path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        os.urandom(4096),
+        len(b"[1, 2, 3]").to_bytes(8, "little") + b"[1, 2, 3]",  # a JSON header, but not an object
+        len(b'{"a": 1}').to_bytes(8, "little") + b'{"a": 1}',  # an entry without dtype/shape/offsets
+        b"<html><body>404 Not Found</body></html>",
+    ],
+)
+def test_garbage_file_is_refused(tmp_path, content):
+    path = tmp_path / "garbage.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(SingleFileError, match=r"garbage\.safetensors: is not a valid \.safetensors file"):
+        detect_family(path)
+    with pytest.raises(SingleFileError, match="not a valid"):
+        load_single_file(path)
+
+
+def test_truncated_file_is_refused(exports, tmp_path):
+    data = exports["sd1"]["path"].read_bytes()
+    path = tmp_path / "truncated.safetensors"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(SingleFileError, match="is truncated"):
+        detect_family(path)
+
+
+def test_missing_file_folder_and_unknown_suffix(tmp_path):
+    with pytest.raises(SingleFileError, match="no such file"):
+        load_single_file(tmp_path / "absent.safetensors")
+    with pytest.raises(SingleFileError, match="is a folder"):
+        detect_family(tmp_path)
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF....")
+    with pytest.raises(SingleFileError, match=r"unsupported file type '\.gguf'"):
+        load_single_file(gguf)
+
+
+def test_error_is_a_value_error_on_one_line(tmp_path):
+    path = tmp_path / "empty.safetensors"
+    path.write_bytes(b"")
+    with pytest.raises(ValueError) as err:
+        load_single_file(path)
+    assert isinstance(err.value, SingleFileError)
+    assert "\n" not in str(err.value)
+    assert err.value.path == str(path)
+    copy = pickle.loads(pickle.dumps(err.value))
+    assert (type(copy), str(copy), copy.path) == (SingleFileError, str(err.value), str(path))
+
+
+# ------------------------------------------------------------------------------------------- pickles
+
+
+@pytest.mark.parametrize("suffix", [".ckpt", ".pt", ".pth", ".bin"])
+def test_pickle_refused_without_opt_in(exports, tmp_path, suffix):
+    path = tmp_path / f"model{suffix}"
+    torch.save(exports["sd1"]["state"], path)
+    with pytest.raises(SingleFileError, match=r"pickle checkpoint .*arbitrary code.*--allow-ckpt"):
+        load_single_file(path, config_dir=exports["sd1"]["configs"])
+    with pytest.raises(SingleFileError, match="--allow-ckpt"):
+        detect_family(path)
+    with pytest.raises(SingleFileError, match="pickle"):
+        read_checkpoint_keys(path)
+
+
+def test_ckpt_loads_with_opt_in(exports, tmp_path, no_network):
+    export = exports["sd2"]
+    path = tmp_path / "v2-tiny.ckpt"
+    # The Lightning layout of real .ckpt files: weights nested under "state_dict" next to plain metadata.
+    torch.save({"state_dict": export["state"], "global_step": 875000, "epoch": 3}, path)
+    assert detect_family(path, allow_ckpt=True) == "sd2"
+    pipe, family = load_single_file(path, allow_ckpt=True, config_dir=export["configs"])
+    assert family == "sd2"
+    _assert_same_weights(export["pipe"], pipe)
+    assert no_network == []
+
+
+class _Payload:
+    """Unpickling this runs os.mkdir(marker): what a hostile .ckpt would do with something worse."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_pickle_with_code_is_refused_even_with_opt_in(exports, tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "hostile.ckpt"
+    torch.save({"state_dict": exports["sd1"]["state"], "callback": _Payload(marker)}, path)
+    with pytest.raises(
+        SingleFileError, match=r"objects other than tensors, refused even with --allow-ckpt .*posix\.mkdir"
+    ):
+        load_single_file(path, allow_ckpt=True, config_dir=exports["sd1"]["configs"])
+    with pytest.raises(SingleFileError, match="other than tensors"):
+        detect_family(path, allow_ckpt=True)
+    assert not marker.exists()
+
+
+def test_pickle_without_tensors_is_refused(tmp_path):
+    path = tmp_path / "notes.ckpt"
+    torch.save({"epoch": 1}, path)
+    with pytest.raises(SingleFileError, match="holds no tensors"):
+        detect_family(path, allow_ckpt=True)
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(b"not a pickle at all")
+    with pytest.raises(SingleFileError, match="not a readable PyTorch checkpoint"):
+        detect_family(broken, allow_ckpt=True)
+    truncated = tmp_path / "truncated.ckpt"
+    torch.save({"w": torch.zeros(1000)}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    with pytest.raises(SingleFileError, match="not a readable PyTorch checkpoint"):
+        detect_family(truncated, allow_ckpt=True)
+
+
+# -------------------------------------------------------------------------------- shipped real configs
+
+REAL_COUNTS = {  # measured with the configs instantiated on the meta device (no weights)
+    "sd1": {"unet": 859_520_964, "vae": 83_653_863, "text_encoder": 123_060_480},
+    "sd2": {"unet": 865_910_724, "vae": 83_653_863, "text_encoder": 340_387_840},
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_shipped_configs_build_the_real_architectures(family):
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    configs = component_configs_dir(family)
+    with init_empty_weights():
+        models = {
+            "unet": UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(configs / "unet")),
+            "vae": AutoencoderKL.from_config(AutoencoderKL.load_config(configs / "vae")),
+            "text_encoder": CLIPTextModel(CLIPTextConfig.from_pretrained(configs / "text_encoder")),
+        }
+    counts = {name: sum(p.numel() for p in model.parameters()) for name, model in models.items()}
+    assert counts == REAL_COUNTS[family]
+    assert all(p.is_meta for model in models.values() for p in model.parameters())
+
+
+def test_shipped_config_values():
+    sd1, sd2 = component_configs_dir("sd1"), component_configs_dir("sd2")
+
+    def read(path: Path) -> dict:
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    s1 = read(sd1 / "scheduler" / "scheduler_config.json")
+    assert (s1["_class_name"], s1["prediction_type"], s1["beta_schedule"]) == (
+        "PNDMScheduler",
+        "epsilon",
+        "scaled_linear",
+    )
+    assert (s1["beta_start"], s1["beta_end"], s1["skip_prk_steps"], s1["steps_offset"]) == (
+        0.00085,
+        0.012,
+        True,
+        1,
+    )
+    s2 = read(sd2 / "scheduler" / "scheduler_config.json")
+    assert (s2["_class_name"], s2["prediction_type"]) == ("DDIMScheduler", "v_prediction")
+    u2 = read(sd2 / "unet" / "config.json")
+    assert u2["attention_head_dim"] == [5, 10, 20, 20]
+    assert (u2["use_linear_projection"], u2["upcast_attention"], u2["cross_attention_dim"]) == (
+        True,
+        True,
+        1024,
+    )
+    t1, t2 = read(sd1 / "text_encoder" / "config.json"), read(sd2 / "text_encoder" / "config.json")
+    assert (t1["hidden_size"], t1["num_hidden_layers"], t1["hidden_act"]) == (768, 12, "quick_gelu")
+    assert (t2["hidden_size"], t2["num_hidden_layers"], t2["num_attention_heads"]) == (1024, 23, 16)
+    assert (t2["hidden_act"], t2["projection_dim"]) == ("gelu", 512)
+    assert read(sd1 / "model_index.json")["requires_safety_checker"] is True
+    assert (sd1 / "safety_checker" / "config.json").is_file()
+    assert read(sd2 / "model_index.json")["safety_checker"] == [None, None]
+    for folder in (sd1, sd2):  # configs only: no weights are shipped
+        assert not [p for p in folder.rglob("*") if p.suffix in {".safetensors", ".bin", ".ckpt", ".msgpack"}]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_shipped_scheduler_and_preprocessing_configs_load(family):
+    import diffusers
+    from transformers import CLIPImageProcessor
+
+    configs = component_configs_dir(family)
+    scheduler_class = getattr(diffusers, SCHEDULER[family])
+    scheduler = scheduler_class.from_pretrained(str(configs), subfolder="scheduler", local_files_only=True)
+    assert scheduler.config.prediction_type == PREDICTION[family]
+    assert scheduler.config.steps_offset == 1
+    processor = CLIPImageProcessor.from_pretrained(str(configs / "feature_extractor"), local_files_only=True)
+    assert (processor.crop_size["height"], processor.crop_size["width"]) == (224, 224)
+
+
+def test_importing_the_module_is_cheap():
+    code = (
+        "import sys, studio.engine.single_file; "
+        "print(sorted(m for m in ('torch', 'diffusers', 'transformers', 'safetensors', 'PySide6') if m in sys.modules))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -1,0 +1,763 @@
+"""Metadata: our format written and read back through real files, and other tools' formats read."""
+
+from __future__ import annotations
+
+import io
+import json
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from studio.library import (
+    PARAMETERS_KEY,
+    STUDIO_KEY,
+    MetadataError,
+    exif_for,
+    format_parameters,
+    parse_parameters,
+    pnginfo_for,
+    read_metadata,
+    save_image,
+)
+from studio.library.metadata import (
+    JPEG_EXIF_LIMIT,
+    MAX_TEXT_BYTES,
+    decode_user_comment,
+    split_scheduler,
+)
+
+from . import samples as S
+
+# --------------------------------------------------------------------------------------------------
+# format_parameters
+# --------------------------------------------------------------------------------------------------
+
+
+def test_format_parameters_exact_text() -> None:
+    assert format_parameters(S.STUDIO_META) == (
+        "a watercolor fox, autumn forest\n"
+        "Negative prompt: blurry, low quality\n"
+        "Steps: 30, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7.5, Seed: 1235, Size: 512x512, "
+        "Model: sd-1.4, Version: latent-studio 0.1.0"
+    )
+
+
+def test_format_parameters_img2img_hash_quoting_and_numbers() -> None:
+    meta = S.studio_meta(
+        prompt="line one\nline two",
+        negative_prompt="",
+        guidance=7.0,
+        scheduler="Euler a",
+        strength=0.75,
+        width=768,
+        height=512,
+    )
+    meta["model"] = {
+        "id": None,
+        "repo": None,
+        "path": "/models/my, model: v2.safetensors",
+        "hash": "a1b2c3d4e5",
+    }
+    assert format_parameters(meta) == (
+        "line one\nline two\n"
+        "Steps: 30, Sampler: Euler a, Schedule type: Automatic, CFG scale: 7, Seed: 1235, Size: 768x512, "
+        'Model hash: a1b2c3d4e5, Model: "my, model: v2", Denoising strength: 0.75, '
+        "Version: latent-studio 0.1.0"
+    )
+
+
+def test_format_parameters_repo_basename_and_partial_meta() -> None:
+    meta = S.studio_meta()
+    meta["model"] = {"id": None, "repo": "CompVis/stable-diffusion-v1-4"}
+    assert "Model: stable-diffusion-v1-4," in format_parameters(meta)
+    # A partial dict still gives valid text, with nothing written as "None".
+    text = format_parameters({"request": {"prompt": "just a prompt"}})
+    assert text == "just a prompt\nVersion: latent-studio"
+    assert "None" not in text
+
+
+def test_quoted_values_are_json_like_a1111() -> None:
+    meta = S.studio_meta()
+    meta["model"] = {"id": 'weird "name", with\nnewline'}
+    text = format_parameters(meta)
+    assert 'Model: "weird \\"name\\", with\\nnewline"' in text
+    assert parse_parameters(text)["params"]["Model"] == 'weird "name", with\nnewline'
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("DPM++ 2M Karras", ("DPM++ 2M", "Karras")),
+        ("Euler a", ("Euler a", "Automatic")),
+        ("DDIM", ("DDIM", "Automatic")),
+        ("Karras", ("Karras", "Automatic")),
+        (None, (None, None)),
+    ],
+)
+def test_split_scheduler(name: str | None, expected: tuple[str | None, str | None]) -> None:
+    assert split_scheduler(name) == expected
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "plain prompt",
+        "a cat, sitting: on a mat, (masterpiece:1.2)",
+        "первый, 第二, ここ: 🎉🦊 emoji",
+        "multi\nline\nprompt, with: everything",
+        'quotes "inside", and \\ backslashes',
+    ],
+)
+def test_parameters_text_round_trips_through_parser(prompt: str) -> None:
+    meta = S.studio_meta(prompt=prompt, negative_prompt="neg, with: colon\nand newline")
+    parsed = parse_parameters(format_parameters(meta))
+    assert parsed["prompt"] == prompt
+    assert parsed["negative_prompt"] == "neg, with: colon\nand newline"
+    assert parsed["params"]["Seed"] == "1235"
+    assert parsed["params"]["Sampler"] == "DPM++ 2M"
+
+
+# --------------------------------------------------------------------------------------------------
+# parse_parameters on A1111 texts from the wild
+# --------------------------------------------------------------------------------------------------
+
+
+def test_parse_classic() -> None:
+    parsed = parse_parameters(S.A1111_CLASSIC)
+    assert parsed["prompt"].startswith("masterpiece, best quality")
+    assert parsed["prompt"].endswith("<lora:add_detail:0.6>")
+    assert parsed["negative_prompt"] == "(worst quality, low quality:1.4), bad hands, EasyNegative"
+    assert parsed["params"] == {
+        "Steps": "28",
+        "Sampler": "DPM++ 2M Karras",
+        "CFG scale": "7",
+        "Seed": "2179987202",
+        "Size": "512x768",
+        "Model hash": "6ce0161689",
+        "Model": "v1-5-pruned-emaonly",
+        "Clip skip": "2",
+        "ENSD": "31337",
+        "Version": "v1.6.0",
+    }
+
+
+def test_parse_hires_and_quoted_hashes() -> None:
+    params = parse_parameters(S.A1111_HIRES_LORA)["params"]
+    assert params["Lora hashes"] == "animeLineart: 2aa5c0c3a3f1"
+    assert params["TI hashes"] == "EasyNegative: c74b4e810b03"
+    assert params["Hires upscale"] == "2"
+    assert params["Hires upscaler"] == "R-ESRGAN 4x+ Anime6B"
+    assert params["Schedule type"] == "Karras"
+
+
+def test_parse_multiline_prompt_and_negative() -> None:
+    parsed = parse_parameters(S.A1111_MULTILINE_IMG2IMG)
+    assert (
+        parsed["prompt"]
+        == "a cozy cabin in the woods,\nsnow falling, warm light from the windows\n\ngolden hour"
+    )
+    assert parsed["negative_prompt"] == "people,\ntext, watermark"
+    assert parsed["params"]["Denoising strength"] == "0.6"
+
+
+def test_parse_missing_negative_prompt() -> None:
+    parsed = parse_parameters(S.A1111_NO_NEGATIVE)
+    assert parsed["prompt"] == "portrait photo of an old fisherman, 85mm, kodak portra 400"
+    assert parsed["negative_prompt"] == ""
+    assert parsed["params"]["Model"] == "nai"
+
+
+def test_parse_trailing_lines_after_parameters() -> None:
+    parsed = parse_parameters(S.A1111_TRAILING)
+    assert parsed["prompt"] == "a red fox in a snowy forest"
+    assert parsed["negative_prompt"] == "blurry"
+    assert parsed["params"]["Seed"] == "99"
+    assert parsed["params"]["Template"] == "a {red|grey} fox in a snowy forest"
+    assert parsed["trailing"] == "generated on my laptop"
+
+
+def test_parse_escaped_quotes_and_nested_commas() -> None:
+    params = parse_parameters(S.A1111_CONTROLNET)["params"]
+    assert params["ADetailer prompt"] == 'smiling face, "bright" eyes'
+    assert params["ControlNet 0"].startswith("Module: canny, Model: control_v11p_sd15_canny [d14c016b]")
+    assert params["ControlNet 0"].endswith("Control Mode: Balanced")
+    assert params["ADetailer confidence"] == "0.3"
+    assert params["Version"] == "v1.6.0"
+
+
+def test_parse_unquoted_json_values() -> None:
+    params = parse_parameters(S.CIVITAI_UNQUOTED_JSON)["params"]
+    assert json.loads(params["Hashes"]) == {"model": "31e35c80fc", "vae": "63aeecb90f"}
+    assert json.loads(params["Civitai resources"]) == [{"type": "checkpoint", "modelVersionId": 128078}]
+    assert params["Created Date"] == "2024-05-01T12:34:56.7890123Z"
+    assert params["Model"] == "juggernautXL"
+
+
+def test_parse_parameters_only_and_crlf() -> None:
+    parsed = parse_parameters(S.A1111_PARAMS_ONLY)
+    assert parsed["prompt"] == "" and parsed["negative_prompt"] == ""
+    assert parsed["params"]["Sampler"] == "Euler a"
+    parsed = parse_parameters(S.A1111_CRLF_COLONS)
+    assert parsed["prompt"] == "style: anime, mood: calm\na cat (sitting:1.2) on a mat"
+    assert parsed["negative_prompt"] == "dog"
+    assert parsed["params"]["Size"] == "640x448"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   ",
+        "just a prompt, no params",
+        "Negative prompt:",
+        'Steps: "unterminated, Seed: 1',
+        "a: b: c: d",
+        "\x00\x01\x02",
+        "Steps:" * 10_000,
+        '"' * 5000,
+        "{" * 5000 + "Steps: 1, Seed: 2",
+    ],
+)
+def test_parse_never_crashes(text: str) -> None:
+    parsed = parse_parameters(text)
+    assert set(parsed) >= {"prompt", "negative_prompt", "params"}
+    assert all(isinstance(value, str) for value in parsed["params"].values())
+
+
+def test_parse_non_string_input() -> None:
+    empty = {"prompt": "", "negative_prompt": "", "params": {}}
+    assert parse_parameters(None) == empty  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------------
+# Round trips through real files
+# --------------------------------------------------------------------------------------------------
+
+ROUND_TRIP_PROMPTS = [
+    "a watercolor fox, autumn forest",
+    "emoji 🦊🎉 and ünïcödé, 日本語のプロンプト",
+    "commas, colons: and (weights:1.3), [brackets]",
+    "first line\nsecond line: with colon\n\nfourth, after blank",
+    "  leading and trailing spaces  ",
+]
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp"])
+@pytest.mark.parametrize("prompt", ROUND_TRIP_PROMPTS)
+def test_round_trip_every_field(tmp_path: Path, suffix: str, prompt: str) -> None:
+    meta = S.studio_meta(
+        prompt=prompt, negative_prompt='ugly, "bad": hands\n🙈', strength=0.6, init_image_sha256="ab" * 32
+    )
+    meta["nsfw"] = True
+    path = save_image(Image.new("RGB", (32, 24), (10, 20, 30)), tmp_path / f"image{suffix}", meta)
+    result = read_metadata(path)
+    assert result is not None
+    assert result.source == "latent-studio"
+    assert result.studio == meta
+    assert result.prompt == prompt
+    assert result.negative_prompt == 'ugly, "bad": hands\n🙈'
+    assert (result.steps, result.guidance, result.seed) == (30, 7.5, 1235)
+    assert (result.width, result.height) == (512, 512)
+    assert result.scheduler == "DPM++ 2M Karras"
+    assert result.model == "sd-1.4"
+    assert result.strength == 0.6
+    assert result.nsfw is True
+    # The A1111 text is there too, for other tools.
+    key = PARAMETERS_KEY if suffix == ".png" else "exif:UserComment"
+    parsed = parse_parameters(result.raw[key])
+    assert parsed["prompt"] == prompt.strip()
+    assert parsed["params"]["Denoising strength"] == "0.6"
+
+
+def test_to_request_fields_and_json_output(tmp_path: Path) -> None:
+    path = save_image(Image.new("RGB", (8, 8)), tmp_path / "a.png", S.STUDIO_META)
+    result = read_metadata(path)
+    assert result is not None
+    assert result.to_request_fields() == {
+        "prompt": "a watercolor fox, autumn forest",
+        "negative_prompt": "blurry, low quality",
+        "steps": 30,
+        "guidance": 7.5,
+        "seed": 1235,
+        "width": 512,
+        "height": 512,
+        "scheduler": "DPM++ 2M Karras",
+        "model": "sd-1.4",
+    }
+    as_json = json.loads(json.dumps(result.to_dict()))
+    assert as_json["source"] == "latent-studio"
+    assert as_json["studio"]["scheduler_config"]["use_karras_sigmas"] is True
+    summary = result.summary()
+    assert summary.splitlines()[0] == "Source: Latent Studio"
+    assert "Seed: 1235" in summary and "Model revision: 133a221b" in summary
+
+
+def test_png_chunk_types(tmp_path: Path) -> None:
+    ascii_path = save_image(Image.new("RGB", (8, 8)), tmp_path / "ascii.png", S.STUDIO_META)
+    unicode_meta = S.studio_meta(prompt="café 🦊")
+    unicode_path = save_image(Image.new("RGB", (8, 8)), tmp_path / "uni.png", unicode_meta)
+    ascii_bytes, unicode_bytes = ascii_path.read_bytes(), unicode_path.read_bytes()
+    assert b"tEXtparameters\x00" in ascii_bytes
+    assert b"iTXtparameters\x00" in unicode_bytes
+    assert b"iTXtlatent-studio\x00" in ascii_bytes
+    # Pillow (what A1111 and most tools read with) sees the same text.
+    with Image.open(unicode_path) as image:
+        assert image.info[PARAMETERS_KEY] == format_parameters(S.studio_meta(prompt="café 🦊"))
+        assert json.loads(image.info[STUDIO_KEY]) == S.studio_meta(prompt="café 🦊")
+
+
+def test_pnginfo_for_and_exif_for_directly() -> None:
+    info = pnginfo_for(S.STUDIO_META)
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buffer, "PNG", pnginfo=info)
+    result = read_metadata(buffer.getvalue())
+    assert result is not None and result.studio == S.STUDIO_META
+    exif = exif_for(S.STUDIO_META)
+    assert exif[0x0131] == "latent-studio 0.1.0"
+    assert json.loads(exif[0x010E]) == S.STUDIO_META
+    comment = exif.get_ifd(0x8769)[0x9286]
+    # Byte for byte what piexif.helper.UserComment.dump(text, encoding="unicode") gives (A1111's writer).
+    assert comment == b"UNICODE\x00" + format_parameters(S.STUDIO_META).encode("utf-16-be")
+
+
+def test_exif_json_is_ascii_only() -> None:
+    meta = S.studio_meta(prompt="日本語 🦊")
+    description = exif_for(meta)[0x010E]
+    assert description.isascii()
+    assert json.loads(description) == meta
+
+
+def test_jpeg_long_prompt_drops_json_first(tmp_path: Path) -> None:
+    prompt = "word, " * 4500  # 27,000 characters: the UTF-16 comment fits, comment + JSON do not
+    meta = S.studio_meta(prompt=prompt)
+    assert len(exif_for(meta).tobytes()) > JPEG_EXIF_LIMIT
+    path = save_image(Image.new("RGB", (8, 8)), tmp_path / "long.jpg", meta)
+    result = read_metadata(path)
+    assert result is not None and result.source == "a1111"
+    assert result.prompt == prompt.strip()
+    assert result.seed == 1235
+
+
+def test_jpeg_huge_prompt_still_saves(tmp_path: Path) -> None:
+    meta = S.studio_meta(prompt="x" * 40_000)
+    path = save_image(Image.new("RGB", (8, 8)), tmp_path / "huge.jpg", meta)
+    assert read_metadata(path) is None  # nothing fitted, but the image was saved
+    with Image.open(path) as image:
+        assert image.getexif()[0x0131] == "latent-studio 0.1.0"
+
+
+def test_read_from_pillow_image(tmp_path: Path) -> None:
+    png = save_image(Image.new("RGB", (8, 8)), tmp_path / "a.png", S.STUDIO_META)
+    jpg = save_image(Image.new("RGB", (8, 8)), tmp_path / "a.jpg", S.STUDIO_META)
+    for path in (png, jpg):
+        with Image.open(path) as image:
+            result = read_metadata(image)
+        assert result is not None and result.studio == S.STUDIO_META
+    assert read_metadata(Image.new("RGB", (4, 4))) is None
+
+
+def test_no_metadata_gives_none(tmp_path: Path) -> None:
+    for suffix in (".png", ".jpg", ".webp"):
+        path = save_image(Image.new("RGB", (8, 8)), tmp_path / f"plain{suffix}", None)
+        assert read_metadata(path) is None
+    gif = tmp_path / "plain.gif"
+    Image.new("P", (8, 8)).save(gif)
+    assert read_metadata(gif) is None
+
+
+# --------------------------------------------------------------------------------------------------
+# Other tools
+# --------------------------------------------------------------------------------------------------
+
+
+def test_a1111_png(tmp_path: Path) -> None:
+    path = tmp_path / "a1111.png"
+    path.write_bytes(S.png_bytes(S.text_chunk("parameters", S.A1111_HIRES_LORA)))
+    result = read_metadata(path)
+    assert result is not None and result.source == "a1111"
+    assert result.prompt == "1girl, solo, looking at viewer, cherry blossoms, <lora:animeLineart:0.8>"
+    assert result.negative_prompt == "EasyNegative, lowres, bad anatomy"
+    assert (result.steps, result.guidance, result.seed) == (25, 6.5, 3360837375)
+    assert (result.width, result.height) == (512, 768)
+    assert result.scheduler == "DPM++ 2M Karras"
+    assert result.model == "anythingV5_PrtRE"
+    assert result.strength is None  # the hires pass's denoise, not img2img
+    assert result.extra["Denoising strength"] == "0.45"
+    assert result.extra["Lora hashes"] == "animeLineart: 2aa5c0c3a3f1"
+    assert result.studio is None
+
+
+def test_a1111_img2img_strength_and_old_sampler_names() -> None:
+    result = read_metadata(S.png_bytes(S.text_chunk("parameters", S.A1111_MULTILINE_IMG2IMG)))
+    assert result is not None
+    assert result.strength == 0.6
+    assert result.scheduler == "Euler a"
+    classic = read_metadata(S.png_bytes(S.text_chunk("parameters", S.A1111_CLASSIC)))
+    assert classic is not None and classic.scheduler == "DPM++ 2M Karras"
+    assert classic.extra["Clip skip"] == "2"
+
+
+def test_a1111_jpeg_user_comment_as_a1111_writes_it() -> None:
+    raw = b"UNICODE\x00" + S.A1111_CLASSIC.encode("utf-16-be")
+    result = read_metadata(S.jpeg_with_exif(S.user_comment_exif(raw)))
+    assert result is not None and result.source == "a1111"
+    assert result.seed == 2179987202
+    assert result.raw["exif:UserComment"] == S.A1111_CLASSIC
+
+
+def test_a1111_in_jpeg_comment_segment() -> None:
+    result = read_metadata(S.jpeg_with_exif(comment=S.A1111_NO_NEGATIVE.encode("utf-8")))
+    assert result is not None and result.source == "a1111"
+    assert result.model == "nai"
+
+
+def test_a1111_utf8_in_text_chunk() -> None:
+    # Some writers put UTF-8 bytes in tEXt (the spec says Latin-1); we read them as UTF-8.
+    text = "ネコ, cat\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 3, Size: 512x512"
+    result = read_metadata(S.png_bytes(S.text_chunk("parameters", text.encode("utf-8"))))
+    assert result is not None and result.prompt == "ネコ, cat"
+    latin = read_metadata(S.png_bytes(S.text_chunk("parameters", "café\nSteps: 1, Seed: 2, CFG scale: 3")))
+    assert latin is not None and latin.prompt == "café"
+
+
+def test_comfyui_default_graph(tmp_path: Path) -> None:
+    path = tmp_path / "comfy.png"
+    path.write_bytes(
+        S.png_bytes(
+            S.text_chunk("prompt", S.dumps(S.COMFY_DEFAULT)),
+            S.text_chunk("workflow", S.dumps(S.COMFY_WORKFLOW)),
+        )
+    )
+    result = read_metadata(path)
+    assert result is not None and result.source == "comfyui"
+    assert result.prompt == "beautiful scenery nature glass bottle landscape, , purple galaxy bottle,"
+    assert result.negative_prompt == "text, watermark"
+    assert (result.steps, result.guidance, result.seed) == (20, 8.0, 156680208700286)
+    assert (result.width, result.height) == (512, 512)
+    assert result.scheduler == "Euler"
+    assert result.model == "v1-5-pruned-emaonly"
+    assert result.strength is None
+    assert result.extra["sampler_name"] == "euler" and result.extra["scheduler"] == "normal"
+    assert "workflow" in result.raw
+
+
+def test_comfyui_sdxl_two_pass_graph() -> None:
+    result = read_metadata(S.png_bytes(S.text_chunk("prompt", S.dumps(S.COMFY_SDXL_ADVANCED))))
+    assert result is not None
+    assert result.extra["sampler node"] == "19 (KSamplerAdvanced)"  # the base pass, not the refiner
+    assert result.prompt == "a pixel art castle on a hill"
+    assert result.negative_prompt == "blurry, photo"  # through ControlNetApplyAdvanced's negative
+    assert result.seed == 640271075062843  # from the linked seed node
+    assert (result.steps, result.guidance) == (30, 6.5)
+    assert result.scheduler == "DPM++ 2M Karras"
+    assert result.model == "sd_xl_base_1.0"  # through the LoRA loader
+    assert (result.width, result.height) == (1024, 1024)
+
+
+def test_comfyui_custom_sampler_graph() -> None:
+    result = read_metadata(S.png_bytes(S.text_chunk("prompt", S.dumps(S.COMFY_CUSTOM_ADVANCED))))
+    assert result is not None
+    assert result.prompt == "a neon sign that says hello"
+    assert (result.seed, result.steps) == (987654321, 20)
+    assert result.scheduler == "Euler Simple"
+    assert result.model == "flux1-dev"
+    assert (result.width, result.height) == (1024, 768)
+
+
+def test_comfyui_img2img_graph() -> None:
+    result = read_metadata(S.png_bytes(S.text_chunk("prompt", S.dumps(S.COMFY_IMG2IMG))))
+    assert result is not None
+    assert result.strength == 0.55
+    assert result.negative_prompt == ""
+    assert result.scheduler == "DPM++ 2M SDE Exponential"
+    assert result.width is None and result.height is None
+
+
+def test_comfyui_cycles_and_missing_nodes() -> None:
+    result = read_metadata(S.png_bytes(S.text_chunk("prompt", S.dumps(S.COMFY_CYCLIC))))
+    assert result is not None and result.source == "comfyui"
+    assert (result.seed, result.steps) == (77, 12)
+    assert result.guidance is None  # "nan"
+    assert result.prompt is None and result.negative_prompt is None and result.model is None
+
+
+def test_comfyui_workflow_only_and_webp_exif() -> None:
+    result = read_metadata(S.png_bytes(S.text_chunk("workflow", S.dumps(S.COMFY_WORKFLOW))))
+    assert result is not None and result.source == "comfyui" and result.prompt is None
+    # ComfyUI's WebP saver: Model (0x0110) = "prompt:<json>", Make (0x010F) = "workflow:<json>".
+    exif = Image.Exif()
+    exif[0x0110] = "prompt:" + S.dumps(S.COMFY_DEFAULT)
+    exif[0x010F] = "workflow:" + S.dumps(S.COMFY_WORKFLOW)
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "WEBP", exif=exif)
+    result = read_metadata(buffer.getvalue())
+    assert result is not None and result.source == "comfyui"
+    assert result.seed == 156680208700286
+
+
+def test_invokeai_v3() -> None:
+    result = read_metadata(S.png_bytes(S.itxt_chunk("invokeai_metadata", S.dumps(S.INVOKEAI_V3))))
+    assert result is not None and result.source == "invokeai"
+    assert result.prompt == "landscape, mountains at sunrise"
+    assert result.negative_prompt == "low quality"
+    assert (result.steps, result.guidance, result.seed) == (50, 7.5, 356120443)
+    assert (result.width, result.height) == (768, 432)
+    assert result.scheduler == "DPM++ 2M SDE Karras"
+    assert result.model == "amixx_3Prunedfp16"
+    assert result.strength is None
+    assert result.extra["app_version"] == "3.3.0post3"
+    assert result.extra["model base"] == "sd-1"
+
+
+def test_invokeai_v5_img2img_and_legacy() -> None:
+    result = read_metadata(
+        S.png_bytes(S.itxt_chunk("invokeai_metadata", S.dumps(S.INVOKEAI_V5), compressed=True))
+    )
+    assert result is not None
+    assert result.model == "Juggernaut XL v9"
+    assert result.scheduler == "Euler a"
+    assert result.strength == 0.7
+    assert result.guidance == 6.0
+    legacy = read_metadata(S.png_bytes(S.text_chunk("sd-metadata", S.dumps(S.INVOKEAI_LEGACY))))
+    assert legacy is not None and legacy.source == "invokeai"
+    assert legacy.prompt == "a lighthouse in a storm [lowres]"
+    assert (legacy.seed, legacy.scheduler, legacy.model) == (3611423217, "LMS", "stable-diffusion-1.5")
+
+
+def test_precedence_ours_then_a1111_then_invokeai_then_comfy() -> None:
+    ours = S.itxt_chunk(STUDIO_KEY, json.dumps(S.STUDIO_META))
+    a1111 = S.text_chunk("parameters", S.A1111_CLASSIC)
+    invoke = S.text_chunk("invokeai_metadata", S.dumps(S.INVOKEAI_V3))
+    comfy = S.text_chunk("prompt", S.dumps(S.COMFY_DEFAULT))
+    assert read_metadata(S.png_bytes(comfy, invoke, a1111, ours)).source == "latent-studio"
+    assert read_metadata(S.png_bytes(comfy, invoke, a1111)).source == "a1111"
+    assert read_metadata(S.png_bytes(comfy, invoke)).source == "invokeai"
+    assert read_metadata(S.png_bytes(comfy)).source == "comfyui"
+
+
+def test_text_after_image_data_is_read() -> None:
+    result = read_metadata(S.png_bytes(S.text_chunk("parameters", S.A1111_CLASSIC), after_idat=True))
+    assert result is not None and result.seed == 2179987202
+
+
+# --------------------------------------------------------------------------------------------------
+# EXIF UserComment encodings
+# --------------------------------------------------------------------------------------------------
+
+TEXT = "ünï, 🦊\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 11, Size: 64x64"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"UNICODE\x00" + TEXT.encode("utf-16-be"),
+        b"UNICODE\x00" + TEXT.encode("utf-16-le"),
+        b"UNICODE\x00" + b"\xfe\xff" + TEXT.encode("utf-16-be"),
+        b"UNICODE\x00" + b"\xff\xfe" + TEXT.encode("utf-16-le"),
+        b"ASCII\x00\x00\x00" + TEXT.encode("utf-8"),
+        b"\x00" * 8 + TEXT.encode("utf-8"),
+        TEXT.encode("utf-8"),
+        b"UNICODE\x00" + TEXT.encode("utf-16-be") + b"\x00\x00",
+    ],
+)
+def test_user_comment_encodings(raw: bytes) -> None:
+    assert decode_user_comment(raw) == TEXT
+    result = read_metadata(S.jpeg_with_exif(S.user_comment_exif(raw)))
+    assert result is not None and result.prompt == "ünï, 🦊" and result.seed == 11
+
+
+def test_user_comment_odd_inputs() -> None:
+    assert decode_user_comment(None) is None
+    assert decode_user_comment(b"") == ""
+    assert decode_user_comment(b"UNICODE\x00\x00A\x00") == "A"
+    assert decode_user_comment(b"JIS\x00\x00\x00\x00\x00" + "テスト".encode("shift_jis")) == "テスト"
+    assert isinstance(decode_user_comment(b"UNICODE\x00\xd8\x00"), str)  # lone surrogate: replaced
+
+
+def test_camera_comment_is_not_generation_metadata() -> None:
+    raw = b"ASCII\x00\x00\x00" + b"Holiday in Rome, day 3"
+    assert read_metadata(S.jpeg_with_exif(S.user_comment_exif(raw))) is None
+
+
+# --------------------------------------------------------------------------------------------------
+# Garbage and hostile input
+# --------------------------------------------------------------------------------------------------
+
+
+def test_invalid_studio_json_falls_back_to_parameters() -> None:
+    data = S.png_bytes(
+        S.itxt_chunk(STUDIO_KEY, '{"schema": 1, "app": "latent-studio", "request": {'),
+        S.text_chunk("parameters", S.A1111_NO_NEGATIVE),
+    )
+    result = read_metadata(data)
+    assert result is not None and result.source == "a1111"
+    assert STUDIO_KEY in result.raw
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"schema": 1, "app": "someone-else", "request": {}},
+        {"schema": "1", "app": "latent-studio", "request": {}},
+        {"schema": 0, "app": "latent-studio", "request": {}},
+        {"schema": True, "app": "latent-studio", "request": {}},
+        {"schema": 1, "app": "latent-studio", "request": ["not", "a", "dict"]},
+        ["schema", 1],
+    ],
+)
+def test_studio_json_schema_checked(document: object) -> None:
+    assert read_metadata(S.png_bytes(S.itxt_chunk(STUDIO_KEY, json.dumps(document)))) is None
+
+
+def test_studio_json_with_wrong_types_gives_partial_data() -> None:
+    document = {
+        "schema": 1,
+        "app": "latent-studio",
+        "request": {
+            "prompt": 42,
+            "steps": "abc",
+            "guidance": "7.5",
+            "seed": 3.0,
+            "width": True,
+            "height": None,
+            "scheduler": ["x"],
+            "strength": float("inf"),
+        },
+        "model": "not a dict",
+        "seed": "12",
+        "nsfw": "yes",
+    }
+    result = read_metadata(S.png_bytes(S.itxt_chunk(STUDIO_KEY, json.dumps(document))))
+    assert result is not None and result.source == "latent-studio"
+    assert result.prompt is None and result.steps is None and result.width is None
+    assert result.guidance == 7.5 and result.seed == 12
+    assert result.scheduler is None and result.model is None and result.strength is None
+    assert result.nsfw is None
+
+
+def test_binary_garbage_text_chunks() -> None:
+    data = S.png_bytes(
+        S.text_chunk("parameters", bytes(range(256))),
+        S.png_chunk(b"iTXt", b"\xff\xfe\x00broken"),
+        S.png_chunk(b"zTXt", b"key\x00\x00not zlib at all"),
+        S.png_chunk(b"tEXt", b"no separator"),
+        S.text_chunk("prompt", b"\x00\x01{\x02"),
+    )
+    result = read_metadata(data)
+    assert result is not None and result.source == "a1111"
+
+
+def test_oversized_text_chunk_is_ignored() -> None:
+    huge = "x" * (MAX_TEXT_BYTES + 1)
+    assert read_metadata(S.png_bytes(S.text_chunk("parameters", huge))) is None
+    # Under the limit but long: accepted, and raw is truncated.
+    long = "y" * 200_000 + "\nSteps: 1, Seed: 2, CFG scale: 3"
+    result = read_metadata(S.png_bytes(S.text_chunk("parameters", long)))
+    assert result is not None and result.seed == 2
+    assert len(result.raw["parameters"]) < 70_000
+
+
+def test_ztxt_decompression_bomb_is_skipped() -> None:
+    bomb = zlib.compress(b"a" * (20 * MAX_TEXT_BYTES), 9)
+    data = S.png_bytes(S.ztxt_chunk("parameters", bomb), S.text_chunk("prompt", S.dumps(S.COMFY_DEFAULT)))
+    with pytest.raises(ValueError):  # Pillow refuses to even open this file
+        Image.open(io.BytesIO(data))
+    result = read_metadata(data)
+    assert result is not None and result.source == "comfyui"
+
+
+def test_deeply_nested_and_absurd_json() -> None:
+    for document in (
+        "[" * 100_000,
+        '{"a":' * 50_000,
+        '{"1": {"class_type": "KSampler", "inputs": {"seed": 1' + "0" * 5000 + "}}}",
+    ):
+        assert read_metadata(S.png_bytes(S.text_chunk("prompt", document))) is None
+    assert read_metadata(S.png_bytes(S.text_chunk("invokeai_metadata", "[1, 2, 3]"))) is None
+    assert read_metadata(S.png_bytes(S.text_chunk("prompt", "{}"))) is None
+    assert read_metadata(S.png_bytes(S.text_chunk("prompt", '{"positive": "a cat", "n": 1}'))) is None
+
+
+HOSTILE_PARAMETERS = {
+    "unclosed brackets": "Steps: 1, " + "a: {, " * 150_000,
+    "commas without colons": "Steps: 1, Seed: 2, CFG: 3\n" + "(a, " * 200_000 + ": x, y: 1, z: 2",
+    "unclosed quotes": "Steps: 1, " + 'a: "x\\", ' * 100_000,
+    "many bracketed values": "Steps: 1, " + 'a: {"b": [1, 2]}, ' * 50_000,
+    "long keys": ("x" * 5000 + ", ") * 150 + "Steps: 1",
+    "deep brackets": "Steps: 1, a: " + "[" * 500_000,
+    "many steps lines": "Steps: 1\n" * 100_000,
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_PARAMETERS))
+def test_hostile_parameters_text_is_parsed_in_linear_time(name: str) -> None:
+    # Each of these took seconds to minutes with a naive scanner; with the bounds it is milliseconds.
+    text = HOSTILE_PARAMETERS[name][:MAX_TEXT_BYTES]
+    result = read_metadata(S.png_bytes(S.text_chunk("parameters", text)))
+    assert result is not None and result.source == "a1111"
+
+
+def test_huge_comfy_graph_is_bounded() -> None:
+    graph: dict[str, object] = {}
+    for index in range(5000):
+        graph[str(index)] = {
+            "class_type": "KSampler",
+            "inputs": {
+                "seed": index,
+                "positive": [str(index + 1), 0],
+                "latent_image": [str(index + 1), 0],
+                "model": [str(index + 1), 0],
+            },
+        }
+    result = read_metadata(S.png_bytes(S.text_chunk("prompt", json.dumps(graph))))
+    assert result is not None and result.source == "comfyui"
+
+
+def test_bad_crc_chunk_is_skipped() -> None:
+    bad = S.png_chunk(b"tEXt", b"parameters\x00" + S.A1111_CLASSIC.encode(), crc=0)
+    assert read_metadata(S.png_bytes(bad)) is None
+
+
+def test_truncated_png_still_gives_what_was_read() -> None:
+    data = S.png_bytes(S.text_chunk("parameters", S.A1111_CLASSIC))
+    cut = data[: data.index(b"IDAT") + 10]
+    result = read_metadata(cut)
+    assert result is not None and result.seed == 2179987202
+
+
+def test_many_text_chunks_are_bounded() -> None:
+    chunks = [S.text_chunk(f"k{i}", "v") for i in range(500)]
+    result = read_metadata(S.png_bytes(*chunks, S.text_chunk("parameters", S.A1111_CLASSIC)))
+    assert result is not None and result.seed == 2179987202  # known keys cannot be crowded out
+    assert len(result.raw) <= 64 + 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Unreadable files
+# --------------------------------------------------------------------------------------------------
+
+
+def test_metadata_error_for_non_images(tmp_path: Path) -> None:
+    text_file = tmp_path / "notes.png"
+    text_file.write_text("this is not an image")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    bad_png = tmp_path / "bad.png"
+    bad_png.write_bytes(b"\x89PNG\r\n\x1a\n" + S.png_chunk(b"tEXt", b"parameters\x00x"))
+    cases = {
+        text_file: "not an image",
+        empty: "empty file",
+        tmp_path / "missing.png": "no such file",
+        tmp_path: "is a directory",
+        bad_png: "not an image",
+    }
+    for path, message in cases.items():
+        with pytest.raises(MetadataError) as info:
+            read_metadata(path)
+        assert str(path) in str(info.value) and message in str(info.value)
+        assert "\n" not in str(info.value)
+    assert issubclass(MetadataError, ValueError)
+    with pytest.raises(TypeError):
+        read_metadata(12345)  # type: ignore[arg-type]
