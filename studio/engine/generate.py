@@ -73,6 +73,7 @@ class Engine:
         on_download: DownloadCallback | None = None,
         offline: bool | None = None,
         cache_dir: str | Path | None = None,  # Hugging Face cache; None: the user's usual one
+        single_file_configs: str | Path | None = None,  # component configs for non-standard single files
         preview: str = "auto",  # "auto" (TAESD if cached, else linear) | "linear" | "none"
     ):
         self.device = device
@@ -82,6 +83,7 @@ class Engine:
         self.on_download = on_download
         self.offline = offline
         self.cache_dir = cache_dir
+        self.single_file_configs = single_file_configs
         self.preview_mode = preview
         self._models: OrderedDict[tuple, LoadedModel] = OrderedDict()
         self._previewers: dict[tuple, Any] = {}
@@ -143,7 +145,9 @@ class Engine:
         if source.kind == "file":
             from studio.engine.single_file import load_single_file
 
-            pipe, family = load_single_file(source.path, torch_dtype=placement.dtype, allow_ckpt=self.allow_ckpt)
+            pipe, family = load_single_file(
+                source.path, torch_dtype=placement.dtype, allow_ckpt=self.allow_ckpt, config_dir=self.single_file_configs
+            )
             pipe.set_progress_bar_config(disable=True)
             pipe.to(placement.device)
             model_hash = loading.file_sha256(source.path)[:10]
@@ -257,7 +261,8 @@ class Engine:
             return None
         key = (self.preview_mode, model.placement)
         if key not in self._previewers:
-            taesd = local_taesd(model.placement.device, model.placement.dtype) if self.preview_mode == "auto" else None
+            wants_taesd = self.preview_mode == "auto"
+            taesd = local_taesd(model.placement.device, model.placement.dtype, self.cache_dir) if wants_taesd else None
             self._previewers[key] = taesd or LinearPreview()
         return self._previewers[key]
 
@@ -281,15 +286,23 @@ def _raise_if_cancelled(cancel: threading.Event) -> None:
 
 
 def _capture_x0(scheduler) -> list:
-    """Wrap this scheduler instance's `step` to keep the predicted final latents (x0) when it gives them."""
+    """Wrap this scheduler instance's `step` to keep the predicted final latents (x0) after each step.
+
+    DDIM / Euler return x0 as `pred_original_sample`; multistep solvers that work in data prediction
+    (DPM++, UniPC) keep it as their newest `model_outputs` entry. Others (PNDM) give none: the caller
+    previews the latents instead.
+    """
     captured: list = []
     original = scheduler.step
+    config = scheduler.config
+    data_prediction = config.get("algorithm_type") in ("dpmsolver++", "sde-dpmsolver++") or config.get("predict_x0")
 
     def step(*args, **kwargs):
         out = original(*args, **kwargs)
         x0 = getattr(out, "pred_original_sample", None)
-        if x0 is not None:
-            captured[:] = [x0]
+        if x0 is None and data_prediction and getattr(scheduler, "model_outputs", None):
+            x0 = scheduler.model_outputs[-1]
+        captured[:] = [] if x0 is None else [x0]
         return out
 
     scheduler.step = step

@@ -59,13 +59,15 @@ class TaesdPreview:
         return Image.fromarray(pixels, "RGB")
 
 
-def local_taesd(device, dtype) -> TaesdPreview | None:
+def local_taesd(device, dtype, cache_dir=None) -> TaesdPreview | None:
     """TAESD from the local cache only (never downloads during a generation); None when absent."""
     try:
         from diffusers import AutoencoderTiny
         from huggingface_hub import snapshot_download
 
-        path = snapshot_download(TAESD_REPO, local_files_only=True, allow_patterns=["*.json", "*.safetensors"])
+        path = snapshot_download(
+            TAESD_REPO, local_files_only=True, cache_dir=cache_dir, allow_patterns=["*.json", "*.safetensors"]
+        )
         return TaesdPreview(AutoencoderTiny.from_pretrained(path, use_safetensors=True), device, dtype)
     except Exception:  # noqa: BLE001 - any failure just means: use the linear preview
         return None

@@ -137,3 +137,58 @@ def test_repository_code_is_never_run(tiny_sd1, tmp_path):
     )
     assert result[0].image.size == (64, 64)
     assert not marker.exists()
+
+
+def test_single_file_through_the_engine_records_the_model_hash(tmp_path):
+    """A .safetensors single file, via Engine: generates, and metadata carries A1111's 10-hex model hash."""
+    import hashlib
+
+    from studio.engine.tiny import build_tiny_pipeline
+    from tests.engine.ldm_export import pipeline_to_ldm, save_safetensors, write_config_dir
+
+    pipe = build_tiny_pipeline("sd1", seed=3)
+    path = save_safetensors(pipeline_to_ldm(pipe, "sd1"), tmp_path / "tiny.safetensors")
+    configs = write_config_dir(pipe, tmp_path / "configs")
+    engine = Engine(device="cpu", preview="none", single_file_configs=configs)
+    result = engine.generate(GenerationRequest(model=str(path), prompt="x", steps=2, width=64, height=64, seed=0))[0]
+    meta = result.metadata["model"]
+    assert meta["hash"] == hashlib.sha256(path.read_bytes()).hexdigest()[:10]
+    assert (meta["family"], meta["path"], meta["id"]) == ("sd1", str(path), "tiny.safetensors")
+    assert result.nsfw is None  # single files carry no safety checker
+
+
+def test_taesd_previews_come_from_the_local_cache(tiny_sd1, tmp_path):
+    """With madebyollin/taesd in the local HF cache, previews are TAESD decodes at full image size."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    taesd = AutoencoderTiny(
+        encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+        num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1),
+    )
+    snapshot = tmp_path / "models--madebyollin--taesd" / "snapshots" / COMMIT
+    taesd.save_pretrained(snapshot)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text(COMMIT)
+    events = []
+    Engine(device="cpu", preview="auto", cache_dir=tmp_path).generate(
+        GenerationRequest(model=str(tiny_sd1), prompt="x", steps=2, width=64, height=64, seed=0, scheduler="DDIM"), on_step=events.append
+    )
+    assert [e.preview.size for e in events] == [(64, 64), (64, 64)]
+    linear = []
+    Engine(device="cpu", preview="auto", cache_dir=tmp_path / "empty").generate(
+        GenerationRequest(model=str(tiny_sd1), prompt="x", steps=2, width=64, height=64, seed=0, scheduler="DDIM"), on_step=linear.append
+    )
+    assert [e.preview.size for e in linear] == [(8, 8), (8, 8)]  # no TAESD: the linear preview
+
+
+def test_download_progress_is_forwarded_in_bytes():
+    from studio.engine.loading import _progress_class
+
+    seen = []
+    bar = _progress_class(seen.append)(total=300, unit="B", desc="Downloading")
+    bar.update(100)
+    bar.update(200)
+    bar.close()
+    assert [(p.done, p.total) for p in seen] == [(100, 300), (300, 300)]
