@@ -3,6 +3,7 @@
 The merge list is ../shared/data/clip-bpe/bpe_simple_vocab_16e6.txt.gz (from the open-clip-torch 3.3.0
 wheel). The vocabulary follows from it as CLIP's simple tokenizer builds it: 256 byte symbols, the same
 with "</w>", one token per merge, then the two special tokens -> 49,408 tokens.
+Also writes tokenizer.json (the same tokenizer for the `tokenizers` library).
 Run: python scripts/build_clip_tokenizer.py [BPE_GZ]
 """
 
@@ -46,6 +47,14 @@ def build(bpe_path: Path, out: Path) -> int:
     return len(vocab)
 
 
+def write_fast_tokenizer(out: Path) -> None:
+    """tokenizer.json, so the window can count tokens with `tokenizers` alone (no torch, no transformers)."""
+    from transformers import CLIPTokenizer
+
+    CLIPTokenizer.from_pretrained(out).backend_tokenizer.save(str(out / "tokenizer.json"))
+
+
 if __name__ == "__main__":
     src = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_BPE
     print(f"{build(src, OUT)} tokens -> {OUT}")
+    write_fast_tokenizer(OUT)

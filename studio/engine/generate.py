@@ -116,7 +116,9 @@ class Engine:
         """Use an already built StableDiffusionPipeline as model `name` (benchmarks, scripts, notebooks)."""
         placement = self.placement()
         pipeline.set_progress_bar_config(disable=True)
-        pipeline.to(placement.device, placement.dtype)
+        if pipeline.dtype != placement.dtype:
+            pipeline.to(dtype=placement.dtype)
+        pipeline.to(placement.device)
         source = ModelSource(name, "memory", family=family)
         loaded = LoadedModel(
             source=source,
