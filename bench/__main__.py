@@ -7,6 +7,8 @@ import sys
 
 BENCHMARKS = {
     "engine_overhead": "bench.engine_overhead",
+    "startup": "bench.startup",
+    "gui_stall": "bench.gui_stall",
 }
 
 

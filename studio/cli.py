@@ -141,6 +141,7 @@ def _check_output_dir(path: Path) -> Path:
 def cmd_generate(args) -> int:
     from studio.engine import GenerationRequest
     from studio.library.images import load_image
+    from studio.library.saving import save_result
     from studio.settings import default_output_dir
 
     output_dir = _check_output_dir(args.output_dir or default_output_dir())
@@ -174,29 +175,6 @@ def cmd_generate(args) -> int:
         for path, _ in written:
             print(path)
     return 0
-
-
-def save_result(result, output_dir: Path) -> Path:
-    """Save one result with its metadata under a fresh, safe name in `output_dir`."""
-    from studio.library.images import save_image
-    from studio.library.naming import discard_placeholder, output_path
-
-    request = result.metadata["request"]
-    fields = {
-        "seed": result.seed,
-        "prompt": request["prompt"],
-        "model": result.metadata["model"]["id"],
-        "steps": request["steps"],
-        "width": request["width"],
-        "height": request["height"],
-        "index": result.metadata["batch_index"],
-    }
-    path = output_path(output_dir, fields)
-    try:
-        return save_image(result.image, path, result.metadata)
-    except BaseException:
-        discard_placeholder(path)
-        raise
 
 
 def _download_printer() -> Callable:

@@ -56,8 +56,6 @@ class LoadedModel:
             self._img2img.set_progress_bar_config(disable=True)
         return self._img2img
 
-    def token_count(self, text: str) -> int:
-        return len(self.txt2img.tokenizer(text, truncation=False).input_ids)
 
 
 class Engine:
@@ -193,7 +191,7 @@ class Engine:
         model = self.load(request.model)
         req = request.with_defaults(model.defaults, model.family)
         _raise_if_cancelled(cancel)
-        warnings = self._prompt_warnings(model, req)
+        warnings: list[str] = []  # long prompts are read in 75-token chunks: nothing is ignored any more
         init_image, init_hash = _prepare_init_image(req) if req.is_img2img else (None, None)
         pipe = model.img2img if req.is_img2img else model.txt2img
         pipe.scheduler = self._scheduler_for(model, req)
@@ -232,8 +230,7 @@ class Engine:
             return {}
 
         kwargs: dict[str, Any] = {
-            "prompt": req.prompt,
-            "negative_prompt": req.negative_prompt or None,
+            **_prompt_kwargs(pipe, req),
             "num_inference_steps": req.steps,
             "guidance_scale": req.guidance,
             "guidance_rescale": req.guidance_rescale,
@@ -268,23 +265,33 @@ class Engine:
             self._previewers[key] = taesd or LinearPreview()
         return self._previewers[key]
 
-    @staticmethod
-    def _prompt_warnings(model: LoadedModel, req: GenerationRequest) -> list[str]:
-        limit = model.txt2img.tokenizer.model_max_length
-        warnings = []
-        for label, text in (("prompt", req.prompt), ("negative prompt", req.negative_prompt)):
-            count = model.token_count(text) if text else 0
-            if count > limit:
-                warnings.append(
-                    f"the {label} is {count - 2} tokens; the text encoder reads the first {limit - 2}, "
-                    "the rest is ignored"
-                )
-        return warnings
-
 
 def _raise_if_cancelled(cancel: threading.Event) -> None:
     if cancel.is_set():
         raise Cancelled("generation cancelled")
+
+
+def _prompt_kwargs(pipe, req: GenerationRequest) -> dict[str, Any]:
+    """The pipeline's prompt arguments.
+
+    Plain prompts of up to 75 tokens go in as strings, so that path is exactly diffusers' own. Prompts
+    with emphasis weights or BREAK, or longer than one chunk, go in as embeddings (A1111 syntax,
+    75-token chunks). Bracket syntax whose weights all come to 1 (`(cat:1.0)`, `\\(`) is resolved to
+    its plain text first.
+    """
+    from studio.engine.prompt_embeds import encode_prompts, needs_embeddings
+    from studio.library.prompt_syntax import plain_text
+
+    prompt, negative = req.prompt, req.negative_prompt or ""
+    if not needs_embeddings(pipe.tokenizer, prompt, negative):
+        plain_negative = plain_text(negative) if negative else ""
+        return {"prompt": plain_text(prompt), "negative_prompt": plain_negative or None}
+    encoder = pipe.text_encoder
+    dtype = encoder.dtype if encoder is not None else pipe.unet.dtype
+    prompt_embeds, negative_embeds, _ = encode_prompts(
+        pipe, prompt, negative, device=pipe._execution_device, dtype=dtype
+    )
+    return {"prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_embeds}
 
 
 def _capture_x0(scheduler) -> list:
@@ -329,7 +336,7 @@ def _prepare_init_image(req: GenerationRequest):
 
 def _explain_failure(exc: BaseException, req: GenerationRequest) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if "out of memory" in text.lower() or type(exc).__name__ == "OutOfMemoryError":
+    if isinstance(exc, MemoryError) or "out of memory" in text.lower() or type(exc).__name__ == "OutOfMemoryError":
         return (
             f"out of memory at {req.width}x{req.height}, batch {req.batch}: "
             "try a smaller size or batch, or close other programs using the GPU"

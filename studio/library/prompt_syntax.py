@@ -1,0 +1,209 @@
+"""Prompt emphasis syntax as AUTOMATIC1111 users know it, parsed in linear time. Pure Python.
+
+- ``(text)`` multiplies the weight of `text` by 1.1, ``[text]`` divides it by 1.1;
+- ``(text:1.3)`` multiplies by an explicit factor; nesting multiplies (``((a))`` -> 1.21);
+- ``\\(`` ``\\)`` ``\\[`` ``\\]`` ``\\\\`` are the literal characters; any other backslash is literal;
+- unbalanced brackets are tolerated: an unclosed ``(`` / ``[`` applies to the rest of the prompt, a
+  closing bracket with nothing to close (or ``:1.3)`` outside any ``(``) is literal text;
+- ``BREAK`` (a whole word, in capitals) ends the current 75-token chunk early; whitespace around it
+  is dropped. It is returned as the fragment ``("BREAK", -1.0)``.
+
+Weights are rounded to 12 significant digits, so brackets that cancel out (``[(a)]``) give exactly 1
+and runs of equal weight merge. The editor's token counter and the engine share :func:`build_chunks`,
+so what the editor shows is what the text encoder reads.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+__all__ = [
+    "BREAK",
+    "CHUNK_LENGTH",
+    "Chunk",
+    "build_chunks",
+    "has_weights",
+    "is_break",
+    "parse_prompt_attention",
+    "plain_text",
+]
+
+BREAK: tuple[str, float] = ("BREAK", -1.0)
+CHUNK_LENGTH = 75  # CLIP reads 77 tokens: BOS + 75 + EOS
+ROUND_FACTOR = 1.1
+SQUARE_FACTOR = 1 / 1.1
+
+# One token of the syntax per match. Possessive quantifiers: no backtracking, so the scan is linear
+# even on pathological input (a 100k-digit "weight", 100k spaces before a colon).
+_TOKEN = re.compile(
+    r"""
+      (?P<escape>\\[()\[\]\\])
+    | (?P<weight>:\s*+(?P<number>[+-]?+(?:\d++(?:\.\d*+)?+|\.\d++))\s*+\))
+    | (?P<open_round>\()
+    | (?P<open_square>\[)
+    | (?P<close_round>\))
+    | (?P<close_square>\])
+    | (?P<text>[^\\()\[\]:]++|[\\:])
+    """,
+    re.VERBOSE,
+)
+_BREAK_WORD = re.compile(r"\bBREAK\b")
+
+
+def _rounded(weight: float) -> float:
+    return float(f"{weight:.12g}")
+
+
+class _Brackets:
+    """One kind of bracket: a tree of opened brackets (parents first) and the path now open."""
+
+    def __init__(self) -> None:
+        self.parent = [0]
+        self.factor: list[float | None] = [1.0]
+        self.current = 0
+
+    def open(self) -> None:
+        self.parent.append(self.current)
+        self.factor.append(None)
+        self.current = len(self.parent) - 1
+
+    def close(self, factor: float) -> bool:
+        if self.current == 0:
+            return False
+        self.factor[self.current] = factor
+        self.current = self.parent[self.current]
+        return True
+
+    def products(self, unclosed: float) -> list[float]:
+        """Each node's weight: the product of its own and its ancestors' factors (unclosed: `unclosed`)."""
+        out = [1.0] * len(self.parent)
+        for node in range(1, len(self.parent)):
+            own = self.factor[node]
+            out[node] = out[self.parent[node]] * (unclosed if own is None else own)
+        return out
+
+
+def parse_prompt_attention(text: str) -> list[tuple[str, float]]:
+    """The prompt as (text, weight) fragments in order; ``("BREAK", -1.0)`` marks a forced chunk end.
+
+    Adjacent fragments of equal weight are merged and empty ones dropped; an empty prompt gives
+    ``[("", 1.0)]``. Runs in time linear in ``len(text)``.
+    """
+    rounds, squares = _Brackets(), _Brackets()
+    pieces: list[tuple[str, int, int]] = []  # text (or None for BREAK), round node, square node
+
+    def add_text(piece: str) -> None:
+        if "BREAK" not in piece:
+            pieces.append((piece, rounds.current, squares.current))
+            return
+        parts = _BREAK_WORD.split(piece)
+        last = len(parts) - 1
+        for i, part in enumerate(parts):
+            if i > 0:
+                part = part.lstrip()
+                pieces.append((None, 0, 0))  # type: ignore[arg-type]
+            if i < last:
+                part = part.rstrip()
+            if part:
+                pieces.append((part, rounds.current, squares.current))
+
+    for match in _TOKEN.finditer(text):
+        kind = match.lastgroup
+        if kind == "escape":
+            pieces.append((match.group()[1], rounds.current, squares.current))
+        elif kind == "weight":
+            if not rounds.close(float(match.group("number"))):
+                add_text(match.group())
+        elif kind == "open_round":
+            rounds.open()
+        elif kind == "open_square":
+            squares.open()
+        elif kind == "close_round":
+            if not rounds.close(ROUND_FACTOR):
+                add_text(")")
+        elif kind == "close_square":
+            if not squares.close(SQUARE_FACTOR):
+                add_text("]")
+        else:
+            add_text(match.group())
+
+    round_weights = rounds.products(ROUND_FACTOR)
+    square_weights = squares.products(SQUARE_FACTOR)
+    result: list[list] = []
+    for piece, r, s in pieces:
+        if piece is None:
+            result.append(list(BREAK))
+            continue
+        if not piece:
+            continue
+        weight = _rounded(round_weights[r] * square_weights[s])
+        if result and result[-1][1] == weight and not _is_break_pair(result[-1]):
+            result[-1][0].append(piece)
+        else:
+            result.append([[piece], weight])
+    if not result:
+        return [("", 1.0)]
+    return [(f[0] if isinstance(f[0], str) else "".join(f[0]), float(f[1])) for f in result]
+
+
+def _is_break_pair(fragment: Sequence) -> bool:
+    return fragment[1] == -1.0 and fragment[0] == "BREAK"
+
+
+def is_break(fragment: tuple[str, float]) -> bool:
+    """True for the ``("BREAK", -1.0)`` marker."""
+    return _is_break_pair(fragment)
+
+
+def plain_text(text: str) -> str:
+    """The prompt without the syntax (escapes resolved, each BREAK a space): what the tokenizer reads."""
+    return "".join(" " if is_break(f) else f[0] for f in parse_prompt_attention(text))
+
+
+def has_weights(text: str) -> bool:
+    """True when any fragment's weight is not 1, or the prompt has a BREAK."""
+    return any(weight != 1.0 for _, weight in parse_prompt_attention(text))
+
+
+# ------------------------------------------------------------------------------------------- chunks
+@dataclass
+class Chunk:
+    """Up to CHUNK_LENGTH token ids (no BOS/EOS, no padding) and one weight per token."""
+
+    tokens: list[int] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+
+
+def build_chunks(
+    fragments: Iterable[tuple[str, float]],
+    tokenize: Callable[[list[str]], list[list[int]]],
+    chunk_length: int = CHUNK_LENGTH,
+) -> list[Chunk]:
+    """Split weighted fragments into chunks of at most `chunk_length` tokens; at least one chunk.
+
+    `tokenize` maps a list of texts to their token ids without BOS/EOS (one call for all fragments).
+    A chunk is closed when a token arrives and it is full, or at a BREAK (so a BREAK right after a
+    full chunk adds no empty chunk, but ``BREAK BREAK`` does leave an empty one, as in A1111).
+    """
+    fragments = list(fragments)
+    texts = [text for text, weight in fragments if not is_break((text, weight))]
+    token_lists = iter(tokenize(texts) if texts else [])
+    chunks: list[Chunk] = []
+    chunk = Chunk()
+    for fragment in fragments:
+        if is_break(fragment):
+            chunks.append(chunk)
+            chunk = Chunk()
+            continue
+        weight = fragment[1]
+        for token in next(token_lists):
+            if len(chunk.tokens) == chunk_length:
+                chunks.append(chunk)
+                chunk = Chunk()
+            chunk.tokens.append(token)
+            chunk.weights.append(weight)
+    if chunk.tokens or not chunks:
+        chunks.append(chunk)
+    return chunks

@@ -1,0 +1,374 @@
+"""The parameter panel: model, scheduler, steps, guidance, seed, size, batch, strength, device.
+
+Choosing a model applies that model's defaults (its authors' recommended steps, guidance, size,
+scheduler); everything the user then sets is remembered across restarts by the window.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QIntValidator
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMenu,
+    QSpinBox,
+    QToolButton,
+    QWidget,
+)
+
+from studio.engine.catalog import CATALOG, FAMILY_SIZE_MULTIPLE, ModelDefaults
+from studio.engine.request import MAX_BATCH, MAX_SEED, MAX_SIDE, GenerationRequest
+from studio.engine.schedulers import names as scheduler_names
+from studio.settings import Preferences
+
+SIZE_PRESETS = {
+    "sd1": [(512, 512), (512, 768), (768, 512), (640, 448), (448, 640)],
+    "sd2": [(768, 768), (768, 1024), (1024, 768), (512, 512), (896, 640)],
+    "deci": [(512, 512), (512, 768), (768, 512), (640, 448), (448, 640)],
+}
+MODEL_DEFAULT = "Model default"
+
+
+class ParametersPanel(QWidget):
+    """Builds GenerationRequests from the controls; emits `model_changed` with the new model spec."""
+
+    model_changed = Signal(str)
+    add_model_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._last_seed: int | None = None
+        self._local_models: list[str] = []
+        form = QFormLayout(self)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+
+        self.model = QComboBox(accessibleName="Model")
+        self.model.setToolTip("Catalogue models are downloaded on first use; local folders and files load offline")
+        add = QToolButton(text="Add…", toolTip="Add a local diffusers folder or .safetensors file")
+        menu = QMenu(add)
+        menu.addAction("Folder (diffusers layout)…", self._add_folder)
+        menu.addAction("Single file (.safetensors)…", self._add_file)
+        add.setMenu(menu)
+        add.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        form.addRow("&Model", _row(self.model, add))
+        self.model_note = QLabel(wordWrap=True)
+        self.model_note.setStyleSheet("color: palette(mid);")
+        form.addRow("", self.model_note)
+
+        self.scheduler = QComboBox(accessibleName="Scheduler")
+        self.scheduler.addItems([MODEL_DEFAULT, *scheduler_names()])
+        form.addRow("Sc&heduler", self.scheduler)
+
+        self.steps = QSpinBox(minimum=1, maximum=500, accessibleName="Steps")
+        form.addRow("&Steps", self.steps)
+        self.guidance = QDoubleSpinBox(minimum=0.0, maximum=50.0, singleStep=0.5, decimals=1, accessibleName="Guidance")
+        self.guidance.setToolTip("Classifier-free guidance: how strongly the image follows the prompt")
+        form.addRow("&Guidance", self.guidance)
+
+        self.seed_mode = QComboBox(accessibleName="Seed mode")
+        self.seed_mode.addItem("Random", "random")
+        self.seed_mode.addItem("Fixed", "fixed")
+        self.seed_mode.addItem("Reuse last", "reuse")
+        self.seed = QLineEdit("0", accessibleName="Seed")
+        self.seed.setValidator(_SeedValidator(self.seed))
+        dice = QToolButton(text="🎲", toolTip="New random seed")
+        dice.clicked.connect(lambda: self.set_seed(secrets.randbelow(MAX_SEED + 1)))
+        form.addRow("S&eed", _row(self.seed_mode, self.seed, dice))
+        self.seed_mode.currentIndexChanged.connect(self._sync_seed_enabled)
+
+        self.width = QSpinBox(minimum=64, maximum=MAX_SIDE, singleStep=64, accessibleName="Width")
+        self.height = QSpinBox(minimum=64, maximum=MAX_SIDE, singleStep=64, accessibleName="Height")
+        self.presets = QComboBox(accessibleName="Size presets")
+        self.presets.activated.connect(self._apply_preset)
+        swap = QToolButton(text="⇄", toolTip="Swap width and height")
+        swap.clicked.connect(self._swap_size)
+        form.addRow("Si&ze", _row(self.width, QLabel("×"), self.height, swap))
+        form.addRow("", self.presets)
+        self.size_note = QLabel()
+        self.size_note.setStyleSheet("color: palette(mid);")
+        form.addRow("", self.size_note)
+
+        self.batch = QSpinBox(minimum=1, maximum=min(MAX_BATCH, 16), accessibleName="Batch size")
+        form.addRow("&Batch", self.batch)
+        self.strength = QDoubleSpinBox(minimum=0.01, maximum=1.0, singleStep=0.05, decimals=2, accessibleName="Strength")
+        self.strength.setToolTip("img2img: how much the canvas image may change (1 = ignore it almost entirely)")
+        form.addRow("S&trength", self.strength)
+
+        self.device = QComboBox(accessibleName="Device")
+        for label, value in (("Auto", "auto"), ("CPU", "cpu"), ("CUDA GPU", "cuda"), ("Apple GPU (MPS)", "mps")):
+            self.device.addItem(label, value)
+        self.dtype = QComboBox(accessibleName="Precision")
+        for label, value in (("Auto", "auto"), ("float32", "float32"), ("bfloat16", "bfloat16"), ("float16", "float16")):
+            self.dtype.addItem(label, value)
+        form.addRow("&Device", _row(self.device, self.dtype))
+
+        self.safety = QCheckBox("Safety checker", accessibleName="Safety checker")
+        self.safety.setToolTip(
+            "Stable Diffusion 1.4 ships a safety checker: images it flags as NSFW are replaced by black "
+            "images and marked nsfw in their metadata. Turn it off only if you accept the model card's terms."
+        )
+        form.addRow("", self.safety)
+
+        self._populate_models()
+        self.model.currentIndexChanged.connect(self._on_model_changed)
+        self.width.valueChanged.connect(self._check_size)
+        self.height.valueChanged.connect(self._check_size)
+        self.apply_model_defaults()
+        self._sync_seed_enabled()
+
+    # --------------------------------------------------------------------------------------- models
+    def _populate_models(self) -> None:
+        self.model.blockSignals(True)
+        current = self.model_spec() if self.model.count() else None
+        self.model.clear()
+        for entry in CATALOG.values():
+            self.model.addItem(entry.name, entry.id)
+        for spec in self._local_models:
+            self.model.addItem(f"{Path(spec).name}  (local)", spec)
+        if current:
+            self._select_model(current)
+        self.model.blockSignals(False)
+
+    def set_local_models(self, specs: list[str]) -> None:
+        self._local_models = [s for s in dict.fromkeys(specs) if s not in CATALOG]
+        self._populate_models()
+
+    def local_models(self) -> list[str]:
+        return list(self._local_models)
+
+    def add_local_model(self, spec: str) -> None:
+        if spec not in self._local_models and spec not in CATALOG:
+            self._local_models.append(spec)
+            self._populate_models()
+        self._select_model(spec)
+
+    def _select_model(self, spec: str) -> None:
+        index = self.model.findData(spec)
+        if index < 0 and spec:
+            self._local_models.append(spec)
+            self.model.addItem(f"{Path(spec).name}  (local)", spec)
+            index = self.model.count() - 1
+        if index >= 0:
+            self.model.setCurrentIndex(index)
+
+    def _add_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a diffusers model folder")
+        if folder:
+            self.add_local_model(folder)
+
+    def _add_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Add a checkpoint", "", "Safetensors (*.safetensors)")
+        if path:
+            self.add_local_model(path)
+
+    def model_spec(self) -> str:
+        return str(self.model.currentData() or "")
+
+    def family(self) -> str:
+        entry = CATALOG.get(self.model_spec())
+        if entry:
+            return entry.family
+        return _guess_family(self.model_spec())
+
+    def defaults(self) -> ModelDefaults:
+        from studio.engine.catalog import FAMILY_DEFAULTS
+
+        entry = CATALOG.get(self.model_spec())
+        return entry.defaults if entry else FAMILY_DEFAULTS.get(self.family(), FAMILY_DEFAULTS["sd1"])
+
+    def set_model_note(self, text: str) -> None:
+        self.model_note.setText(text)
+        self.model_note.setVisible(bool(text))
+
+    def _on_model_changed(self) -> None:
+        self.apply_model_defaults()
+        self.model_changed.emit(self.model_spec())
+
+    def apply_model_defaults(self) -> None:
+        """The model authors' defaults: steps, guidance, size, scheduler, size rule, safety checker."""
+        d = self.defaults()
+        self.steps.setValue(d.steps)
+        self.guidance.setValue(d.guidance)
+        self.scheduler.setCurrentIndex(0)
+        self.width.setValue(d.size)
+        self.height.setValue(d.size)
+        self.presets.clear()
+        self.presets.addItem("Presets…")
+        for w, h in SIZE_PRESETS.get(self.family(), SIZE_PRESETS["sd1"]):
+            self.presets.addItem(f"{w} × {h}", (w, h))
+        entry = CATALOG.get(self.model_spec())
+        self.safety.setVisible(bool(entry and entry.safety_checker))
+        self._check_size()
+
+    # ------------------------------------------------------------------------------------------ size
+    def _apply_preset(self, index: int) -> None:
+        data = self.presets.itemData(index)
+        if data:
+            self.width.setValue(data[0])
+            self.height.setValue(data[1])
+        self.presets.setCurrentIndex(0)
+
+    def _swap_size(self) -> None:
+        w, h = self.width.value(), self.height.value()
+        self.width.setValue(h)
+        self.height.setValue(w)
+
+    def size_problem(self) -> str | None:
+        multiple = FAMILY_SIZE_MULTIPLE.get(self.family(), 8)
+        bad = [f"{n} {v}" for n, v in (("width", self.width.value()), ("height", self.height.value())) if v % multiple]
+        if bad:
+            return f"{' and '.join(bad)} px: this model needs multiples of {multiple} px"
+        return None
+
+    def _check_size(self) -> None:
+        problem = self.size_problem()
+        self.size_note.setText(problem or "")
+        self.size_note.setStyleSheet("color: #c0392b;" if problem else "color: palette(mid);")
+
+    # ------------------------------------------------------------------------------------------ seed
+    def _sync_seed_enabled(self) -> None:
+        self.seed.setEnabled(self.seed_mode.currentData() == "fixed")
+
+    def set_seed(self, seed: int, *, fixed: bool = True) -> None:
+        self.seed.setText(str(seed))
+        if fixed:
+            self.seed_mode.setCurrentIndex(self.seed_mode.findData("fixed"))
+
+    def remember_seed(self, seed: int) -> None:
+        """The seed of the last generated image, for "Reuse last"."""
+        self._last_seed = seed
+
+    def next_seed(self) -> int | None:
+        mode = self.seed_mode.currentData()
+        if mode == "fixed":
+            return int(self.seed.text() or 0)
+        if mode == "reuse" and self._last_seed is not None:
+            return self._last_seed
+        return None  # random: the engine picks one and reports it
+
+    # --------------------------------------------------------------------------------------- request
+    def build_request(self, prompt: str, negative: str, init_image=None) -> GenerationRequest:
+        scheduler = self.scheduler.currentText()
+        entry = CATALOG.get(self.model_spec())
+        safety = self.safety.isChecked() if entry and entry.safety_checker else None
+        return GenerationRequest(
+            model=self.model_spec(),
+            prompt=prompt,
+            negative_prompt=negative,
+            steps=self.steps.value(),
+            guidance=self.guidance.value(),
+            seed=self.next_seed(),
+            width=self.width.value(),
+            height=self.height.value(),
+            scheduler=None if scheduler == MODEL_DEFAULT else scheduler,
+            batch=self.batch.value(),
+            init_image=init_image,
+            strength=self.strength.value() if init_image is not None else None,
+            safety_checker=safety,
+        )
+
+    def apply_fields(self, fields: dict) -> None:
+        """Restore parameters read from an image's metadata (reuse parameters)."""
+        if fields.get("model"):
+            self._select_model(str(fields["model"]))
+        if isinstance(fields.get("steps"), int):
+            self.steps.setValue(fields["steps"])
+        if isinstance(fields.get("guidance"), int | float):
+            self.guidance.setValue(float(fields["guidance"]))
+        if isinstance(fields.get("width"), int) and isinstance(fields.get("height"), int):
+            self.width.setValue(fields["width"])
+            self.height.setValue(fields["height"])
+        if fields.get("scheduler"):
+            index = self.scheduler.findText(str(fields["scheduler"]))
+            self.scheduler.setCurrentIndex(max(index, 0))
+        if isinstance(fields.get("seed"), int):
+            self.set_seed(fields["seed"])
+        if isinstance(fields.get("strength"), int | float):
+            self.strength.setValue(float(fields["strength"]))
+
+    # ---------------------------------------------------------------------------------- persistence
+    def load_preferences(self, prefs: Preferences) -> None:
+        self.set_local_models(prefs.local_models)
+        self._select_model(prefs.model)
+        self.apply_model_defaults()
+        if prefs.steps:
+            self.steps.setValue(prefs.steps)
+        if prefs.guidance is not None:
+            self.guidance.setValue(prefs.guidance)
+        if prefs.width and prefs.height:
+            self.width.setValue(prefs.width)
+            self.height.setValue(prefs.height)
+        if prefs.scheduler:
+            self.scheduler.setCurrentIndex(max(self.scheduler.findText(prefs.scheduler), 0))
+        self.batch.setValue(prefs.batch)
+        self.strength.setValue(prefs.strength)
+        self.seed.setText(str(prefs.seed))
+        self.seed_mode.setCurrentIndex(max(self.seed_mode.findData(prefs.seed_mode), 0))
+        self.device.setCurrentIndex(max(self.device.findData(prefs.device), 0))
+        self.dtype.setCurrentIndex(max(self.dtype.findData(prefs.dtype), 0))
+        self.safety.setChecked(prefs.safety_checker)
+
+    def store_preferences(self, prefs: Preferences) -> None:
+        scheduler = self.scheduler.currentText()
+        prefs.model = self.model_spec()
+        prefs.scheduler = None if scheduler == MODEL_DEFAULT else scheduler
+        prefs.steps = self.steps.value()
+        prefs.guidance = self.guidance.value()
+        prefs.width, prefs.height = self.width.value(), self.height.value()
+        prefs.batch = self.batch.value()
+        prefs.strength = self.strength.value()
+        prefs.seed_mode = str(self.seed_mode.currentData())
+        prefs.seed = int(self.seed.text() or 0)
+        prefs.device = str(self.device.currentData())
+        prefs.dtype = str(self.dtype.currentData())
+        prefs.safety_checker = self.safety.isChecked()
+        prefs.local_models = self.local_models()
+
+
+def _guess_family(spec: str) -> str:
+    """Cheap family guess for the size rule of a local model (the engine decides for real when loading)."""
+    path = Path(spec)
+    if (path / "flexible_unet").is_dir():
+        return "deci"
+    scheduler = path / "scheduler" / "scheduler_config.json"
+    try:
+        if scheduler.is_file() and "v_prediction" in scheduler.read_text(encoding="utf-8"):
+            return "sd2"
+    except OSError:
+        pass
+    return "sd1"
+
+
+class _SeedValidator(QIntValidator):
+    """Seeds go up to 2**32 - 1, beyond QSpinBox's signed 32-bit range: a validated line edit instead."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+
+    def validate(self, text: str, pos: int):
+        if text == "":
+            return (QIntValidator.State.Intermediate, text, pos)
+        if not text.isdigit():
+            return (QIntValidator.State.Invalid, text, pos)
+        state = QIntValidator.State.Acceptable if int(text) <= MAX_SEED else QIntValidator.State.Invalid
+        return (state, text, pos)
+
+
+def _row(*widgets: QWidget) -> QWidget:
+    box = QWidget()
+    layout = QHBoxLayout(box)
+    layout.setContentsMargins(0, 0, 0, 0)
+    for w in widgets:
+        layout.addWidget(w, 1 if isinstance(w, QComboBox | QLineEdit | QSpinBox) else 0)
+    return box
+

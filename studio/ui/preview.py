@@ -1,0 +1,104 @@
+"""The preview pane: every step's preview as it arrives, then the finished image, with progress.
+
+Previews are QImages made in the worker thread; the QPixmap is made here, in the GUI thread, and
+scaled smoothly at paint time so resizing the window never re-requests anything.
+"""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import QRectF, QSize, Qt
+from PySide6.QtGui import QImage, QPainter, QPixmap
+from PySide6.QtWidgets import QLabel, QProgressBar, QSizePolicy, QVBoxLayout, QWidget
+
+
+class ImageView(QWidget):
+    """Paints one image fitted to the widget, aspect kept, smooth scaling, high-DPI aware."""
+
+    def __init__(self, placeholder: str = "", parent: QWidget | None = None):
+        super().__init__(parent)
+        self._pixmap: QPixmap | None = None
+        self._placeholder = placeholder
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setMinimumSize(160, 160)
+
+    def set_image(self, image: QImage | None) -> None:
+        self._pixmap = QPixmap.fromImage(image) if image is not None and not image.isNull() else None
+        self.update()
+
+    def pixmap(self) -> QPixmap | None:
+        return self._pixmap
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(512, 512)
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt override
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), self.palette().window())
+        if self._pixmap is None:
+            painter.setPen(self.palette().placeholderText().color())
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._placeholder)
+            return
+        size = self._pixmap.size().scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio)
+        target = QRectF((self.width() - size.width()) / 2, (self.height() - size.height()) / 2, size.width(), size.height())
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+        painter.drawPixmap(target, self._pixmap, QRectF(self._pixmap.rect()))
+
+
+class PreviewPane(QWidget):
+    """Live previews + progress bar showing step/total, it/s and time left."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.view = ImageView("Your images appear here.\nType a prompt and press Ctrl+Return.")
+        self.view.setAccessibleName("Preview")
+        self.progress = QProgressBar(accessibleName="Progress")
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("Idle")
+        self.progress.setValue(0)
+        self.caption = QLabel(accessibleName="Image caption")
+        self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.caption.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.view, 1)
+        layout.addWidget(self.caption)
+        layout.addWidget(self.progress)
+        self.steps_shown = 0
+        self._started = 0.0
+
+    def start(self, label: str = "Starting…") -> None:
+        self.steps_shown = 0
+        self._started = time.monotonic()
+        self.progress.setRange(0, 0)  # busy until the first step (model loading)
+        self.progress.setFormat(label)
+
+    def show_step(self, step: int, total: int, image: QImage, it_per_s: float, eta_s: float) -> None:
+        self.steps_shown += 1
+        self.view.set_image(image)
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(step)
+        rate = f"{it_per_s:.2f} it/s" if it_per_s >= 1 else (f"{1 / it_per_s:.1f} s/it" if it_per_s > 0 else "")
+        self.progress.setFormat(f"Step {step}/{total} · {rate} · {format_eta(eta_s)} left")
+
+    def show_result(self, image: QImage, caption: str = "") -> None:
+        self.view.set_image(image)
+        self.caption.setText(caption)
+
+    def finish(self, text: str = "Done") -> None:
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1 if text == "Done" else 0)
+        elapsed = time.monotonic() - self._started if self._started else 0
+        self.progress.setFormat(f"{text} · {elapsed:.1f} s" if elapsed else text)
+
+
+def format_eta(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}:{seconds:02d}"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}"

@@ -1,0 +1,119 @@
+"""The visible job queue: the running job, then the queued ones, with cancel and reorder controls.
+
+Uses only the public API of :class:`~studio.worker.GenerationService` (its ``queue_model``, ``cancel``,
+``cancel_all``, ``move``): the queue's rules (the running job stays first, a cancelled running job
+leaves when the worker has stopped) live in the service, not here.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QItemSelectionModel, Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QAbstractItemView, QHBoxLayout, QListView, QPushButton, QVBoxLayout, QWidget
+
+from studio.worker import JOB_ID_ROLE, STATUS_ROLE, GenerationService, JobStatus
+
+__all__ = ["QueueView"]
+
+
+class QueueView(QWidget):
+    """A list of jobs with "Cancel", "Cancel all", "Up", "Down"; Delete cancels, Ctrl+Up/Down moves."""
+
+    def __init__(self, service: GenerationService, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.service = service
+        self.list_view = QListView(self)
+        self.list_view.setObjectName("queueList")
+        self.list_view.setModel(service.queue_model)
+        self.list_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.list_view.setUniformItemSizes(True)
+        self.list_view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.list_view.setAccessibleName("Generation queue")
+
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setToolTip("Cancel the selected job (Delete)")
+        self.cancel_all_button = QPushButton("Cancel all", self)
+        self.cancel_all_button.setToolTip("Cancel the running job and empty the queue")
+        self.up_button = QPushButton("Up", self)
+        self.up_button.setToolTip("Run the selected job earlier (Ctrl+Up)")
+        self.down_button = QPushButton("Down", self)
+        self.down_button.setToolTip("Run the selected job later (Ctrl+Down)")
+
+        buttons = QHBoxLayout()
+        for button in (self.cancel_button, self.cancel_all_button, self.up_button, self.down_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.list_view, 1)
+        layout.addLayout(buttons)
+
+        # Shortcuts as actions on this widget: they fire while focus is anywhere inside it, and are
+        # matched before the list view's own key handling (which uses Ctrl+Up/Down to move its cursor).
+        self.cancel_action = self._action("Cancel job", QKeySequence(Qt.Key.Key_Delete), self.cancel_selected)
+        self.up_action = self._action("Move up", QKeySequence("Ctrl+Up"), lambda: self.move_selected(-1))
+        self.down_action = self._action("Move down", QKeySequence("Ctrl+Down"), lambda: self.move_selected(1))
+
+        self.cancel_button.clicked.connect(self.cancel_selected)
+        self.cancel_all_button.clicked.connect(self.service.cancel_all)
+        self.up_button.clicked.connect(lambda: self.move_selected(-1))
+        self.down_button.clicked.connect(lambda: self.move_selected(1))
+        self.list_view.selectionModel().selectionChanged.connect(self._update_buttons)
+        service.queue_changed.connect(self._update_buttons)
+        self._update_buttons()
+
+    def _action(self, text: str, shortcut: QKeySequence, slot) -> QAction:
+        action = QAction(text, self)
+        action.setShortcut(shortcut)
+        action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        action.triggered.connect(slot)
+        self.addAction(action)
+        return action
+
+    # ----------------------------------------------------------------------------------- selection
+    def selected_row(self) -> int:
+        rows = self.list_view.selectionModel().selectedRows()
+        return rows[0].row() if rows else -1
+
+    def selected_job_id(self) -> int | None:
+        row = self.selected_row()
+        if row < 0:
+            return None
+        return self.service.queue_model.index(row).data(JOB_ID_ROLE)
+
+    def select_job(self, job_id: int) -> bool:
+        model = self.service.queue_model
+        for row in range(model.rowCount()):
+            index = model.index(row)
+            if index.data(JOB_ID_ROLE) == job_id:
+                self.list_view.selectionModel().setCurrentIndex(
+                    index, QItemSelectionModel.SelectionFlag.ClearAndSelect
+                )
+                return True
+        return False
+
+    # ------------------------------------------------------------------------------------- actions
+    def cancel_selected(self) -> None:
+        job_id = self.selected_job_id()
+        if job_id is not None:
+            self.service.cancel(job_id)
+
+    def move_selected(self, delta: int) -> None:
+        """Move the selected queued job `delta` rows (the service keeps the running job first)."""
+        row = self.selected_row()
+        job_id = self.selected_job_id()
+        if job_id is None:
+            return
+        self.service.move(job_id, row + delta)
+        self._update_buttons()
+
+    def _update_buttons(self, *_args) -> None:
+        model = self.service.queue_model
+        row = self.selected_row()
+        status = model.index(row).data(STATUS_ROLE) if row >= 0 else None
+        queued = status == JobStatus.QUEUED.value
+        above = model.index(row - 1).data(STATUS_ROLE) if row > 0 else None
+        self.cancel_button.setEnabled(row >= 0)
+        self.cancel_all_button.setEnabled(model.rowCount() > 0)
+        self.up_button.setEnabled(queued and above == JobStatus.QUEUED.value)
+        self.down_button.setEnabled(queued and row < model.rowCount() - 1)

@@ -1,0 +1,151 @@
+"""Live CLIP token counts for the prompt fields, without torch.
+
+CLIP reads 75 content tokens per chunk (77 with BOS/EOS); longer prompts are split into chunks that
+are encoded separately, which users need to know while typing (words past a chunk boundary weigh
+differently). The count must be exact, so it uses CLIP's own byte-pair tokenizer
+(``studio/resources/clip_tokenizer/tokenizer.json``) through the Rust ``tokenizers`` library: it loads
+in about 0.1 s and counts a 500-word prompt in a few milliseconds, so the editor can recount on every
+keystroke. Emphasis syntax is removed and chunks are built by
+:func:`studio.library.prompt_syntax.build_chunks`, the very function the engine uses, so what the
+editor shows is what the text encoder reads (each weighted fragment is tokenized on its own, as in
+A1111; BREAK ends a chunk early).
+
+If the tokenizer cannot be loaded (a broken install), counts fall back to a rough estimate and
+:attr:`TokenCounter.exact` is False, so the window still works and can say "about".
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from studio.library.prompt_syntax import CHUNK_LENGTH, build_chunks, is_break, parse_prompt_attention
+
+__all__ = ["CHUNK_LENGTH", "TOKENIZER_PATH", "TokenCount", "TokenCounter", "shared_counter"]
+
+log = logging.getLogger(__name__)
+
+TOKENIZER_PATH = Path(__file__).resolve().parent.parent / "resources" / "clip_tokenizer" / "tokenizer.json"
+_CACHE_SIZE = 16
+# Fallback estimate: CLIP's pre-tokenizer splits letters, single digits and punctuation runs apart.
+_ROUGH = re.compile(r"[^\W\d_]+|\d|[^\w\s]+|_+")
+
+
+class TokenCount(NamedTuple):
+    """Content tokens (no BOS/EOS), the number of 75-token chunks the engine will encode, and how
+    many of the chunk ends were asked for with BREAK (so the editor warns only of automatic splits)."""
+
+    tokens: int
+    chunks: int
+    breaks: int = 0
+
+
+class TokenCounter:
+    """CLIP token counts; the tokenizer is loaded once, lazily, by whichever thread first needs it.
+
+    Thread-safe: loading is guarded by a lock (a background warm-up and the GUI thread may race), and
+    the small result cache by another, so the same counter can be shared by every prompt field.
+    """
+
+    def __init__(self, path: Path | str = TOKENIZER_PATH, chunk_length: int = CHUNK_LENGTH) -> None:
+        self.path = Path(path)
+        self.chunk_length = chunk_length
+        self._tokenizer: Any = None
+        self._failed = False
+        self._load_lock = threading.Lock()
+        self._cache: OrderedDict[str, TokenCount] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------------ loading
+    @property
+    def loaded(self) -> bool:
+        """True once a load was attempted and finished (successfully or not)."""
+        return self._tokenizer is not None or self._failed
+
+    @property
+    def exact(self) -> bool:
+        """False when the tokenizer could not be loaded and counts are estimates."""
+        self.load()
+        return self._tokenizer is not None
+
+    def load(self) -> None:
+        """Load the tokenizer if not done yet; safe to call from any thread, any number of times."""
+        if self.loaded:
+            return
+        with self._load_lock:
+            if self.loaded:
+                return
+            try:
+                from tokenizers import Tokenizer
+
+                tokenizer = Tokenizer.from_file(str(self.path))
+                tokenizer.no_truncation()
+                tokenizer.no_padding()
+            except Exception as exc:  # a missing file or library must not take the window down
+                log.warning("CLIP tokenizer unavailable (%s): token counts are estimates", exc)
+                self._failed = True
+            else:
+                self._tokenizer = tokenizer
+
+    def warm_up(self) -> threading.Thread | None:
+        """Load in a daemon thread, so the first keystroke does not wait ~0.1 s; None if loaded."""
+        if self.loaded:
+            return None
+        thread = threading.Thread(target=self.load, name="token-counter-load", daemon=True)
+        thread.start()
+        return thread
+
+    # ----------------------------------------------------------------------------------- counting
+    def _tokenize(self, texts: list[str]) -> list[list[int]]:
+        # One encode per fragment (not encode_batch): a prompt has few fragments, and the batch call
+        # starts a Rust thread pool that makes the library warn after any later fork.
+        tokenizer = self._tokenizer
+        if tokenizer is None:
+            return [[0] * len(_ROUGH.findall(text)) for text in texts]
+        return [tokenizer.encode(text, add_special_tokens=False).ids for text in texts]
+
+    def measure(self, text: str) -> TokenCount:
+        """Tokens and chunks of `text` as the engine will encode it (emphasis syntax removed)."""
+        with self._cache_lock:
+            cached = self._cache.get(text)
+            if cached is not None:
+                self._cache.move_to_end(text)
+                return cached
+        if not text.strip():
+            result = TokenCount(0, 1)
+        else:
+            self.load()
+            fragments = parse_prompt_attention(text)
+            chunks = build_chunks(fragments, self._tokenize, self.chunk_length)
+            breaks = sum(1 for fragment in fragments if is_break(fragment))
+            result = TokenCount(sum(len(chunk.tokens) for chunk in chunks), len(chunks), breaks)
+        with self._cache_lock:
+            self._cache[text] = result
+            while len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return result
+
+    def count(self, text: str) -> int:
+        """Number of content tokens (no BOS/EOS) after removing emphasis syntax."""
+        return self.measure(text).tokens
+
+    def chunks(self, text: str) -> int:
+        """Number of 75-token chunks the engine splits the prompt into (BREAK starts a new one)."""
+        return self.measure(text).chunks
+
+
+_shared: TokenCounter | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_counter() -> TokenCounter:
+    """The process-wide counter: one tokenizer in memory, however many prompt fields there are."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = TokenCounter()
+        return _shared

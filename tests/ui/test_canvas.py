@@ -1,0 +1,462 @@
+"""The img2img canvas with real widgets, real events and real image files (no mocks).
+
+Drops are simulated the way Qt delivers them: a QMimeData in a QDragEnterEvent, then a QDropEvent, sent
+to the widget.  Loads finish in a background thread, so tests wait on the canvas's signals.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from PySide6.QtCore import QByteArray, QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
+from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QImage
+from PySide6.QtWidgets import QApplication, QFileDialog
+
+from studio.ui.canvas import FIT_MODES, WEB_REFUSAL, ImageCanvas, prepare_image
+from studio.ui.qt_images import pil_to_qimage, qimage_to_png_bytes
+
+GREEN, RED, BLUE = (0, 200, 0), (220, 0, 0), (0, 0, 220)
+TIMEOUT = 5000
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def bands_image() -> Image.Image:
+    """400x100: four 100-px vertical bands green | red | blue | green (tells the fit modes apart)."""
+    image = Image.new("RGB", (400, 100), GREEN)
+    image.paste(RED, (100, 0, 200, 100))
+    image.paste(BLUE, (200, 0, 300, 100))
+    return image
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def colour(pixel: tuple[int, ...]) -> str:
+    """The clearly dominant channel of an RGB pixel: "red", "green", "blue", or "mixed"."""
+    r, g, b = pixel[:3]
+    for name, value, others in (("red", r, (g, b)), ("green", g, (r, b)), ("blue", b, (r, g))):
+        if value > 120 and all(value - other > 80 for other in others):
+            return name
+    return "mixed"
+
+
+def file_mime(*paths: Path) -> QMimeData:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    return mime
+
+
+def drag_enter(canvas: ImageCanvas, mime: QMimeData) -> bool:
+    event = QDragEnterEvent(
+        QPoint(20, 20),
+        Qt.DropAction.CopyAction | Qt.DropAction.MoveAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    QApplication.sendEvent(canvas, event)
+    return event.isAccepted()
+
+
+def drop(canvas: ImageCanvas, mime: QMimeData) -> QDropEvent:
+    """Enter, then drop, as Qt delivers a drag.
+
+    Qt does not deliver a drop to a widget that refused the drag-enter, so after a refused enter the
+    drop event is handed to ``dropEvent`` directly: the drop handler must refuse on its own too.
+    """
+    entered = drag_enter(canvas, mime)
+    event = QDropEvent(
+        QPointF(20, 20),
+        Qt.DropAction.CopyAction | Qt.DropAction.MoveAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    if entered:
+        QApplication.sendEvent(canvas, event)
+    else:
+        canvas.dropEvent(event)
+        assert not event.isAccepted()
+    return event
+
+
+def drop_and_load(qtbot, canvas: ImageCanvas, mime: QMimeData) -> QDropEvent:
+    with qtbot.waitSignal(canvas.image_changed, timeout=TIMEOUT):
+        event = drop(canvas, mime)
+    return event
+
+
+def drop_and_refuse(qtbot, canvas: ImageCanvas, mime: QMimeData) -> str:
+    """Drop something unusable: returns the message; fails if the image changed."""
+    before = canvas.source_image()
+    with (
+        qtbot.assertNotEmitted(canvas.image_changed, wait=50),
+        qtbot.waitSignal(canvas.message, timeout=TIMEOUT) as blocker,
+    ):
+        drop(canvas, mime)
+    assert canvas.source_image() is before
+    assert not canvas.is_loading()
+    return blocker.args[0]
+
+
+@pytest.fixture
+def canvas(qtbot) -> ImageCanvas:
+    widget = ImageCanvas(output_size=(100, 100))
+    qtbot.addWidget(widget)
+    widget.resize(320, 320)
+    return widget
+
+
+@pytest.fixture
+def bands_png(tmp_path) -> Path:
+    path = tmp_path / "bands.png"
+    bands_image().save(path)
+    return path
+
+
+@pytest.fixture
+def loaded(qtbot, canvas, bands_png) -> ImageCanvas:
+    drop_and_load(qtbot, canvas, file_mime(bands_png))
+    return canvas
+
+
+# --------------------------------------------------------------------------------------- local files
+
+
+def test_dropping_a_png_file_loads_it_at_the_output_size_in_every_mode(qtbot, canvas, bands_png):
+    assert drag_enter(canvas, file_mime(bands_png))
+    event = drop_and_load(qtbot, canvas, file_mime(bands_png))
+    assert event.isAccepted()
+    assert event.dropAction() == Qt.DropAction.CopyAction  # a file manager must never move the file
+    assert canvas.has_image()
+    assert canvas.source_image().size == (400, 100)
+    assert canvas.source_label() == str(bands_png)
+    for mode in FIT_MODES:
+        canvas.set_fit_mode(mode)
+        prepared = canvas.prepared_image()
+        assert prepared.size == (100, 100) and prepared.mode == "RGB"
+
+
+def test_decoding_happens_off_the_gui_thread(qtbot, canvas, bands_png):
+    states: list[bool] = []
+    canvas.loading_changed.connect(states.append)
+    with qtbot.waitSignal(canvas.image_changed, timeout=TIMEOUT):
+        drop(canvas, file_mime(bands_png))
+        # The drop handler returned at once; the result arrives later through the event loop.
+        assert canvas.is_loading() and not canvas.has_image()
+    assert states == [True, False]
+    assert not canvas.is_loading() and canvas.has_image()
+
+
+def test_fit_mode_geometry(loaded):
+    canvas = loaded
+    canvas.set_fit_mode("stretch")  # all four bands, squeezed to 25 px each
+    image = canvas.prepared_image()
+    assert [colour(image.getpixel((x, 50))) for x in (12, 37, 62, 87)] == ["green", "red", "blue", "green"]
+
+    canvas.set_fit_mode("crop")  # scale 1, the centre 100 px: half red, half blue, no green
+    image = canvas.prepared_image()
+    assert [colour(image.getpixel((x, y))) for x in (2, 40, 60, 97) for y in (2, 97)] == (
+        ["red"] * 4 + ["blue"] * 4
+    )
+
+    canvas.set_fit_mode("fit")  # whole image 100x25, centred at rows 37..62, bands padded outward
+    image = canvas.prepared_image()
+    assert [colour(image.getpixel((x, 50))) for x in (12, 37, 62, 87)] == ["green", "red", "blue", "green"]
+    # The padding continues each band's colour (edge-extended), not grey: no letterbox for the model.
+    for y in (2, 20, 80, 97):
+        assert [colour(image.getpixel((x, y))) for x in (12, 37, 62, 87)] == ["green", "red", "blue", "green"]
+    # The image itself is pasted back sharp: band edges inside it are not blurred.
+    assert image.getpixel((30, 50)) == image.getpixel((45, 50))
+
+
+def test_prepare_image_handles_portrait_and_tiny_sources():
+    tall = Image.new("RGB", (10, 400), RED)
+    for mode in FIT_MODES:
+        assert prepare_image(tall, (64, 48), mode).size == (64, 48)
+    assert prepare_image(Image.new("L", (1, 1), 255), (8, 8), "fit").getpixel((4, 4)) == (255, 255, 255)
+    with pytest.raises(ValueError, match="fit mode"):
+        prepare_image(tall, (8, 8), "zoom")
+
+
+def test_set_output_size_after_loading_re_prepares(qtbot, loaded):
+    with qtbot.assertNotEmitted(loaded.image_changed):
+        loaded.set_output_size(64, 128)
+    assert loaded.output_size() == (64, 128)
+    assert loaded.prepared_image().size == (64, 128)
+    assert loaded.source_image().size == (400, 100)  # the source is kept, only the preparation changes
+    with pytest.raises(ValueError):
+        loaded.set_output_size(0, 64)
+
+
+def test_exif_rotated_jpeg_arrives_upright(qtbot, canvas, tmp_path):
+    stored = Image.new("RGB", (80, 40), RED)  # stored sideways: red left, blue right
+    stored.paste(BLUE, (40, 0, 80, 40))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    path = tmp_path / "phone.jpg"
+    stored.save(path, "JPEG", exif=exif, quality=95)
+    drop_and_load(qtbot, canvas, file_mime(path))
+    upright = canvas.source_image()
+    assert upright.size == (40, 80)
+    assert colour(upright.getpixel((20, 10))) == "red"  # what was on the left is now on top
+    assert colour(upright.getpixel((20, 70))) == "blue"
+
+
+def test_several_files_use_the_first_image_and_say_so(qtbot, canvas, tmp_path, bands_png):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image\n")
+    other = tmp_path / "other.png"
+    Image.new("RGB", (10, 10), BLUE).save(other)
+    with qtbot.waitSignal(canvas.message, timeout=TIMEOUT) as blocker:
+        drop_and_load(qtbot, canvas, file_mime(notes, bands_png, other))
+    assert canvas.source_label() == str(bands_png)
+    assert "3 items dropped" in blocker.args[0] and "bands.png" in blocker.args[0]
+
+
+# ------------------------------------------------------------------------------------------ refusals
+
+
+def test_text_file_is_refused_and_the_previous_image_stays(qtbot, loaded, tmp_path):
+    text = tmp_path / "readme.txt"
+    text.write_text("hello\n")
+    message = drop_and_refuse(qtbot, loaded, file_mime(text))
+    assert "readme.txt" in message and "not an image" in message
+    assert "current image is kept" in message
+    assert loaded.source_label().endswith("bands.png")
+
+
+def test_truncated_png_is_refused(qtbot, loaded, tmp_path):
+    noise = Image.frombytes("RGB", (64, 64), bytes(range(256)) * 48)
+    data = png_bytes(noise)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(data[: len(data) // 2])  # valid signature and header, half the pixel data
+    message = drop_and_refuse(qtbot, loaded, file_mime(broken))
+    assert "broken.png" in message and "truncated" in message
+
+
+def test_image_over_the_pixel_limit_is_refused(qtbot, tmp_path, bands_png):
+    small_limit = ImageCanvas(output_size=(64, 64), max_pixels=100 * 100)
+    qtbot.addWidget(small_limit)
+    message = drop_and_refuse(qtbot, small_limit, file_mime(bands_png))
+    assert "too large" in message and not small_limit.has_image()
+    mime = QMimeData()
+    mime.setImageData(pil_to_qimage(bands_image()))  # the QImage route checks the limit before encoding
+    assert "too large" in drop_and_refuse(qtbot, small_limit, mime)
+
+
+def test_directory_is_refused(qtbot, loaded, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    with qtbot.waitSignal(loaded.message) as blocker:
+        assert not drag_enter(loaded, file_mime(folder))  # refusal cursor, with the reason
+    assert "Folders" in blocker.args[0]
+    assert "Folders" in drop_and_refuse(qtbot, loaded, file_mime(folder))
+
+
+def test_web_url_alone_is_refused_without_fetching(qtbot, canvas):
+    mime = QMimeData()
+    mime.setUrls([QUrl("https://example.com/cat.png")])
+    with qtbot.waitSignal(canvas.message) as blocker:
+        assert not drag_enter(canvas, mime)
+    assert blocker.args[0] == WEB_REFUSAL
+    message = drop_and_refuse(qtbot, canvas, mime)
+    assert message == WEB_REFUSAL
+    assert "can't be fetched" in message.lower() and "drag the image itself" in message
+    assert not canvas.has_image()
+
+
+def test_plain_text_is_refused_at_drag_enter(qtbot, canvas):
+    mime = QMimeData()
+    mime.setText("a sunny meadow")
+    with qtbot.assertNotEmitted(canvas.message):
+        assert not drag_enter(canvas, mime)
+    assert "Nothing to use" in drop_and_refuse(qtbot, canvas, mime)
+
+
+# ---------------------------------------------------------------------------- browser image data
+
+
+@pytest.mark.parametrize("fmt", ["image/png", "image/jpeg", "application/octet-stream"])
+def test_raw_bytes_with_a_web_url_are_used(qtbot, canvas, fmt):
+    image = Image.new("RGB", (30, 20), RED)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG" if fmt == "image/jpeg" else "PNG")
+    mime = QMimeData()
+    mime.setUrls([QUrl("https://example.com/cat.png")])
+    mime.setData(fmt, QByteArray(buffer.getvalue()))
+    assert drag_enter(canvas, mime)
+    drop_and_load(qtbot, canvas, mime)
+    assert canvas.source_image().size == (30, 20)
+    assert colour(canvas.source_image().getpixel((15, 10))) == "red"
+    assert fmt in canvas.source_label()
+
+
+def test_image_data_qimage_is_used_with_alpha_on_white(qtbot, canvas):
+    qimage = QImage(40, 40, QImage.Format.Format_ARGB32)
+    qimage.fill(QColor(0, 0, 255))
+    for x in range(20):  # left half fully transparent
+        for y in range(40):
+            qimage.setPixelColor(x, y, QColor(0, 0, 0, 0))
+    mime = QMimeData()
+    mime.setImageData(qimage)
+    mime.setUrls([QUrl("http://example.com/x.webp")])
+    drop_and_load(qtbot, canvas, mime)
+    source = canvas.source_image()
+    assert source.getpixel((5, 5)) == (255, 255, 255)
+    assert source.getpixel((30, 5)) == (0, 0, 255)
+
+
+def test_data_url_image_is_decoded_locally(qtbot, canvas):
+    encoded = base64.b64encode(png_bytes(Image.new("RGB", (12, 8), GREEN))).decode()
+    mime = QMimeData()
+    mime.setUrls([QUrl("data:image/png;base64," + encoded)])
+    drop_and_load(qtbot, canvas, mime)
+    assert canvas.source_image().size == (12, 8)
+
+
+def test_undecodable_raw_bytes_fall_back_to_qt_image_data(qtbot, canvas):
+    mime = QMimeData()
+    mime.setData("image/avif-like", QByteArray(b"\x00\x01garbage"))
+    qimage = QImage(16, 16, QImage.Format.Format_RGB32)
+    qimage.fill(QColor(220, 0, 0))
+    mime.setImageData(qimage)
+    drop_and_load(qtbot, canvas, mime)
+    assert colour(canvas.source_image().getpixel((8, 8))) == "red"
+
+
+# -------------------------------------------------------------------------------------------- paste
+
+
+def test_paste_clipboard_image(qtbot, canvas):
+    qimage = QImage(24, 24, QImage.Format.Format_RGB32)
+    qimage.fill(QColor(0, 200, 0))
+    QApplication.clipboard().setImage(qimage)
+    with qtbot.waitSignal(canvas.image_changed, timeout=TIMEOUT):
+        assert canvas.paste_from_clipboard()
+    assert canvas.source_image().size == (24, 24)
+    assert colour(canvas.source_image().getpixel((3, 3))) == "green"
+
+
+def test_paste_file_urls_and_raw_bytes_via_set_mime_data(qtbot, canvas, bands_png):
+    QApplication.clipboard().setMimeData(file_mime(bands_png))
+    with qtbot.waitSignal(canvas.image_changed, timeout=TIMEOUT):
+        assert canvas.paste_from_clipboard()
+    assert canvas.source_label() == str(bands_png)
+
+    mime = QMimeData()
+    mime.setData("image/png", QByteArray(png_bytes(Image.new("RGB", (7, 5), BLUE))))
+    QApplication.clipboard().setMimeData(mime)
+    with qtbot.waitSignal(canvas.image_changed, timeout=TIMEOUT):
+        assert canvas.paste_from_clipboard()
+    assert canvas.source_image().size == (7, 5)
+
+
+def test_paste_plain_text_is_refused(qtbot, loaded):
+    QApplication.clipboard().setText("just words")
+    with qtbot.waitSignal(loaded.message) as blocker:
+        assert not loaded.paste_from_clipboard()
+    assert "no image" in blocker.args[0]
+    assert loaded.source_label().endswith("bands.png")
+
+
+def test_keyboard_paste_and_delete_on_the_focused_canvas(qtbot, canvas, bands_png):
+    canvas.show()
+    qtbot.waitExposed(canvas)
+    canvas.setFocus()
+    QApplication.clipboard().setMimeData(file_mime(bands_png))
+    with qtbot.waitSignal(canvas.image_changed, timeout=TIMEOUT):
+        qtbot.keyClick(canvas, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier)
+    assert canvas.has_image()
+    with qtbot.waitSignal(canvas.image_changed):
+        qtbot.keyClick(canvas, Qt.Key.Key_Delete)
+    assert not canvas.has_image()
+
+
+# ----------------------------------------------------------------------------- open, set and clear
+
+
+def test_open_file_dialog_loads_the_chosen_file(qtbot, canvas, bands_png):
+    def choose() -> None:
+        dialog = canvas.findChild(QFileDialog, "canvas-open-dialog")
+        assert dialog is not None
+        dialog.selectFile(str(bands_png))
+        dialog.accept()
+
+    QTimer.singleShot(0, choose)
+    with qtbot.waitSignal(canvas.image_changed, timeout=TIMEOUT):
+        assert canvas.open_file_dialog()
+    assert canvas.source_label() == str(bands_png)
+
+
+def test_set_image_and_clear(qtbot, canvas):
+    rgba = Image.new("RGBA", (50, 40), (0, 0, 255, 255))
+    with qtbot.waitSignal(canvas.image_changed):
+        canvas.set_image(rgba, "result #1")
+    assert canvas.has_image() and canvas.source_label() == "result #1"
+    assert canvas.source_image().mode == "RGB" and canvas.source_image() is not rgba
+    assert canvas.prepared_image().size == (100, 100)
+
+    with qtbot.waitSignal(canvas.image_changed):
+        canvas.clear()
+    assert not canvas.has_image()
+    assert canvas.prepared_image() is None and canvas.source_image() is None
+    with qtbot.assertNotEmitted(canvas.image_changed):
+        canvas.clear()  # nothing to clear: no signal
+
+
+def test_clear_button(qtbot, loaded):
+    button = next(b for b in loaded.findChildren(type(loaded._clear_button)) if b.text() == "Clear")
+    with qtbot.waitSignal(loaded.image_changed):
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    assert not loaded.has_image() and not button.isEnabled()
+
+
+def test_newer_request_wins_over_a_load_in_flight(qtbot, canvas, bands_png, tmp_path):
+    other = tmp_path / "other.png"
+    Image.new("RGB", (10, 10), BLUE).save(other)
+    drop(canvas, file_mime(bands_png))
+    canvas.clear()  # makes the first load stale
+    drop_and_load(qtbot, canvas, file_mime(other))
+    qtbot.wait(20)
+    assert canvas.source_label() == str(other)
+
+
+def test_mode_selector_follows_set_fit_mode_and_emits(qtbot, loaded):
+    with qtbot.waitSignal(loaded.fit_mode_changed) as blocker:
+        loaded._mode_box.setCurrentIndex(FIT_MODES.index("crop"))
+    assert blocker.args == ["crop"] and loaded.fit_mode() == "crop"
+    loaded.set_fit_mode("stretch")
+    assert loaded._mode_box.currentData() == "stretch"
+    with pytest.raises(ValueError):
+        loaded.set_fit_mode("zoom")
+
+
+def test_view_paints_the_prepared_image_and_the_empty_hint(qtbot, canvas):
+    canvas.show()
+    qtbot.waitExposed(canvas)
+    empty = canvas.grab().toImage()
+    assert not empty.isNull()
+    assert "Ctrl+V" in canvas.hint_text() and "Ctrl+O" in canvas.hint_text()
+    canvas.set_image(Image.new("RGB", (100, 100), RED))
+    shot = canvas._view.grab().toImage()
+    centre = shot.pixelColor(shot.width() // 2, shot.height() // 2)
+    assert colour((centre.red(), centre.green(), centre.blue())) == "red"
+
+
+def test_qt_image_helpers_round_trip():
+    image = bands_image()
+    qimage = pil_to_qimage(image)
+    assert (qimage.width(), qimage.height()) == (400, 100)
+    back = Image.open(io.BytesIO(qimage_to_png_bytes(qimage))).convert("RGB")
+    assert back.tobytes() == image.tobytes()
+    assert qimage_to_png_bytes(QImage()) == b""

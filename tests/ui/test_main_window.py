@@ -1,0 +1,154 @@
+"""The studio window driven like a user would: keyboard, real worker thread, real tiny model, real files."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtWidgets import QApplication, QPlainTextEdit
+
+from studio.library.metadata import read_metadata
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path, tiny_sd1):
+    from studio.engine import Engine
+    from studio.ui.main_window import MainWindow
+
+    made = []
+
+    def make(model=None, **kw):
+        window = MainWindow(
+            model=str(model or tiny_sd1),
+            output_dir=tmp_path / "out",
+            preferences_file=tmp_path / "prefs.json",
+            engine_factory=lambda: Engine(device="cpu", preview="linear"),
+            qsettings=QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat),
+            **kw,
+        )
+        qtbot.addWidget(window)
+        window.show()
+        qtbot.waitExposed(window)
+        made.append(window)
+        return window
+
+    yield make
+    for window in made:
+        window.close()
+
+
+def fast(window, steps=4, scheduler="DDIM"):
+    p = window.parameters
+    p.steps.setValue(steps)
+    p.width.setValue(64)
+    p.height.setValue(64)
+    p.scheduler.setCurrentText(scheduler)
+
+
+def test_type_a_prompt_and_generate_with_ctrl_return(make_window, qtbot, tmp_path):
+    window = make_window()
+    fast(window, steps=4)
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is not None)
+    editor = QApplication.focusWidget()
+    assert isinstance(editor, QPlainTextEdit), "the prompt editor has keyboard focus when the window opens"
+    editor.selectAll()
+    qtbot.keyClicks(editor, "a tiny red fox, watercolor")
+    steps = []
+    window.service.step.connect(lambda job, step, total, image, rate, eta: steps.append((step, total, image.isNull())))
+    with qtbot.waitSignal(window.service.job_finished, timeout=60_000):
+        qtbot.keyClick(editor, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert steps == [(1, 4, False), (2, 4, False), (3, 4, False), (4, 4, False)]
+    assert window.preview.steps_shown == 4
+    assert "\n" not in window.prompt_editor.prompt()  # Ctrl+Return generated, it did not type a newline
+    [result] = window.results.results()
+    assert result.path.is_file() and result.path.is_relative_to(tmp_path / "out")
+    meta = read_metadata(result.path)
+    assert meta.prompt == "a tiny red fox, watercolor" and meta.steps == 4
+    assert window.prompt_editor.history()[0][0] == "a tiny red fox, watercolor"
+
+
+def test_escape_cancels_the_running_job(make_window, qtbot):
+    window = make_window()
+    fast(window, steps=200)
+    window.prompt_editor.set_prompts("a slow one")
+
+    def on_step(job, step, total, image, rate, eta):
+        if step == 2:
+            qtbot.keyClick(window, Qt.Key.Key_Escape)
+
+    window.service.step.connect(on_step)
+    with qtbot.waitSignal(window.service.job_cancelled, timeout=60_000):
+        window.act_generate.trigger()
+    assert window.preview.steps_shown < 10
+    assert window.results.count() == 0
+    assert "Cancelled" in window.preview.progress.format()
+
+
+def test_a_failing_job_is_reported_and_the_next_one_runs(make_window, qtbot, tmp_path):
+    window = make_window()
+    fast(window)
+    window.parameters.add_local_model(str(tmp_path / "no-such-model"))
+    with qtbot.waitSignal(window.service.job_failed, timeout=60_000) as failed:
+        window.act_generate.trigger()
+    assert "no-such-model" in failed.args[1]
+    assert "failed" in window.statusBar().currentMessage()
+    assert "no-such-model" in window.preview.caption.text()
+    window.parameters.model.setCurrentIndex(window.parameters.model.findData(window.parameters.local_models()[0]))
+    fast(window)
+    with qtbot.waitSignal(window.service.job_finished, timeout=60_000):
+        window.act_generate.trigger()
+    assert window.results.count() == 1
+
+
+def test_reuse_parameters_and_seed_from_a_result(make_window, qtbot):
+    window = make_window()
+    fast(window, steps=3)
+    window.prompt_editor.set_prompts("castle on a hill", "fog")
+    with qtbot.waitSignal(window.service.job_finished, timeout=60_000):
+        window.act_generate.trigger()
+    seed = window.results.current().seed
+    window.parameters.steps.setValue(17)
+    window.prompt_editor.set_prompts("something else", "")
+    window.act_reuse.trigger()
+    assert window.parameters.steps.value() == 3
+    assert (window.prompt_editor.prompt(), window.prompt_editor.negative_prompt()) == ("castle on a hill", "fog")
+    assert window.parameters.seed.text() == str(seed) and window.parameters.seed_mode.currentData() == "fixed"
+    window.act_to_canvas.trigger()
+    assert window.canvas.has_image()
+
+
+def test_preferences_and_layout_persist_across_restarts(make_window, tmp_path):
+    window = make_window()
+    fast(window, steps=9)
+    window.parameters.batch.setValue(3)
+    window.prompt_editor.set_prompts("kept prompt", "kept negative")
+    window.resize(780, 560)  # within the offscreen screen (800x600): restoreGeometry clamps to the screen
+    window.splitter.setSizes([250, 300, 230])
+    sizes = window.splitter.sizes()
+    window.close()
+    again = make_window()
+    assert again.parameters.steps.value() == 9 and again.parameters.batch.value() == 3
+    assert (again.parameters.width.value(), again.parameters.height.value()) == (64, 64)
+    assert again.prompt_editor.prompt() == "kept prompt"
+    assert again.splitter.sizes() == sizes
+    assert again.size() == window.size()
+
+
+def test_model_defaults_and_size_rule(make_window, qtbot):
+    window = make_window(model="deci-diffusion-1.0")
+    p = window.parameters
+    assert (p.steps.value(), p.guidance.value(), p.width.value()) == (30, 7.5, 512)
+    p.width.setValue(520)
+    assert "multiples of 64" in p.size_problem()
+    jobs_before = len(window.service.jobs())
+    window.act_generate.trigger()
+    assert len(window.service.jobs()) == jobs_before  # refused before queueing
+    assert "multiples of 64" in window.statusBar().currentMessage()
+    p.model.setCurrentIndex(p.model.findData("sd-2.1"))
+    assert p.width.value() == 768
+
+
+def test_about_lists_versions():
+    from studio.ui.main_window import about_text
+
+    text = about_text()
+    assert "torch" in text and "diffusers" in text and "Qt " in text
