@@ -364,6 +364,19 @@ def _versions() -> dict[str, str]:
     return {"torch": torch.__version__, "diffusers": diffusers.__version__}
 
 
+def _json_safe(value):
+    """Strict JSON has no inf/nan, yet scheduler configs hold some (DPM++'s lambda_min_clipped = -inf)."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "inf", "-inf", "nan"
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def build_metadata(model: LoadedModel, req: GenerationRequest, scheduler, index: int, nsfw, init_hash) -> dict:
     """Our exact JSON (design.md section 6): enough to regenerate the same pixels."""
     import json
@@ -387,7 +400,7 @@ def build_metadata(model: LoadedModel, req: GenerationRequest, scheduler, index:
         "request": fields,
         "seed": req.seed + index,
         "batch_index": index,
-        "scheduler_config": json.loads(json.dumps(dict(scheduler.config), default=str)),
+        "scheduler_config": _json_safe(json.loads(json.dumps(dict(scheduler.config), default=str))),
         "device": model.placement.device,
         "dtype": model.placement.dtype_name,
         "nsfw": nsfw,

@@ -81,7 +81,7 @@ class ParametersPanel(QWidget):
         self.seed_mode.addItem("Reuse last", "reuse")
         self.seed = QLineEdit("0", accessibleName="Seed")
         self.seed.setValidator(_SeedValidator(self.seed))
-        dice = QToolButton(text="🎲", toolTip="New random seed")
+        dice = QToolButton(text="New", toolTip="Pick a new random seed and fix it")
         dice.clicked.connect(lambda: self.set_seed(secrets.randbelow(MAX_SEED + 1)))
         form.addRow("S&eed", _row(self.seed_mode, self.seed, dice))
         self.seed_mode.currentIndexChanged.connect(self._sync_seed_enabled)
