@@ -71,6 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=cmd_models)
 
+    gallery = sub.add_parser("gallery", help="the local image library: scan folders, search prompts")
+    gallery.add_argument("--db", type=Path, help="catalogue database (default: the app's own)")
+    gsub = gallery.add_subparsers(dest="gallery_command", metavar="ACTION", parser_class=_Parser, required=True)
+    scan = gsub.add_parser("scan", help="add folders to the library and index them")
+    scan.add_argument("folders", type=Path, nargs="+", metavar="DIR")
+    scan.set_defaults(func=cmd_gallery_scan)
+    search = gsub.add_parser("search", help="full-text search over prompts")
+    search.add_argument("text", nargs="?", default="")
+    search.add_argument("--model", help="only images made with this model")
+    search.add_argument("--limit", type=int, default=50)
+    search.add_argument("--json", action="store_true", help="print a JSON list of {path, prompt, model, seed, ...}")
+    search.set_defaults(func=cmd_gallery_search)
+
     tiny = sub.add_parser("make-tiny-model", help="write a tiny random-weight pipeline (tests, bug reports)")
     tiny.add_argument("directory", type=Path, metavar="DIR")
     tiny.add_argument("--family", default="sd1", choices=["sd1", "sd2", "deci"])
@@ -338,6 +351,53 @@ def cmd_models(args) -> int:
         print(f"{'':<20} {where}")
         print(f"{'':<20} {row['notes']}")
     print("Also accepted: any hub repo id (owner/name[@revision]), a diffusers folder, a .safetensors file.")
+    return 0
+
+
+# -------------------------------------------------------------------------------------------- gallery
+
+
+def _open_gallery(args):
+    from studio.library.gallery import Gallery
+
+    return Gallery(args.db) if args.db else Gallery.default()
+
+
+def cmd_gallery_scan(args) -> int:
+    missing = [str(f) for f in args.folders if not f.is_dir()]
+    if missing:
+        raise UsageError(f"not a folder: {', '.join(missing)}")
+    with _open_gallery(args) as gallery:
+        folders = [gallery.add_folder(folder) for folder in args.folders]
+        report = gallery.scan(folders)
+    print(
+        f"added {report.added}, updated {report.updated}, removed {report.removed}, "
+        f"unreadable {report.unreadable} (unchanged {report.unchanged}) in {report.seconds:.1f} s"
+    )
+    return 0
+
+
+def cmd_gallery_search(args) -> int:
+    from studio.library.gallery import Query
+
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    with _open_gallery(args) as gallery:
+        images = gallery.search(Query(text=args.text, model=args.model), limit=args.limit)
+    if args.json:
+        rows = [
+            {
+                "path": str(i.path), "prompt": i.prompt, "negative_prompt": i.negative_prompt, "model": i.model,
+                "seed": i.seed, "steps": i.steps, "scheduler": i.scheduler, "width": i.width, "height": i.height,
+                "source": i.source, "rating": i.rating, "favourite": i.favourite,
+            }
+            for i in images
+        ]
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    for image in images:
+        prompt = " ".join((image.prompt or "").split())
+        print(f"{image.path}\t{image.seed if image.seed is not None else '-'}\t{image.model or '-'}\t{prompt[:80]}")
     return 0
 
 

@@ -54,6 +54,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.setWindowTitle(APP_NAME)
         self.setWindowIcon(icon("app"))
+        self.setAcceptDrops(True)
         self._prefs_file = Path(preferences_file) if preferences_file else preferences_path()
         self.prefs = Preferences.load(self._prefs_file)
         if output_dir is not None:
@@ -299,6 +300,8 @@ class MainWindow(QMainWindow):
     def _on_status(self, text: str) -> None:
         if text == "Ready" and self._last_failure:
             return  # keep the failure readable in the status bar until it times out
+        if text.startswith(("Downloading", "Loading model")):
+            self.preview.progress.setFormat(text)  # the busy bar shows what the wait is for
         self.show_message(text)
 
     # ---------------------------------------------------------------------------------------- results
@@ -334,6 +337,57 @@ class MainWindow(QMainWindow):
             self.canvas.set_image(load_image(result.path), str(result.path))
         except ImageLoadError as exc:
             self.show_message(str(exc))
+
+    def apply_image_fields(self, fields: dict, origin: str = "") -> None:
+        """Restore parameters read from any image's metadata (ours, A1111, ComfyUI, InvokeAI).
+
+        Another tool's model name ("dreamshaper_8") is not a model we can load: it is reported, not
+        added to the model list.
+        """
+        fields = dict(fields)
+        model = fields.get("model")
+        note = ""
+        if model and model not in CATALOG and not Path(str(model)).exists():
+            fields.pop("model")
+            note = f" (model {model!r} is not available here: kept the current one)"
+        self.parameters.apply_fields(fields)
+        if "prompt" in fields or "negative_prompt" in fields:
+            self.prompt_editor.set_prompts(fields.get("prompt") or "", fields.get("negative_prompt") or "")
+        self.show_message(f"Parameters restored{' from ' + origin if origin else ''}{note}")
+
+    # ----------------------------------------------------------------------------------- drag & drop
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if any(url.isLocalFile() for url in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802 - Qt override
+        paths = [Path(url.toLocalFile()) for url in event.mimeData().urls() if url.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.offer_restore(paths[0])
+
+    def offer_restore(self, path: Path) -> QMessageBox | None:
+        """An image dropped on the window: if it carries generation parameters, offer to restore them."""
+        from studio.library.metadata import MetadataError, read_metadata
+
+        try:
+            meta = read_metadata(path)
+        except (MetadataError, OSError) as exc:
+            self.show_message(str(exc))
+            return None
+        if meta is None:
+            self.show_message(f"{path.name} carries no generation parameters (drop it on the canvas for img2img)")
+            return None
+        fields = meta.to_request_fields()
+        summary = ", ".join(f"{k} {v}" for k, v in fields.items() if k in ("seed", "steps", "model"))
+        box = QMessageBox(
+            QMessageBox.Icon.Question, "Restore parameters?",
+            f"{path.name} was made with {meta.source}.\nRestore its prompt and parameters ({summary})?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self,
+        )
+        box.button(QMessageBox.StandardButton.Yes).clicked.connect(lambda: self.apply_image_fields(fields, path.name))
+        box.open()  # not modal-blocking: the window keeps running (and tests can answer it)
+        return box
 
     # ------------------------------------------------------------------------------------------ misc
     def _paste_image(self) -> None:

@@ -152,3 +152,32 @@ def test_about_lists_versions():
 
     text = about_text()
     assert "torch" in text and "diffusers" in text and "Qt " in text
+
+
+def test_dropping_an_image_with_metadata_offers_to_restore_it(make_window, qtbot, tmp_path):
+    from PIL import Image, PngImagePlugin
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+    from PySide6.QtWidgets import QMessageBox
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a foggy harbour\nNegative prompt: text\nSteps: 23, Sampler: Euler a, CFG scale: 6, "
+                  "Seed: 4242, Size: 64x64, Model: someones_model")
+    png = tmp_path / "a1111.png"
+    Image.new("RGB", (64, 64)).save(png, pnginfo=info)
+    window = make_window()
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(png))])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+    box = window.findChild(QMessageBox)
+    assert box is not None and "a1111" in box.text()
+    box.button(QMessageBox.StandardButton.Yes).click()
+    assert window.prompt_editor.prompt() == "a foggy harbour"
+    assert window.parameters.steps.value() == 23 and window.parameters.seed.text() == "4242"
+    assert window.parameters.model_spec() == str(window.parameters.local_models()[0])  # foreign model not added
+    assert "not available here" in window.statusBar().currentMessage()
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (8, 8)).save(plain)
+    assert window.offer_restore(plain) is None
+    assert "no generation parameters" in window.statusBar().currentMessage()
