@@ -9,6 +9,7 @@ BENCHMARKS = {
     "engine_overhead": "bench.engine_overhead",
     "startup": "bench.startup",
     "gui_stall": "bench.gui_stall",
+    "gallery": "bench.gallery",
 }
 
 

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QScrollArea,
     QSplitter,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -50,6 +51,8 @@ class MainWindow(QMainWindow):
         preferences_file: Path | None = None,
         engine_factory=None,
         qsettings: QSettings | None = None,
+        gallery_db: Path | None = None,
+        thumbnail_dir: Path | None = None,
     ):
         super().__init__()
         self.setWindowTitle(APP_NAME)
@@ -61,6 +64,9 @@ class MainWindow(QMainWindow):
             self.prefs.output_dir = str(output_dir)
         self._qsettings = qsettings or QSettings()
         self._closing = False
+        self._gallery_paths = (gallery_db, thumbnail_dir)
+        self.gallery_service = None  # made when the gallery is first opened: start-up stays light
+        self.gallery_view = None
         self._last_failure = ""
         self._shown_once = False
 
@@ -93,11 +99,18 @@ class MainWindow(QMainWindow):
         left.setStretchFactor(0, 2)
         left.setStretchFactor(1, 3)
 
-        center = QWidget()
-        center_layout = QVBoxLayout(center)
+        studio = QWidget()
+        center_layout = QVBoxLayout(studio)
         center_layout.setContentsMargins(0, 0, 0, 0)
         center_layout.addWidget(self.preview, 1)
         center_layout.addWidget(self.results)
+        self.tabs = QTabWidget(documentMode=True)
+        self.tabs.addTab(studio, "Studio")
+        self._gallery_holder = QWidget()
+        QVBoxLayout(self._gallery_holder).setContentsMargins(0, 0, 0, 0)
+        self.tabs.addTab(self._gallery_holder, "Gallery")
+        self.tabs.currentChanged.connect(lambda index: index == 1 and self.open_gallery())
+        center = self.tabs
 
         right = QSplitter(Qt.Orientation.Vertical, objectName="rightSplitter")
         right.addWidget(_group("img2img canvas", self.canvas))
@@ -119,7 +132,8 @@ class MainWindow(QMainWindow):
         def action(text, slot, shortcut=None, icon_name=None, tip=None) -> QAction:
             act = QAction(text, self)
             if shortcut:
-                act.setShortcuts(shortcut if isinstance(shortcut, list) else [QKeySequence(shortcut)])
+                keys = shortcut if isinstance(shortcut, list) else [shortcut]
+                act.setShortcuts([QKeySequence(k) for k in keys])
                 act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
             if icon_name:
                 act.setIcon(icon(icon_name))
@@ -144,6 +158,8 @@ class MainWindow(QMainWindow):
         self.act_reuse_seed = action("Reuse &seed", lambda: self._with_current(self.reuse_seed), "Ctrl+Shift+R")
         self.act_to_canvas = action("Send to &canvas", lambda: self._with_current(self.send_to_canvas), "Ctrl+Shift+I")
         self.act_focus_prompt = action("Focus prompt", self.prompt_editor.focus_prompt, "Ctrl+L")
+        self.act_studio = action("&Studio", lambda: self.tabs.setCurrentIndex(0), "Ctrl+1")
+        self.act_gallery = action("&Gallery", lambda: self.tabs.setCurrentIndex(1), ["Ctrl+2", "Ctrl+G"])
         self.act_quit = action("&Quit", self.close, "Ctrl+Q")
         self.act_about = action("&About Latent Studio", self.show_about)
 
@@ -159,6 +175,9 @@ class MainWindow(QMainWindow):
         image_menu = bar.addMenu("&Image")
         for act in (self.act_copy, self.act_reuse, self.act_reuse_seed, self.act_to_canvas):
             image_menu.addAction(act)
+        view_menu = bar.addMenu("&View")
+        view_menu.addAction(self.act_studio)
+        view_menu.addAction(self.act_gallery)
         bar.addMenu("&Help").addAction(self.act_about)
 
         toolbar = self.addToolBar("Main")
@@ -252,6 +271,10 @@ class MainWindow(QMainWindow):
             return
         self._closing = True
         self.save_state()
+        if self.gallery_view is not None:
+            self.gallery_view.close()  # finishes a pending (undoable) delete
+        if self.gallery_service is not None:
+            self.gallery_service.shutdown()
         self.service.shutdown()  # cancels the running job within one step; saves are atomic
 
     # ------------------------------------------------------------------------------------- generation
@@ -284,6 +307,8 @@ class MainWindow(QMainWindow):
 
     def _on_image_saved(self, job_id: int, path: str, image: QImage, meta) -> None:
         meta = meta if isinstance(meta, dict) else {}
+        if self.gallery_service is not None:
+            self.gallery_service.index_paths([path])  # at once, not when the file watcher settles
         seed = meta.get("seed")
         self.results.add_result(Path(path), image, seed, meta)
         if isinstance(seed, int):
@@ -354,6 +379,31 @@ class MainWindow(QMainWindow):
         if "prompt" in fields or "negative_prompt" in fields:
             self.prompt_editor.set_prompts(fields.get("prompt") or "", fields.get("negative_prompt") or "")
         self.show_message(f"Parameters restored{' from ' + origin if origin else ''}{note}")
+
+    # ---------------------------------------------------------------------------------------- gallery
+    def open_gallery(self) -> None:
+        """The library browser, made on first use; the output folder is always part of the library."""
+        if self.gallery_view is None:
+            from studio.settings import cache_dir, data_dir
+            from studio.ui.gallery_view import GalleryView
+            from studio.worker.gallery import GalleryService
+
+            db, thumbs = self._gallery_paths
+            self.gallery_service = GalleryService(
+                db or data_dir() / "gallery.sqlite3", thumbs or cache_dir() / "thumbnails", parent=self
+            )
+            self.gallery_view = GalleryView(self.gallery_service)
+            self._gallery_holder.layout().addWidget(self.gallery_view)
+            self.gallery_view.reuse_parameters.connect(lambda fields: self.apply_image_fields(fields, "the gallery"))
+            self.gallery_view.reuse_seed.connect(self.parameters.set_seed)
+            self.gallery_view.send_to_canvas.connect(lambda path: self.canvas.load_file(Path(path)))
+            self.gallery_view.message.connect(self.show_message)  # forwards the service's messages too
+            output = self.prefs.output_path()
+            output.mkdir(parents=True, exist_ok=True)
+            self.gallery_service.ensure_folder(output)
+            self.gallery_service.scan()
+        if self.tabs.currentIndex() != 1:
+            self.tabs.setCurrentIndex(1)
 
     # ----------------------------------------------------------------------------------- drag & drop
     def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt override

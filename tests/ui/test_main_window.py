@@ -181,3 +181,22 @@ def test_dropping_an_image_with_metadata_offers_to_restore_it(make_window, qtbot
     Image.new("RGB", (8, 8)).save(plain)
     assert window.offer_restore(plain) is None
     assert "no generation parameters" in window.statusBar().currentMessage()
+
+
+def test_generated_images_appear_in_the_gallery_and_restore_parameters(make_window, qtbot, tmp_path):
+    window = make_window(gallery_db=tmp_path / "gallery.sqlite3", thumbnail_dir=tmp_path / "thumbs")
+    fast(window, steps=3)
+    window.prompt_editor.set_prompts("a copper kettle on a stove", "smoke")
+    with qtbot.waitSignal(window.service.job_finished, timeout=60_000):
+        window.act_generate.trigger()
+    seed = window.results.current().seed
+    window.act_gallery.trigger()
+    view = window.gallery_view
+    assert window.tabs.currentIndex() == 1 and view is not None
+    qtbot.waitUntil(lambda: view.model.rowCount() == 1, timeout=20_000)
+    view.grid.setCurrentIndex(view.model.index(0, 0))
+    window.prompt_editor.set_prompts("something else", "")
+    window.parameters.steps.setValue(40)
+    view.act_reuse.trigger()
+    assert window.prompt_editor.prompt() == "a copper kettle on a stove"
+    assert window.parameters.steps.value() == 3 and window.parameters.seed.text() == str(seed)

@@ -1,0 +1,1329 @@
+"""The gallery: every image in the library folders, searchable and filterable, with the details and the
+actions an artist reaches for (reuse parameters or seed, send to the img2img canvas, copy, delete).
+
+Scale: a ``QListView`` in icon mode (uniform item sizes, batched layout) over :class:`GalleryModel`,
+which pages rows out of the catalogue as the view scrolls (``canFetchMore`` / ``fetchMore``) and asks
+for a thumbnail only when a row is painted (``data()`` for the decoration role), showing a placeholder
+until the thumbnail arrives from the service's pool. Decoded thumbnails are kept in a bounded LRU of
+QPixmaps, so 10,000+ images cost a few pages of rows and a few hundred small pixmaps, never one widget
+per image.
+
+Deleting and undo: a file cannot be taken back out of the desktop's trash portably (send2trash only
+puts files in), so a delete happens in two steps. The row is hidden at once; the file itself is sent
+to the trash only when the next delete happens, :data:`UNDO_MS` later, or when the app shuts down.
+Until then Ctrl+Z brings the row back, and the file was never touched. Only the last delete can be
+undone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QDate,
+    QEvent,
+    QKeyCombination,
+    QMimeData,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QRect,
+    QSignalBlocker,
+    QSize,
+    Qt,
+    QTimer,
+    QUrl,
+    Signal,
+)
+from PySide6.QtGui import (
+    QAction,
+    QColor,
+    QDesktopServices,
+    QFont,
+    QImage,
+    QKeySequence,
+    QPainter,
+    QPen,
+    QPixmap,
+)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QCheckBox,
+    QComboBox,
+    QDateEdit,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QMenu,
+    QPlainTextEdit,
+    QProgressBar,
+    QScrollArea,
+    QSizePolicy,
+    QSpinBox,
+    QSplitter,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.library.gallery import GalleryImage, Query
+from studio.library.metadata import ImageMetadata, read_metadata
+from studio.worker.gallery import GalleryService, describe_report
+
+__all__ = ["IMAGE_ROLE", "GalleryModel", "GalleryView"]
+
+log = logging.getLogger(__name__)
+
+IMAGE_ROLE = Qt.ItemDataRole.UserRole + 1
+"""The row's :class:`~studio.library.gallery.GalleryImage`."""
+PAGE_SIZE = 200
+ICON_SIZE = 144
+GRID_GAP = 10
+PIXMAP_CACHE = 600
+"""Thumbnails kept decoded (about 80 KB each at 144 px): a few screens' worth."""
+REFRESH_SLACK = 50
+"""Rows re-read beyond those loaded when the library changes, so new images can come in at the top."""
+SEARCH_DEBOUNCE_MS = 200
+REFRESH_DEBOUNCE_MS = 100
+UNDO_MS = 10_000
+
+SOURCE_LABELS = {
+    "latent-studio": "Latent Studio",
+    "a1111": "AUTOMATIC1111 (parameters)",
+    "comfyui": "ComfyUI",
+    "invokeai": "InvokeAI",
+}
+DATE_RANGES = (("Any time", "any"), ("Today", "today"), ("Last 7 days", "7d"), ("Last 30 days", "30d"), ("Custom…", "custom"))
+SORTS = (("Newest first", "newest"), ("Oldest first", "oldest"), ("Highest rated", "rating"))
+
+
+def _tile(size: int, broken: bool = False) -> QPixmap:
+    """The placeholder drawn until a thumbnail arrives (or instead of one that cannot be made)."""
+    pixmap = QPixmap(size, size)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setPen(QPen(QColor(128, 128, 128, 110), 1))
+    painter.setBrush(QColor(128, 128, 128, 40))
+    painter.drawRoundedRect(QRect(2, 2, size - 4, size - 4), 6, 6)
+    if broken:
+        painter.setPen(QPen(QColor(200, 80, 80, 200), 3))
+        m = size // 3
+        painter.drawLine(m, m, size - m, size - m)
+        painter.drawLine(size - m, m, m, size - m)
+    painter.end()
+    return pixmap
+
+
+def _tooltip(image: GalleryImage) -> str:
+    prompt = image.prompt or ""
+    if len(prompt) > 300:
+        prompt = prompt[:299] + "…"
+    details = [image.model, f"seed {image.seed}" if image.seed is not None else None]
+    if image.width and image.height:
+        details.append(f"{image.width}×{image.height}")
+    lines = [prompt] if prompt else []
+    line = " · ".join(d for d in details if d)
+    if line:
+        lines.append(line)
+    lines.append(str(image.path))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------- model
+
+
+class GalleryModel(QAbstractListModel):
+    """The rows of one gallery query, read page by page; thumbnails requested as rows are painted."""
+
+    failed = Signal(str)
+
+    def __init__(
+        self,
+        service: GalleryService,
+        *,
+        page_size: int = PAGE_SIZE,
+        icon_size: int = ICON_SIZE,
+        cache_size: int = PIXMAP_CACHE,
+        parent: QObject | None = None,
+    ):
+        super().__init__(parent)
+        self._service = service
+        self._page = max(1, int(page_size))
+        self._icon_size = int(icon_size)
+        self._dpr = 1.0
+        self._cache_size = max(1, int(cache_size))
+        self._query = Query()
+        self._rows: list[GalleryImage] = []
+        self._row_of: dict[int, int] = {}
+        self._offset = 0  # catalogue rows consumed (hidden ones included): where the next page starts
+        self._exhausted = True
+        self._hidden: dict[int, Path] = {}
+        self._released: set[int] = set()  # hidden rows whose file is gone: dropped once the catalogue forgets them
+        self._pixmaps: OrderedDict[tuple[int, float], QPixmap] = OrderedDict()
+        self._requested: dict[int, float] = {}  # image id -> mtime asked for
+        self._broken: set[tuple[int, float]] = set()
+        self._closed = False
+        self._placeholder = _tile(self._icon_size)
+        self._broken_tile = _tile(self._icon_size, broken=True)
+        self.pages_fetched = 0
+        self.thumbnail_requests = 0
+        service.thumbnail_ready.connect(self._on_thumbnail)
+        service.thumbnail_failed.connect(self._on_thumbnail_failed)
+        service.thumbnail_dropped.connect(self._on_thumbnail_dropped)
+        service.image_changed.connect(self.refresh_image)
+
+    # ---------------------------------------------------------------------------------- Qt model
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
+        return 0 if parent.isValid() else len(self._rows)
+
+    def canFetchMore(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> bool:  # noqa: B008, N802
+        return not parent.isValid() and not self._exhausted and not self._closed
+
+    def fetchMore(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> None:  # noqa: B008, N802
+        if parent.isValid() or self._exhausted or self._closed:
+            return
+        batch = self._search(self._page, self._offset)
+        if batch is None:
+            self._exhausted = True
+            return
+        self.pages_fetched += 1
+        self._offset += len(batch)
+        self._exhausted = len(batch) < self._page
+        new = [image for image in batch if not self._is_hidden(image) and image.id not in self._row_of]
+        self._append(new)
+
+    def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsDragEnabled
+
+    def mimeTypes(self) -> list[str]:  # noqa: N802
+        return ["text/uri-list"]
+
+    def mimeData(self, indexes) -> QMimeData:  # noqa: N802 - drag images out as files
+        mime = QMimeData()
+        images = [i.data(IMAGE_ROLE) for i in indexes if i.isValid()]
+        mime.setUrls([QUrl.fromLocalFile(str(image.path)) for image in images if image is not None])
+        return mime
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        image = self._rows[index.row()]
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self._decoration(image)
+        if role == IMAGE_ROLE:
+            return image
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return _tooltip(image)
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            return (image.prompt or image.path.name)[:200]
+        return None
+
+    # --------------------------------------------------------------------------------- queries
+    def query(self) -> Query:
+        return self._query
+
+    def set_query(self, query: Query) -> None:
+        self._query = query
+        self.reload()
+
+    def reload(self) -> None:
+        """Start over at the first page (a new query)."""
+        self.beginResetModel()
+        self._rows, self._row_of, self._offset, self._exhausted = [], {}, 0, False
+        batch = self._search(self._page, 0)
+        if batch is None:
+            self._exhausted = True
+        else:
+            self.pages_fetched += 1
+            self._offset = len(batch)
+            self._exhausted = len(batch) < self._page
+            self._rows = [image for image in batch if not self._is_hidden(image)]
+            self._reindex()
+        self.endResetModel()
+
+    def refresh(self) -> bool:
+        """Re-read the loaded rows because the library changed, keeping the view where it is.
+
+        New images at the top (newest first) are inserted and changed rows updated in place; when rows
+        in the middle came or went, the model is reset (True is returned: the view restores its
+        selection and scroll position).
+        """
+        if self._closed:
+            return False
+        self._prune_hidden()
+        limit = max(self._page, self._offset + REFRESH_SLACK)
+        batch = self._search(limit, 0)
+        if batch is None:
+            return False
+        exhausted = len(batch) < limit
+        visible = [image for image in batch if not self._is_hidden(image)]
+        old_ids = [image.id for image in self._rows]
+        ids = [image.id for image in visible]
+        n = len(old_ids)
+        k = 0 if n == 0 else (ids.index(old_ids[0]) if old_ids[0] in ids else -1)  # new rows above the first
+        if k >= 0 and ids[k : k + n] == old_ids:
+            if k:
+                self.beginInsertRows(QModelIndex(), 0, k - 1)
+                self._rows[0:0] = visible[:k]
+                self._reindex()
+                self.endInsertRows()
+            keep = k + n
+            changed = [i for i in range(k, keep) if self._rows[i] != visible[i]]
+            if changed:
+                self._rows[k:keep] = visible[k:keep]
+                self.dataChanged.emit(self.index(min(changed)), self.index(max(changed)))
+            extra = visible[keep:] if exhausted else (visible[keep : self._page] if n == 0 else [])
+            self._append(extra)
+            shown = keep + len(extra)
+            self._offset = len(batch) if shown == len(visible) else self._consumed(batch, shown)
+            self._exhausted = exhausted and shown == len(visible)
+            return False
+        self.beginResetModel()
+        self._rows = visible[: max(n, self._page)]
+        self._reindex()
+        self._offset = len(batch) if len(self._rows) == len(visible) else self._consumed(batch, len(self._rows))
+        self._exhausted = exhausted and len(self._rows) == len(visible)
+        self.endResetModel()
+        return True
+
+    def refresh_image(self, image_id: int) -> None:
+        """Re-read one row (its rating or favourite changed)."""
+        row = self._row_of.get(image_id)
+        if row is None or self._closed:
+            return
+        try:
+            image = self._service.gallery().get(image_id)
+        except Exception:  # noqa: BLE001 - the next refresh shows the truth
+            log.debug("re-reading image %d failed", image_id, exc_info=True)
+            return
+        if image is not None:
+            self._rows[row] = image
+            index = self.index(row)
+            self.dataChanged.emit(index, index)
+
+    # ----------------------------------------------------------------------------------- rows
+    def image_at(self, row: int) -> GalleryImage | None:
+        return self._rows[row] if 0 <= row < len(self._rows) else None
+
+    def row_of(self, image_id: int) -> int | None:
+        return self._row_of.get(image_id)
+
+    def images(self) -> list[GalleryImage]:
+        """The rows loaded so far."""
+        return list(self._rows)
+
+    def hide(self, image: GalleryImage) -> None:
+        """Take a row out of the view now (a delete waiting for its undo window to pass)."""
+        self._hidden[image.id] = image.path
+        row = self._row_of.get(image.id)
+        if row is not None:
+            self.beginRemoveRows(QModelIndex(), row, row)
+            del self._rows[row]
+            self._reindex()
+            self.endRemoveRows()
+
+    def unhide(self, image_id: int) -> None:
+        """Bring a hidden row back (undo)."""
+        self._released.discard(image_id)
+        if self._hidden.pop(image_id, None) is not None:
+            self.refresh()
+
+    def release(self, image_id: int) -> None:
+        """The hidden row's file went to the trash: stop hiding it once the catalogue has forgotten it."""
+        if image_id in self._hidden:
+            self._released.add(image_id)
+
+    def is_hidden(self, image_id: int) -> bool:
+        return image_id in self._hidden
+
+    def close(self) -> None:
+        """The service is shutting down: no more queries or thumbnail requests."""
+        self._closed = True
+
+    # ----------------------------------------------------------------------------- thumbnails
+    def set_device_pixel_ratio(self, ratio: float) -> None:
+        if ratio > 0 and abs(ratio - self._dpr) > 1e-3:
+            self._dpr = ratio
+            self._pixmaps.clear()
+            self._requested.clear()
+            if self._rows:
+                self.dataChanged.emit(self.index(0), self.index(len(self._rows) - 1), [Qt.ItemDataRole.DecorationRole])
+
+    def cached_pixmap(self, image: GalleryImage) -> QPixmap | None:
+        return self._pixmaps.get((image.id, image.mtime))
+
+    def _decoration(self, image: GalleryImage) -> QPixmap:
+        key = (image.id, image.mtime)
+        pixmap = self._pixmaps.get(key)
+        if pixmap is not None:
+            self._pixmaps.move_to_end(key)
+            return pixmap
+        if key in self._broken:
+            return self._broken_tile
+        if not self._closed and self._requested.get(image.id) != image.mtime:
+            self._requested[image.id] = image.mtime
+            self.thumbnail_requests += 1
+            self._service.request_thumbnail(image.id, image.path, size=round(self._icon_size * self._dpr))
+        return self._placeholder
+
+    def _on_thumbnail(self, image_id: int, image: QImage) -> None:
+        mtime = self._requested.pop(image_id, None)
+        if mtime is None:
+            return  # asked by someone else, or before a device-pixel-ratio change
+        pixmap = QPixmap.fromImage(image)
+        pixmap.setDevicePixelRatio(self._dpr)
+        self._pixmaps[(image_id, mtime)] = pixmap
+        while len(self._pixmaps) > self._cache_size:
+            self._pixmaps.popitem(last=False)
+        self._row_changed(image_id, Qt.ItemDataRole.DecorationRole)
+
+    def _on_thumbnail_failed(self, image_id: int, _why: str) -> None:
+        mtime = self._requested.pop(image_id, None)
+        if mtime is None:
+            return
+        if len(self._broken) > 10_000:
+            self._broken.clear()
+        self._broken.add((image_id, mtime))
+        self._row_changed(image_id, Qt.ItemDataRole.DecorationRole)
+
+    def _on_thumbnail_dropped(self, image_id: int) -> None:
+        self._requested.pop(image_id, None)  # painted again -> asked again
+
+    # ------------------------------------------------------------------------------- internals
+    def _search(self, limit: int, offset: int) -> list[GalleryImage] | None:
+        if self._closed:
+            return None
+        try:
+            return self._service.gallery().search(self._query, limit=limit, offset=offset)
+        except Exception as exc:  # noqa: BLE001 - a broken or locked catalogue: say it, show nothing more
+            log.warning("gallery search failed", exc_info=True)
+            self.failed.emit(f"Gallery search failed: {exc}")
+            return None
+
+    def _append(self, images: list[GalleryImage]) -> None:
+        if not images:
+            return
+        first = len(self._rows)
+        self.beginInsertRows(QModelIndex(), first, first + len(images) - 1)
+        self._rows.extend(images)
+        for row, image in enumerate(images, first):
+            self._row_of[image.id] = row
+        self.endInsertRows()
+
+    def _reindex(self) -> None:
+        self._row_of = {image.id: row for row, image in enumerate(self._rows)}
+
+    def _row_changed(self, image_id: int, role: int) -> None:
+        row = self._row_of.get(image_id)
+        if row is not None:
+            index = self.index(row)
+            self.dataChanged.emit(index, index, [role])
+
+    def _is_hidden(self, image: GalleryImage) -> bool:
+        return self._hidden.get(image.id) == image.path
+
+    def _prune_hidden(self) -> None:
+        for image_id in list(self._released):
+            image = self._service.gallery().get(image_id)
+            if image is None or image.path != self._hidden.get(image_id):
+                self._released.discard(image_id)
+                self._hidden.pop(image_id, None)
+
+    def _consumed(self, batch: list[GalleryImage], shown: int) -> int:
+        """How many catalogue rows precede the first visible row not shown."""
+        seen = 0
+        for position, image in enumerate(batch):
+            if not self._is_hidden(image):
+                if seen == shown:
+                    return position
+                seen += 1
+        return len(batch)
+
+
+class _ThumbnailDelegate(QStyledItemDelegate):
+    """One fixed-size cell per image: the thumbnail centred, a frame when selected, a heart for
+    favourites and stars for ratings. Drawn directly (no text layout), so painting stays cheap."""
+
+    def __init__(self, cell: QSize, parent: QObject | None = None):
+        super().__init__(parent)
+        self._cell = cell
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
+        return self._cell
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        cell = option.rect.adjusted(2, 2, -2, -2)
+        palette = option.palette
+        if option.state & QStyle.StateFlag.State_Selected:
+            fill = QColor(palette.highlight().color())
+            fill.setAlpha(90)
+            painter.setPen(QPen(palette.highlight().color(), 2))
+            painter.setBrush(fill)
+            painter.drawRoundedRect(cell, 6, 6)
+        elif option.state & QStyle.StateFlag.State_MouseOver:
+            hover = QColor(palette.highlight().color())
+            hover.setAlpha(40)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(hover)
+            painter.drawRoundedRect(cell, 6, 6)
+        pixmap = index.data(Qt.ItemDataRole.DecorationRole)
+        image_rect = cell
+        if isinstance(pixmap, QPixmap) and not pixmap.isNull():
+            size = pixmap.deviceIndependentSize().toSize()
+            area = cell.adjusted(4, 4, -4, -4)
+            if size.width() > area.width() or size.height() > area.height():
+                size = size.scaled(area.size(), Qt.AspectRatioMode.KeepAspectRatio)
+            image_rect = QRect(0, 0, size.width(), size.height())
+            image_rect.moveCenter(cell.center())
+            painter.drawPixmap(image_rect, pixmap)
+        image = index.data(IMAGE_ROLE)
+        if image is not None and (image.favourite or image.rating):
+            font = QFont(painter.font())
+            font.setPixelSize(13)
+            painter.setFont(font)
+            rect = image_rect.adjusted(3, 1, -3, -1)
+            for text, align, colour in (
+                ("♥" if image.favourite else "", Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignRight, QColor(230, 70, 90)),
+                ("★" * image.rating, Qt.AlignmentFlag.AlignBottom | Qt.AlignmentFlag.AlignLeft, QColor(250, 200, 40)),
+            ):
+                if text:
+                    painter.setPen(QColor(0, 0, 0, 170))
+                    painter.drawText(rect.translated(1, 1), align, text)
+                    painter.setPen(colour)
+                    painter.drawText(rect, align, text)
+        painter.restore()
+
+
+class _ImagePreview(QLabel):
+    """The selected image, scaled smoothly to the space it has."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setMinimumSize(160, 160)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.setAccessibleName("Selected image")
+        self._source = QPixmap()
+
+    def set_source(self, pixmap: QPixmap | None) -> None:
+        self._source = pixmap if pixmap is not None else QPixmap()
+        self._rescale()
+
+    def source(self) -> QPixmap:
+        return self._source
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._rescale()
+
+    def _rescale(self) -> None:
+        if self._source.isNull():
+            self.clear()
+            return
+        ratio = self.devicePixelRatioF()
+        scaled = self._source.scaled(
+            self.size() * ratio, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+        )
+        scaled.setDevicePixelRatio(ratio)
+        self.setPixmap(scaled)
+
+
+@dataclass
+class _PendingDelete:
+    image: GalleryImage
+    row: int
+
+
+# -------------------------------------------------------------------------------------------- view
+
+
+class GalleryView(QWidget):
+    """The gallery browser. The window connects its signals to the generation side."""
+
+    reuse_parameters = Signal(object)  # dict of GenerationRequest fields (read_metadata(...).to_request_fields())
+    reuse_seed = Signal(int)
+    send_to_canvas = Signal(str)  # path
+    message = Signal(str)
+    current_changed = Signal(object)  # GalleryImage | None
+
+    def __init__(
+        self,
+        service: GalleryService,
+        parent: QWidget | None = None,
+        *,
+        page_size: int = PAGE_SIZE,
+        icon_size: int = ICON_SIZE,
+        undo_ms: int = UNDO_MS,
+        search_debounce_ms: int = SEARCH_DEBOUNCE_MS,
+    ):
+        super().__init__(parent)
+        self.setAccessibleName("Gallery")
+        self._service = service
+        self._closed = False
+        self._pending: _PendingDelete | None = None
+        self._current_meta: tuple[Path, ImageMetadata | None] | None = None
+        self.model = GalleryModel(service, page_size=page_size, icon_size=icon_size, parent=self)
+
+        self._search_timer = QTimer(self, singleShot=True, interval=max(0, search_debounce_ms))
+        self._search_timer.timeout.connect(self.apply_filters)
+        self._refresh_timer = QTimer(self, singleShot=True, interval=REFRESH_DEBOUNCE_MS)
+        self._refresh_timer.timeout.connect(self.refresh)
+        self._undo_timer = QTimer(self, singleShot=True, interval=max(0, undo_ms))
+        self._undo_timer.timeout.connect(self._commit_delete)
+
+        self._build_filters()
+        self._build_grid(icon_size)
+        self._build_detail()
+        self._build_actions()
+        self._build_layout()
+        self._connect()
+        self._reload_models()
+        self.apply_filters()
+
+    @property
+    def service(self) -> GalleryService:
+        return self._service
+
+    # ------------------------------------------------------------------------------------ widgets
+    def _build_filters(self) -> None:
+        self.search = QLineEdit(placeholderText="Search prompts…  (\"a phrase\", -exclude, neg:word)")
+        self.search.setClearButtonEnabled(True)
+        self.search.setAccessibleName("Search prompts")
+        self.model_filter = QComboBox(accessibleName="Model filter")
+        self.model_filter.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model_filter.setMinimumContentsLength(14)
+        self.date_filter = QComboBox(accessibleName="Date filter")
+        for label, key in DATE_RANGES:
+            self.date_filter.addItem(label, key)
+        today = QDate.currentDate()
+        self.date_from = QDateEdit(today.addDays(-7), calendarPopup=True, accessibleName="From date")
+        self.date_to = QDateEdit(today, calendarPopup=True, accessibleName="To date")
+        for edit in (self.date_from, self.date_to):
+            edit.setDisplayFormat("yyyy-MM-dd")
+            edit.setVisible(False)
+        self.favourites_only = QCheckBox("♥ only", accessibleName="Favourites only")
+        self.favourites_only.setToolTip("Show favourites only")
+        self.sort = QComboBox(accessibleName="Sort order")
+        for label, key in SORTS:
+            self.sort.addItem(label, key)
+
+        self.add_folder_button = QToolButton(text="Add folder…")
+        self.remove_folder_button = QToolButton(text="Remove folder")
+        self.remove_folder_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self._folder_menu = QMenu(self.remove_folder_button)
+        self._folder_menu.aboutToShow.connect(self._fill_folder_menu)
+        self.remove_folder_button.setMenu(self._folder_menu)
+        self.rescan_button = QToolButton(text="Rescan")
+        self.progress = QProgressBar(accessibleName="Scan progress", textVisible=True)
+        self.progress.setMaximumWidth(220)
+        self.progress.setVisible(False)
+        self.stop_scan_button = QToolButton(text="Stop", toolTip="Stop scanning (what was found so far is kept)")
+        self.stop_scan_button.setVisible(False)
+        self._scan_stopped = False
+        self.count_label = QLabel(accessibleName="Number of images")
+
+    def _build_grid(self, icon_size: int) -> None:
+        grid = self.grid = QListView()
+        grid.setObjectName("galleryGrid")
+        grid.setAccessibleName("Images")
+        grid.setViewMode(QListView.ViewMode.IconMode)
+        grid.setMovement(QListView.Movement.Static)
+        grid.setResizeMode(QListView.ResizeMode.Adjust)
+        grid.setFlow(QListView.Flow.LeftToRight)
+        grid.setWrapping(True)
+        grid.setUniformItemSizes(True)
+        grid.setLayoutMode(QListView.LayoutMode.Batched)
+        grid.setBatchSize(PAGE_SIZE)
+        grid.setIconSize(QSize(icon_size, icon_size))
+        grid.setGridSize(QSize(icon_size + GRID_GAP, icon_size + GRID_GAP))
+        grid.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        grid.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        grid.verticalScrollBar().setSingleStep(icon_size // 4)
+        grid.setDragEnabled(True)
+        grid.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
+        grid.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        grid.setItemDelegate(_ThumbnailDelegate(QSize(icon_size + GRID_GAP, icon_size + GRID_GAP), grid))
+        grid.setMouseTracking(True)  # hover highlight
+        grid.setModel(self.model)
+        grid.installEventFilter(self)
+
+    def _build_detail(self) -> None:
+        self.preview = _ImagePreview()
+        self.preview.installEventFilter(self)
+        self.fields: dict[str, QLabel] = {}
+        form_widget = QWidget()
+        form = QFormLayout(form_widget)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        for key, label in (
+            ("prompt", "Prompt"),
+            ("negative_prompt", "Negative"),
+            ("seed", "Seed"),
+            ("steps", "Steps"),
+            ("guidance", "Guidance"),
+            ("scheduler", "Scheduler"),
+            ("model", "Model"),
+            ("size", "Size"),
+            ("source", "Made with"),
+            ("created", "Created"),
+            ("file", "File"),
+        ):
+            value = QLabel(wordWrap=True, accessibleName=label)
+            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            value.setTextFormat(Qt.TextFormat.PlainText)
+            self.fields[key] = value
+            form.addRow(f"{label}:", value)
+        self.rating = QSpinBox(minimum=0, maximum=5, accessibleName="Rating")
+        self.rating.setSpecialValueText("not rated")
+        self.rating.setSuffix(" ★")
+        self.favourite = QCheckBox("♥ Favourite", accessibleName="Favourite")
+        marks = QHBoxLayout()
+        marks.addWidget(self.rating)
+        marks.addWidget(self.favourite)
+        marks.addStretch(1)
+        form.addRow("Rating:", marks)
+        self.raw = QPlainTextEdit(readOnly=True, accessibleName="Raw metadata")
+        self.raw.setPlaceholderText("No metadata chunks in this file")
+        self.raw.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
+        self.raw.setMinimumHeight(80)
+        form.addRow(QLabel("Raw metadata:"))
+        form.addRow(self.raw)
+        info = QScrollArea(widgetResizable=True)
+        info.setWidget(form_widget)
+        self.detail_splitter = QSplitter(Qt.Orientation.Vertical, objectName="galleryDetailSplitter")
+        self.detail_splitter.addWidget(self.preview)
+        self.detail_splitter.addWidget(info)
+        self.detail_splitter.setStretchFactor(0, 3)
+        self.detail_splitter.setStretchFactor(1, 2)
+
+    def _build_actions(self) -> None:
+        def action(text: str, slot, shortcuts=(), tip: str = "") -> QAction:
+            act = QAction(text, self)
+            keys = [QKeySequence(s) for s in shortcuts]
+            if keys:
+                # Shown in menus and tooltips; they fire through eventFilter while the grid has focus,
+                # which wins over the window's shortcuts for the same keys.
+                act.setShortcuts(keys)
+                act.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+                first = keys[0].toString(QKeySequence.SequenceFormat.NativeText)
+                act.setToolTip(f"{tip or text.replace('&', '')} ({first})")
+            elif tip:
+                act.setToolTip(tip)
+            act.triggered.connect(slot)
+            return act
+
+        self.act_reuse = action("Reuse &parameters", self.reuse_current_parameters, ["Ctrl+R"])
+        self.act_reuse_seed = action("Reuse &seed", self.reuse_current_seed, ["Ctrl+Shift+R"])
+        self.act_to_canvas = action("Send to img2img &canvas", self.send_current_to_canvas, ["Ctrl+Shift+I"])
+        self.act_copy_image = action("&Copy image", self.copy_image, [QKeySequence.StandardKey.Copy])
+        self.act_copy_prompt = action("Copy p&rompt", self.copy_prompt, ["Ctrl+Shift+C"])
+        self.act_open_folder = action("&Open containing folder", self.open_folder)
+        self.act_delete = action(
+            "&Delete", self.delete_current, [QKeySequence.StandardKey.Delete, "Delete"],
+            "Move to the trash (undo with Ctrl+Z)",
+        )
+        self.act_undo = action("&Undo delete", self.undo_delete, [QKeySequence.StandardKey.Undo])
+        self.act_rescan = action("Rescan", lambda: self._service.scan(), ["F5"], "Look for new, changed and removed files")
+        self.act_favourite = action("Toggle &favourite", self.toggle_favourite, ["F"])
+        self.act_rate = []
+        for stars in range(6):
+            act = action(f"Rate {stars}", lambda _=False, s=stars: self.rate_current(s), [str(stars)])
+            self.act_rate.append(act)
+        self._grid_actions = [
+            self.act_reuse, self.act_reuse_seed, self.act_to_canvas, self.act_copy_image, self.act_copy_prompt,
+            self.act_delete, self.act_undo, self.act_rescan, self.act_favourite, *self.act_rate,
+        ]
+        self.act_focus_search = QAction("Search", self)
+        self.act_focus_search.setShortcut(QKeySequence.StandardKey.Find)
+        self.act_focus_search.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.act_focus_search.triggered.connect(self.focus_search)
+        self.addAction(self.act_focus_search)
+
+        self.buttons: dict[str, QToolButton] = {}
+        for name, act in (
+            ("reuse", self.act_reuse),
+            ("seed", self.act_reuse_seed),
+            ("canvas", self.act_to_canvas),
+            ("copy", self.act_copy_image),
+            ("prompt", self.act_copy_prompt),
+            ("folder", self.act_open_folder),
+            ("delete", self.act_delete),
+            ("undo", self.act_undo),
+        ):
+            button = QToolButton()
+            button.setDefaultAction(act)
+            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+            self.buttons[name] = button
+        self.rescan_button.setDefaultAction(self.act_rescan)
+        self._update_actions()
+
+    def _build_layout(self) -> None:
+        filters = QHBoxLayout()
+        filters.addWidget(self.search, 3)
+        for widget in (self.model_filter, self.date_filter, self.date_from, self.date_to, self.favourites_only, self.sort):
+            filters.addWidget(widget)
+        library = QHBoxLayout()
+        for widget in (
+            self.add_folder_button, self.remove_folder_button, self.rescan_button, self.progress, self.stop_scan_button,
+        ):
+            library.addWidget(widget)
+        library.addStretch(1)
+        library.addWidget(self.count_label)
+
+        detail = QWidget()
+        detail_layout = QVBoxLayout(detail)
+        detail_layout.setContentsMargins(0, 0, 0, 0)
+        detail_layout.addWidget(self.detail_splitter, 1)
+        rows = [QHBoxLayout(), QHBoxLayout()]
+        for i, name in enumerate(("reuse", "seed", "canvas", "copy", "prompt", "folder", "delete", "undo")):
+            rows[i // 4].addWidget(self.buttons[name])
+        for row in rows:
+            row.addStretch(1)
+            detail_layout.addLayout(row)
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, objectName="gallerySplitter")
+        self.splitter.addWidget(self.grid)
+        self.splitter.addWidget(detail)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        self.splitter.setSizes([700, 420])
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(filters)
+        layout.addLayout(library)
+        layout.addWidget(self.splitter, 1)
+
+    def _connect(self) -> None:
+        self.search.textChanged.connect(lambda _text: self._search_timer.start())
+        self.search.returnPressed.connect(self.apply_filters)
+        self.model_filter.currentIndexChanged.connect(lambda _i: self.apply_filters())
+        self.date_filter.currentIndexChanged.connect(self._date_filter_changed)
+        self.date_from.dateChanged.connect(lambda _d: self.apply_filters())
+        self.date_to.dateChanged.connect(lambda _d: self.apply_filters())
+        self.favourites_only.toggled.connect(lambda _on: self.apply_filters())
+        self.sort.currentIndexChanged.connect(lambda _i: self.apply_filters())
+        self.add_folder_button.clicked.connect(lambda: self.add_folder())
+        self.stop_scan_button.clicked.connect(self.stop_scan)
+        self.grid.selectionModel().currentChanged.connect(lambda current, _previous: self._show_current())
+        self.grid.customContextMenuRequested.connect(self._context_menu)
+        self.model.failed.connect(self.message)
+        self.model.modelReset.connect(self._show_current)
+        self.model.rowsRemoved.connect(lambda *_: self._show_current())
+        self.model.dataChanged.connect(self._on_data_changed)
+        self.rating.valueChanged.connect(self._rating_edited)
+        self.favourite.toggled.connect(self._favourite_edited)
+        svc = self._service
+        svc.scan_started.connect(self._on_scan_started)
+        svc.scan_progress.connect(self._on_scan_progress)
+        svc.scan_finished.connect(self._on_scan_finished)
+        svc.scan_failed.connect(self._on_scan_failed)
+        svc.library_changed.connect(self._refresh_timer.start)
+        svc.folders_changed.connect(self._refresh_timer.start)
+        svc.image_changed.connect(self._on_image_changed)
+        svc.preview_ready.connect(self._on_preview_ready)
+        svc.preview_failed.connect(self._on_preview_failed)
+        svc.message.connect(self.message)
+        svc.shutting_down.connect(self.shutdown)
+
+    # ------------------------------------------------------------------------------------ filters
+    def current_query(self) -> Query:
+        date_from, date_to = self._date_range()
+        return Query(
+            text=self.search.text().strip(),
+            model=self.model_filter.currentData(),
+            date_from=date_from,
+            date_to=date_to,
+            favourites_only=self.favourites_only.isChecked(),
+            sort=self.sort.currentData() or "newest",
+        )
+
+    def apply_filters(self) -> None:
+        """Run the query the filter widgets describe (the search box calls this after a pause)."""
+        if self._closed:
+            return
+        self._search_timer.stop()
+        keep = self.current_image()
+        self.model.set_query(self.current_query())
+        if keep is not None:
+            self.select_image(keep.id)
+        self._update_count()
+
+    def refresh(self) -> None:
+        """The library changed: re-read rows, model names and the count, keeping selection and scroll."""
+        if self._closed:
+            return
+        keep = self.current_image()
+        scroll = self.grid.verticalScrollBar().value()
+        if self.model.refresh():
+            if keep is not None:
+                self.select_image(keep.id, scroll=False)
+            self.grid.verticalScrollBar().setValue(scroll)
+        self._reload_models()
+        self._update_count()
+
+    def _date_range(self) -> tuple[float | None, float | None]:
+        key = self.date_filter.currentData()
+        midnight = datetime.combine(date.today(), datetime.min.time()).timestamp()
+        if key == "today":
+            return midnight, None
+        if key == "7d":
+            return time.time() - 7 * 86400, None
+        if key == "30d":
+            return time.time() - 30 * 86400, None
+        if key == "custom":
+            start = datetime.combine(self.date_from.date().toPython(), datetime.min.time()).timestamp()
+            end = datetime.combine(self.date_to.date().toPython(), datetime.max.time()).timestamp()
+            return start, end
+        return None, None
+
+    def _date_filter_changed(self) -> None:
+        custom = self.date_filter.currentData() == "custom"
+        self.date_from.setVisible(custom)
+        self.date_to.setVisible(custom)
+        self.apply_filters()
+
+    def _reload_models(self) -> None:
+        if self._closed:
+            return
+        try:
+            models = self._service.gallery().models()
+        except Exception:  # noqa: BLE001 - the filter just keeps its old entries
+            log.debug("listing models failed", exc_info=True)
+            return
+        current = self.model_filter.currentData()
+        wanted = [None, *models]
+        if [self.model_filter.itemData(i) for i in range(self.model_filter.count())] == wanted:
+            return
+        with QSignalBlocker(self.model_filter):
+            self.model_filter.clear()
+            self.model_filter.addItem("All models", None)
+            for name in models:
+                self.model_filter.addItem(name, name)
+            index = self.model_filter.findData(current) if current is not None else 0
+            self.model_filter.setCurrentIndex(max(index, 0))
+        if current is not None and index < 0:
+            self.apply_filters()  # the model's last image went away: show all
+
+    def _update_count(self) -> None:
+        if self._closed:
+            return
+        try:
+            count = self._service.gallery().count(self.model.query())
+        except Exception:  # noqa: BLE001
+            self.count_label.clear()
+            return
+        text = f"{count:,} image{'s' if count != 1 else ''}"
+        if self._pending is not None:
+            text += " (1 deleted, Ctrl+Z to undo)"
+        self.count_label.setText(text)
+
+    def focus_search(self) -> None:
+        self.search.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.search.selectAll()
+
+    # ---------------------------------------------------------------------------------- selection
+    def current_image(self) -> GalleryImage | None:
+        index = self.grid.currentIndex()
+        return index.data(IMAGE_ROLE) if index.isValid() else None
+
+    def select_image(self, image_id: int, *, scroll: bool = True) -> bool:
+        row = self.model.row_of(image_id)
+        if row is None:
+            return False
+        self.select_row(row, scroll=scroll)
+        return True
+
+    def select_row(self, row: int, *, scroll: bool = True) -> None:
+        index = self.model.index(row)
+        if index.isValid():
+            self.grid.setCurrentIndex(index)
+            if scroll:
+                self.grid.scrollTo(index)
+
+    def select_path(self, path: str | Path) -> bool:
+        """Select the image at `path` if it is among the rows loaded (e.g. one just generated)."""
+        image = self._service.gallery().get_by_path(path)
+        return image is not None and self.select_image(image.id)
+
+    def _show_current(self) -> None:
+        self._show(self.current_image())
+
+    def _show(self, image: GalleryImage | None) -> None:
+        self._update_actions()
+        self.current_changed.emit(image)
+        if image is None:
+            self._current_meta = None
+            for label in self.fields.values():
+                label.clear()
+            self.raw.clear()
+            self.preview.set_source(None)
+            with QSignalBlocker(self.rating), QSignalBlocker(self.favourite):
+                self.rating.setValue(0)
+                self.favourite.setChecked(False)
+            return
+        same = self._current_meta is not None and self._current_meta[0] == image.path
+        meta = self._current_meta[1] if same and self._current_meta else self._metadata(image.path)
+        self._current_meta = (image.path, meta)
+
+        def text(value) -> str:
+            return "—" if value is None or value == "" else str(value)
+
+        guidance = meta.guidance if meta is not None else None
+        values = {
+            "prompt": image.prompt if image.prompt is not None else (meta.prompt if meta else None),
+            "negative_prompt": image.negative_prompt,
+            "seed": image.seed,
+            "steps": image.steps,
+            "guidance": f"{guidance:g}" if isinstance(guidance, float) else guidance,
+            "scheduler": image.scheduler,
+            "model": image.model,
+            "size": f"{image.width} × {image.height}" if image.width and image.height else None,
+            "source": SOURCE_LABELS.get(image.source or "", image.source) or "no generation parameters found",
+            "created": datetime.fromtimestamp(image.created).strftime("%Y-%m-%d %H:%M:%S") if image.created else None,
+            "file": f"{image.path}  ({_file_size(image.size)})",
+        }
+        for key, value in values.items():
+            self.fields[key].setText(text(value))
+        raw = meta.raw if meta is not None else {}
+        self.raw.setPlainText("\n\n".join(f"[{key}]\n{value}" for key, value in raw.items()))
+        with QSignalBlocker(self.rating), QSignalBlocker(self.favourite):
+            self.rating.setValue(int(image.rating or 0))
+            self.favourite.setChecked(bool(image.favourite))
+        if not same:
+            self.preview.set_source(self.model.cached_pixmap(image))  # the thumbnail until the image is decoded
+            self._service.request_preview(image.path)
+
+    @staticmethod
+    def _metadata(path: Path) -> ImageMetadata | None:
+        try:
+            return read_metadata(path)
+        except Exception:  # noqa: BLE001 - unreadable, moved, or not ours: show what the index knows
+            log.debug("reading metadata of %s failed", path, exc_info=True)
+            return None
+
+    def _on_preview_ready(self, path: str, image: QImage) -> None:
+        current = self.current_image()
+        if current is not None and str(current.path) == path:
+            self.preview.set_source(QPixmap.fromImage(image))
+
+    def _on_preview_failed(self, path: str, why: str) -> None:
+        current = self.current_image()
+        if current is not None and str(current.path) == path:
+            self.message.emit(why)
+
+    def _on_data_changed(self, top: QModelIndex, bottom: QModelIndex, roles=()) -> None:
+        current = self.grid.currentIndex()
+        if not current.isValid() or not top.row() <= current.row() <= bottom.row():
+            return
+        if list(roles) == [Qt.ItemDataRole.DecorationRole]:
+            image = current.data(IMAGE_ROLE)
+            if self.preview.source().isNull() and image is not None:
+                self.preview.set_source(self.model.cached_pixmap(image))
+            return
+        self._show_current()
+
+    def _update_actions(self) -> None:
+        has = self.grid.currentIndex().isValid() if hasattr(self, "grid") else False
+        for act in (
+            self.act_reuse, self.act_reuse_seed, self.act_to_canvas, self.act_copy_image,
+            self.act_copy_prompt, self.act_open_folder, self.act_delete, self.act_favourite, *self.act_rate,
+        ):
+            act.setEnabled(has)
+        self.act_undo.setEnabled(self._pending is not None)
+        if hasattr(self, "rating"):
+            self.rating.setEnabled(has)
+            self.favourite.setEnabled(has)
+
+    # ------------------------------------------------------------------------------------ actions
+    def _require_current(self) -> GalleryImage | None:
+        image = self.current_image()
+        if image is None:
+            self.message.emit("No image selected")
+        return image
+
+    def reuse_current_parameters(self) -> None:
+        image = self._require_current()
+        if image is None:
+            return
+        meta = self._metadata(image.path)
+        fields = meta.to_request_fields() if meta is not None else {}
+        if not fields:
+            self.message.emit(f"{image.path.name} holds no generation parameters")
+            return
+        self.reuse_parameters.emit(fields)
+        self.message.emit(f"Parameters of {image.path.name} restored")
+
+    def reuse_current_seed(self) -> None:
+        image = self._require_current()
+        if image is None:
+            return
+        seed = image.seed
+        if seed is None:
+            meta = self._metadata(image.path)
+            seed = meta.seed if meta is not None else None
+        if seed is None:
+            self.message.emit(f"{image.path.name} records no seed")
+            return
+        self.reuse_seed.emit(int(seed))
+        self.message.emit(f"Seed {seed} fixed")
+
+    def send_current_to_canvas(self) -> None:
+        image = self._require_current()
+        if image is not None:
+            self.send_to_canvas.emit(str(image.path))
+
+    def copy_image(self) -> bool:
+        image = self._require_current()
+        if image is None:
+            return False
+        pixels = QImage(str(image.path))
+        if pixels.isNull():
+            self.message.emit(f"Cannot read {image.path.name} (moved or deleted?)")
+            return False
+        mime = QMimeData()
+        mime.setImageData(pixels)
+        mime.setUrls([QUrl.fromLocalFile(str(image.path))])
+        QApplication.clipboard().setMimeData(mime)
+        self.message.emit(f"Copied {image.path.name}")
+        return True
+
+    def copy_prompt(self) -> bool:
+        image = self._require_current()
+        if image is None:
+            return False
+        prompt = image.prompt
+        if not prompt:
+            meta = self._metadata(image.path)
+            prompt = meta.prompt if meta is not None else None
+        if not prompt:
+            self.message.emit(f"{image.path.name} records no prompt")
+            return False
+        QApplication.clipboard().setText(prompt)
+        self.message.emit("Prompt copied")
+        return True
+
+    def open_folder(self) -> None:
+        image = self._require_current()
+        if image is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(image.path.parent)))
+
+    def rate_current(self, stars: int) -> None:
+        image = self._require_current()
+        if image is not None:
+            self._service.set_rating(image.id, stars)
+
+    def toggle_favourite(self) -> None:
+        image = self._require_current()
+        if image is not None:
+            self._service.set_favourite(image.id, not image.favourite)
+
+    def _rating_edited(self, value: int) -> None:
+        image = self.current_image()
+        if image is not None and value != image.rating:
+            self._service.set_rating(image.id, value)
+
+    def _favourite_edited(self, on: bool) -> None:
+        image = self.current_image()
+        if image is not None and on != image.favourite:
+            self._service.set_favourite(image.id, on)
+
+    def _on_image_changed(self, _image_id: int) -> None:
+        query = self.model.query()
+        if query.favourites_only or query.sort == "rating":
+            self._refresh_timer.start()  # the row may leave the results or move
+
+    # ------------------------------------------------------------------------------ delete, undo
+    def delete_current(self) -> None:
+        """Hide the selected image now; it goes to the trash on the next delete, after the undo window
+        or at shutdown (see the module docstring)."""
+        image = self._require_current()
+        if image is None:
+            return
+        if self._pending is not None:
+            self._commit_delete()
+        row = self.model.row_of(image.id)
+        self._pending = _PendingDelete(image, row if row is not None else 0)
+        self.model.hide(image)
+        if self.model.rowCount():
+            self.select_row(min(self._pending.row, self.model.rowCount() - 1))
+        self._undo_timer.start()
+        self._update_actions()
+        self._update_count()
+        seconds = max(1, round(self._undo_timer.interval() / 1000))
+        self.message.emit(f"{image.path.name} deleted: Ctrl+Z brings it back (it goes to the trash in {seconds} s)")
+
+    def undo_delete(self) -> bool:
+        """Bring back the last deleted image, if it has not gone to the trash yet."""
+        pending, self._pending = self._pending, None
+        self._undo_timer.stop()
+        self._update_actions()
+        if pending is None:
+            self.message.emit("Nothing to undo")
+            return False
+        self.model.unhide(pending.image.id)
+        self.select_image(pending.image.id)
+        self._update_count()
+        self.message.emit(f"{pending.image.path.name} restored")
+        return True
+
+    def pending_delete(self) -> Path | None:
+        """The file deleted but not yet in the trash (undo still possible)."""
+        return self._pending.image.path if self._pending is not None else None
+
+    def _commit_delete(self) -> bool:
+        pending, self._pending = self._pending, None
+        self._undo_timer.stop()
+        self._update_actions()
+        if pending is None:
+            return True
+        error = self._service.trash(pending.image.path)
+        if error:
+            self.message.emit(error)
+            if not self._closed:
+                self.model.unhide(pending.image.id)
+            return False
+        self.model.release(pending.image.id)
+        if not self._closed:
+            self._update_count()
+        return True
+
+    # ------------------------------------------------------------------------------------ folders
+    def add_folder(self, path: str | Path | None = None) -> Path | None:
+        if path is None:
+            chosen = QFileDialog.getExistingDirectory(self, "Add a folder to the gallery")
+            if not chosen:
+                return None
+            path = chosen
+        folder = self._service.add_folder(path)
+        self.message.emit(f"Adding {folder} to the gallery…")
+        return folder
+
+    def remove_folder(self, path: str | Path) -> bool:
+        removed = self._service.remove_folder(path)
+        if removed:
+            self.message.emit(f"{path} removed from the gallery (its files are left alone)")
+        return removed
+
+    def _fill_folder_menu(self) -> None:
+        self._folder_menu.clear()
+        folders = self._service.folders()
+        if not folders:
+            self._folder_menu.addAction("No folders in the gallery").setEnabled(False)
+        for folder in folders:
+            pinned = self._service.is_pinned(folder)
+            act = self._folder_menu.addAction(f"{folder}  (output folder)" if pinned else str(folder))
+            act.setEnabled(not pinned)
+            act.triggered.connect(lambda _=False, f=folder: self.remove_folder(f))
+
+    def stop_scan(self) -> None:
+        if self._service.is_scanning():
+            self._scan_stopped = True
+            self._service.cancel_scan()
+
+    def _show_progress(self, shown: bool) -> None:
+        self.progress.setVisible(shown)
+        self.stop_scan_button.setVisible(shown)
+        if not shown:
+            self._scan_stopped = False
+
+    def _on_scan_started(self) -> None:
+        self.progress.setRange(0, 0)
+        self.progress.setFormat("Scanning…")
+        self._show_progress(True)
+
+    def _on_scan_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+        self.progress.setFormat(f"Scanning {done:,} / {total:,}")
+        self._show_progress(True)
+
+    def _on_scan_finished(self, report) -> None:
+        self.message.emit("Scan stopped" if self._scan_stopped else describe_report(report))
+        self._show_progress(self._service.is_scanning())
+        self._refresh_timer.start()
+
+    def _on_scan_failed(self, why: str) -> None:
+        if why != "cancelled":
+            self.message.emit(f"Library scan failed: {why}")
+        self._show_progress(self._service.is_scanning())
+
+    # ------------------------------------------------------------------------------------- events
+    def _context_menu(self, pos) -> None:
+        index = self.grid.indexAt(pos)
+        if index.isValid():
+            self.grid.setCurrentIndex(index)
+        menu = QMenu(self)
+        if index.isValid():
+            for act in (self.act_reuse, self.act_reuse_seed, self.act_to_canvas):
+                menu.addAction(act)
+            menu.addSeparator()
+            for act in (self.act_copy_image, self.act_copy_prompt, self.act_open_folder):
+                menu.addAction(act)
+            menu.addSeparator()
+            menu.addAction(self.act_favourite)
+            menu.addAction(self.act_delete)
+        menu.addAction(self.act_undo)
+        menu.addSeparator()
+        menu.addAction(self.act_rescan)
+        menu.exec(self.grid.viewport().mapToGlobal(pos))
+
+    def _action_for(self, event) -> QAction | None:
+        modifiers = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+        pressed = QKeySequence(QKeyCombination(modifiers, Qt.Key(event.key())))
+        for act in self._grid_actions:
+            if act.isEnabled() and any(pressed == key for key in act.shortcuts()):
+                return act
+        return None
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        """The gallery's keys while the grid (or the preview) has focus. Accepting ShortcutOverride
+        makes them win over window shortcuts bound to the same keys (Ctrl+C, Ctrl+Shift+C, Ctrl+R…)."""
+        kind = event.type()
+        if kind in (QEvent.Type.ShortcutOverride, QEvent.Type.KeyPress):
+            act = self._action_for(event)
+            if act is not None:
+                event.accept()
+                if kind == QEvent.Type.KeyPress:
+                    act.trigger()
+                return True
+        return super().eventFilter(watched, event)
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        self.model.set_device_pixel_ratio(self.grid.devicePixelRatioF())
+
+    # ----------------------------------------------------------------------------------- shutdown
+    def shutdown(self) -> None:
+        """Send a pending delete to the trash and stop querying. Runs when the service shuts down."""
+        if self._closed:
+            return
+        self._commit_delete()
+        self._closed = True
+        for timer in (self._search_timer, self._refresh_timer, self._undo_timer):
+            timer.stop()
+        self.model.close()
+
+
+def _file_size(size: int | None) -> str:
+    if size is None:
+        return "?"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.0f} KB"
+    return f"{size / 1024 / 1024:.1f} MB"

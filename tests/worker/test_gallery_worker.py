@@ -1,0 +1,301 @@
+"""GalleryService on a real Qt event loop: a real SQLite catalogue, real PNG files in tmp_path, the real
+scanning thread, file watcher and thumbnail pool. Waits use signals or waitUntil, never sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage
+
+from studio.library.gallery import Gallery, Query
+from studio.library.images import save_image
+from studio.worker.gallery import GalleryService
+from tests.library.samples import A1111_CLASSIC, studio_meta
+
+WAIT_MS = 15_000
+WATCH_MS = 20_000  # file notifications plus the debounce: generous for slow CI machines
+
+
+# ------------------------------------------------------------------------------- sample images
+def make_ours(
+    path: Path,
+    prompt: str,
+    *,
+    seed: int = 1,
+    steps: int = 20,
+    model: str = "sd-1.4",
+    negative: str = "blurry",
+    created: float | None = None,
+    colour: tuple[int, int, int] = (200, 40, 40),
+    size: tuple[int, int] = (32, 32),
+) -> Path:
+    """A small PNG with our metadata (JSON + A1111 text), as the app saves it."""
+    meta = studio_meta(prompt=prompt, seed=seed, steps=steps, negative_prompt=negative, width=size[0], height=size[1])
+    meta["seed"] = seed
+    meta["model"]["id"] = model
+    if created is not None:
+        meta["created"] = datetime.fromtimestamp(created, UTC).isoformat()
+    save_image(Image.new("RGB", size, colour), path, meta)
+    if created is not None:
+        os.utime(path, (created, created))
+    return path
+
+
+def make_a1111(path: Path, text: str = A1111_CLASSIC, *, mtime: float | None = None) -> Path:
+    """A PNG as AUTOMATIC1111 writes it: only a `parameters` text chunk."""
+    info = PngInfo()
+    info.add_text("parameters", text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (32, 48), (40, 90, 200)).save(path, pnginfo=info)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+@pytest.fixture
+def make_service(qtbot, tmp_path):
+    made: list[GalleryService] = []
+
+    def make(**kw) -> GalleryService:
+        kw.setdefault("debounce_ms", 50)
+        service = GalleryService(tmp_path / "db" / "gallery.sqlite3", tmp_path / "thumbs", **kw)
+        made.append(service)
+        return service
+
+    yield make
+    for service in made:
+        assert service.shutdown()
+
+
+@pytest.fixture
+def library(tmp_path) -> Path:
+    folder = tmp_path / "images"
+    base = 1_700_000_000.0
+    for i in range(5):
+        make_ours(folder / f"fox-{i}.png", f"a red fox number {i}", seed=100 + i, created=base + i)
+    make_a1111(folder / "sub" / "umbrella.png", mtime=base + 10)
+    return folder
+
+
+def wait_scan(qtbot, service: GalleryService, start) -> object:
+    with qtbot.waitSignal(service.scan_finished, timeout=WAIT_MS) as blocker:
+        start()
+    return blocker.args[0]
+
+
+# ---------------------------------------------------------------------------------------- tests
+def test_scan_runs_in_the_gallery_thread_and_reports_progress(make_service, qtbot, library):
+    service = make_service()
+    progress: list[tuple[int, int]] = []
+    scan_threads: set[int] = set()
+    service.scan_progress.connect(lambda done, total: progress.append((done, total)))
+    # The worker's own signal, connected directly: called in the thread the scan runs in.
+    service._worker.scan_progress.connect(
+        lambda *_: scan_threads.add(threading.get_ident()), Qt.ConnectionType.DirectConnection
+    )
+    started = []
+    service.scan_started.connect(lambda: started.append(service.is_scanning()))
+    with qtbot.waitSignal(service.library_changed, timeout=WAIT_MS):
+        report = wait_scan(qtbot, service, lambda: service.add_folder(library))
+    assert (report.added, report.updated, report.removed, report.unreadable) == (6, 0, 0, 0)
+    assert started == [True] and not service.is_scanning()
+    assert progress and progress[-1] == (6, 6)
+    assert scan_threads and threading.get_ident() not in scan_threads
+    assert service.folders() == [library.resolve()]
+    gallery = service.gallery()
+    assert gallery.count() == 6
+    fox = gallery.get_by_path(library / "fox-3.png")
+    assert (fox.prompt, fox.seed, fox.model) == ("a red fox number 3", 103, "sd-1.4")
+    assert [i.path.name for i in gallery.search(Query(text="umbrella"))] == ["umbrella.png"]
+
+    again = wait_scan(qtbot, service, service.scan)  # nothing changed: nothing re-read
+    assert (again.added, again.unchanged) == (0, 6)
+
+
+def test_scanning_or_adding_a_bad_folder_fails_with_a_message(make_service, qtbot, tmp_path):
+    service = make_service()
+    (tmp_path / "elsewhere").mkdir()
+    with qtbot.waitSignal(service.scan_failed, timeout=WAIT_MS) as blocker:
+        service.scan([tmp_path / "elsewhere"])
+    assert "not a gallery folder" in blocker.args[0]
+    assert not service.is_scanning()
+    with qtbot.waitSignal(service.scan_failed, timeout=WAIT_MS) as blocker:
+        service.add_folder(tmp_path / "missing")
+    assert "not a folder" in blocker.args[0]
+    assert not service.is_scanning() and service.folders() == []
+
+
+def test_new_changed_and_removed_files_are_indexed_by_themselves(make_service, qtbot, library):
+    service = make_service()
+    wait_scan(qtbot, service, lambda: service.add_folder(library))
+    qtbot.waitUntil(lambda: str(library / "sub") in service.watched_directories(), timeout=WAIT_MS)
+    gallery = service.gallery()
+
+    with qtbot.waitSignal(service.library_changed, timeout=WATCH_MS):
+        make_ours(library / "sub" / "castle.png", "a castle on a hill", seed=7)
+    qtbot.waitUntil(lambda: gallery.get_by_path(library / "sub" / "castle.png") is not None, timeout=WATCH_MS)
+
+    # A new sub-folder is watched too, and what lands in it is indexed.
+    make_ours(library / "new" / "deeper" / "owl.png", "an owl at night", seed=8)
+    qtbot.waitUntil(lambda: gallery.get_by_path(library / "new" / "deeper" / "owl.png") is not None, timeout=WATCH_MS)
+    qtbot.waitUntil(lambda: str(library / "new" / "deeper") in service.watched_directories(), timeout=WATCH_MS)
+
+    make_ours(library / "fox-0.png", "a blue fox now", seed=100)  # rewritten in place (atomic replace)
+    qtbot.waitUntil(lambda: gallery.get_by_path(library / "fox-0.png").prompt == "a blue fox now", timeout=WATCH_MS)
+
+    (library / "fox-1.png").unlink()
+    qtbot.waitUntil(lambda: gallery.get_by_path(library / "fox-1.png") is None, timeout=WATCH_MS)
+    shutil.rmtree(library / "new")
+    qtbot.waitUntil(lambda: gallery.get_by_path(library / "new" / "deeper" / "owl.png") is None, timeout=WATCH_MS)
+    assert gallery.count() == 6
+
+
+def test_index_paths_indexes_at_once_and_ignores_files_outside_the_library(make_service, qtbot, library, tmp_path):
+    service = make_service()
+    wait_scan(qtbot, service, lambda: service.add_folder(library))
+    inside = make_ours(library / "saved.png", "just generated", seed=9)
+    outside = make_ours(tmp_path / "outside.png", "not in the library", seed=10)
+    service.index_paths([outside, inside])
+    qtbot.waitUntil(lambda: service.gallery().get_by_path(inside) is not None, timeout=WAIT_MS)
+    assert service.gallery().get_by_path(inside).seed == 9
+    assert service.gallery().get_by_path(outside) is None
+
+
+def test_thumbnails_are_made_in_the_pool_and_arrive_as_qimages(make_service, qtbot, library):
+    service = make_service()
+    wait_scan(qtbot, service, lambda: service.add_folder(library))
+    image = service.gallery().get_by_path(library / "sub" / "umbrella.png")
+    made_in: list[str] = []
+    service._thumbnail_made.connect(
+        lambda *_: made_in.append(threading.current_thread().name), Qt.ConnectionType.DirectConnection
+    )
+    with qtbot.waitSignal(service.thumbnail_ready, timeout=WAIT_MS) as blocker:
+        service.request_thumbnail(image.id, image.path, size=24)
+    image_id, thumb = blocker.args
+    assert image_id == image.id and isinstance(thumb, QImage) and not thumb.isNull()
+    assert (thumb.width(), thumb.height()) == (16, 24)  # 32x48 scaled to fit 24 px
+    qtbot.waitUntil(lambda: bool(made_in), timeout=WAIT_MS)  # the direct call may come after the queued one
+    assert made_in[0].startswith("studio-thumbnail")
+    assert service._thumbs.cached(image.path) is not None  # kept on disk for next time
+
+    broken = library / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with qtbot.waitSignal(service.thumbnail_failed, timeout=WAIT_MS) as failed:
+        service.request_thumbnail(999, broken)
+    assert failed.args[0] == 999 and "broken.png" in failed.args[1]
+
+
+def test_preview_decodes_the_full_image_off_the_gui_thread(make_service, qtbot, library):
+    service = make_service()
+    path = make_ours(library / "big.png", "a wide one", size=(300, 100))
+    with qtbot.waitSignal(service.preview_ready, timeout=WAIT_MS) as blocker:
+        service.request_preview(path, max_side=150)
+    assert blocker.args[0] == str(path)
+    assert (blocker.args[1].width(), blocker.args[1].height()) == (150, 50)
+
+
+def test_ratings_and_favourites_are_saved_and_announced(make_service, qtbot, library):
+    service = make_service()
+    wait_scan(qtbot, service, lambda: service.add_folder(library))
+    fox = service.gallery().get_by_path(library / "fox-2.png")
+    with qtbot.waitSignal(service.image_changed, timeout=WAIT_MS) as blocker:
+        assert service.set_rating(fox.id, 4)
+    assert blocker.args == [fox.id]
+    assert service.set_favourite(fox.id, True)
+    assert service.set_rating(fox.id, 9)  # clamped
+    again = service.gallery().get(fox.id)
+    assert (again.rating, again.favourite) == (5, True)
+    assert [i.id for i in service.gallery().search(Query(favourites_only=True))] == [fox.id]
+
+
+def test_output_folder_is_always_in_the_library(make_service, qtbot, tmp_path):
+    service = make_service()
+    out = tmp_path / "out"
+    make_ours(out / "first.png", "made by the app", seed=3)
+    with qtbot.waitSignal(service.scan_finished, timeout=WAIT_MS):
+        assert service.ensure_folder(out) == out.resolve()
+    assert service.is_pinned(out)
+    with qtbot.waitSignal(service.message, timeout=WAIT_MS) as blocker:
+        assert not service.remove_folder(out)
+    assert "output folder" in blocker.args[0]
+    assert service.folders() == [out.resolve()]
+    # Already there: ensure_folder does not scan again.
+    service.ensure_folder(out)
+    assert not service.is_scanning()
+
+
+def test_remove_folder_forgets_its_images_and_stops_watching(make_service, qtbot, library):
+    service = make_service()
+    wait_scan(qtbot, service, lambda: service.add_folder(library))
+    qtbot.waitUntil(lambda: str(library) in service.watched_directories(), timeout=WAIT_MS)
+    assert service.remove_folder(library)
+    qtbot.waitUntil(lambda: service.folders() == [], timeout=WAIT_MS)
+    assert service.gallery().count() == 0
+    qtbot.waitUntil(lambda: service.watched_directories() == [], timeout=WAIT_MS)
+    assert all(p.exists() for p in library.glob("*.png"))  # files are never touched
+
+
+def test_trash_moves_the_file_and_forgets_it(make_service, qtbot, library, trash):
+    service = make_service()
+    wait_scan(qtbot, service, lambda: service.add_folder(library))
+    path = library / "fox-4.png"
+    assert service.trash(path) is None
+    assert not path.exists() and (trash / "fox-4.png").is_file()
+    qtbot.waitUntil(lambda: service.gallery().get_by_path(path) is None, timeout=WAIT_MS)
+
+
+def test_shutdown_cancels_a_scan_keeps_folder_changes_and_is_idempotent(qtbot, tmp_path, library):
+    db = tmp_path / "db.sqlite3"
+    service = GalleryService(db, tmp_path / "thumbs")
+    service.add_folder(library)  # queued with its scan; shutdown right away
+    service.request_thumbnail(1, library / "fox-0.png")
+    assert service.shutdown(timeout_ms=WAIT_MS)
+    assert service.shutdown()  # again: same answer, nothing breaks
+    service.scan()  # after shutdown: ignored
+    service.request_thumbnail(1, library / "fox-0.png")
+    with Gallery(db) as gallery:
+        assert gallery.folders() == [library.resolve()]
+
+
+def test_scan_on_start_catches_up_with_changes_made_while_closed(qtbot, tmp_path, library):
+    db = tmp_path / "db.sqlite3"
+    with Gallery(db) as gallery:
+        gallery.add_folder(library)
+    service = GalleryService(db, tmp_path / "thumbs", scan_on_start=True)
+    try:
+        with qtbot.waitSignal(service.scan_finished, timeout=WAIT_MS) as blocker:
+            pass
+        assert blocker.args[0].added == 6
+        qtbot.waitUntil(lambda: str(library / "sub") in service.watched_directories(), timeout=WAIT_MS)
+    finally:
+        assert service.shutdown()
+
+
+@pytest.fixture
+def trash(tmp_path, monkeypatch) -> Path:
+    """send2trash's freedesktop trash pointed into tmp_path: tests never touch the real one."""
+    return use_test_trash(tmp_path, monkeypatch)
+
+
+def use_test_trash(tmp_path: Path, monkeypatch) -> Path:
+    import send2trash.plat_other as plat
+
+    home, data = tmp_path / "home", tmp_path / "xdg-data"
+    home.mkdir(exist_ok=True)
+    data.mkdir(exist_ok=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_DATA_HOME", str(data))
+    # Read at import time by send2trash: set them as it would have from these variables.
+    monkeypatch.setattr(plat, "XDG_DATA_HOME", os.fsencode(data))
+    monkeypatch.setattr(plat, "HOMETRASH_B", os.fsencode(data / "Trash"))
+    monkeypatch.setattr(plat, "HOMETRASH", str(data / "Trash"))
+    return data / "Trash" / "files"
