@@ -10,6 +10,7 @@ BENCHMARKS = {
     "startup": "bench.startup",
     "gui_stall": "bench.gui_stall",
     "gallery": "bench.gallery",
+    "gallery_ui": "bench.gallery_ui",
 }
 
 
