@@ -55,6 +55,30 @@ DECI_SCHEDULER = {
     "timestep_spacing": "trailing",
 }
 
+# DeciDiffusion 1.0's "configurations" at tiny widths: the same block counts, layouts and quirks (every
+# resnet/attention count of the real model), channels at the 32-group GroupNorm minimum.
+TINY_DECI_CONFIGURATIONS = {
+    "sample_size": 8,
+    "temb_dim": 128,
+    "resnet_eps": 1e-5,
+    "resnet_act_fn": "silu",
+    "num_attention_heads": 4,
+    "cross_attention_dim": TINY_WIDTH,
+    "mix_block_in_forward": True,
+    "down_blocks_in_channels": [32, 32, 64],
+    "down_blocks_out_channels": [32, 64, 64],
+    "down_blocks_num_resnets": [2, 2, 1],
+    "down_blocks_num_attentions": [0, 1, 3],
+    "add_downsample": [True, True, True],
+    "add_upsample_mid_block": True,
+    "mid_num_resnets": 4,
+    "mid_num_attentions": 2,
+    "prev_output_channels": [64, 64, 64],
+    "up_blocks_num_resnets": [2, 3, 3],
+    "up_blocks_num_attentions": [6, 3, 0],
+    "add_upsample": [True, True, False],
+}
+
 README = """# Tiny random-weight {family} pipeline
 
 Built by `studio make-tiny-model --family {family} --seed {seed}` for tests, CI and bug reports.
@@ -115,6 +139,10 @@ def _vae():
 
 
 def _unet(family: str):
+    if family == "deci":
+        from studio.engine.deci_unet import build_unet
+
+        return build_unet(TINY_DECI_CONFIGURATIONS)
     from diffusers import UNet2DConditionModel
 
     sd2 = family == "sd2"
@@ -168,8 +196,6 @@ def build_tiny_pipeline(family: str = "sd1", seed: int = 0, *, safety_threshold:
     """A tiny `StableDiffusionPipeline` of the family, in memory. Same seed -> same weights."""
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}: choose one of {', '.join(FAMILIES)}")
-    if family == "deci":
-        raise ValueError("the tiny 'deci' family needs the native DeciDiffusion UNet, which is not built yet")
     import torch
     from diffusers import StableDiffusionPipeline
 
@@ -177,7 +203,7 @@ def build_tiny_pipeline(family: str = "sd1", seed: int = 0, *, safety_threshold:
     unet = _unet(family)
     vae = _vae()
     text_encoder = _text_encoder(family)
-    scheduler = _scheduler(SD2_SCHEDULER if family == "sd2" else SD1_SCHEDULER)
+    scheduler = _scheduler({"sd1": SD1_SCHEDULER, "sd2": SD2_SCHEDULER, "deci": DECI_SCHEDULER}[family])
     checker, processor = _safety_checker(safety_threshold) if family == "sd1" else (None, None)
     return StableDiffusionPipeline(
         vae=vae,
@@ -196,8 +222,40 @@ def make_tiny_model(directory: str | Path, family: str = "sd1", seed: int = 0, *
     directory = Path(directory)
     pipe = build_tiny_pipeline(family, seed, safety_threshold=safety_threshold)
     directory.mkdir(parents=True, exist_ok=True)
-    pipe.save_pretrained(directory, safe_serialization=True)
+    if family == "deci":
+        _save_deci(pipe, directory)
+    else:
+        pipe.save_pretrained(directory, safe_serialization=True)
     (directory / "README.md").write_text(README.format(family=family, seed=seed), encoding="utf-8")
     marker = {"family": family, "seed": seed, "tiny": True, "safety_threshold": safety_threshold}
     (directory / "studio_tiny.json").write_text(json.dumps(marker, indent=2), encoding="utf-8")
     return directory
+
+
+def _save_deci(pipe, directory: Path) -> None:
+    """DeciDiffusion's repository layout: the UNet-NAS in flexible_unet/ (config.json with "configurations",
+    fp16 safetensors as published), standard SD components beside it, no safety checker (off for this
+    family)."""
+    import diffusers
+
+    from studio.engine.deci_unet import save_flexible_unet
+
+    save_flexible_unet(pipe.unet, directory / "flexible_unet", fp16=True)
+    pipe.vae.save_pretrained(directory / "vae", safe_serialization=True)
+    pipe.text_encoder.save_pretrained(directory / "text_encoder", safe_serialization=True)
+    pipe.tokenizer.save_pretrained(directory / "tokenizer")
+    pipe.scheduler.save_pretrained(directory / "scheduler")
+    index = {
+        # The published model_index.json names custom pipeline code; the engine never reads it for that.
+        "_class_name": "DeciDiffusionPipeline",
+        "_diffusers_version": diffusers.__version__,
+        "flexible_unet": ["studio.engine.deci_unet", "DeciUNet"],
+        "scheduler": ["diffusers", type(pipe.scheduler).__name__],
+        "text_encoder": ["transformers", type(pipe.text_encoder).__name__],
+        "tokenizer": ["transformers", type(pipe.tokenizer).__name__],
+        "vae": ["diffusers", type(pipe.vae).__name__],
+        "safety_checker": [None, None],
+        "feature_extractor": [None, None],
+        "requires_safety_checker": False,
+    }
+    (directory / "model_index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")

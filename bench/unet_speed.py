@@ -1,0 +1,153 @@
+"""UNet step time: DeciDiffusion 1.0's UNet-NAS (native, real configuration) vs the SD 1.5 UNet.
+
+Random weights (speed does not depend on them), batch 2 as under classifier-free guidance, CPU. The two
+UNets are alternated in one process (a warm-up call each, then rounds; medians) so that machine noise hits
+both alike; medians and minima are printed (other processes only ever add time: on a shared machine the
+minimum is the better estimate; the load average is printed before and after). The reference UNet-NAS code
+measured on this machine gave Deci/SD 0.86 at 256 px and 0.61 at 512 px: ours must be at least as fast.
+For scale, the FLOP ratio (torch's FlopCounterMode, printed with the achieved GFLOPS) is 0.855 at 256 px and
+0.765 at 512 px: at 512 px SD's attention over 4096 tokens costs more time than its FLOPs say, which Deci's
+attention-free outer level avoids.
+Then fp32 vs bf16 for the Deci UNet, at 128 px by default: on CPUs without native bf16 (AVX512-BF16/AMX)
+torch runs bf16 convolutions through its slow reference kernel, about 10x slower than fp32.
+Env: BENCH_SIZES (px, default "256,512"), BENCH_ROUNDS (default 3), BENCH_BF16_SIZES (default "128"),
+BENCH_BF16_ROUNDS (default 2).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+
+REFERENCE_RATIO = {256: 0.86, 512: 0.61}  # reference implementation, same protocol, this machine
+
+
+def _sizes(name: str, default: str) -> list[int]:
+    return [int(s) for s in os.environ.get(name, default).replace(" ", "").split(",") if s]
+
+
+def _builders():
+    from diffusers import UNet2DConditionModel
+
+    from studio.engine.deci_unet import DECI_V1_CONFIGURATIONS, build_unet
+    from studio.engine.resources import component_configs_dir
+
+    config = json.loads((component_configs_dir("sd1") / "unet" / "config.json").read_text(encoding="utf-8"))
+
+    def deci():
+        return build_unet(DECI_V1_CONFIGURATIONS).eval()
+
+    def sd():
+        return UNet2DConditionModel.from_config(config).eval()
+
+    return deci, sd
+
+
+def _inputs(size: int, dtype):
+    import torch
+
+    g = torch.Generator().manual_seed(size)
+    sample = torch.randn(2, 4, size // 8, size // 8, generator=g).to(dtype)
+    context = torch.randn(2, 77, 768, generator=g).to(dtype)
+    return sample, torch.tensor(500), context
+
+
+def _flops(build, size: int) -> int:
+    """FLOPs of one batch-2 step, counted on the meta device (no memory, no time)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        unet = build()
+        sample, context = torch.empty(2, 4, size // 8, size // 8), torch.empty(2, 77, 768)
+        with FlopCounterMode(display=False) as counter:
+            unet(sample, torch.tensor(500), encoder_hidden_states=context)
+    return counter.get_total_flops()
+
+
+def _timer(unet, inputs):
+    import torch
+
+    sample, timestep, context = inputs
+
+    def step() -> float:
+        start = time.perf_counter()
+        with torch.inference_mode():
+            unet(sample, timestep, encoder_hidden_states=context, return_dict=False)
+        return time.perf_counter() - start
+
+    return step
+
+
+def _alternate(steps: dict, rounds: int) -> dict[str, list[float]]:
+    for step in steps.values():
+        step()  # warm-up: first-call allocations and kernel selection
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            times[name].append(step())
+    return times
+
+
+def _runs(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.2f}" for v in values) + "]"
+
+
+def _load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main() -> None:
+    import diffusers
+    import torch
+
+    diffusers.utils.logging.set_verbosity_error()  # no dtype-cast chatter
+
+    rounds = int(os.environ.get("BENCH_ROUNDS", 3))
+    build_deci, build_sd = _builders()
+    torch.manual_seed(0)
+    deci, sd = build_deci(), build_sd()
+    n_deci = sum(p.numel() for p in deci.parameters())
+    n_sd = sum(p.numel() for p in sd.parameters())
+    print(
+        f"UNet step, batch 2 (CFG), random weights, CPU fp32, {torch.get_num_threads()} threads, "
+        f"{rounds} rounds after a warm-up; {_load()}"
+    )
+    print(f"parameters: Deci UNet-NAS {n_deci:,}  SD 1.5 UNet {n_sd:,}")
+    for size in _sizes("BENCH_SIZES", "256,512"):
+        inputs = _inputs(size, torch.float32)
+        times = _alternate({"deci": _timer(deci, inputs), "sd": _timer(sd, inputs)}, rounds)
+        d, s = statistics.median(times["deci"]), statistics.median(times["sd"])
+        d_min, s_min = min(times["deci"]), min(times["sd"])
+        f_deci, f_sd = _flops(build_deci, size), _flops(build_sd, size)
+        ref = REFERENCE_RATIO.get(size)
+        verdict = "" if ref is None else f"  (reference UNet-NAS {ref:.2f})"
+        print(f"{size:>4} px  Deci   {d:6.2f} s {_runs(times['deci'])}  {f_deci / d_min / 1e9:4.0f} GFLOPS")
+        print(f"{'':>4}     SD 1.5 {s:6.2f} s {_runs(times['sd'])}  {f_sd / s_min / 1e9:4.0f} GFLOPS")
+        print(
+            f"{'':>4}     ratio Deci/SD: median {d / s:.3f}, min {d_min / s_min:.3f}{verdict}; "
+            f"FLOP ratio {f_deci / f_sd:.3f}"
+        )
+    del sd
+
+    deci_bf16 = None
+    bf16_rounds = int(os.environ.get("BENCH_BF16_ROUNDS", 2))
+    for size in _sizes("BENCH_BF16_SIZES", "128"):
+        if deci_bf16 is None:
+            import copy
+
+            deci_bf16 = copy.deepcopy(deci).to(dtype=torch.bfloat16)
+        fp32, bf16 = _inputs(size, torch.float32), _inputs(size, torch.bfloat16)
+        times = _alternate({"fp32": _timer(deci, fp32), "bf16": _timer(deci_bf16, bf16)}, bf16_rounds)
+        f, b = statistics.median(times["fp32"]), statistics.median(times["bf16"])
+        b_min, f_min = min(times["bf16"]), min(times["fp32"])
+        print(f"{size:>4} px  Deci fp32 {f:6.2f} s {_runs(times['fp32'])}")
+        print(f"{'':>4}     Deci bf16 {b:6.2f} s {_runs(times['bf16'])}")
+        print(f"{'':>4}     time ratio bf16/fp32: median {b / f:.3f}, min {b_min / f_min:.3f}")
+    print(_load())
+
+
+if __name__ == "__main__":
+    main()
