@@ -103,7 +103,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _open_and_decode(stream: IO[bytes], name: str, max_pixels: int) -> Image.Image:
+def open_checked(stream: IO[bytes], name: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open lazily (header only) and check format and pixel count before anything is decoded.
+
+    Shared by full loading and by the thumbnail cache (which then decodes in draft mode)."""
     try:
         image = Image.open(stream)
     except UnidentifiedImageError:
@@ -112,15 +115,21 @@ def _open_and_decode(stream: IO[bytes], name: str, max_pixels: int) -> Image.Ima
         raise ImageLoadError(f"{name}: image is too large to load safely ({exc})") from None
     except Exception as exc:  # Pillow raises many types on corrupt headers
         raise ImageLoadError(f"{name}: not a readable image ({exc})") from None
-    with image:
-        width, height = image.size
+    width, height = image.size
+    if width <= 0 or height <= 0 or width * height > max_pixels:
+        image.close()
         if width <= 0 or height <= 0:
             raise ImageLoadError(f"{name}: invalid image size {width}x{height}")
-        if width * height > max_pixels:
-            raise ImageLoadError(
-                f"{name}: image is too large ({width}x{height} = {width * height:,} pixels; "
-                f"the limit is {max_pixels:,})"
-            )
+        raise ImageLoadError(
+            f"{name}: image is too large ({width}x{height} = {width * height:,} pixels; "
+            f"the limit is {max_pixels:,})"
+        )
+    return image
+
+
+def _open_and_decode(stream: IO[bytes], name: str, max_pixels: int) -> Image.Image:
+    with open_checked(stream, name, max_pixels) as image:
+        width, height = image.size
         try:
             image.seek(0)  # animated GIF / APNG / WebP: the first frame
             image.load()

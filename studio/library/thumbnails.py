@@ -31,9 +31,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from studio.library.images import MAX_PIXELS, ImageLoadError, to_rgb
+from studio.library.images import MAX_PIXELS, ImageLoadError, open_checked, to_rgb
 
 __all__ = ["ThumbnailCache"]
 
@@ -75,43 +75,30 @@ def _decode_thumbnail(path: Path, size: int) -> Image.Image:
         raise ImageLoadError(f"{name}: no such file") from None
     except OSError as exc:
         raise ImageLoadError(f"{name}: cannot open ({exc.strerror or exc})") from None
-    with stream:
+    with stream, open_checked(stream, name, MAX_PIXELS) as image:
+        width, height = image.size
         try:
-            image = Image.open(stream)
-        except UnidentifiedImageError:
-            raise ImageLoadError(f"{name}: not an image (unrecognised or unsupported format)") from None
-        except Image.DecompressionBombError as exc:
-            raise ImageLoadError(f"{name}: image is too large to load safely ({exc})") from None
-        except Exception as exc:  # Pillow raises many types on corrupt headers
-            raise ImageLoadError(f"{name}: not a readable image ({exc})") from None
-        with image:
-            width, height = image.size
-            if width <= 0 or height <= 0:
-                raise ImageLoadError(f"{name}: invalid image size {width}x{height}")
-            if width * height > MAX_PIXELS:
-                raise ImageLoadError(f"{name}: image is too large ({width}x{height})")
-            try:
-                orientation = int(image.getexif().get(0x0112, 1))
-            except Exception:  # corrupt EXIF: show the image as stored
-                orientation = 1
-            try:
-                if image.format == "JPEG":
-                    image.draft(image.mode if image.mode in ("RGB", "L") else None, (size, size))
-                image.load()
-                small: Image.Image = image
-                if small.mode in _RESIZABLE:
-                    small.thumbnail((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
-                rgb = to_rgb(small)
-                if max(rgb.size) > size:
-                    rgb.thumbnail((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
-                if rgb is image:
-                    rgb = image.copy()  # detach from the file we are about to close
-            except MemoryError:
-                raise ImageLoadError(
-                    f"{name}: not enough memory to decode a {width}x{height} image"
-                ) from None
-            except Exception as exc:
-                raise ImageLoadError(f"{name}: truncated or corrupt image data ({exc})") from None
+            orientation = int(image.getexif().get(0x0112, 1))
+        except Exception:  # corrupt EXIF: show the image as stored
+            orientation = 1
+        try:
+            if image.format == "JPEG":
+                image.draft(image.mode if image.mode in ("RGB", "L") else None, (size, size))
+            image.load()
+            small: Image.Image = image
+            if small.mode in _RESIZABLE:
+                small.thumbnail((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
+            rgb = to_rgb(small)
+            if max(rgb.size) > size:
+                rgb.thumbnail((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
+            if rgb is image:
+                rgb = image.copy()  # detach from the file we are about to close
+        except MemoryError:
+            raise ImageLoadError(
+                f"{name}: not enough memory to decode a {width}x{height} image"
+            ) from None
+        except Exception as exc:
+            raise ImageLoadError(f"{name}: truncated or corrupt image data ({exc})") from None
     transpose = _ORIENTATION.get(orientation)
     return rgb.transpose(transpose) if transpose is not None else rgb
 
