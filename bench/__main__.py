@@ -11,6 +11,7 @@ BENCHMARKS = {
     "gui_stall": "bench.gui_stall",
     "gallery": "bench.gallery",
     "gallery_ui": "bench.gallery_ui",
+    "unet_speed": "bench.unet_speed",
 }
 
 
