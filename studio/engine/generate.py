@@ -38,6 +38,20 @@ class LoadedModel:
     revision: str | None = None
     _img2img: Any = field(default=None, repr=False)
 
+    @classmethod
+    def from_pipeline(cls, source: ModelSource, family: str, placement: Placement, pipe, **extra) -> LoadedModel:
+        """The model's own scheduler (config and class) and checker are read once, as loaded."""
+        return cls(
+            source=source,
+            family=family,
+            placement=placement,
+            txt2img=pipe,
+            scheduler_config=dict(pipe.scheduler.config),
+            scheduler_class=type(pipe.scheduler),
+            safety_checker=pipe.safety_checker,
+            **extra,
+        )
+
     @property
     def defaults(self) -> ModelDefaults:
         return self.source.defaults
@@ -117,16 +131,7 @@ class Engine:
         if pipeline.dtype != placement.dtype:
             pipeline.to(dtype=placement.dtype)
         pipeline.to(placement.device)
-        source = ModelSource(name, "memory", family=family)
-        loaded = LoadedModel(
-            source=source,
-            family=family,
-            placement=placement,
-            txt2img=pipeline,
-            scheduler_config=dict(pipeline.scheduler.config),
-            scheduler_class=type(pipeline.scheduler),
-            safety_checker=pipeline.safety_checker,
-        )
+        loaded = LoadedModel.from_pipeline(ModelSource(name, "memory", family=family), family, placement, pipeline)
         with self._lock:
             self._models[("memory", name)] = loaded
         return loaded
@@ -164,17 +169,8 @@ class Engine:
             family = source.family or loading.detect_folder_family(path)
             pipe = loading.load_folder(path, family, placement, allow_pickle=self.allow_ckpt)
         source.family = family
-        return LoadedModel(
-            source=source,
-            family=family,
-            placement=placement,
-            txt2img=pipe,
-            scheduler_config=dict(pipe.scheduler.config),
-            scheduler_class=type(pipe.scheduler),
-            safety_checker=pipe.safety_checker,
-            model_hash=model_hash,
-            path=path,
-            revision=revision,
+        return LoadedModel.from_pipeline(
+            source, family, placement, pipe, model_hash=model_hash, path=path, revision=revision
         )
 
     # --------------------------------------------------------------------------------------- generation
