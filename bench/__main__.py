@@ -12,6 +12,7 @@ BENCHMARKS = {
     "gallery": "bench.gallery",
     "gallery_ui": "bench.gallery_ui",
     "unet_speed": "bench.unet_speed",
+    "bf16_fidelity": "bench.bf16_fidelity",
 }
 
 

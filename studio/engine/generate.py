@@ -18,6 +18,7 @@ from studio.engine import loading, schedulers
 from studio.engine.catalog import ModelDefaults
 from studio.engine.errors import Cancelled, GenerationError, RequestError
 from studio.engine.loading import DownloadCallback, ModelSource, Placement
+from studio.engine.precision import place_pipeline
 from studio.engine.request import GenerationRequest, GenerationResult, StepEvent, request_fields
 
 StepCallback = Callable[[StepEvent], None]
@@ -128,9 +129,7 @@ class Engine:
         """Use an already built StableDiffusionPipeline as model `name` (benchmarks, scripts, notebooks)."""
         placement = self.placement()
         pipeline.set_progress_bar_config(disable=True)
-        if pipeline.dtype != placement.dtype:
-            pipeline.to(dtype=placement.dtype)
-        pipeline.to(placement.device)
+        place_pipeline(pipeline, placement)
         loaded = LoadedModel.from_pipeline(ModelSource(name, "memory", family=family), family, placement, pipeline)
         with self._lock:
             self._models[("memory", name)] = loaded
@@ -151,10 +150,11 @@ class Engine:
             from studio.engine.single_file import load_single_file
 
             pipe, family = load_single_file(
-                source.path, torch_dtype=placement.dtype, allow_ckpt=self.allow_ckpt, config_dir=self.single_file_configs
+                source.path, torch_dtype=placement.dtype, vae_dtype=placement.vae_dtype,
+                allow_ckpt=self.allow_ckpt, config_dir=self.single_file_configs,
             )
             pipe.set_progress_bar_config(disable=True)
-            pipe.to(placement.device)
+            place_pipeline(pipe, placement)
             model_hash = loading.file_sha256(source.path)[:10]
             path = source.path
         else:

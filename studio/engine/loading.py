@@ -18,6 +18,7 @@ from typing import Any
 
 from studio.engine.catalog import FAMILY_DEFAULTS, CatalogEntry, ModelDefaults, lookup
 from studio.engine.errors import ModelNotFoundError, RequestError
+from studio.engine.precision import place_pipeline
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
@@ -101,6 +102,14 @@ class Placement:
 
         return getattr(torch, self.dtype_name)
 
+    @property
+    def vae_dtype(self):
+        import torch
+
+        from studio.engine.precision import vae_dtype_name
+
+        return getattr(torch, vae_dtype_name(self.device, self.dtype_name))
+
 
 _DTYPE_ALIASES = {
     "fp32": "float32", "float32": "float32", "fp16": "float16", "float16": "float16", "half": "float16",
@@ -167,23 +176,29 @@ def _progress_class(callback: DownloadCallback | None):
     return _Progress
 
 
-def allow_patterns(entry: CatalogEntry | None, family: str | None, variant: str | None = None) -> list[str]:
-    """Only the files a Stable-Diffusion-shaped model needs (configs, tokenizer, safetensors weights)."""
-    suffix = f".{variant}.safetensors" if variant else ".safetensors"
-    unet = "flexible_unet" if family == "deci" else "unet"
-    patterns = [
-        "model_index.json",
-        "scheduler/*.json",
-        "tokenizer/*",
-        f"{unet}/*.json",
-        f"{unet}/*{suffix}",
-        "vae/*.json",
-        f"vae/*{suffix}",
-        "text_encoder/*.json",
-        f"text_encoder/*{suffix}",
-    ]
+def allow_patterns(entry: CatalogEntry | None, family: str | None) -> list[str]:
+    """Only the files a Stable-Diffusion-shaped model needs: configs, tokenizer, one set of weights.
+
+    Weights are the full-precision safetensors that `load_folder` reads (whole or sharded), never the
+    `.fp16` / `.non_ema` / `.ema` variants that many repos keep beside them: `*.safetensors` would match
+    those too and double the download. DeciDiffusion publishes its UNet-NAS only in fp16, so its
+    flexible_unet/ takes any safetensors file (`deci_unet` picks the best one present).
+    """
+    patterns = ["model_index.json", "scheduler/*.json", "tokenizer/*"]
+    components = {"vae": "diffusion_pytorch_model", "text_encoder": "model"}
+    if family == "deci":
+        patterns += ["flexible_unet/*.json", "flexible_unet/*.safetensors"]
+    else:
+        components["unet"] = "diffusion_pytorch_model"
     if entry is None or entry.safety_checker:
-        patterns += ["safety_checker/*.json", f"safety_checker/*{suffix}", "feature_extractor/*.json"]
+        components["safety_checker"] = "model"
+        patterns.append("feature_extractor/*.json")
+    for folder, stem in components.items():
+        patterns += [
+            f"{folder}/*.json",
+            f"{folder}/{stem}.safetensors",
+            f"{folder}/{stem}-[0-9]*-of-[0-9]*.safetensors",
+        ]
     return patterns
 
 
@@ -288,7 +303,6 @@ class LoadedComponents:
 def load_folder(folder: Path, family: str, placement: Placement, *, allow_pickle: bool = False, safety: bool = True):
     """A StableDiffusionPipeline from a diffusers-layout folder, component by component."""
     import diffusers
-    import torch
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
@@ -305,7 +319,9 @@ def load_folder(folder: Path, family: str, placement: Placement, *, allow_pickle
             unet = load_flexible_unet(folder / "flexible_unet", dtype=dtype)
         else:
             unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype, use_safetensors=use_st)
-        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype, use_safetensors=use_st)
+        vae = AutoencoderKL.from_pretrained(
+            folder, subfolder="vae", torch_dtype=placement.vae_dtype, use_safetensors=use_st
+        )
         te_config = _read_json(folder / "text_encoder" / "config.json")
         te_arch = (te_config.get("architectures") or ["CLIPTextModel"])[0]
         if te_arch not in TEXT_ENCODER_CLASSES:
@@ -341,8 +357,7 @@ def load_folder(folder: Path, family: str, placement: Placement, *, allow_pickle
         requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)
-    with torch.no_grad():
-        pipe.to(placement.device)
+    place_pipeline(pipe, placement)
     return pipe
 
 

@@ -493,6 +493,7 @@ def load_single_file(
     path: str | os.PathLike[str],
     *,
     torch_dtype: torch.dtype | None = None,
+    vae_dtype: torch.dtype | None = None,
     allow_ckpt: bool = False,
     family: str | None = None,
     config_dir: str | os.PathLike[str] | None = None,
@@ -502,7 +503,7 @@ def load_single_file(
     Returns ``(pipeline, family)``. ``.safetensors`` only unless ``allow_ckpt`` (then pickles are read with
     ``torch.load(weights_only=True)``). ``family`` overrides nothing the keys decide (a contradiction is an
     error) but decides when they cannot. ``config_dir`` replaces the shipped config folder (tests use tiny
-    configs). The pipeline has no safety checker (``requires_safety_checker=False``): single files carry none.
+    configs). ``vae_dtype`` (default ``torch_dtype``) lets the VAE keep fp32 beside a bf16 UNet. The pipeline has no safety checker (``requires_safety_checker=False``): single files carry none.
     Raises `SingleFileError` (one line naming the file) for anything that is not a loadable SD 1.x/2.x file.
     """
     import torch
@@ -539,7 +540,8 @@ def load_single_file(
         path, "UNet", lambda: UNet2DConditionModel.from_single_file(state, subfolder="unet", **common)
     )
     _no_meta(path, unet, "UNet")
-    vae = _convert(path, "VAE", lambda: AutoencoderKL.from_single_file(state, subfolder="vae", **common))
+    vae_common = {**common, "torch_dtype": vae_dtype or torch_dtype}
+    vae = _convert(path, "VAE", lambda: AutoencoderKL.from_single_file(state, subfolder="vae", **vae_common))
     _no_meta(path, vae, "VAE")
     text_encoder = _convert(
         path,

@@ -70,16 +70,64 @@ def test_missing_hub_model_offline_says_how_to_get_it(tmp_path):
     assert "CompVis/stable-diffusion-v1-4" in message and "not downloaded" in message and "offline" in message
 
 
+# File lists in the shape of the real repositories (weights beside their variants and pickles).
+SD_REPO_FILES = [
+    "model_index.json", "README.md", "v1-inference.yaml", "scheduler/scheduler_config.json",
+    "tokenizer/vocab.json", "tokenizer/merges.txt", "tokenizer/tokenizer_config.json",
+    "feature_extractor/preprocessor_config.json",
+    *(
+        f"{folder}/{stem}{variant}"
+        for folder, stem in (("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"),
+                             ("text_encoder", "model"), ("safety_checker", "model"))
+        for variant in (".safetensors", ".fp16.safetensors", ".non_ema.safetensors", ".bin", ".fp16.bin")
+    ),
+    "unet/config.json", "vae/config.json", "text_encoder/config.json", "safety_checker/config.json",
+]
+DECI_REPO_FILES = [
+    *(f for f in SD_REPO_FILES if not f.startswith("unet/")),
+    "unet/config.json", "unet/diffusion_pytorch_model.fp16.safetensors", "pipeline.py",
+    "flexible_unet/config.json", "flexible_unet/diffusion_pytorch_model.fp16.safetensors",
+]
+
+
+def _fetched(entry, files):
+    from huggingface_hub.utils import filter_repo_objects
+
+    return set(
+        filter_repo_objects(
+            files, allow_patterns=allow_patterns(entry, entry.family), ignore_patterns=list(entry.ignore_patterns)
+        )
+    )
+
+
 def test_download_is_limited_to_what_is_used():
     from studio.engine.catalog import CATALOG
 
-    deci = CATALOG["deci-diffusion-1.0"]
-    patterns = allow_patterns(deci, deci.family)
-    assert "flexible_unet/*.safetensors" in patterns
-    assert not any(p.startswith("unet/") for p in patterns)
-    assert not any(p.startswith("safety_checker") for p in patterns)
-    sd14 = CATALOG["sd-1.4"]
-    assert "safety_checker/*.safetensors" in allow_patterns(sd14, sd14.family)
+    fetched = _fetched(CATALOG["deci-diffusion-1.0"], DECI_REPO_FILES)
+    assert "flexible_unet/diffusion_pytorch_model.fp16.safetensors" in fetched  # its only weights
+    assert not any(f.startswith(("unet/", "safety_checker/")) or f.endswith(".py") for f in fetched)
+    weights = {f for f in fetched if f.endswith(".safetensors")}
+    assert weights == {
+        "flexible_unet/diffusion_pytorch_model.fp16.safetensors",
+        "vae/diffusion_pytorch_model.safetensors",
+        "text_encoder/model.safetensors",
+    }
+
+    fetched = _fetched(CATALOG["sd-1.4"], SD_REPO_FILES)
+    weights = {f for f in fetched if f.endswith((".safetensors", ".bin"))}
+    assert weights == {  # one file each: no fp16 / non-EMA twins, no pickles
+        "unet/diffusion_pytorch_model.safetensors",
+        "vae/diffusion_pytorch_model.safetensors",
+        "text_encoder/model.safetensors",
+        "safety_checker/model.safetensors",
+    }
+    assert {"model_index.json", "tokenizer/vocab.json", "feature_extractor/preprocessor_config.json"} <= fetched
+    assert "safety_checker/model.safetensors" not in _fetched(CATALOG["sd-2.1"], SD_REPO_FILES)
+
+    sharded = ["unet/diffusion_pytorch_model-00001-of-00002.safetensors",
+               "unet/diffusion_pytorch_model-00002-of-00002.safetensors",
+               "unet/diffusion_pytorch_model.safetensors.index.json"]
+    assert set(sharded) <= _fetched(CATALOG["sd-2.1"], SD_REPO_FILES + sharded)
 
 
 def test_placement_choices():

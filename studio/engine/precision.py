@@ -1,0 +1,149 @@
+"""Where each component runs and in which number format, and what that format needs to stay correct.
+
+Two cases need more than `pipeline.to(dtype)`:
+
+- bf16 on the CPU: the UNet and text encoder run in bf16 (the heavy matrix work), the VAE stays in fp32.
+  diffusers assumes one dtype per pipeline (it hands bf16 latents to the VAE, and fp32 VAE latents to
+  the UNet in img2img), so each of those modules casts its inputs to its own dtype on entry.
+- fp16 with a UNet whose attention asks for `upcast_attention` (SD 2.1 768-v): diffusers' default SDPA
+  processor ignores that flag, and 768-v's attention scores overflow fp16 (black or NaN images).
+  `UpcastAttnProcessor` computes those attentions in fp32.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from studio.engine.loading import Placement
+
+# Modules of a diffusers AutoencoderKL that receive a tensor from outside the VAE.
+VAE_ENTRY_MODULES = ("encoder", "quant_conv", "post_quant_conv", "decoder")
+
+
+def vae_dtype_name(device: str, dtype_name: str) -> str:
+    """The VAE's dtype: fp32 beside a bf16 UNet on the CPU (decoding is a small share of the time, and
+    bf16's 8-bit mantissa shows as banding in the image); the pipeline's dtype elsewhere."""
+    return "float32" if device == "cpu" and dtype_name == "bfloat16" else dtype_name
+
+
+def module_dtype(module: nn.Module) -> torch.dtype:
+    return next(module.parameters()).dtype
+
+
+def place_pipeline(pipe, placement: Placement) -> None:
+    """Move a StableDiffusionPipeline's components to `placement` and make mixed dtypes and fp16 safe.
+
+    Components loaded at their target dtype are not converted again (converting is not free, and a
+    bf16 round trip would lose the fp32 VAE's precision).
+    """
+    import torch
+
+    vae_dtype = placement.vae_dtype
+    with torch.no_grad():
+        for name, component in pipe.components.items():
+            if isinstance(component, torch.nn.Module):
+                component.to(device=placement.device, dtype=vae_dtype if name == "vae" else placement.dtype)
+    if vae_dtype != placement.dtype:
+        cast_inputs_on_entry(pipe.unet)
+        for name in VAE_ENTRY_MODULES:
+            module = getattr(pipe.vae, name, None)
+            if module is not None:
+                cast_inputs_on_entry(module)
+    if placement.dtype == torch.float16:
+        honour_attention_upcast(pipe.unet)
+
+
+def cast_inputs_on_entry(module: nn.Module) -> None:
+    """Cast the floating-point tensors `module` is called with to the dtype of its weights."""
+    if getattr(module, "_studio_casts_inputs", False):
+        return
+    import torch
+
+    def cast(value, dtype):
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype != dtype:
+            return value.to(dtype)
+        return value
+
+    def pre_hook(mod, args, kwargs):
+        dtype = module_dtype(mod)
+        return tuple(cast(a, dtype) for a in args), {k: cast(v, dtype) for k, v in kwargs.items()}
+
+    module.register_forward_pre_hook(pre_hook, with_kwargs=True)
+    module._studio_casts_inputs = True
+
+
+def honour_attention_upcast(unet: nn.Module) -> int:
+    """Give every attention that asks for `upcast_attention` the fp32 processor; returns how many."""
+    from diffusers.models.attention_processor import Attention
+
+    processor = UpcastAttnProcessor()
+    count = 0
+    for module in unet.modules():
+        if isinstance(module, Attention) and module.upcast_attention:
+            module.set_processor(processor)
+            count += 1
+    return count
+
+
+class UpcastAttnProcessor:
+    """Scaled dot-product attention that runs in fp32 when the module asks for `upcast_attention` and the
+    inputs are fp16; otherwise exactly diffusers' SDPA processor (same operations, same order).
+
+    Only the attention itself is upcast: the projections stay in fp16, and the fp32 product goes back
+    to fp16 before the output projection. SDPA in fp32 still uses the memory-efficient kernel on CUDA,
+    so 768 px (9,216 tokens) needs no quadratic score matrix.
+    """
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
+        import torch
+        import torch.nn.functional as F
+
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+        input_ndim = hidden_states.ndim
+        if input_ndim == 4:
+            batch, channel, height, width = hidden_states.shape
+            hidden_states = hidden_states.view(batch, channel, height * width).transpose(1, 2)
+        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+        batch, sequence_length, _ = context.shape
+        if attention_mask is not None:
+            attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch)
+            attention_mask = attention_mask.view(batch, attn.heads, -1, attention_mask.shape[-1])
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+
+        query = attn.to_q(hidden_states)
+        if encoder_hidden_states is None:
+            encoder_hidden_states = hidden_states
+        elif attn.norm_cross:
+            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+        key = attn.to_k(encoder_hidden_states)
+        value = attn.to_v(encoder_hidden_states)
+        head_dim = key.shape[-1] // attn.heads
+        query, key, value = (t.view(batch, -1, attn.heads, head_dim).transpose(1, 2) for t in (query, key, value))
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+
+        out_dtype = query.dtype
+        if attn.upcast_attention and out_dtype == torch.float16:
+            query, key, value = query.float(), key.float(), value.float()
+            if attention_mask is not None:
+                attention_mask = attention_mask.float()
+        hidden_states = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False
+        )
+        hidden_states = hidden_states.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(out_dtype)
+        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
+
+        if input_ndim == 4:
+            hidden_states = hidden_states.transpose(-1, -2).reshape(batch, channel, height, width)
+        if attn.residual_connection:
+            hidden_states = hidden_states + residual
+        return hidden_states / attn.rescale_output_factor
