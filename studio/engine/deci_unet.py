@@ -43,31 +43,8 @@ from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 from diffusers.models.upsampling import Upsample2D
 from torch import nn
 
+from studio.engine.deci_config import DECI_V1_CONFIGURATIONS, DECI_V1_PARAMETERS  # noqa: F401 - re-exported
 from studio.engine.errors import RequestError
-
-# The "configurations" of DeciDiffusion 1.0's flexible_unet/config.json (revision 99d0c31).
-DECI_V1_CONFIGURATIONS: dict[str, Any] = {
-    "sample_size": 64,
-    "temb_dim": 1280,
-    "resnet_eps": 1e-5,
-    "resnet_act_fn": "silu",
-    "num_attention_heads": 8,
-    "cross_attention_dim": 768,
-    "mix_block_in_forward": True,
-    "down_blocks_in_channels": [320, 320, 640],
-    "down_blocks_out_channels": [320, 640, 1280],
-    "down_blocks_num_resnets": [2, 2, 1],
-    "down_blocks_num_attentions": [0, 1, 3],
-    "add_downsample": [True, True, True],
-    "add_upsample_mid_block": True,
-    "mid_num_resnets": 4,
-    "mid_num_attentions": 2,
-    "prev_output_channels": [1280, 1280, 640],
-    "up_blocks_num_resnets": [2, 3, 3],
-    "up_blocks_num_attentions": [6, 3, 0],
-    "add_upsample": [True, True, False],
-}
-DECI_V1_PARAMETERS = 814_746_884
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"

@@ -46,7 +46,10 @@ def place_pipeline(pipe, placement: Placement) -> None:
     with torch.no_grad():
         for name, component in pipe.components.items():
             if isinstance(component, torch.nn.Module):
-                component.to(device=placement.device, dtype=vae_dtype if name == "vae" else placement.dtype)
+                dtype = vae_dtype if name == "vae" else placement.dtype
+                if module_dtype(component) != dtype:  # diffusers warns on every dtype `.to`, even a no-op
+                    component.to(dtype=dtype)
+                component.to(placement.device)
     if vae_dtype != placement.dtype:
         cast_inputs_on_entry(pipe.unet)
         for name in VAE_ENTRY_MODULES:

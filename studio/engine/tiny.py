@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from studio.engine.deci_config import scaled_configurations
 from studio.engine.resources import clip_tokenizer_dir
 
 FAMILIES = ("sd1", "sd2", "deci")
@@ -57,27 +58,13 @@ DECI_SCHEDULER = {
 
 # DeciDiffusion 1.0's "configurations" at tiny widths: the same block counts, layouts and quirks (every
 # resnet/attention count of the real model), channels at the 32-group GroupNorm minimum.
-TINY_DECI_CONFIGURATIONS = {
-    "sample_size": 8,
-    "temb_dim": 128,
-    "resnet_eps": 1e-5,
-    "resnet_act_fn": "silu",
-    "num_attention_heads": 4,
-    "cross_attention_dim": TINY_WIDTH,
-    "mix_block_in_forward": True,
-    "down_blocks_in_channels": [32, 32, 64],
-    "down_blocks_out_channels": [32, 64, 64],
-    "down_blocks_num_resnets": [2, 2, 1],
-    "down_blocks_num_attentions": [0, 1, 3],
-    "add_downsample": [True, True, True],
-    "add_upsample_mid_block": True,
-    "mid_num_resnets": 4,
-    "mid_num_attentions": 2,
-    "prev_output_channels": [64, 64, 64],
-    "up_blocks_num_resnets": [2, 3, 3],
-    "up_blocks_num_attentions": [6, 3, 0],
-    "add_upsample": [True, True, False],
-}
+TINY_DECI_CONFIGURATIONS = scaled_configurations(
+    {320: 32, 640: 64, 1280: 64},
+    sample_size=8,
+    temb_dim=128,
+    num_attention_heads=4,
+    cross_attention_dim=TINY_WIDTH,
+)
 
 README = """# Tiny random-weight {family} pipeline
 

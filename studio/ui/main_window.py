@@ -125,6 +125,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.splitter)
 
         self.status_model = QLabel(accessibleName="Model and device")
+        self._ran_on: tuple[str, str] | None = None  # (device, dtype) of the last image made
         self.statusBar().addPermanentWidget(self.status_model)
         self.resize(1280, 800)
 
@@ -311,6 +312,9 @@ class MainWindow(QMainWindow):
             self.gallery_service.index_paths([path])  # at once, not when the file watcher settles
         seed = meta.get("seed")
         self.results.add_result(Path(path), image, seed, meta)
+        if isinstance(meta.get("device"), str) and isinstance(meta.get("dtype"), str):
+            self._ran_on = (meta["device"], meta["dtype"])
+            self._update_status_model()
         if isinstance(seed, int):
             self.parameters.remember_seed(seed)
         self.preview.show_result(image, _caption(Path(path), meta))
@@ -451,12 +455,19 @@ class MainWindow(QMainWindow):
         self.canvas.set_output_size(self.parameters.width.value(), self.parameters.height.value())
 
     def _device_changed(self) -> None:
+        self._ran_on = None
         self.service.set_device(str(self.parameters.device.currentData()), str(self.parameters.dtype.currentData()))
         self._update_status_model()
 
     def _update_status_model(self) -> None:
         device = self.parameters.device.currentText()
         dtype = self.parameters.dtype.currentText()
+        if self._ran_on is not None:  # what "Auto" came to for the last image
+            ran_device, ran_dtype = self._ran_on
+            if self.parameters.device.currentData() == "auto":
+                device = f"Auto ({ran_device})"
+            if self.parameters.dtype.currentData() == "auto":
+                dtype = f"Auto ({ran_dtype})"
         self.status_model.setText(f"{self.parameters.model.currentText()} · {device} · {dtype}")
 
     def _refresh_model_note(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QIntValidator
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -37,6 +37,17 @@ SIZE_PRESETS = {
     "deci": [(512, 512), (512, 768), (768, 512), (640, 448), (448, 640)],
 }
 MODEL_DEFAULT = "Model default"
+PRECISIONS = (
+    ("Auto", "auto", "float16 on a GPU; float32 on the CPU"),
+    ("float32", "float32", "Full precision: the reference result, the most memory"),
+    (
+        "bfloat16",
+        "bfloat16",
+        "UNet and text encoder in bfloat16, VAE in float32: half the memory. On the CPU it is only fast "
+        "with native bfloat16 (AVX512-BF16 or AMX); elsewhere it is many times slower than float32",
+    ),
+    ("float16", "float16", "GPU only: half the memory and time; SD 2.1's attention is computed in float32"),
+)
 
 
 class ParametersPanel(QWidget):
@@ -108,8 +119,10 @@ class ParametersPanel(QWidget):
         for label, value in (("Auto", "auto"), ("CPU", "cpu"), ("CUDA GPU", "cuda"), ("Apple GPU (MPS)", "mps")):
             self.device.addItem(label, value)
         self.dtype = QComboBox(accessibleName="Precision")
-        for label, value in (("Auto", "auto"), ("float32", "float32"), ("bfloat16", "bfloat16"), ("float16", "float16")):
+        for label, value, tip in PRECISIONS:
             self.dtype.addItem(label, value)
+            self.dtype.setItemData(self.dtype.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        self.dtype.setToolTip("Number format of the model's weights and arithmetic (hover an entry for details)")
         form.addRow("&Device", _row(self.device, self.dtype))
 
         self.safety = QCheckBox("Safety checker", accessibleName="Safety checker")

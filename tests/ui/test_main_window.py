@@ -64,6 +64,8 @@ def test_type_a_prompt_and_generate_with_ctrl_return(make_window, qtbot, tmp_pat
     meta = read_metadata(result.path)
     assert meta.prompt == "a tiny red fox, watercolor" and meta.steps == 4
     assert window.prompt_editor.history()[0][0] == "a tiny red fox, watercolor"
+    # The status bar says what "Auto" came to, once an image was made.
+    assert "Auto (cpu)" in window.status_model.text() and "Auto (float32)" in window.status_model.text()
 
 
 def test_escape_cancels_the_running_job(make_window, qtbot):
