@@ -10,18 +10,26 @@ For scale, the FLOP ratio (torch's FlopCounterMode, printed with the achieved GF
 attention-free outer level avoids.
 Then fp32 vs bf16 for the Deci UNet, at 128 px by default: on CPUs without native bf16 (AVX512-BF16/AMX)
 torch runs bf16 convolutions through its slow reference kernel, about 10x slower than fp32.
-Env: BENCH_SIZES (px, default "256,512"), BENCH_ROUNDS (default 3), BENCH_BF16_SIZES (default "128"),
-BENCH_BF16_ROUNDS (default 2).
+Each UNet also runs in channels-last memory format (as the engine runs UNets on the CPU); with
+BENCH_SD_CLASSIC=1, SD 1.5 also runs with diffusers' classic (pre-SDPA) attention, which shows how much a
+Deci/SD ratio depends on the kernel SD's attention gets at 4096 tokens.
+Env: BENCH_SIZES (px, default "256,512"), BENCH_ROUNDS (default 3), BENCH_CHANNELS_LAST (default 1),
+BENCH_SD_CLASSIC (default 0), BENCH_BF16_SIZES (default "128"), BENCH_BF16_ROUNDS (default 2).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import statistics
 import time
 
 REFERENCE_RATIO = {256: 0.86, 512: 0.61}  # reference implementation, same protocol, this machine
+LABELS = {
+    "deci": "Deci", "sd": "SD 1.5", "deci_cl": "Deci channels-last", "sd_cl": "SD 1.5 channels-last",
+    "sd_classic": "SD 1.5 classic attention",
+}
 
 
 def _sizes(name: str, default: str) -> list[int]:
@@ -116,28 +124,38 @@ def main() -> None:
         f"{rounds} rounds after a warm-up; {_load()}"
     )
     print(f"parameters: Deci UNet-NAS {n_deci:,}  SD 1.5 UNet {n_sd:,}")
+    variants = {"deci": deci, "sd": sd}
+    if os.environ.get("BENCH_CHANNELS_LAST", "1") == "1":  # how the engine runs UNets on the CPU
+        variants["deci_cl"] = copy.deepcopy(deci).to(memory_format=torch.channels_last)
+        variants["sd_cl"] = copy.deepcopy(sd).to(memory_format=torch.channels_last)
+    if os.environ.get("BENCH_SD_CLASSIC") == "1":  # SD with diffusers' pre-SDPA attention, for comparison
+        from diffusers.models.attention_processor import AttnProcessor
+
+        variants["sd_classic"] = copy.deepcopy(sd)
+        variants["sd_classic"].set_attn_processor(AttnProcessor())
     for size in _sizes("BENCH_SIZES", "256,512"):
         inputs = _inputs(size, torch.float32)
-        times = _alternate({"deci": _timer(deci, inputs), "sd": _timer(sd, inputs)}, rounds)
-        d, s = statistics.median(times["deci"]), statistics.median(times["sd"])
-        d_min, s_min = min(times["deci"]), min(times["sd"])
+        times = _alternate({name: _timer(unet, inputs) for name, unet in variants.items()}, rounds)
+        med = {name: statistics.median(t) for name, t in times.items()}
+        low = {name: min(t) for name, t in times.items()}
         f_deci, f_sd = _flops(build_deci, size), _flops(build_sd, size)
         ref = REFERENCE_RATIO.get(size)
         verdict = "" if ref is None else f"  (reference UNet-NAS {ref:.2f})"
-        print(f"{size:>4} px  Deci   {d:6.2f} s {_runs(times['deci'])}  {f_deci / d_min / 1e9:4.0f} GFLOPS")
-        print(f"{'':>4}     SD 1.5 {s:6.2f} s {_runs(times['sd'])}  {f_sd / s_min / 1e9:4.0f} GFLOPS")
-        print(
-            f"{'':>4}     ratio Deci/SD: median {d / s:.3f}, min {d_min / s_min:.3f}{verdict}; "
-            f"FLOP ratio {f_deci / f_sd:.3f}"
-        )
-    del sd
+        for name in variants:
+            flops = f_deci if name.startswith("deci") else f_sd
+            print(f"{size:>4} px  {LABELS[name]:<26} {med[name]:6.2f} s {_runs(times[name])}  "
+                  f"{flops / low[name] / 1e9:4.0f} GFLOPS")
+        print(f"{'':>4}     FLOP ratio Deci/SD {f_deci / f_sd:.3f}")
+        for deci_name, sd_name in (("deci", "sd"), ("deci_cl", "sd"), ("deci_cl", "sd_cl"), ("deci", "sd_classic")):
+            if deci_name in med and sd_name in med:
+                print(f"{'':>4}     ratio {LABELS[deci_name]} / {LABELS[sd_name]}: median "
+                      f"{med[deci_name] / med[sd_name]:.3f}, min {low[deci_name] / low[sd_name]:.3f}{verdict}")
+    del variants, sd
 
     deci_bf16 = None
     bf16_rounds = int(os.environ.get("BENCH_BF16_ROUNDS", 2))
     for size in _sizes("BENCH_BF16_SIZES", "128"):
         if deci_bf16 is None:
-            import copy
-
             deci_bf16 = copy.deepcopy(deci).to(dtype=torch.bfloat16)
         fp32, bf16 = _inputs(size, torch.float32), _inputs(size, torch.bfloat16)
         times = _alternate({"fp32": _timer(deci, fp32), "bf16": _timer(deci_bf16, bf16)}, bf16_rounds)

@@ -42,7 +42,8 @@ CATALOG: dict[str, CatalogEntry] = {
             id="deci-diffusion-1.0",
             name="DeciDiffusion 1.0",
             repo="Deci/DeciDiffusion-v1-0",
-            revision="99d0c31",
+            # Full commit ids only: the hub does not resolve short ones (99d0c31 is this commit).
+            revision="99d0c312e8e00e1bfb1aa89ad52b2a34f5829c2d",
             family="deci",
             defaults=ModelDefaults(size=512, steps=30, guidance=7.5, guidance_rescale=0.7, scheduler="DDIM"),
             safety_checker=False,

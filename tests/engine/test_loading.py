@@ -130,6 +130,18 @@ def test_download_is_limited_to_what_is_used():
     assert set(sharded) <= _fetched(CATALOG["sd-2.1"], SD_REPO_FILES + sharded)
 
 
+def test_catalogue_pins_full_commit_ids():
+    """The hub resolves branches, tags and full 40-hex commit ids, never short ones: a short pin would be a
+    RevisionNotFound on every download."""
+    import re
+
+    from studio.engine.catalog import CATALOG
+
+    for entry in CATALOG.values():
+        assert re.fullmatch(r"[0-9a-f]{40}", entry.revision), entry.id
+    assert CATALOG["deci-diffusion-1.0"].revision.startswith("99d0c31")  # design.md's revision
+
+
 def test_placement_choices():
     placement = choose_placement("auto", "auto")
     assert placement.device in {"cpu", "cuda", "mps"}
