@@ -4,6 +4,8 @@ The engine's bf16 placement (UNet and text encoder in bf16, VAE in fp32) against
 weights, prompt, seed and steps, through Engine.generate as the app runs it. PSNR over the saved 8-bit
 RGB pixels; the rule (issue 5): bf16 may be the CPU's `auto` only if PSNR >= 35 dB. Step times are
 printed too (bf16 is only worth it on CPUs with native bf16: AVX512-BF16 or AMX).
+The fp32 image's pixel standard deviation and the PSNR between two seeds' fp32 images are printed as a
+scale (a flat image would make any PSNR look good).
 Caveat: random weights are not a trained model. They run the same arithmetic at the same widths, so
 rounding meets the same magnitudes at every layer, but a trained model's denoising trajectory may damp
 or amplify early differences differently. The figure is an estimate, printed with that caveat.
@@ -43,6 +45,7 @@ def _engines(family: str):
 
 
 def main() -> None:
+    import numpy as np
     import torch
 
     from studio.engine import GenerationRequest
@@ -57,6 +60,7 @@ def main() -> None:
     worst = math.inf
     for family in families:
         engines = _engines(family)
+        previous = None
         for seed in seeds:
             request = GenerationRequest(
                 model=f"random-{family}", prompt="a lighthouse on a cliff at dusk, oil painting", seed=seed,
@@ -70,9 +74,13 @@ def main() -> None:
                 images[dtype] = result.image
             value = psnr(images["bfloat16"], images["float32"])
             worst = min(worst, value)
+            spread = float(np.asarray(images["float32"], dtype=np.float64).std())
             print(f"{family:>5} seed {seed}: PSNR {value:6.2f} dB   fp32 {seconds['float32']:7.1f} s   "
-                  f"bf16 {seconds['bfloat16']:7.1f} s   (bf16/fp32 time {seconds['bfloat16'] / seconds['float32']:.1f}x)",
-                  flush=True)
+                  f"bf16 {seconds['bfloat16']:7.1f} s   (bf16/fp32 time {seconds['bfloat16'] / seconds['float32']:.1f}x)"
+                  f"   fp32 image pixel std {spread:.1f}", flush=True)
+            if previous is not None:  # scale: two unrelated images of the same model
+                print(f"{'':>5} fp32 seed {seed} vs the previous seed: PSNR {psnr(images['float32'], previous):.2f} dB")
+            previous = images["float32"]
         del engines
     verdict = "keeps" if worst >= PSNR_RULE_DB else "does not keep"
     print(f"worst PSNR {worst:.2f} dB: bf16 {verdict} the result by the {PSNR_RULE_DB} dB rule")

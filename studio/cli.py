@@ -95,7 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="sd-1.4", help="catalogue id, hub repo id, diffusers folder or .safetensors")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
+    p.add_argument(
+        "--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
+        help="auto: float16 on a GPU; on the CPU bfloat16 where it is native (AVX512-BF16, AMX), else float32. "
+        "bfloat16 keeps the VAE in float32",
+    )
     p.add_argument("--allow-ckpt", action="store_true", help="allow pickle checkpoints (.ckpt), weights only")
 
 

@@ -8,6 +8,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the network
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# `auto` on the CPU is bf16 on CPUs with native bf16: tests pin fp32 so that they mean the same everywhere
+# (tests/engine/test_precision.py checks the rule itself).
+os.environ.setdefault("STUDIO_AUTO_CPU_DTYPE", "float32")
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from typing import Any
 
 from studio.engine.catalog import FAMILY_DEFAULTS, CatalogEntry, ModelDefaults, lookup
 from studio.engine.errors import ModelNotFoundError, RequestError
-from studio.engine.precision import place_pipeline
+from studio.engine.precision import auto_cpu_dtype, cpu_has_native_bf16, place_pipeline
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
@@ -118,7 +118,8 @@ _DTYPE_ALIASES = {
 
 
 def choose_placement(device: str = "auto", dtype: str = "auto") -> Placement:
-    """`auto`: CUDA fp16, MPS fp16, else CPU fp32. Asking for hardware that is absent is the user's error."""
+    """`auto`: CUDA fp16, MPS fp16, else the CPU in fp32, or in bf16 where the CPU has native bf16
+    (`precision.auto_cpu_dtype`). Asking for hardware that is absent is the user's error."""
     import torch
 
     device = (device or "auto").lower()
@@ -140,7 +141,7 @@ def choose_placement(device: str = "auto", dtype: str = "auto") -> Placement:
         raise RequestError(f"unknown device {device!r}: choose auto, cpu, cuda or mps")
 
     if (dtype or "auto") == "auto":
-        dtype_name = "float32" if device == "cpu" else "float16"
+        dtype_name = auto_cpu_dtype(cpu_has_native_bf16()) if device == "cpu" else "float16"
     else:
         if dtype.lower() not in _DTYPE_ALIASES:
             raise RequestError(f"unknown dtype {dtype!r}: choose auto, float32, float16 or bfloat16")

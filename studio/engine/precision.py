@@ -12,6 +12,7 @@ Two cases need more than `pipeline.to(dtype)`:
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -22,6 +23,30 @@ if TYPE_CHECKING:
 
 # Modules of a diffusers AutoencoderKL that receive a tensor from outside the VAE.
 VAE_ENTRY_MODULES = ("encoder", "quant_conv", "post_quant_conv", "decoder")
+
+
+# bench/bf16_fidelity (issue 5's rule: bf16 may be the CPU's `auto` only if PSNR >= 35 dB): final 128 px
+# images, 20 DDIM steps, random weights at real widths, bf16 placement vs fp32. Figures in its output.
+BF16_MIN_PSNR_DB = 35.0
+BF16_MEASURED_PSNR_DB = 49.2  # worst of SD 1.x (two seeds) and DeciDiffusion; see the issue-5 note
+AUTO_CPU_DTYPE_ENV = "STUDIO_AUTO_CPU_DTYPE"  # "float32" / "bfloat16": what `auto` means on the CPU
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: torch then runs bf16 matrix work at about twice fp32's speed. Without them
+    bf16 goes through slow fallback kernels (15x slower than fp32 measured on an AVX2 EPYC)."""
+    import torch
+
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def auto_cpu_dtype(native_bf16: bool) -> str:
+    """bf16 where it is both fast (native) and keeps the result (measured PSNR over the rule), else fp32."""
+    override = os.environ.get(AUTO_CPU_DTYPE_ENV, "").strip().lower()
+    if override in {"float32", "bfloat16"}:
+        return override
+    return "bfloat16" if native_bf16 and BF16_MEASURED_PSNR_DB >= BF16_MIN_PSNR_DB else "float32"
 
 
 def vae_dtype_name(device: str, dtype_name: str) -> str:
@@ -50,6 +75,10 @@ def place_pipeline(pipe, placement: Placement) -> None:
                 if module_dtype(component) != dtype:  # diffusers warns on every dtype `.to`, even a no-op
                     component.to(dtype=dtype)
                 component.to(placement.device)
+    if placement.device == "cpu":
+        # oneDNN's convolutions run NHWC natively: channels-last saves a layout reorder around each of the
+        # UNet's convolutions (bench/unet_speed prints both layouts side by side).
+        pipe.unet.to(memory_format=torch.channels_last)
     if vae_dtype != placement.dtype:
         cast_inputs_on_entry(pipe.unet)
         for name in VAE_ENTRY_MODULES:

@@ -38,7 +38,7 @@ SIZE_PRESETS = {
 }
 MODEL_DEFAULT = "Model default"
 PRECISIONS = (
-    ("Auto", "auto", "float16 on a GPU; float32 on the CPU"),
+    ("Auto", "auto", "float16 on a GPU; on the CPU bfloat16 if it has native bfloat16 (AVX512-BF16, AMX), else float32"),
     ("float32", "float32", "Full precision: the reference result, the most memory"),
     (
         "bfloat16",

@@ -11,7 +11,16 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from studio.engine import Engine, GenerationRequest
 from studio.engine.loading import Placement, choose_placement, load_folder
-from studio.engine.precision import UpcastAttnProcessor, honour_attention_upcast, vae_dtype_name
+from studio.engine.precision import (
+    AUTO_CPU_DTYPE_ENV,
+    BF16_MEASURED_PSNR_DB,
+    BF16_MIN_PSNR_DB,
+    UpcastAttnProcessor,
+    auto_cpu_dtype,
+    cpu_has_native_bf16,
+    honour_attention_upcast,
+    vae_dtype_name,
+)
 from studio.engine.single_file import load_single_file
 from studio.engine.tiny import build_tiny_pipeline
 from tests.engine.ldm_export import pipeline_to_ldm, save_safetensors, write_config_dir
@@ -130,6 +139,18 @@ def test_upcast_processor_handles_masks_and_image_shaped_input():
 
 
 # ------------------------------------------------------------------------------------------ CPU bf16
+
+
+def test_auto_on_the_cpu_is_bf16_only_where_it_is_native(monkeypatch):
+    monkeypatch.delenv(AUTO_CPU_DTYPE_ENV, raising=False)
+    assert BF16_MEASURED_PSNR_DB >= BF16_MIN_PSNR_DB  # the measured figure passes the rule...
+    assert auto_cpu_dtype(native_bf16=True) == "bfloat16"
+    assert auto_cpu_dtype(native_bf16=False) == "float32"  # ...but emulated bf16 is many times slower
+    expected = "bfloat16" if cpu_has_native_bf16() else "float32"
+    assert choose_placement("cpu", "auto").dtype_name == expected
+    monkeypatch.setenv(AUTO_CPU_DTYPE_ENV, "float32")
+    assert auto_cpu_dtype(native_bf16=True) == "float32"
+    assert choose_placement("cpu", "auto").dtype_name == "float32"
 
 
 def test_bf16_on_cpu_keeps_the_vae_in_fp32():
