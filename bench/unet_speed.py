@@ -8,8 +8,8 @@ measured on this machine gave Deci/SD 0.86 at 256 px and 0.61 at 512 px: ours mu
 For scale, the FLOP ratio (torch's FlopCounterMode, printed with the achieved GFLOPS) is 0.855 at 256 px and
 0.765 at 512 px: at 512 px SD's attention over 4096 tokens costs more time than its FLOPs say, which Deci's
 attention-free outer level avoids.
-Then fp32 vs bf16 for the Deci UNet, at 128 px by default: on CPUs without native bf16 (AVX512-BF16/AMX)
-torch runs bf16 convolutions through its slow reference kernel, about 10x slower than fp32.
+Then fp32 vs bf16 for the Deci UNet (channels-last, as the engine runs it), at 128 px by default: on CPUs
+without native bf16 (AVX512-BF16/AMX) torch has no fast bf16 convolution, and bf16 is several times slower.
 Each UNet also runs in channels-last memory format (as the engine runs UNets on the CPU); with
 BENCH_SD_CLASSIC=1, SD 1.5 also runs with diffusers' classic (pre-SDPA) attention, which shows how much a
 Deci/SD ratio depends on the kernel SD's attention gets at 4096 tokens.
@@ -150,15 +150,16 @@ def main() -> None:
             if deci_name in med and sd_name in med:
                 print(f"{'':>4}     ratio {LABELS[deci_name]} / {LABELS[sd_name]}: median "
                       f"{med[deci_name] / med[sd_name]:.3f}, min {low[deci_name] / low[sd_name]:.3f}{verdict}")
-    del variants, sd
+    engine_deci = variants.get("deci_cl", deci)  # the layout the engine runs on the CPU
+    del variants, sd, deci
 
     deci_bf16 = None
     bf16_rounds = int(os.environ.get("BENCH_BF16_ROUNDS", 2))
     for size in _sizes("BENCH_BF16_SIZES", "128"):
         if deci_bf16 is None:
-            deci_bf16 = copy.deepcopy(deci).to(dtype=torch.bfloat16)
+            deci_bf16 = copy.deepcopy(engine_deci).to(dtype=torch.bfloat16)
         fp32, bf16 = _inputs(size, torch.float32), _inputs(size, torch.bfloat16)
-        times = _alternate({"fp32": _timer(deci, fp32), "bf16": _timer(deci_bf16, bf16)}, bf16_rounds)
+        times = _alternate({"fp32": _timer(engine_deci, fp32), "bf16": _timer(deci_bf16, bf16)}, bf16_rounds)
         f, b = statistics.median(times["fp32"]), statistics.median(times["bf16"])
         b_min, f_min = min(times["bf16"]), min(times["fp32"])
         print(f"{size:>4} px  Deci fp32 {f:6.2f} s {_runs(times['fp32'])}")
