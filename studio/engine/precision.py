@@ -33,7 +33,8 @@ AUTO_CPU_DTYPE_ENV = "STUDIO_AUTO_CPU_DTYPE"  # "float32" / "bfloat16": what `au
 
 
 def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX: torch then runs bf16 matrix work at about twice fp32's speed. Without them
+    """AVX512-BF16 or AMX: bf16 then runs the SD 1.5 UNet 2.4x faster than fp32 (the brief's measurement,
+    1.2 s vs 2.9 s per step). Without them
     bf16 goes through fallback kernels: 3.5x slower than fp32 (Deci UNet, channels-last) on an AVX2 EPYC."""
     import torch
 
@@ -50,8 +51,8 @@ def auto_cpu_dtype(native_bf16: bool) -> str:
 
 
 def vae_dtype_name(device: str, dtype_name: str) -> str:
-    """The VAE's dtype: fp32 beside a bf16 UNet on the CPU (decoding is a small share of the time, and
-    bf16's 8-bit mantissa shows as banding in the image); the pipeline's dtype elsewhere."""
+    """The VAE's dtype: fp32 beside a bf16 UNet on the CPU (it runs once per image, a small share of the
+    time, and its output is the pixels themselves); the pipeline's dtype elsewhere."""
     return "float32" if device == "cpu" and dtype_name == "bfloat16" else dtype_name
 
 
