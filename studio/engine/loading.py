@@ -18,7 +18,7 @@ from typing import Any
 
 from studio.engine.catalog import FAMILY_DEFAULTS, CatalogEntry, ModelDefaults, lookup
 from studio.engine.errors import ModelNotFoundError, RequestError
-from studio.engine.precision import auto_cpu_dtype, cpu_has_native_bf16, place_pipeline
+from studio.engine.precision import auto_cpu_dtype, cpu_has_native_bf16, place_pipeline, vae_dtype_name
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
@@ -105,8 +105,6 @@ class Placement:
     @property
     def vae_dtype(self):
         import torch
-
-        from studio.engine.precision import vae_dtype_name
 
         return getattr(torch, vae_dtype_name(self.device, self.dtype_name))
 
