@@ -82,7 +82,17 @@ FAMILY_DEFAULTS: dict[str, ModelDefaults] = {
     "deci": CATALOG["deci-diffusion-1.0"].defaults,
 }
 
+# SD 2.x comes as 768-v (v-prediction, trained at 768 px) and 512-base (epsilon, trained at 512 px).
+SD2_BASE_DEFAULTS = ModelDefaults(size=512, steps=30, guidance=7.5)
+
 FAMILY_SIZE_MULTIPLE = {"sd1": 8, "sd2": 8, "deci": 64}
+
+
+def family_defaults(family: str | None, prediction_type: str | None = None) -> ModelDefaults:
+    """Defaults of a model outside the catalogue: by family, and for SD 2.x by what its UNet predicts."""
+    if family == "sd2" and prediction_type == "epsilon":
+        return SD2_BASE_DEFAULTS
+    return FAMILY_DEFAULTS.get(family or "sd1", FAMILY_DEFAULTS["sd1"])
 
 
 def lookup(model_id: str) -> CatalogEntry | None:

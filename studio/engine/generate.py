@@ -37,6 +37,7 @@ class LoadedModel:
     model_hash: str | None = None
     path: Path | None = None
     revision: str | None = None
+    notes: list[str] = field(default_factory=list)  # said once, with the first images after the load
     _img2img: Any = field(default=None, repr=False)
 
     @classmethod
@@ -55,7 +56,7 @@ class LoadedModel:
 
     @property
     def defaults(self) -> ModelDefaults:
-        return self.source.defaults
+        return self.source.defaults_for(self.scheduler_config.get("prediction_type"))
 
     @property
     def safety_default(self) -> bool:
@@ -113,7 +114,7 @@ class Engine:
                 return self._models[("memory", model)]
         source = loading.resolve_source(model)
         placement = self.placement()
-        key = (source.kind, str(source.path or source.repo), source.revision, placement)
+        key = (source.kind, str(source.path or source.repo), source.revision, placement, loading.file_stamp(source))
         with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)
@@ -146,13 +147,16 @@ class Engine:
     def _load_source(self, source: ModelSource, placement: Placement) -> LoadedModel:
         model_hash = None
         revision = source.revision
+        notes: list[str] = []
         if source.kind == "file":
             from studio.engine.single_file import load_single_file
 
-            pipe, family = load_single_file(
+            pipe, family, prediction = load_single_file(
                 source.path, torch_dtype=placement.dtype, vae_dtype=placement.vae_dtype,
                 allow_ckpt=self.allow_ckpt, config_dir=self.single_file_configs,
             )
+            note = prediction.note(source.path, family)
+            notes = [note] if note else []
             pipe.set_progress_bar_config(disable=True)
             place_pipeline(pipe, placement)
             model_hash = loading.file_sha256(source.path)[:10]
@@ -170,7 +174,7 @@ class Engine:
             pipe = loading.load_folder(path, family, placement, allow_pickle=self.allow_ckpt)
         source.family = family
         return LoadedModel.from_pipeline(
-            source, family, placement, pipe, model_hash=model_hash, path=path, revision=revision
+            source, family, placement, pipe, model_hash=model_hash, path=path, revision=revision, notes=notes
         )
 
     # --------------------------------------------------------------------------------------- generation
@@ -187,7 +191,6 @@ class Engine:
         model = self.load(request.model)
         req = request.with_defaults(model.defaults, model.family)
         _raise_if_cancelled(cancel)
-        warnings: list[str] = []  # long prompts are read in 75-token chunks: nothing is ignored any more
         init_image, init_hash = _prepare_init_image(req) if req.is_img2img else (None, None)
         pipe = model.img2img if req.is_img2img else model.txt2img
         pipe.scheduler = self._scheduler_for(model, req)
@@ -203,6 +206,7 @@ class Engine:
         finally:
             pipe.safety_checker = model.safety_checker
         nsfw_flags = output.nsfw_content_detected
+        warnings, model.notes = model.notes, []  # a load's notes go with its first images, once
         results = []
         for index, image in enumerate(output.images):
             nsfw = None if nsfw_flags is None else bool(nsfw_flags[index])

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studio.engine.catalog import FAMILY_DEFAULTS, CatalogEntry, ModelDefaults, lookup
+from studio.engine.catalog import CatalogEntry, ModelDefaults, family_defaults, lookup
 from studio.engine.errors import ModelNotFoundError, RequestError
 from studio.engine.precision import auto_cpu_dtype, cpu_has_native_bf16, place_pipeline, vae_dtype_name
 
@@ -55,11 +55,8 @@ class ModelSource:
             return self.entry.id
         return self.repo or (self.path.name if self.path else self.spec)
 
-    @property
-    def defaults(self) -> ModelDefaults:
-        if self.entry:
-            return self.entry.defaults
-        return FAMILY_DEFAULTS.get(self.family or "sd1", FAMILY_DEFAULTS["sd1"])
+    def defaults_for(self, prediction_type: str | None = None) -> ModelDefaults:
+        return self.entry.defaults if self.entry else family_defaults(self.family, prediction_type)
 
 
 def resolve_source(spec: str) -> ModelSource:
@@ -268,6 +265,46 @@ def detect_folder_family(folder: Path) -> str:
     if scheduler.get("prediction_type") == "v_prediction" or unet.get("use_linear_projection"):
         return "sd2"
     return "sd1"
+
+
+def file_stamp(source: ModelSource) -> tuple | None:
+    """What a loaded single file depends on besides its path: the file itself and the YAML config beside it
+    (added after a wrong guess of its prediction type, it must take effect on the next generation)."""
+    if source.kind != "file" or source.path is None:
+        return None
+    from studio.engine.single_file import SIDECAR_SUFFIXES
+
+    stamps = []
+    for path in (source.path, *(source.path.with_suffix(s) for s in SIDECAR_SUFFIXES)):
+        try:
+            stat = path.stat()
+        except OSError:
+            stamps.append(None)
+        else:
+            stamps.append((stat.st_mtime_ns, stat.st_size))
+    return tuple(stamps)
+
+
+def local_model_kind(spec: str) -> tuple[str, str | None]:
+    """(family, prediction type or None) of a local folder or single file, read cheaply (configs or the
+    safetensors header and sidecar; no weights, no torch): what a form needs for sizes and defaults before
+    any load. A guess: anything unreadable is ("sd1", None) here and a clear error when it is loaded."""
+    from studio.engine.single_file import decide_prediction, family_from_shapes, read_safetensors_header
+
+    path = Path(spec).expanduser()
+    try:
+        if path.is_dir():
+            family = detect_folder_family(path)
+            scheduler = _read_json(path / "scheduler" / "scheduler_config.json")
+            prediction = scheduler.get("prediction_type")
+            return family, prediction if isinstance(prediction, str) else None
+        if path.is_file() and path.suffix.lower() == ".safetensors":
+            shapes, metadata = read_safetensors_header(path)
+            family = family_from_shapes(shapes, path)
+            return family, decide_prediction(path, family, metadata).type
+    except (OSError, RequestError):
+        pass
+    return "sd1", None
 
 
 def _read_json(path: Path) -> dict:

@@ -170,6 +170,7 @@ def _apply_weights(hidden, weights: list[float]):
     z = hidden.float()
     original_mean = z.mean()
     z = z * torch.tensor(weights, dtype=z.dtype, device=z.device).reshape(1, -1, 1)
-    new_mean = z.mean()
-    z = z * (original_mean / new_mean)
+    scale = original_mean / z.mean()
+    if torch.isfinite(scale):  # weights whose products cancel the mean (e.g. all 0) keep their scale
+        z = z * scale
     return z.to(hidden.dtype)

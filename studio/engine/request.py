@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from studio.engine.catalog import FAMILY_SIZE_MULTIPLE, ModelDefaults
 from studio.engine.errors import RequestError
+from studio.library.prompt_syntax import weight_problem
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -69,6 +70,10 @@ class GenerationRequest:
             raise RequestError("the negative prompt must be text")
         if not isinstance(self.model, str) or not self.model.strip():
             raise RequestError("no model given")
+        for name, text in (("prompt", self.prompt), ("negative prompt", self.negative_prompt)):
+            problem = weight_problem(text)
+            if problem:
+                raise RequestError(f"{name}: {problem}")
         _check_int("batch", self.batch, 1, MAX_BATCH)
         if self.steps is not None:
             _check_int("steps", self.steps, *STEPS_RANGE)

@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from studio.engine.errors import RequestError
 from studio.engine.resources import clip_tokenizer_dir, component_configs_dir
@@ -43,12 +45,18 @@ __all__ = [
     "FAMILIES",
     "PICKLE_SUFFIXES",
     "SAFETENSORS_SUFFIX",
+    "Prediction",
     "SingleFileError",
+    "SingleFileModel",
+    "decide_prediction",
     "detect_family",
     "family_from_shapes",
     "load_single_file",
     "read_checkpoint_header",
     "read_checkpoint_keys",
+    "read_checkpoint_metadata",
+    "read_safetensors_header",
+    "sidecar_config",
 ]
 
 FAMILIES = ("sd1", "sd2")
@@ -135,6 +143,23 @@ def read_checkpoint_header(path: str | os.PathLike[str]) -> dict[str, tuple[int,
     Validates the header (size, JSON, dtype/shape/offsets of every entry, data within the file) so that an
     empty, truncated or foreign file is a `SingleFileError` here rather than a crash later.
     """
+    return read_safetensors_header(path)[0]
+
+
+def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The free-text ``__metadata__`` of a ``.safetensors`` header (training tools' notes; untrusted text).
+
+    Only string values are kept; pickle files have none (``{}``)."""
+    path = Path(path)
+    if _is_pickle(path):
+        return {}
+    return read_safetensors_header(path)[1]
+
+
+def read_safetensors_header(
+    path: str | os.PathLike[str],
+) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """(tensor name -> shape, string ``__metadata__``) of a ``.safetensors`` file, validated (see above)."""
     path = Path(path)
     _check_file(path)
     if _is_pickle(path):
@@ -159,7 +184,11 @@ def read_checkpoint_header(path: str | os.PathLike[str]) -> dict[str, tuple[int,
         raise SingleFileError(path, corrupt) from None
     if not isinstance(header, dict):
         raise SingleFileError(path, corrupt)
-    header.pop("__metadata__", None)
+    metadata = header.pop("__metadata__", None)
+    metadata = (
+        {k: v for k, v in metadata.items() if isinstance(k, str) and isinstance(v, str)}
+        if isinstance(metadata, dict) else {}
+    )
     data_len = size - 8 - header_len
     shapes: dict[str, tuple[int, ...]] = {}
     for name, info in header.items():
@@ -176,7 +205,7 @@ def read_checkpoint_header(path: str | os.PathLike[str]) -> dict[str, tuple[int,
         shapes[name] = shape
     if not shapes:
         raise SingleFileError(path, f"holds no tensors; {SUPPORTED}")
-    return shapes
+    return shapes, metadata
 
 
 def read_checkpoint_keys(path: str | os.PathLike[str]) -> set[str]:
@@ -359,6 +388,106 @@ def detect_family(
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Prediction type
+#
+# The weights of a single file cannot say whether its UNet predicts the noise (epsilon: SD 1.x, SD 2.x
+# 512-base) or v (SD 2.x 768-v): both have the same tensors. Three conventions can, strongest first:
+# - a YAML config beside the file (``model.yaml`` for ``model.safetensors``): how A1111 and ComfyUI are told,
+#   an LDM inference config where ``parameterization: "v"`` means v and its absence means epsilon;
+# - ``modelspec.prediction_type`` in the safetensors metadata (Stability's model spec: "epsilon" / "v");
+# - ``ss_v_parameterization`` in it (kohya's trainer records "True" / "False").
+# Without any, the family decides: SD 1.x epsilon, SD 2.x v (768-v is the SD 2.x most files are).
+# Both files are untrusted text: only a regular expression and a dict lookup ever touch them.
+
+PREDICTION_BY_NAME = {"eps": "epsilon", "epsilon": "epsilon", "v": "v_prediction", "v_prediction": "v_prediction"}
+FAMILY_PREDICTION = {"sd1": "epsilon", "sd2": "v_prediction"}
+PREDICTION_LABELS = {"epsilon": "epsilon (noise) prediction", "v_prediction": "v-prediction"}
+SIDECAR_SUFFIXES = (".yaml", ".yml")
+MAX_SIDECAR_BYTES = 1_000_000
+_PARAMETERIZATION = re.compile(r"^\s*parameterization\s*:\s*[\"']?([A-Za-z_0-9]+)[\"']?\s*(?:#.*)?$", re.M)
+_LDM_MODEL_KEY = re.compile(r"^model\s*:", re.M)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the UNet predicts and what said so (shown to the user, e.g. "model.yaml beside the file")."""
+
+    type: str  # "epsilon" | "v_prediction" (diffusers' scheduler names)
+    source: str
+    guessed: bool = False  # nothing recorded it: the family's default
+
+    def note(self, path: str | os.PathLike[str], family: str) -> str | None:
+        """One line for the user where it matters: a file that is not what its family usually is, or an
+        SD 2.x file that nothing describes (768-v and 512-base look alike; a wrong guess gives noise)."""
+        name = Path(path).name
+        if self.type != FAMILY_PREDICTION[family]:
+            return f"{name}: {PREDICTION_LABELS[self.type]}, from {self.source}"
+        if self.guessed and family == "sd2":
+            return (
+                f"{name}: nothing records whether it is SD 2.x 768-v or 512-base; running it as 768-v "
+                f"(v-prediction). If its images come out as noise, put a file {Path(path).stem}.yaml beside it "
+                "holding the line: parameterization: eps"
+            )
+        return None
+
+
+class SingleFileModel(NamedTuple):
+    pipeline: StableDiffusionPipeline
+    family: str
+    prediction: Prediction
+
+
+def sidecar_config(path: str | os.PathLike[str]) -> Path | None:
+    """The LDM YAML config beside a checkpoint (``model.yaml`` / ``model.yml``), if there is one."""
+    path = Path(path)
+    for suffix in SIDECAR_SUFFIXES:
+        candidate = path.with_suffix(suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _prediction_from_sidecar(sidecar: Path) -> str | None:
+    """epsilon / v_prediction from an LDM config; None for a YAML that is not one (then it is not ours)."""
+    try:
+        if sidecar.stat().st_size > MAX_SIDECAR_BYTES:
+            raise SingleFileError(sidecar, f"is over {MAX_SIDECAR_BYTES // 1_000_000} MB: not a model config")
+        text = sidecar.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise SingleFileError(sidecar, f"cannot be read ({exc.strerror or exc})") from None
+    match = _PARAMETERIZATION.search(text)
+    if match is None:
+        return "epsilon" if _LDM_MODEL_KEY.search(text) else None  # LDM's default parameterization is eps
+    value = match.group(1)
+    if value.lower() not in PREDICTION_BY_NAME:
+        raise SingleFileError(sidecar, f"asks for parameterization {value[:40]!r}; supported: \"eps\" and \"v\"")
+    return PREDICTION_BY_NAME[value.lower()]
+
+
+def _prediction_from_metadata(metadata: Mapping[str, str]) -> tuple[str, str] | None:
+    spec = metadata.get("modelspec.prediction_type", "").strip().lower()
+    if spec in PREDICTION_BY_NAME:
+        return PREDICTION_BY_NAME[spec], "the file's metadata (modelspec.prediction_type)"
+    kohya = metadata.get("ss_v_parameterization", "").strip().lower()
+    if kohya in ("true", "false"):
+        return ("v_prediction" if kohya == "true" else "epsilon"), "the file's metadata (ss_v_parameterization)"
+    return None
+
+
+def decide_prediction(path: str | os.PathLike[str], family: str, metadata: Mapping[str, str]) -> Prediction:
+    """The prediction type of a single-file checkpoint (see the conventions above)."""
+    sidecar = sidecar_config(path)
+    if sidecar is not None:
+        found = _prediction_from_sidecar(sidecar)
+        if found is not None:
+            return Prediction(found, f"{sidecar.name} beside the file")
+    from_metadata = _prediction_from_metadata(metadata)
+    if from_metadata is not None:
+        return Prediction(*from_metadata)
+    return Prediction(FAMILY_PREDICTION[family], f"the {FAMILY_NAMES[family]} default", guessed=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Loading
 
 
@@ -497,10 +626,10 @@ def load_single_file(
     allow_ckpt: bool = False,
     family: str | None = None,
     config_dir: str | os.PathLike[str] | None = None,
-) -> tuple[StableDiffusionPipeline, str]:
+) -> SingleFileModel:
     """Load an SD 1.x / 2.x single-file checkpoint into a `StableDiffusionPipeline`, offline.
 
-    Returns ``(pipeline, family)``. ``.safetensors`` only unless ``allow_ckpt`` (then pickles are read with
+    Returns ``(pipeline, family, prediction)``; the scheduler predicts what `decide_prediction` found. ``.safetensors`` only unless ``allow_ckpt`` (then pickles are read with
     ``torch.load(weights_only=True)``). ``family`` overrides nothing the keys decide (a contradiction is an
     error) but decides when they cannot. ``config_dir`` replaces the shipped config folder (tests use tiny
     configs). ``vae_dtype`` (default ``torch_dtype``) lets the VAE keep fp32 beside a bf16 UNet. The pipeline has no safety checker (``requires_safety_checker=False``): single files carry none.
@@ -515,12 +644,14 @@ def load_single_file(
     _check_suffix(path, allow_ckpt)
 
     state: dict[str, torch.Tensor] | None = None
+    metadata: dict[str, str] = {}
     if _is_pickle(path):
         state = _load_pickle_state_dict(path)
         file_shapes = _shapes_of(state)
     else:
-        file_shapes = read_checkpoint_header(path)
+        file_shapes, metadata = read_safetensors_header(path)
     family = family_from_shapes(file_shapes, path, family)
+    prediction = decide_prediction(path, family, metadata)  # before the slow part: a bad sidecar fails fast
     shapes = {_normalized(key): shape for key, shape in file_shapes.items()}
     configs = Path(config_dir) if config_dir is not None else component_configs_dir(family)
     _check_against_configs(path, shapes, family, configs)
@@ -553,6 +684,8 @@ def load_single_file(
     _no_meta(path, text_encoder, "text encoder")
     state.clear()  # drop our references; the models hold theirs
     scheduler = _convert(path, "scheduler", lambda: _scheduler(configs))
+    if scheduler.config.get("prediction_type") != prediction.type:
+        scheduler = type(scheduler).from_config(scheduler.config, prediction_type=prediction.type)
 
     # Single files carry no tokenizer: the shared CLIP vocabulary; SD 2.x (OpenCLIP) pads with "!".
     tokenizer = CLIPTokenizer.from_pretrained(
@@ -574,4 +707,4 @@ def load_single_file(
         feature_extractor=feature_extractor,
         requires_safety_checker=False,
     )
-    return pipeline, family
+    return SingleFileModel(pipeline, family, prediction)

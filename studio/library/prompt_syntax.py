@@ -15,6 +15,7 @@ so what the editor shows is what the text encoder reads.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,17 +23,20 @@ from dataclasses import dataclass, field
 __all__ = [
     "BREAK",
     "CHUNK_LENGTH",
+    "MAX_ABS_WEIGHT",
     "Chunk",
     "build_chunks",
     "has_weights",
     "is_break",
     "parse_prompt_attention",
     "plain_text",
+    "weight_problem",
 ]
 
 BREAK: tuple[str, float] = ("BREAK", -1.0)
 CHUNK_LENGTH = 75  # CLIP reads 77 tokens: BOS + 75 + EOS
 ROUND_FACTOR = 1.1
+MAX_ABS_WEIGHT = 100.0
 SQUARE_FACTOR = 1 / 1.1
 
 # One token of the syntax per match. Possessive quantifiers: no backtracking, so the scan is linear
@@ -160,6 +164,27 @@ def is_break(fragment: tuple[str, float]) -> bool:
 def plain_text(text: str) -> str:
     """The prompt without the syntax (escapes resolved, each BREAK a space): what the tokenizer reads."""
     return "".join(" " if is_break(f) else f[0] for f in parse_prompt_attention(text))
+
+
+def weight_problem(text: str) -> str | None:
+    """Why a weight in `text` cannot be used, or None.
+
+    AUTOMATIC1111 takes any weight, so this refuses only what no model can use: far past
+    ``MAX_ABS_WEIGHT`` the scaled text embeddings overflow half precision, and about 7,450 nested round
+    brackets make a weight infinite (49 already pass 100); the image is NaN (black) or noise. A typo
+    deserves a message instead.
+    """
+    for fragment, weight in parse_prompt_attention(text):
+        if is_break((fragment, weight)) or (math.isfinite(weight) and abs(weight) <= MAX_ABS_WEIGHT):
+            continue
+        shown = " ".join(fragment.split())
+        shown = shown if len(shown) <= 30 else shown[:29] + "…"
+        size = f"{weight:.4g}" if math.isfinite(weight) else "infinite" if math.isinf(weight) else "undefined"
+        return (
+            f"the weight of {shown!r} is {size}: weights must lie within ±{MAX_ABS_WEIGHT:g} "
+            "(too many nested brackets, or a typo in a (text:weight)?)"
+        )
+    return None
 
 
 def has_weights(text: str) -> bool:

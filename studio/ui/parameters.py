@@ -26,7 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.engine.catalog import CATALOG, FAMILY_SIZE_MULTIPLE, ModelDefaults
+from studio.engine.catalog import CATALOG, FAMILY_SIZE_MULTIPLE, ModelDefaults, family_defaults
+from studio.engine.loading import local_model_kind
 from studio.engine.request import MAX_BATCH, MAX_SEED, MAX_SIDE, GenerationRequest
 from studio.engine.schedulers import names as scheduler_names
 from studio.settings import Preferences
@@ -60,6 +61,7 @@ class ParametersPanel(QWidget):
         super().__init__(parent)
         self._last_seed: int | None = None
         self._local_models: list[str] = []
+        self._local_kind: tuple[str, tuple[str, str | None]] | None = None  # (spec, its (family, prediction))
         form = QFormLayout(self)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
 
@@ -187,17 +189,22 @@ class ParametersPanel(QWidget):
     def model_spec(self) -> str:
         return str(self.model.currentData() or "")
 
-    def family(self) -> str:
-        entry = CATALOG.get(self.model_spec())
+    def _kind(self) -> tuple[str, str | None]:
+        """(family, prediction type) of the chosen model; a local one's is read once per choice."""
+        spec = self.model_spec()
+        entry = CATALOG.get(spec)
         if entry:
-            return entry.family
-        return _guess_family(self.model_spec())
+            return entry.family, None
+        if self._local_kind is None or self._local_kind[0] != spec:
+            self._local_kind = (spec, local_model_kind(spec))
+        return self._local_kind[1]
+
+    def family(self) -> str:
+        return self._kind()[0]
 
     def defaults(self) -> ModelDefaults:
-        from studio.engine.catalog import FAMILY_DEFAULTS
-
         entry = CATALOG.get(self.model_spec())
-        return entry.defaults if entry else FAMILY_DEFAULTS.get(self.family(), FAMILY_DEFAULTS["sd1"])
+        return entry.defaults if entry else family_defaults(*self._kind())
 
     def set_model_note(self, text: str) -> None:
         self.model_note.setText(text)
@@ -209,6 +216,7 @@ class ParametersPanel(QWidget):
 
     def apply_model_defaults(self) -> None:
         """The model authors' defaults: steps, guidance, size, scheduler, size rule, safety checker."""
+        self._local_kind = None  # chosen again: read again (a YAML config may have been put beside a file)
         d = self.defaults()
         self.steps.setValue(d.steps)
         self.guidance.setValue(d.guidance)
@@ -217,7 +225,9 @@ class ParametersPanel(QWidget):
         self.height.setValue(d.size)
         self.presets.clear()
         self.presets.addItem("Presets…")
-        for w, h in SIZE_PRESETS.get(self.family(), SIZE_PRESETS["sd1"]):
+        family, prediction = self._kind()
+        presets = "sd1" if (family, prediction) == ("sd2", "epsilon") else family  # 512-base: SD 1.x's sizes
+        for w, h in SIZE_PRESETS.get(presets, SIZE_PRESETS["sd1"]):
             self.presets.addItem(f"{w} × {h}", (w, h))
         entry = CATALOG.get(self.model_spec())
         self.safety.setVisible(bool(entry and entry.safety_checker))
@@ -346,20 +356,6 @@ class ParametersPanel(QWidget):
         prefs.dtype = str(self.dtype.currentData())
         prefs.safety_checker = self.safety.isChecked()
         prefs.local_models = self.local_models()
-
-
-def _guess_family(spec: str) -> str:
-    """Cheap family guess for the size rule of a local model (the engine decides for real when loading)."""
-    path = Path(spec)
-    if (path / "flexible_unet").is_dir():
-        return "deci"
-    scheduler = path / "scheduler" / "scheduler_config.json"
-    try:
-        if scheduler.is_file() and "v_prediction" in scheduler.read_text(encoding="utf-8"):
-            return "sd2"
-    except OSError:
-        pass
-    return "sd1"
 
 
 class _SeedValidator(QIntValidator):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from studio.engine import Engine, GenerationRequest, ModelNotFoundError, RequestError
@@ -215,6 +216,47 @@ def test_single_file_through_the_engine_records_the_model_hash(tmp_path):
     assert meta["hash"] == hashlib.sha256(path.read_bytes()).hexdigest()[:10]
     assert (meta["family"], meta["path"], meta["id"]) == ("sd1", str(path), "tiny.safetensors")
     assert result.nsfw is None  # single files carry no safety checker
+
+
+def test_sd2_file_prediction_note_defaults_and_a_sidecar_added_later(tmp_path):
+    """An undescribed SD 2.x file runs as 768-v and says so once; a YAML put beside it afterwards takes
+    effect on the next generation (512-base: epsilon, 512 px default) without restarting."""
+    from studio.engine.tiny import build_tiny_pipeline
+    from tests.engine.ldm_export import pipeline_to_ldm, save_safetensors, write_config_dir
+
+    pipe = build_tiny_pipeline("sd2", seed=4)
+    path = save_safetensors(pipeline_to_ldm(pipe, "sd2"), tmp_path / "base.safetensors")
+    engine = Engine(device="cpu", preview="none", single_file_configs=write_config_dir(pipe, tmp_path / "configs"))
+    request = GenerationRequest(model=str(path), prompt="x", steps=2, width=64, height=64, seed=0)
+
+    first = engine.generate(request)[0]
+    assert first.metadata["scheduler_config"]["prediction_type"] == "v_prediction"
+    assert engine.load(str(path)).defaults.size == 768
+    assert len(first.warnings) == 1 and "768-v" in first.warnings[0] and "base.yaml" in first.warnings[0]
+    again = engine.generate(request)[0]
+    assert again.warnings == [] and np.array_equal(np.asarray(again.image), np.asarray(first.image))
+
+    (tmp_path / "base.yaml").write_text("parameterization: eps\n", encoding="utf-8")
+    base = engine.generate(request)[0]
+    assert base.metadata["scheduler_config"]["prediction_type"] == "epsilon"
+    assert base.warnings == ["base.safetensors: epsilon (noise) prediction, from base.yaml beside the file"]
+    assert engine.load(str(path)).defaults.size == 512
+    assert not np.array_equal(np.asarray(base.image), np.asarray(first.image))  # the same weights, read as eps
+
+
+def test_local_model_kind_reads_configs_and_headers_only(tiny_sd1, tmp_path):
+    from studio.engine.loading import local_model_kind
+    from studio.engine.tiny import build_tiny_pipeline
+    from tests.engine.ldm_export import pipeline_to_ldm, save_safetensors
+
+    assert local_model_kind(str(tiny_sd1)) == ("sd1", "epsilon")
+    path = save_safetensors(pipeline_to_ldm(build_tiny_pipeline("sd2", seed=4), "sd2"), tmp_path / "m.safetensors")
+    assert local_model_kind(str(path)) == ("sd2", "v_prediction")
+    (tmp_path / "m.yaml").write_text("parameterization: eps\n", encoding="utf-8")
+    assert local_model_kind(str(path)) == ("sd2", "epsilon")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
+    assert local_model_kind(str(tmp_path / "junk.safetensors")) == ("sd1", None)  # a guess; loading says why
+    assert local_model_kind(str(tmp_path / "absent")) == ("sd1", None)
 
 
 def test_taesd_previews_come_from_the_local_cache(tiny_sd1, tmp_path):

@@ -201,6 +201,6 @@ def test_bf16_folder_and_single_file_load_the_vae_straight_to_fp32(tiny_sd1, tmp
     source = build_tiny_pipeline("sd1", seed=3)
     path = save_safetensors(pipeline_to_ldm(source, "sd1"), tmp_path / "tiny.safetensors")
     configs = write_config_dir(source, tmp_path / "configs")
-    pipe, _ = load_single_file(path, torch_dtype=torch.bfloat16, vae_dtype=torch.float32, config_dir=configs)
+    pipe, _, _ = load_single_file(path, torch_dtype=torch.bfloat16, vae_dtype=torch.float32, config_dir=configs)
     assert pipe.unet.dtype == torch.bfloat16 and pipe.vae.dtype == torch.float32
     assert torch.equal(pipe.vae.decoder.conv_out.weight, source.vae.decoder.conv_out.weight)

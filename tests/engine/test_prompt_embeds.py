@@ -103,6 +103,16 @@ def test_weights_follow_a1111_emphasis(engine, tiny_sd1):
     assert not torch.allclose(weighted, base)
 
 
+def test_weights_that_cancel_the_mean_are_not_divided_by_zero():
+    """A1111 divides by the weighted mean; where weights make it exactly 0 that is inf/NaN embeddings (a
+    black image). The scaled states are kept as they are instead."""
+    from studio.engine.prompt_embeds import _apply_weights
+
+    hidden = torch.ones(1, 3, 2)
+    out = _apply_weights(hidden, [1.0, -1.0, 0.0])
+    assert torch.equal(out, torch.tensor([[[1.0, 1.0], [-1.0, -1.0], [0.0, 0.0]]]))
+
+
 def test_embeddings_respect_dtype(engine, tiny_sd1):
     pipe = pipe_of(engine, tiny_sd1)
     embeds, negative, _ = encode_prompts(pipe, "(cat:1.2)", "", device="cpu", dtype=torch.float16)

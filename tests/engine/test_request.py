@@ -32,6 +32,9 @@ def make(**kw) -> GenerationRequest:
         ({"guidance_rescale": 1.2}, "guidance rescale must be between 0 and 1"),
         ({"prompt": None}, "the prompt must be text"),
         ({"model": " "}, "no model given"),
+        ({"prompt": "a " + "(" * 60 + "cat"}, "prompt: the weight of 'cat' is 304.5: weights must lie within ±100"),
+        ({"negative_prompt": "(blurry:150)"}, "negative prompt: the weight of 'blurry' is 150"),
+        ({"prompt": "(" * 8000 + "cat" + ")" * 8000}, "the weight of 'cat' is infinite"),
     ],
 )
 def test_bad_values_are_refused_with_a_clear_message(fields, message):

@@ -21,6 +21,7 @@ from studio.engine.single_file import (
     load_single_file,
     read_checkpoint_header,
     read_checkpoint_keys,
+    read_checkpoint_metadata,
 )
 from studio.engine.tiny import build_tiny_pipeline
 from tests.engine.ldm_export import pipeline_to_ldm, save_safetensors, write_config_dir
@@ -94,7 +95,7 @@ def _assert_same_weights(original, loaded):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_ldm_export_round_trips_every_tensor_offline(exports, no_network, family):
     export = exports[family]
-    pipe, loaded_family = load_single_file(export["path"], config_dir=export["configs"])
+    pipe, loaded_family, _ = load_single_file(export["path"], config_dir=export["configs"])
 
     assert loaded_family == family
     _assert_same_weights(export["pipe"], pipe)
@@ -116,12 +117,12 @@ def test_ldm_export_round_trips_every_tensor_offline(exports, no_network, family
 
 def test_load_with_torch_dtype(exports, tmp_path):
     export = exports["sd1"]
-    pipe, _ = load_single_file(export["path"], config_dir=export["configs"], torch_dtype=torch.bfloat16)
+    pipe, _, _ = load_single_file(export["path"], config_dir=export["configs"], torch_dtype=torch.bfloat16)
     for model in (pipe.unet, pipe.vae, pipe.text_encoder):
         assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     # A half-precision file without torch_dtype loads as float32 (the configs' dtype), values unchanged.
     half = {k: v.half() if v.is_floating_point() else v for k, v in export["state"].items()}
-    pipe, _ = load_single_file(_save(half, tmp_path / "fp16.safetensors"), config_dir=export["configs"])
+    pipe, _, _ = load_single_file(_save(half, tmp_path / "fp16.safetensors"), config_dir=export["configs"])
     for model in (pipe.unet, pipe.vae, pipe.text_encoder):
         assert {p.dtype for p in model.parameters()} == {torch.float32}
     conv_in = export["pipe"].unet.conv_in.weight
@@ -134,7 +135,7 @@ def test_unnested_clip_keys_of_older_sd1_files_load(exports, tmp_path):
     state = {k.replace(old_style, "cond_stage_model.transformer."): v for k, v in export["state"].items()}
     path = _save(state, tmp_path / "old-clip-keys.safetensors")
     assert detect_family(path) == "sd1"
-    pipe, _ = load_single_file(path, config_dir=export["configs"])
+    pipe, _, _ = load_single_file(path, config_dir=export["configs"])
     _assert_same_weights(export["pipe"], pipe)
 
 
@@ -356,6 +357,102 @@ def test_error_is_a_value_error_on_one_line(tmp_path):
     assert (type(copy), str(copy), copy.path) == (SingleFileError, str(err.value), str(path))
 
 
+# ------------------------------------------------------------------------------------- prediction type
+
+# The start of an LDM inference config as A1111/ComfyUI users put beside a checkpoint (v2-inference.yaml
+# for 512-base has no parameterization line: LDM's default, eps; v2-inference-v.yaml adds one).
+LDM_YAML = """model:
+  base_learning_rate: 1.0e-4
+  target: ldm.models.diffusion.ddpm.LatentDiffusion
+  params:
+{extra}    linear_start: 0.00085
+    linear_end: 0.0120
+    first_stage_key: "jpg"
+"""
+
+
+def _copy(export: dict, folder: Path, metadata: dict[str, str] | None = None) -> Path:
+    """The export under a fresh name (a sidecar is per file), optionally with safetensors metadata."""
+    from safetensors.torch import save_file
+
+    path = folder / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in export["state"].items()}, str(path), metadata=metadata)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("sidecar", "metadata", "expected", "source"),
+    [
+        (None, {}, "v_prediction", "the Stable Diffusion 2.x default"),
+        (LDM_YAML.format(extra=""), {}, "epsilon", "model.yaml beside the file"),
+        (LDM_YAML.format(extra='    parameterization: "v"\n'), {}, "v_prediction", "model.yaml beside the file"),
+        (LDM_YAML.format(extra="    parameterization: eps  # base\n"), {}, "epsilon", "model.yaml beside the file"),
+        ("parameterization: 'eps'\n", {}, "epsilon", "model.yaml beside the file"),  # the one line we suggest
+        ("keybindings: {}\n", {}, "v_prediction", "the Stable Diffusion 2.x default"),  # not an LDM config
+        (None, {"modelspec.prediction_type": "epsilon"}, "epsilon", "modelspec.prediction_type"),
+        (None, {"ss_v_parameterization": "False"}, "epsilon", "ss_v_parameterization"),
+        (None, {"ss_v_parameterization": "True"}, "v_prediction", "ss_v_parameterization"),
+        (LDM_YAML.format(extra=""), {"modelspec.prediction_type": "v"}, "epsilon", "model.yaml"),  # sidecar wins
+    ],
+)
+def test_prediction_type_from_sidecar_metadata_or_family(exports, tmp_path, sidecar, metadata, expected, source):
+    path = _copy(exports["sd2"], tmp_path, metadata)
+    if sidecar is not None:
+        (tmp_path / "model.yaml").write_text(sidecar, encoding="utf-8")
+    pipe, family, prediction = load_single_file(path, config_dir=exports["sd2"]["configs"])
+    assert (family, prediction.type, pipe.scheduler.config.prediction_type) == ("sd2", expected, expected)
+    assert source in prediction.source
+    assert type(pipe.scheduler).__name__ == "DDIMScheduler"  # only the prediction type changes
+
+
+def test_sd1_file_can_be_v_prediction_and_is_epsilon_by_default(exports, tmp_path):
+    path = _copy(exports["sd1"], tmp_path, {"modelspec.prediction_type": "v"})
+    pipe, _, prediction = load_single_file(path, config_dir=exports["sd1"]["configs"])
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    assert prediction.note(path, "sd1") == "model.safetensors: v-prediction, from the file's metadata " \
+        "(modelspec.prediction_type)"
+    _, _, default = load_single_file(exports["sd1"]["path"], config_dir=exports["sd1"]["configs"])
+    assert (default.type, default.note(exports["sd1"]["path"], "sd1")) == ("epsilon", None)
+
+
+def test_only_an_undescribed_sd2_file_gets_the_guess_explained(exports, tmp_path):
+    path = _copy(exports["sd2"], tmp_path)
+    _, _, guessed = load_single_file(path, config_dir=exports["sd2"]["configs"])
+    note = guessed.note(path, "sd2")
+    assert guessed.guessed and "768-v" in note and "model.yaml" in note and "parameterization: eps" in note
+    (tmp_path / "model.yaml").write_text('parameterization: "v"\n', encoding="utf-8")
+    _, _, recorded = load_single_file(path, config_dir=exports["sd2"]["configs"])
+    assert (recorded.type, recorded.guessed, recorded.note(path, "sd2")) == ("v_prediction", False, None)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("model:\n  params:\n    parameterization: x0\n", "parameterization 'x0'"),
+        ("model:\n" + "#" * 1_000_001, "over 1 MB"),
+    ],
+)
+def test_a_sidecar_we_cannot_follow_is_a_clear_error_before_any_weight_is_read(exports, tmp_path, content, expected):
+    path = _copy(exports["sd2"], tmp_path)
+    (tmp_path / "model.yaml").write_text(content, encoding="utf-8")
+    with pytest.raises(SingleFileError, match=expected) as info:
+        load_single_file(path, config_dir=exports["sd2"]["configs"])
+    assert "model.yaml" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_header_metadata_keeps_strings_only(tmp_path):
+    """Metadata is untrusted text: whatever a header holds, only str -> str pairs come back."""
+    header = {
+        "__metadata__": {"modelspec.prediction_type": "v", "odd": {"nested": 1}, "n": 3},
+        "w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+    }
+    raw = json.dumps(header).encode()
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + b"\0" * 4)
+    assert read_checkpoint_metadata(path) == {"modelspec.prediction_type": "v"}
+    assert read_checkpoint_metadata(tmp_path / "m.ckpt") == {}  # pickles carry none (and are not opened)
+
+
 # ------------------------------------------------------------------------------------------- pickles
 
 
@@ -377,7 +474,7 @@ def test_ckpt_loads_with_opt_in(exports, tmp_path, no_network):
     # The Lightning layout of real .ckpt files: weights nested under "state_dict" next to plain metadata.
     torch.save({"state_dict": export["state"], "global_step": 875000, "epoch": 3}, path)
     assert detect_family(path, allow_ckpt=True) == "sd2"
-    pipe, family = load_single_file(path, allow_ckpt=True, config_dir=export["configs"])
+    pipe, family, _ = load_single_file(path, allow_ckpt=True, config_dir=export["configs"])
     assert family == "sd2"
     _assert_same_weights(export["pipe"], pipe)
     assert no_network == []

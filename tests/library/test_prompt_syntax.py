@@ -14,6 +14,7 @@ from studio.library.prompt_syntax import (
     is_break,
     parse_prompt_attention,
     plain_text,
+    weight_problem,
 )
 
 
@@ -269,3 +270,24 @@ def test_chunks_tokenize_is_called_once():
 
     build_chunks(parse_prompt_attention("a (b) BREAK [c]"), tokenize)
     assert calls == [["a ", "b", "c"]]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("(cat:100) (dog:-100) [bird] ((x)) BREAK y", None),  # A1111's range, up to ±100, is accepted
+        ("(" * 48 + "cat", None),  # 1.1**48 = 97.0
+        ("(" * 49 + "cat", "the weight of 'cat' is 106.7"),
+        ("(cat:100.5)", "the weight of 'cat' is 100.5"),
+        ("(cat:-1000)", "the weight of 'cat' is -1000"),
+        ("(" * 7500 + "cat", "the weight of 'cat' is infinite"),
+        ("(" * 7500 + "(cat:0)", "the weight of 'cat' is undefined"),  # infinite x 0
+        ("(a  very\nlong  fragment of the prompt text:200)", "the weight of 'a very long fragment of the p…'"),
+    ],
+)
+def test_weight_problem_names_the_fragment_and_the_range(text, problem):
+    found = weight_problem(text)
+    if problem is None:
+        assert found is None
+    else:
+        assert problem in found and "±100" in found and "\n" not in found

@@ -135,6 +135,21 @@ def test_preferences_and_layout_persist_across_restarts(make_window, tmp_path):
     assert again.size() == window.size()
 
 
+def test_local_sd2_file_defaults_follow_its_prediction_type(make_window, tmp_path):
+    """A 768-v file gets 768 px; with a YAML beside it saying eps (512-base), choosing it again gives 512."""
+    from studio.engine.tiny import build_tiny_pipeline
+    from tests.engine.ldm_export import pipeline_to_ldm, save_safetensors
+
+    path = save_safetensors(pipeline_to_ldm(build_tiny_pipeline("sd2", seed=4), "sd2"), tmp_path / "m.safetensors")
+    p = make_window().parameters
+    p.add_local_model(str(path))
+    assert (p.family(), p.width.value(), p.presets.itemData(1)) == ("sd2", 768, (768, 768))
+    (tmp_path / "m.yaml").write_text("parameterization: eps\n", encoding="utf-8")
+    p.model.setCurrentIndex(0)
+    p.add_local_model(str(path))
+    assert (p.family(), p.width.value(), p.presets.itemData(1)) == ("sd2", 512, (512, 512))
+
+
 def test_model_defaults_and_size_rule(make_window, qtbot):
     window = make_window(model="deci-diffusion-1.0")
     p = window.parameters
