@@ -70,9 +70,18 @@ def _tokenizer_fn(tokenizer, pipe=None):
     return tokenize
 
 
+def comma_id(tokenizer) -> int | None:
+    """The token id of "," (for A1111's word wrap at chunk ends); None if it is not one token."""
+    ids = tokenizer(",", add_special_tokens=False, verbose=False).input_ids
+    return ids[0] if len(ids) == 1 else None
+
+
 def prompt_chunks(tokenizer, text: str, pipe=None) -> list[Chunk]:
     """The prompt's chunks: token ids (no BOS/EOS/padding) with one weight per token."""
-    return build_chunks(parse_prompt_attention(text), _tokenizer_fn(tokenizer, pipe), chunk_length(tokenizer))
+    return build_chunks(
+        parse_prompt_attention(text), _tokenizer_fn(tokenizer, pipe), chunk_length(tokenizer),
+        comma=comma_id(tokenizer),
+    )
 
 
 def count_tokens(tokenizer, text: str) -> TokenCount:

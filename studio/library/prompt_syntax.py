@@ -8,6 +8,7 @@
 - ``BREAK`` (a whole word, in capitals) ends the current 75-token chunk early; whitespace around it
   is dropped. It is returned as the fragment ``("BREAK", -1.0)``.
 
+Chunks of 75 tokens wrap at the last comma within 20 tokens of their end (A1111's default word wrap).
 Weights are rounded to 12 significant digits, so brackets that cancel out (``[(a)]``) give exactly 1
 and runs of equal weight merge. The editor's token counter and the engine share :func:`build_chunks`,
 so what the editor shows is what the text encoder reads.
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "BREAK",
     "CHUNK_LENGTH",
+    "COMMA_BACKTRACK",
     "MAX_ABS_WEIGHT",
     "Chunk",
     "build_chunks",
@@ -35,6 +37,7 @@ __all__ = [
 
 BREAK: tuple[str, float] = ("BREAK", -1.0)
 CHUNK_LENGTH = 75  # CLIP reads 77 tokens: BOS + 75 + EOS
+COMMA_BACKTRACK = 20  # A1111's default "prompt word wrap length limit" (comma_padding_backtrack)
 ROUND_FACTOR = 1.1
 MAX_ABS_WEIGHT = 100.0
 SQUARE_FACTOR = 1 / 1.1
@@ -205,28 +208,47 @@ def build_chunks(
     fragments: Iterable[tuple[str, float]],
     tokenize: Callable[[list[str]], list[list[int]]],
     chunk_length: int = CHUNK_LENGTH,
+    *,
+    comma: int | None = None,
+    backtrack: int = COMMA_BACKTRACK,
 ) -> list[Chunk]:
     """Split weighted fragments into chunks of at most `chunk_length` tokens; at least one chunk.
 
     `tokenize` maps a list of texts to their token ids without BOS/EOS (one call for all fragments).
     A chunk is closed when a token arrives and it is full, or at a BREAK (so a BREAK right after a
     full chunk adds no empty chunk, but ``BREAK BREAK`` does leave an empty one, as in A1111).
+
+    Word wrap, as A1111 does it by default: when a full chunk meets a token that is not a comma and the
+    chunk's last `comma` (the tokenizer's id for ",") is at most `backtrack` tokens from its end, the
+    tokens after that comma move to the next chunk, so a phrase is not cut in two. Without this, long
+    prompts from A1111 images would be encoded differently and could not be reproduced. A comma that opens
+    a chunk does not count (A1111 forgets commas at each chunk's start). ``comma=None`` cuts at the limit.
     """
     fragments = list(fragments)
     texts = [text for text, weight in fragments if not is_break((text, weight))]
     token_lists = iter(tokenize(texts) if texts else [])
     chunks: list[Chunk] = []
     chunk = Chunk()
+    last_comma = -1  # index in `chunk` of its latest comma
     for fragment in fragments:
         if is_break(fragment):
             chunks.append(chunk)
-            chunk = Chunk()
+            chunk, last_comma = Chunk(), -1
             continue
         weight = fragment[1]
         for token in next(token_lists):
-            if len(chunk.tokens) == chunk_length:
+            full = len(chunk.tokens) == chunk_length
+            if comma is not None and token == comma:
+                last_comma = len(chunk.tokens)
+            elif full and last_comma != -1 and backtrack > 0 and chunk_length - last_comma <= backtrack:
+                cut = last_comma + 1
+                moved = Chunk(chunk.tokens[cut:], chunk.weights[cut:])
+                del chunk.tokens[cut:], chunk.weights[cut:]
                 chunks.append(chunk)
-                chunk = Chunk()
+                chunk, last_comma, full = moved, -1, False
+            if full:
+                chunks.append(chunk)
+                chunk, last_comma = Chunk(), -1
             chunk.tokens.append(token)
             chunk.weights.append(weight)
     if chunk.tokens or not chunks:

@@ -108,6 +108,13 @@ class TokenCounter:
             return [[0] * len(_ROUGH.findall(text)) for text in texts]
         return [tokenizer.encode(text, add_special_tokens=False).ids for text in texts]
 
+    def _comma(self) -> int | None:
+        """The id of "," (word wrap at chunk ends, as the engine does); None while counts are estimates."""
+        if self._tokenizer is None:
+            return None
+        ids = self._tokenizer.encode(",", add_special_tokens=False).ids
+        return ids[0] if len(ids) == 1 else None
+
     def measure(self, text: str) -> TokenCount:
         """Tokens and chunks of `text` as the engine will encode it (emphasis syntax removed)."""
         with self._cache_lock:
@@ -120,7 +127,7 @@ class TokenCounter:
         else:
             self.load()
             fragments = parse_prompt_attention(text)
-            chunks = build_chunks(fragments, self._tokenize, self.chunk_length)
+            chunks = build_chunks(fragments, self._tokenize, self.chunk_length, comma=self._comma())
             breaks = sum(1 for fragment in fragments if is_break(fragment))
             result = TokenCount(sum(len(chunk.tokens) for chunk in chunks), len(chunks), breaks)
         with self._cache_lock:

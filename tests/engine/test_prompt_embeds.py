@@ -133,6 +133,19 @@ def test_long_prompt_makes_two_chunks(engine, tiny_sd1):
     torch.testing.assert_close(embeds[:, :77], first, atol=0, rtol=0)
 
 
+def test_long_prompt_wraps_at_a_comma_like_a1111(engine, tiny_sd1):
+    """70 tokens of phrases, then one that does not fit: it moves whole to the second chunk, whose
+    embeddings are those of the phrase alone."""
+    pipe = pipe_of(engine, tiny_sd1)
+    phrases = ", ".join(["a red apple on a table"] * 11)  # 6 tokens + a comma each
+    chunks = prompt_chunks(pipe.tokenizer, phrases)
+    assert [len(c.tokens) for c in chunks] == [70, 6]
+    assert pipe.tokenizer.decode(chunks[1].tokens) == "a red apple on a table"
+    embeds, _, _ = encode(pipe, phrases)
+    alone, _, _ = encode(pipe, "a red apple on a table")
+    torch.testing.assert_close(embeds[:, 77:], alone, atol=0, rtol=0)
+
+
 def test_shorter_negative_is_padded_with_empty_chunks(engine, tiny_sd1):
     pipe = pipe_of(engine, tiny_sd1)
     _, negative, _ = encode(pipe, LONG, "blurry")

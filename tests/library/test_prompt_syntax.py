@@ -261,6 +261,34 @@ def test_chunks_break():
     assert [len(c) for c in chunk_shape("w " * 75 + "BREAK b")] == [75, 1]  # no empty chunk after a full one
 
 
+def wrapped(text: str, **kw) -> list[int]:
+    """Chunk lengths with word wrap: "," is token 1 in `fake_tokenize`, other words are longer."""
+    return [len(c.tokens) for c in build_chunks(parse_prompt_attention(text), fake_tokenize, comma=1, **kw)]
+
+
+@pytest.mark.parametrize(
+    ("text", "lengths"),
+    [
+        ("ww " * 70 + ", " + "ww " * 10, [71, 10]),  # the words after the comma move on
+        ("ww " * 55 + ", " + "ww " * 25, [56, 25]),  # the comma 20 tokens from the end: still wrapped
+        ("ww " * 54 + ", " + "ww " * 26, [75, 6]),  # 21 tokens back: cut at the limit
+        ("ww " * 74 + ", " + "ww " * 5, [75, 5]),  # a comma that ends the chunk: the plain cut
+        ("ww " * 75 + ", " + "ww " * 75, [75, 75, 1]),  # a comma opening a chunk is forgotten (A1111)
+        ("ww " * 60 + ", BREAK " + "ww " * 80, [61, 75, 5]),  # BREAK forgets the comma too
+        ("ww " * 70 + ", " + "ww " * 70 + ", " + "ww " * 10, [71, 71, 10]),
+    ],
+)
+def test_chunks_wrap_at_the_last_comma_like_a1111(text, lengths):
+    assert wrapped(text) == lengths
+    assert sum(lengths) == sum(wrapped(text, backtrack=0))  # no token lost or doubled
+
+
+def test_wrapped_tokens_keep_their_weights():
+    chunks = build_chunks(parse_prompt_attention("ww " * 72 + ", (xx yy zz:1.5)"), fake_tokenize, comma=1)
+    assert [c.weights for c in chunks] == [[1.0] * 73, [1.5] * 3]
+    assert build_chunks(parse_prompt_attention("ww " * 72 + ", (xx yy zz:1.5)"), fake_tokenize)[1].weights == [1.5]
+
+
 def test_chunks_tokenize_is_called_once():
     calls = []
 

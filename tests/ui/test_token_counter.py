@@ -50,6 +50,13 @@ def test_chunks_of_75_tokens(counter: TokenCounter) -> None:
     assert counter.measure("cat " * 151).chunks == 3
 
 
+def test_chunks_wrap_at_commas_as_the_engine_does(counter: TokenCounter) -> None:
+    """146 tokens fit two chunks cut at 75, but wrapped at commas (A1111's default, the engine's) they
+    take three: the editor must say 3, or its "chunks" would not be what is encoded."""
+    phrases = ", ".join(["a red apple on a table"] * 21)  # 6 tokens + a comma each
+    assert counter.measure(phrases) == TokenCount(146, 3, 0)
+
+
 def test_break_starts_a_chunk(counter: TokenCounter) -> None:
     assert counter.measure("a cat BREAK a dog") == TokenCount(4, 2, 1)
     assert counter.measure("a cat BREAK") == TokenCount(2, 1, 1)  # nothing after it: no empty chunk
