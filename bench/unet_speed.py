@@ -143,7 +143,8 @@ def main() -> None:
         f"{rounds} rounds after a warm-up; {_load()}"
     )
     print(f"parameters: Deci UNet-NAS {n_deci:,}  SD 1.5 UNet {n_sd:,}")
-    print(f"this CPU's fp32 matrix multiply: {_sgemm_gflops():.0f} GFLOPS (the ceiling for the figures below)")
+    ceiling = _sgemm_gflops()
+    print(f"this CPU's fp32 matrix multiply: {ceiling:.0f} GFLOPS (the ceiling for the figures below)")
     variants = {"deci": deci, "sd": sd}
     if os.environ.get("BENCH_CHANNELS_LAST", "1") == "1":  # how the engine runs UNets on the CPU
         variants["deci_cl"] = copy.deepcopy(deci).to(memory_format=torch.channels_last)
@@ -166,6 +167,8 @@ def main() -> None:
             print(f"{size:>4} px  {LABELS[name]:<26} {med[name]:6.2f} s {_runs(times[name])}  "
                   f"{flops / low[name] / 1e9:4.0f} GFLOPS")
         print(f"{'':>4}     FLOP ratio Deci/SD {f_deci / f_sd:.3f}")
+        floor = f_deci / (ceiling * 1e9) / low["sd"]
+        print(f"{'':>4}     floor: Deci at the matrix-multiply ceiling would be {floor:.3f} of this SD 1.5 time")
         for deci_name, sd_name in (("deci", "sd"), ("deci_cl", "sd"), ("deci_cl", "sd_cl"), ("deci", "sd_classic")):
             if deci_name in med and sd_name in med:
                 print(f"{'':>4}     ratio {LABELS[deci_name]} / {LABELS[sd_name]}: median "
