@@ -244,6 +244,21 @@ def test_sd2_file_prediction_note_defaults_and_a_sidecar_added_later(tmp_path):
     assert not np.array_equal(np.asarray(base.image), np.asarray(first.image))  # the same weights, read as eps
 
 
+def test_sd2_base_folder_defaults_to_512(tiny_sd2, tmp_path):
+    """A diffusers SD 2.x folder predicting epsilon is a 512-base model: 512 px, not 768-v's 768."""
+    from studio.engine.loading import local_model_kind
+
+    folder = tmp_path / "sd2-base"
+    shutil.copytree(tiny_sd2, folder)
+    config_path = folder / "scheduler" / "scheduler_config.json"
+    config = json.loads(config_path.read_text())
+    config["prediction_type"] = "epsilon"
+    config_path.write_text(json.dumps(config))
+    engine = Engine(device="cpu", preview="none")
+    assert (engine.load(str(tiny_sd2)).defaults.size, engine.load(str(folder)).defaults.size) == (768, 512)
+    assert local_model_kind(str(folder)) == ("sd2", "epsilon")
+
+
 def test_local_model_kind_reads_configs_and_headers_only(tiny_sd1, tmp_path):
     from studio.engine.loading import local_model_kind
     from studio.engine.tiny import build_tiny_pipeline
