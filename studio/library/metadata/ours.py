@@ -1,0 +1,88 @@
+"""Our JSON (the ``latent-studio`` entry): written strictly, read back only when it is valid and ours."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from studio.library.metadata.record import ImageMetadata
+from studio.library.metadata.values import APP_NAME, as_float, as_int, as_str, fmt_number, safe_json
+
+
+def _json_default(value: Any) -> Any:
+    """Let numpy scalars and paths through json.dumps; everything else is a bug in the caller."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    item = getattr(value, "item", None)
+    if callable(item):
+        result = item()
+        if isinstance(result, int | float | bool | str):
+            return result
+    raise TypeError(f"metadata value of type {type(value).__name__} is not JSON serialisable")
+
+
+def studio_json(meta: Mapping[str, Any], *, ascii_only: bool = False) -> str:
+    """Our JSON as stored in files.  Strict (no NaN, no arbitrary objects): files must stay valid JSON."""
+    return json.dumps(dict(meta), ensure_ascii=ascii_only, allow_nan=False, default=_json_default)
+
+
+def valid_studio(text: str | None) -> dict[str, Any] | None:
+    data = safe_json(text)
+    if not isinstance(data, dict) or data.get("app") != APP_NAME:
+        return None
+    schema = data.get("schema")
+    if isinstance(schema, bool) or not isinstance(schema, int) or schema < 1:
+        return None
+    if not isinstance(data.get("request", {}), dict):
+        return None
+    return data
+
+
+def from_studio(meta: dict[str, Any]) -> ImageMetadata:
+    request = meta.get("request")
+    request = request if isinstance(request, dict) else {}
+    model = meta.get("model")
+    model = model if isinstance(model, dict) else {}
+    seed = as_int(meta.get("seed"))
+    if seed is None:
+        seed = as_int(request.get("seed"))
+    model_ref = as_str(model.get("id")) or as_str(model.get("repo")) or as_str(model.get("path"))
+    extra: dict[str, str] = {}
+    for label, value in (
+        ("Guidance rescale", request.get("guidance_rescale")),
+        ("Batch", request.get("batch")),
+        ("Batch index", meta.get("batch_index")),
+        ("Model repo", model.get("repo")),
+        ("Model revision", model.get("revision")),
+        ("Model path", model.get("path")),
+        ("Model hash", model.get("hash")),
+        ("Init image sha256", request.get("init_image_sha256")),
+        ("Device", meta.get("device")),
+        ("Dtype", meta.get("dtype")),
+        (
+            "Version",
+            f"{APP_NAME} {meta['app_version']}" if isinstance(meta.get("app_version"), str) else None,
+        ),
+        ("Created", meta.get("created")),
+    ):
+        if isinstance(value, str | int | float) and not isinstance(value, bool) and value != "":
+            extra[label] = fmt_number(value)
+    nsfw = meta.get("nsfw")
+    return ImageMetadata(
+        source="latent-studio",
+        prompt=as_str(request.get("prompt")),
+        negative_prompt=as_str(request.get("negative_prompt")),
+        steps=as_int(request.get("steps")),
+        guidance=as_float(request.get("guidance")),
+        seed=seed,
+        width=as_int(request.get("width")),
+        height=as_int(request.get("height")),
+        scheduler=as_str(request.get("scheduler")),
+        model=model_ref,
+        strength=as_float(request.get("strength")),
+        nsfw=nsfw if isinstance(nsfw, bool) else None,
+        studio=meta,
+        extra=extra,
+    )

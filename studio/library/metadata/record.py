@@ -1,0 +1,88 @@
+"""The result type: what an image says about how it was made, normalised across tools."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from studio.library.metadata.values import fmt_number
+
+_SOURCE_LABELS = {
+    "latent-studio": "Latent Studio",
+    "a1111": "AUTOMATIC1111 parameters",
+    "comfyui": "ComfyUI",
+    "invokeai": "InvokeAI",
+    "unknown": "unknown tool",
+}
+
+
+@dataclass
+class ImageMetadata:
+    """What an image says about how it was made, normalised across tools.
+
+    ``studio`` is our full JSON when the image came from us (the only source precise enough to
+    regenerate pixels); ``raw`` keeps the text entries found (truncated) so nothing is hidden from
+    the user; ``extra`` holds other tool parameters as display strings.
+    """
+
+    source: str
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    seed: int | None = None
+    width: int | None = None
+    height: int | None = None
+    scheduler: str | None = None
+    model: str | None = None
+    strength: float | None = None
+    nsfw: bool | None = None
+    studio: dict[str, Any] | None = None
+    raw: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)
+
+    REQUEST_FIELDS: ClassVar[tuple[str, ...]] = (
+        "prompt",
+        "negative_prompt",
+        "steps",
+        "guidance",
+        "seed",
+        "width",
+        "height",
+        "scheduler",
+        "model",
+        "strength",
+    )
+
+    def to_request_fields(self) -> dict[str, Any]:
+        """The non-None request fields, for "reuse parameters" (names match GenerationRequest)."""
+        return {name: getattr(self, name) for name in self.REQUEST_FIELDS if getattr(self, name) is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (``studio info --json``)."""
+        return dataclasses.asdict(self)
+
+    def summary(self) -> str:
+        """Human-readable lines for ``studio info``."""
+        lines = [f"Source: {_SOURCE_LABELS.get(self.source, self.source)}"]
+        if self.prompt is not None:
+            lines.append(f"Prompt: {self.prompt}")
+        if self.negative_prompt:
+            lines.append(f"Negative prompt: {self.negative_prompt}")
+        size = f"{self.width}x{self.height}" if self.width is not None and self.height is not None else None
+        for label, value in (
+            ("Steps", self.steps),
+            ("Guidance (CFG)", self.guidance),
+            ("Seed", self.seed),
+            ("Size", size),
+            ("Scheduler", self.scheduler),
+            ("Model", self.model),
+            ("Strength", self.strength),
+            ("NSFW", self.nsfw),
+        ):
+            if value is not None:
+                lines.append(f"{label}: {fmt_number(value)}")
+        for key, value in self.extra.items():
+            lines.append(f"{key}: {value}")
+        return "\n".join(lines)
