@@ -54,7 +54,6 @@ __all__ = [
     "load_single_file",
     "read_checkpoint_header",
     "read_checkpoint_keys",
-    "read_checkpoint_metadata",
     "read_safetensors_header",
     "sidecar_config",
 ]
@@ -144,16 +143,6 @@ def read_checkpoint_header(path: str | os.PathLike[str]) -> dict[str, tuple[int,
     empty, truncated or foreign file is a `SingleFileError` here rather than a crash later.
     """
     return read_safetensors_header(path)[0]
-
-
-def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
-    """The free-text ``__metadata__`` of a ``.safetensors`` header (training tools' notes; untrusted text).
-
-    Only string values are kept; pickle files have none (``{}``)."""
-    path = Path(path)
-    if _is_pickle(path):
-        return {}
-    return read_safetensors_header(path)[1]
 
 
 def read_safetensors_header(

@@ -21,7 +21,7 @@ from studio.engine.single_file import (
     load_single_file,
     read_checkpoint_header,
     read_checkpoint_keys,
-    read_checkpoint_metadata,
+    read_safetensors_header,
 )
 from studio.engine.tiny import build_tiny_pipeline
 from tests.engine.ldm_export import pipeline_to_ldm, save_safetensors, write_config_dir
@@ -449,8 +449,8 @@ def test_header_metadata_keeps_strings_only(tmp_path):
     raw = json.dumps(header).encode()
     path = tmp_path / "m.safetensors"
     path.write_bytes(len(raw).to_bytes(8, "little") + raw + b"\0" * 4)
-    assert read_checkpoint_metadata(path) == {"modelspec.prediction_type": "v"}
-    assert read_checkpoint_metadata(tmp_path / "m.ckpt") == {}  # pickles carry none (and are not opened)
+    shapes, metadata = read_safetensors_header(path)
+    assert (shapes, metadata) == ({"w": (1,)}, {"modelspec.prediction_type": "v"})
 
 
 # ------------------------------------------------------------------------------------------- pickles
