@@ -105,15 +105,20 @@ class _ComfyGraph:
     def string(self, value: Any, depth: int = 0) -> str | None:
         return as_str(self.scalar(value, ("text", "string", "value", "prompt", "String", "Text"), depth))
 
-    def text(self, ref: Any, role: str, depth: int = 0, seen: set[str] | None = None) -> str | None:
-        """Prompt text behind a conditioning link: CLIPTextEncode* directly, else through
-        conditioning passthrough nodes (ControlNet apply, combine, set area ...)."""
-        seen = set() if seen is None else seen
+    def _enter(self, ref: Any, depth: int, seen: set[str]) -> dict[str, Any] | None:
+        """The node `ref` links to, added to `seen`; None for a dangling link, a node already seen (a
+        cycle) or one past MAX_DEPTH, so every walk over an untrusted graph stays bounded."""
         node_id = self.link(ref)
         if node_id is None or node_id in seen or depth > self.MAX_DEPTH:
             return None
         seen.add(node_id)
-        node = self.node(ref)
+        return self.node(ref)
+
+    def text(self, ref: Any, role: str, depth: int = 0, seen: set[str] | None = None) -> str | None:
+        """Prompt text behind a conditioning link: CLIPTextEncode* directly, else through
+        conditioning passthrough nodes (ControlNet apply, combine, set area ...)."""
+        seen = set() if seen is None else seen
+        node = self._enter(ref, depth, seen)
         if node is None:
             return None
         inputs = node["inputs"]
@@ -139,11 +144,7 @@ class _ComfyGraph:
 
     def model_name(self, ref: Any, depth: int = 0, seen: set[str] | None = None) -> str | None:
         seen = set() if seen is None else seen
-        node_id = self.link(ref)
-        if node_id is None or node_id in seen or depth > self.MAX_DEPTH:
-            return None
-        seen.add(node_id)
-        node = self.node(ref)
+        node = self._enter(ref, depth, seen)
         if node is None:
             return None
         inputs = node["inputs"]
@@ -167,11 +168,7 @@ class _ComfyGraph:
         from another sampler's output), so the first pass can be told apart from later ones.
         """
         seen = set() if seen is None else seen
-        node_id = self.link(ref)
-        if node_id is None or node_id in seen or depth > self.MAX_DEPTH:
-            return None
-        seen.add(node_id)
-        node = self.node(ref)
+        node = self._enter(ref, depth, seen)
         if node is None:
             return None
         inputs = node["inputs"]
