@@ -59,6 +59,11 @@ class LoadedModel:
         return self.source.defaults_for(self.scheduler_config.get("prediction_type"))
 
     @property
+    def default_scheduler_name(self) -> str:
+        """The name of the scheduler the model ships with ("PNDM", "DDIM", "LMS" ...)."""
+        return schedulers.name_for_config({**self.scheduler_config, "_class_name": self.scheduler_class.__name__})
+
+    @property
     def safety_default(self) -> bool:
         return bool(self.source.entry.safety_checker) if self.source.entry else self.safety_checker is not None
 
@@ -207,6 +212,7 @@ class Engine:
             pipe.safety_checker = model.safety_checker
         nsfw_flags = output.nsfw_content_detected
         warnings, model.notes = model.notes, []  # a load's notes go with its first images, once
+        warnings = [*warnings, *_prompt_warnings(req)]
         results = []
         for index, image in enumerate(output.images):
             nsfw = None if nsfw_flags is None else bool(nsfw_flags[index])
@@ -217,15 +223,20 @@ class Engine:
     def _run(self, pipe, model: LoadedModel, req: GenerationRequest, init_image, on_step, previewer, cancel):
         import torch
 
+        # One CPU generator per image, seeded seed+i: the start noise and every scheduler's own noise
+        # (ancestral / SDE samplers) come from it, never from the global RNG (design.md section 7).
         generators = [torch.Generator("cpu").manual_seed(req.seed + i) for i in range(req.batch)]
         x0 = _capture_x0(pipe.scheduler)
+        progress = _StepProgress(req.steps)
 
         def step_end(p, i, t, tensors):
-            _raise_if_cancelled(cancel)
+            _raise_if_cancelled(cancel)  # at every UNet evaluation, so a cancel never waits a whole step
             if on_step is not None:
-                latents = x0.pop() if x0 else tensors["latents"]
-                preview = previewer(latents) if previewer else None
-                on_step(StepEvent(step=i + 1, total=p.num_timesteps, preview=preview, batch=req.batch))
+                event = progress.advance(i, p.num_timesteps, len(p.scheduler.timesteps))
+                if event is not None:
+                    latents = x0[0] if x0 else tensors["latents"]
+                    preview = previewer(latents) if previewer else None
+                    on_step(StepEvent(step=event[0], total=event[1], preview=preview, batch=req.batch))
             x0.clear()
             return {}
 
@@ -249,8 +260,19 @@ class Engine:
         return output
 
     def _scheduler_for(self, model: LoadedModel, req: GenerationRequest):
-        if req.scheduler is None:  # the model's own, fresh: a previous request may have swapped it
+        """A fresh scheduler for this request (a previous request may have swapped or stepped the last one).
+
+        The model's own scheduler, with its exact config, when the request leaves it to the model or names
+        it: metadata records the model's default by name (`name_for_config`), so that name must give back
+        exactly that scheduler for an image's metadata to regenerate its pixels, whatever the model ships.
+        """
+        if req.scheduler is None or req.scheduler == model.default_scheduler_name:
             return model.scheduler_class.from_config(model.scheduler_config)
+        if req.scheduler not in schedulers.SCHEDULERS:
+            raise RequestError(
+                f"scheduler {req.scheduler!r} is not offered (only a model that ships with it can use it; "
+                f"this model's own is {model.default_scheduler_name!r}): choose one of {', '.join(schedulers.names())}"
+            )
         return schedulers.make_scheduler(req.scheduler, model.scheduler_config)
 
     def _previewer(self, model: LoadedModel):
@@ -277,12 +299,13 @@ def _prompt_kwargs(pipe, req: GenerationRequest) -> dict[str, Any]:
     Plain prompts of up to 75 tokens go in as strings, so that path is exactly diffusers' own. Prompts
     with emphasis weights or BREAK, or longer than one chunk, go in as embeddings (A1111 syntax,
     75-token chunks). Bracket syntax whose weights all come to 1 (`(cat:1.0)`, `\\(`) is resolved to
-    its plain text first.
+    its plain text first. Extra-network tags (`<lora:name:0.8>`) are not text: they are removed first, as
+    A1111 does, and `_prompt_warnings` says so until LoRA support exists.
     """
     from studio.engine.prompt_embeds import encode_prompts, needs_embeddings
-    from studio.library.prompt_syntax import plain_text
+    from studio.library.prompt_syntax import plain_text, strip_extra_networks
 
-    prompt, negative = req.prompt, req.negative_prompt or ""
+    prompt, negative = strip_extra_networks(req.prompt), strip_extra_networks(req.negative_prompt or "")
     if not needs_embeddings(pipe.tokenizer, prompt, negative):
         plain_negative = plain_text(negative) if negative else ""
         return {"prompt": plain_text(prompt), "negative_prompt": plain_negative or None}
@@ -294,18 +317,67 @@ def _prompt_kwargs(pipe, req: GenerationRequest) -> dict[str, Any]:
     return {"prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_embeds}
 
 
+def _prompt_warnings(req: GenerationRequest) -> list[str]:
+    """What the prompts asked for that was not done (the metadata keeps the prompts as typed)."""
+    from studio.library.prompt_syntax import extra_network_tags, ignored_tags_warning
+
+    tags = [*extra_network_tags(req.prompt), *extra_network_tags(req.negative_prompt or "")]
+    warning = ignored_tags_warning(tags)
+    return [warning] if warning else []
+
+
+class _StepProgress:
+    """Maps the pipeline's UNet evaluations onto the user's steps, for StepEvent.
+
+    Most schedulers evaluate the UNet once per step, but PNDM (PLMS) evaluates it once more than the
+    steps asked for (its first step needs two evaluations), and img2img runs only the last part of the
+    schedule. Users count in their own steps: `total` is the steps that run (the request's steps, or
+    their img2img share), `step` rises from 1 to `total`, each value reported once; an evaluation that
+    completes no new step reports nothing (the cancel check still runs at each one).
+    """
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+        self.last = 0
+
+    def advance(self, index: int, evaluations: int, schedule_length: int) -> tuple[int, int] | None:
+        """(step, total) when evaluation `index` (0-based, of `evaluations` in this run) completes a new
+        step, else None. `schedule_length` is the evaluations of the whole schedule for `steps` steps."""
+        if evaluations <= 0:
+            return None
+        # img2img runs the last `evaluations` of the schedule's `schedule_length`; the floor keeps PNDM's
+        # extra evaluation out of the count (16 of 31 for 30 steps -> 15 steps; 31 of 31 -> 30).
+        total = min(self.steps, max(1, evaluations * self.steps // schedule_length)) if schedule_length > 0 else self.steps
+        step = min(total, (index + 1) * total // evaluations)
+        if step <= self.last:
+            return None
+        self.last = step
+        return step, total
+
+
 def _capture_x0(scheduler) -> list:
     """Wrap this scheduler instance's `step` to keep the predicted final latents (x0) after each step.
 
     DDIM / Euler return x0 as `pred_original_sample`; multistep solvers that work in data prediction
     (DPM++, UniPC) keep it as their newest `model_outputs` entry. Others (PNDM) give none: the caller
     previews the latents instead.
+
+    The wrapper keeps `step`'s signature because diffusers reads it: the pipelines'
+    ``prepare_extra_step_kwargs`` pass ``generator`` (and ``eta``) only to a step whose
+    ``inspect.signature`` names them. A bare ``(*args, **kwargs)`` wrapper hid them, so ancestral
+    samplers ("Euler a") drew their per-step noise from the global RNG and a fixed seed did not
+    reproduce. ``functools.wraps`` sets ``__wrapped__``, which ``inspect.signature`` follows;
+    ``__signature__`` says the same to readers that do not follow wrappers.
     """
+    import functools
+    import inspect
+
     captured: list = []
     original = scheduler.step
     config = scheduler.config
     data_prediction = config.get("algorithm_type") in ("dpmsolver++", "sde-dpmsolver++") or config.get("predict_x0")
 
+    @functools.wraps(original)
     def step(*args, **kwargs):
         out = original(*args, **kwargs)
         x0 = getattr(out, "pred_original_sample", None)
@@ -314,6 +386,7 @@ def _capture_x0(scheduler) -> list:
         captured[:] = [] if x0 is None else [x0]
         return out
 
+    step.__signature__ = inspect.signature(original)  # type: ignore[attr-defined]
     scheduler.step = step
     return captured
 
@@ -378,7 +451,13 @@ def _json_safe(value):
 
 
 def build_metadata(model: LoadedModel, req: GenerationRequest, scheduler, index: int, nsfw, init_hash) -> dict:
-    """Our exact JSON (design.md section 6): enough to regenerate the same pixels."""
+    """Our exact JSON (design.md section 6): enough to regenerate the same pixels.
+
+    `request` is the request as run (defaults filled in, the scheduler by its canonical name, the
+    model's own one by `name_for_config`), with the batch's first seed and its size: image `index` of a
+    batch is reproduced exactly by running the same batch again (`request_from_metadata`), because
+    batched maths may round differently from a single image's. `seed` is this image's own (seed + index).
+    """
     import json
 
     fields = request_fields(req)
@@ -400,7 +479,9 @@ def build_metadata(model: LoadedModel, req: GenerationRequest, scheduler, index:
         "request": fields,
         "seed": req.seed + index,
         "batch_index": index,
-        "scheduler_config": _json_safe(json.loads(json.dumps(dict(scheduler.config), default=str))),
+        "scheduler_config": _json_safe(
+            json.loads(json.dumps({"_class_name": type(scheduler).__name__, **scheduler.config}, default=str))
+        ),
         "device": model.placement.device,
         "dtype": model.placement.dtype_name,
         "nsfw": nsfw,

@@ -21,6 +21,7 @@ from studio.library.prompt_syntax import (
     build_chunks,
     has_weights,
     parse_prompt_attention,
+    strip_extra_networks,
 )
 
 __all__ = ["PromptInfo", "TokenCount", "chunk_input_ids", "count_tokens", "encode_prompts", "needs_embeddings",
@@ -77,9 +78,12 @@ def comma_id(tokenizer) -> int | None:
 
 
 def prompt_chunks(tokenizer, text: str, pipe=None) -> list[Chunk]:
-    """The prompt's chunks: token ids (no BOS/EOS/padding) with one weight per token."""
+    """The prompt's chunks: token ids (no BOS/EOS/padding) with one weight per token.
+
+    Extra-network tags (``<lora:...>``) are removed first, as A1111 does: they are not text to encode.
+    """
     return build_chunks(
-        parse_prompt_attention(text), _tokenizer_fn(tokenizer, pipe), chunk_length(tokenizer),
+        parse_prompt_attention(strip_extra_networks(text)), _tokenizer_fn(tokenizer, pipe), chunk_length(tokenizer),
         comma=comma_id(tokenizer),
     )
 
@@ -92,6 +96,7 @@ def count_tokens(tokenizer, text: str) -> TokenCount:
 
 def needs_embeddings(tokenizer, prompt: str, negative: str) -> bool:
     """True when the pipeline cannot be given plain strings: weights, BREAK, or over one chunk of tokens."""
+    prompt, negative = strip_extra_networks(prompt), strip_extra_networks(negative)
     if has_weights(prompt) or has_weights(negative):
         return True
     return any(len(prompt_chunks(tokenizer, text)) > 1 for text in (prompt, negative) if text)
@@ -172,14 +177,32 @@ def _encode_chunks(pipe, chunks: list[Chunk], clip_skip: int | None):
     return torch.cat(parts, dim=1)
 
 
+# Below this fraction of the hidden states' spread, a chunk's mean is rounding noise, not a signal (see
+# _apply_weights). float32 leaves ~1e-8 of it, bfloat16 ~1e-4; a real CLIP's mean is far above either.
+MEAN_NOISE_FLOOR = 1e-3
+
+
 def _apply_weights(hidden, weights: list[float]):
-    """A1111's emphasis: scale each token's hidden state, then restore the chunk's mean (float32 maths)."""
+    """A1111's emphasis: scale each token's hidden state, then restore the chunk's mean (float32 maths).
+
+    The restore multiplies by ``mean_before / mean_after``. That ratio only means something when both
+    means stand clear of zero: hidden states straight out of a LayerNorm with no bias (as an untrained
+    text encoder's are) have a mean that is zero up to rounding, and the ratio of two rounding errors is
+    an arbitrary factor, sign included (NaN or inf where one is exactly 0), that would wreck the
+    embeddings and differ between CPUs and dtypes. So when either mean is within
+    ``MEAN_NOISE_FLOOR`` of the spread (standard deviation) of the unweighted states, or the weights
+    cancel the mean, the scaled states are kept as they are. A trained encoder's final LayerNorm bias
+    puts its mean far above that floor, so there this is A1111's "Original" emphasis unchanged.
+    """
     import torch
 
     z = hidden.float()
     original_mean = z.mean()
+    floor = MEAN_NOISE_FLOOR * z.std(correction=0) if z.numel() > 1 else z.new_zeros(())
     z = z * torch.tensor(weights, dtype=z.dtype, device=z.device).reshape(1, -1, 1)
-    scale = original_mean / z.mean()
-    if torch.isfinite(scale):  # weights whose products cancel the mean (e.g. all 0) keep their scale
-        z = z * scale
+    new_mean = z.mean()
+    if original_mean.abs() > floor and new_mean.abs() > floor:
+        scale = original_mean / new_mean
+        if torch.isfinite(scale):
+            z = z * scale
     return z.to(hidden.dtype)

@@ -7,12 +7,14 @@ checks that need the model (the family's size rule, the prompt's token count) ha
 from __future__ import annotations
 
 import secrets
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from studio.engine.catalog import FAMILY_SIZE_MULTIPLE, ModelDefaults
 from studio.engine.errors import RequestError
+from studio.engine.schedulers import canonical_name
 from studio.library.prompt_syntax import weight_problem
 
 if TYPE_CHECKING:
@@ -47,7 +49,12 @@ class GenerationRequest:
         return self.init_image is not None
 
     def with_defaults(self, defaults: ModelDefaults, family: str) -> GenerationRequest:
-        """A copy with every None filled from the model's defaults, then checked against its family."""
+        """A copy with every None filled from the model's defaults, then checked against its family.
+
+        The scheduler gets its one canonical spelling ("euler_a", "k_euler_a" -> "Euler a"), so metadata
+        and the A1111 text carry only names other tools read.
+        """
+        scheduler = self.scheduler if self.scheduler is not None else defaults.scheduler
         filled = replace(
             self,
             steps=defaults.steps if self.steps is None else self.steps,
@@ -56,7 +63,7 @@ class GenerationRequest:
             seed=secrets.randbelow(MAX_SEED + 1) if self.seed is None else self.seed,
             width=defaults.size if self.width is None else self.width,
             height=defaults.size if self.height is None else self.height,
-            scheduler=self.scheduler if self.scheduler is not None else defaults.scheduler,
+            scheduler=None if scheduler is None else canonical_name(scheduler),
             strength=(defaults.strength if self.strength is None else self.strength) if self.is_img2img else None,
         )
         filled.validate(family)
@@ -74,6 +81,8 @@ class GenerationRequest:
             problem = weight_problem(text)
             if problem:
                 raise RequestError(f"{name}: {problem}")
+        if self.scheduler is not None:
+            canonical_name(self.scheduler)  # an unknown name is refused before any model is loaded
         _check_int("batch", self.batch, 1, MAX_BATCH)
         if self.steps is not None:
             _check_int("steps", self.steps, *STEPS_RANGE)
@@ -116,7 +125,11 @@ def _check_float(name: str, value: Any, low: float, high: float) -> None:
 
 @dataclass(frozen=True)
 class StepEvent:
-    """One denoising step done. `preview` is a small PIL image of the predicted result (or None)."""
+    """One denoising step done. `preview` is a small PIL image of the predicted result (or None).
+
+    Counted in the user's steps, not the scheduler's UNet evaluations (PNDM makes one more): `step` runs
+    1..`total`, each once; `total` is the request's steps (img2img: the share its strength runs).
+    """
 
     step: int  # 1-based
     total: int
@@ -138,3 +151,50 @@ def request_fields(request: GenerationRequest) -> dict[str, Any]:
     data = asdict(replace(request, init_image=None))
     data.pop("init_image")
     return data
+
+
+def request_from_metadata(
+    meta: Mapping[str, Any], *, init_image: Image.Image | str | Path | None = None
+) -> tuple[GenerationRequest, int]:
+    """The request that made an image, from our metadata JSON alone, and the image's index in its batch.
+
+    Run the request and take result[index] to get the same pixels: the batch is run again as it was
+    (same first seed and size) because batched maths may round differently from a single image's. For
+    img2img the init image is not in the metadata, only its hash: pass it as `init_image`; a different
+    image is refused (it would give other pixels). Unknown keys are ignored; missing ones stay None
+    (the model's defaults).
+    """
+    request = meta.get("request")
+    if not isinstance(request, Mapping):
+        raise RequestError("no generation request in this metadata")
+    known = {f.name for f in fields(GenerationRequest)} - {"init_image"}
+    values = {key: value for key, value in request.items() if key in known}
+    model = meta.get("model") if isinstance(meta.get("model"), Mapping) else {}
+    if not values.get("model"):
+        values["model"] = model.get("path") or model.get("id") or model.get("repo")
+    if not isinstance(values.get("model"), str) or not isinstance(values.get("prompt"), str):
+        raise RequestError("this metadata names no model or prompt")
+    index = meta.get("batch_index", 0)
+    index = index if isinstance(index, int) and not isinstance(index, bool) and index >= 0 else 0
+    wanted = request.get("init_image_sha256")
+    if wanted and init_image is None:
+        raise RequestError("this image was made from an init image: give the same image again")
+    if init_image is not None:
+        if not wanted:
+            raise RequestError("this image was made without an init image (txt2img)")
+        from PIL import Image as PILImage
+
+        from studio.library.images import ImageLoadError, load_image, sha256_image, to_rgb
+
+        try:
+            image = to_rgb(init_image) if isinstance(init_image, PILImage.Image) else load_image(init_image)
+        except ImageLoadError as exc:
+            raise RequestError(f"init image: {exc}") from None
+        if sha256_image(image) != wanted:
+            raise RequestError("the init image differs from the one this image was made from (its hash does not match)")
+        values["init_image"] = image
+    generation = GenerationRequest(**values)
+    generation.validate()
+    if index >= generation.batch:
+        raise RequestError(f"batch index {index} is outside the batch of {generation.batch}")
+    return generation, index

@@ -81,7 +81,8 @@ def _scheduler(config: dict):
     return cls.from_config(cfg)
 
 
-def _text_encoder(family: str):
+def _text_encoder(family: str, seed: int = 0):
+    """A tiny CLIP text encoder with trained-looking LayerNorms (see `_realistic_norms`)."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
     cfg = CLIPTextConfig(
@@ -98,7 +99,29 @@ def _text_encoder(family: str):
         bos_token_id=49406,
         eos_token_id=49407,
     )
-    return CLIPTextModel(cfg)
+    model = CLIPTextModel(cfg)
+    _realistic_norms(model, seed)
+    return model
+
+
+def _realistic_norms(module, seed: int) -> None:
+    """Give every LayerNorm of `module` a seeded random gain and bias, as training leaves them.
+
+    A fresh LayerNorm has gain 1 and bias 0, so the text encoder's output (its final LayerNorm's) has a
+    mean of exactly 0 per token, up to rounding; a trained CLIP's has gains spread around 1 and biases
+    that keep its mean well away from 0. A1111's emphasis rescales by that mean, so with fresh norms
+    the tiny models would test that code only on rounding noise, which differs between CPUs and dtypes.
+    Biases are drawn around a non-zero centre so the mean is clear of 0 whatever the seed. The generator
+    is the norms' own (seeded from `seed`), so the other weights stay as they were for a given seed.
+    """
+    import torch
+
+    generator = torch.Generator("cpu").manual_seed(10_007 + seed)
+    with torch.no_grad():
+        for norm in (m for m in module.modules() if isinstance(m, torch.nn.LayerNorm)):
+            shape = norm.weight.shape
+            norm.weight.copy_(1.0 + 0.25 * torch.randn(shape, generator=generator))
+            norm.bias.copy_(0.3 + 0.2 * torch.randn(shape, generator=generator))
 
 
 def _tokenizer(family: str):
@@ -189,7 +212,7 @@ def build_tiny_pipeline(family: str = "sd1", seed: int = 0, *, safety_threshold:
     torch.manual_seed(seed)
     unet = _unet(family)
     vae = _vae()
-    text_encoder = _text_encoder(family)
+    text_encoder = _text_encoder(family, seed)
     scheduler = _scheduler({"sd1": SD1_SCHEDULER, "sd2": SD2_SCHEDULER, "deci": DECI_SCHEDULER}[family])
     checker, processor = _safety_checker(safety_threshold) if family == "sd1" else (None, None)
     return StableDiffusionPipeline(

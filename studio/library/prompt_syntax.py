@@ -8,6 +8,10 @@
 - ``BREAK`` (a whole word, in capitals) ends the current 75-token chunk early; whitespace around it
   is dropped. It is returned as the fragment ``("BREAK", -1.0)``.
 
+Extra-network tags (``<lora:name:0.8>``, ``<lyco:...>``, ``<hypernet:name:1>``) are not prompt text:
+A1111 removes them before parsing (and loads the networks they name). :func:`split_extra_networks` does
+the same removal and returns the tags, so the engine can encode the rest and say what it ignored.
+
 Chunks of 75 tokens wrap at the last comma within 20 tokens of their end (A1111's default word wrap).
 Weights are rounded to 12 significant digits, so brackets that cancel out (``[(a)]``) give exactly 1
 and runs of equal weight merge. The editor's token counter and the engine share :func:`build_chunks`,
@@ -25,13 +29,19 @@ __all__ = [
     "BREAK",
     "CHUNK_LENGTH",
     "COMMA_BACKTRACK",
+    "EXTRA_NETWORK_KINDS",
     "MAX_ABS_WEIGHT",
     "Chunk",
+    "ExtraNetworkTag",
     "build_chunks",
+    "extra_network_tags",
     "has_weights",
+    "ignored_tags_warning",
     "is_break",
     "parse_prompt_attention",
     "plain_text",
+    "split_extra_networks",
+    "strip_extra_networks",
     "weight_problem",
 ]
 
@@ -193,6 +203,62 @@ def weight_problem(text: str) -> str | None:
 def has_weights(text: str) -> bool:
     """True when any fragment's weight is not 1, or the prompt has a BREAK."""
     return any(weight != 1.0 for _, weight in parse_prompt_attention(text))
+
+
+# ----------------------------------------------------------------------------------- extra networks
+EXTRA_NETWORK_KINDS = ("lora", "lyco", "hypernet")  # A1111's tag kinds (lyco: the old LyCORIS extension's)
+# A1111's pattern is <(\w+):([^>]+)>, for registered kinds only. Stopping the argument at "<" as well keeps
+# the scan linear: each attempt ends at the next "<", where the next attempt starts.
+_EXTRA_NETWORK = re.compile(r"<(lora|lyco|hypernet):([^<>]+)>", re.IGNORECASE)
+_KIND_LABELS = {"lora": "LoRA", "lyco": "LoRA", "hypernet": "hypernetwork"}
+
+
+@dataclass(frozen=True)
+class ExtraNetworkTag:
+    """One ``<kind:name[:weight...]>`` tag as typed: ``<lora:name:te_weight[:unet_weight]>`` in A1111."""
+
+    kind: str  # lower case: "lora" | "lyco" | "hypernet"
+    name: str
+    args: tuple[str, ...]  # the values after the name, as typed (A1111: a missing weight is 1)
+    text: str  # the whole tag as it appears in the prompt
+
+
+def split_extra_networks(text: str) -> tuple[str, list[ExtraNetworkTag]]:
+    """The prompt without its extra-network tags, and the tags in order.
+
+    Each tag is removed and nothing else, as A1111 removes them, so the text the encoder reads (spaces and
+    commas around a tag included) is A1111's and its images' prompts give the same embeddings. Linear time.
+    """
+    tags: list[ExtraNetworkTag] = []
+
+    def found(match: re.Match[str]) -> str:
+        name, *args = match.group(2).split(":")
+        tags.append(ExtraNetworkTag(match.group(1).lower(), name.strip(), tuple(a.strip() for a in args), match.group()))
+        return ""
+
+    return _EXTRA_NETWORK.sub(found, text), tags
+
+
+def strip_extra_networks(text: str) -> str:
+    """The prompt without its extra-network tags (see :func:`split_extra_networks`)."""
+    return split_extra_networks(text)[0]
+
+
+def extra_network_tags(text: str) -> list[ExtraNetworkTag]:
+    """The prompt's extra-network tags, in order."""
+    return split_extra_networks(text)[1]
+
+
+def ignored_tags_warning(tags: Sequence[ExtraNetworkTag]) -> str | None:
+    """The user-facing note for tags that were removed and not applied, or None when there are none.
+
+    e.g. "LoRA tags are not supported yet and were ignored: <lora:foo:0.8>".
+    """
+    if not tags:
+        return None
+    labels = list(dict.fromkeys(_KIND_LABELS.get(tag.kind, tag.kind) for tag in tags))
+    shown = ", ".join(dict.fromkeys(tag.text for tag in tags))
+    return f"{' and '.join(labels)} tags are not supported yet and were ignored: {shown}"
 
 
 # ------------------------------------------------------------------------------------------- chunks

@@ -23,7 +23,13 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from studio.library.prompt_syntax import CHUNK_LENGTH, build_chunks, is_break, parse_prompt_attention
+from studio.library.prompt_syntax import (
+    CHUNK_LENGTH,
+    build_chunks,
+    is_break,
+    parse_prompt_attention,
+    strip_extra_networks,
+)
 
 __all__ = ["CHUNK_LENGTH", "TOKENIZER_PATH", "TokenCount", "TokenCounter", "shared_counter"]
 
@@ -126,7 +132,7 @@ class TokenCounter:
             result = TokenCount(0, 1)
         else:
             self.load()
-            fragments = parse_prompt_attention(text)
+            fragments = parse_prompt_attention(strip_extra_networks(text))  # <lora:…> tags are not encoded
             chunks = build_chunks(fragments, self._tokenize, self.chunk_length, comma=self._comma())
             breaks = sum(1 for fragment in fragments if is_break(fragment))
             result = TokenCount(sum(len(chunk.tokens) for chunk in chunks), len(chunks), breaks)

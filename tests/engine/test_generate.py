@@ -29,12 +29,23 @@ def test_txt2img_size_and_one_preview_per_step(engine, tiny_sd1):
     assert all(isinstance(e.preview, Image.Image) and e.preview.size == (8, 16) for e in events)
 
 
-def test_pndm_reports_its_extra_evaluation_honestly(engine, tiny_sd1):
-    """PNDM (PLMS) evaluates the UNet steps+1 times; progress counts evaluations, ending at total."""
+@pytest.mark.parametrize("scheduler", ["PNDM", "Euler a"])
+@pytest.mark.parametrize("steps", [1, 5, 30])
+def test_progress_counts_the_users_steps(engine, tiny_sd1, scheduler, steps):
+    """PNDM (PLMS) evaluates the UNet steps+1 times; progress still reads 1/steps .. steps/steps, once each."""
     events = []
-    engine.generate(req(tiny_sd1, steps=5, scheduler="PNDM"), on_step=events.append)
-    assert [e.step for e in events] == list(range(1, events[0].total + 1))
-    assert events[0].total == 6
+    engine.generate(req(tiny_sd1, steps=steps, scheduler=scheduler), on_step=events.append)
+    assert [e.step for e in events] == list(range(1, steps + 1))
+    assert {e.total for e in events} == {steps}
+
+
+@pytest.mark.parametrize("scheduler", ["PNDM", "DDIM"])
+def test_img2img_progress_counts_the_steps_that_run(engine, tiny_sd1, scheduler):
+    """img2img runs the schedule's last part: strength 0.5 of 10 steps is 5 steps, PNDM's extra one aside."""
+    events = []
+    init = Image.new("RGB", (64, 64), (90, 140, 200))
+    engine.generate(req(tiny_sd1, steps=10, scheduler=scheduler, init_image=init, strength=0.5), on_step=events.append)
+    assert [(e.step, e.total) for e in events] == [(i, 5) for i in range(1, 6)]
 
 
 def test_same_seed_same_pixels_other_seed_differs(engine, tiny_sd2):
@@ -50,9 +61,10 @@ def test_batch_uses_consecutive_seeds(engine, tiny_sd1):
     assert [r.seed for r in batch] == [40, 41, 42]
     assert [r.metadata["seed"] for r in batch] == [40, 41, 42]
     assert [r.metadata["batch_index"] for r in batch] == [0, 1, 2]
-    single = engine.generate(req(tiny_sd1, seed=41))[0].image
-    # Same noise as the second batch image (CPU generator per image); batched maths may round differently.
-    assert np.abs(pixels(single) - pixels(batch[1].image)).max() <= 2
+    single = pixels(engine.generate(req(tiny_sd1, seed=41))[0].image)
+    # Same noise as the second batch image (a CPU generator per image). Batched maths may round a little
+    # differently (by how much depends on the CPU), so only: far closer to its own seed than to another's.
+    assert np.abs(single - pixels(batch[1].image)).mean() < np.abs(single - pixels(batch[0].image)).mean() / 4
     assert np.abs(pixels(batch[0].image) - pixels(batch[1].image)).mean() > 1.0
 
 
@@ -172,10 +184,31 @@ def test_metadata_records_what_reproduces_the_image(engine, tiny_sd2):
     assert meta["model"]["family"] == "sd2" and meta["model"]["path"] == str(tiny_sd2)
     assert meta["request"]["scheduler"] == "Euler a"
     assert meta["scheduler_config"]["prediction_type"] == "v_prediction"
-    assert meta["device"] == "cpu" and meta["dtype"] == "float32"
+    # float32 unless STUDIO_AUTO_CPU_DTYPE asks for bfloat16: the metadata says which ran
+    assert meta["device"] == "cpu" and meta["dtype"] == engine.placement().dtype_name
+    assert meta["dtype"] in {"float32", "bfloat16"}
     assert set(meta["versions"]) == {"torch", "diffusers"}
 
 
 def test_default_scheduler_is_the_models_own(engine, tiny_sd1):
     meta = engine.generate(req(tiny_sd1, scheduler=None))[0].metadata
     assert meta["request"]["scheduler"] == "PNDM"
+
+
+def test_lora_tags_are_ignored_with_a_warning_and_kept_in_metadata(engine, tiny_sd1):
+    """Until LoRA support exists a tag is not encoded as text: it is removed (as A1111 does) and reported."""
+    tagged = engine.generate(req(tiny_sd1, prompt="a lighthouse <lora:foggy_v2:0.8> at dusk"))[0]
+    plain = engine.generate(req(tiny_sd1, prompt="a lighthouse  at dusk"))[0]
+    assert np.array_equal(pixels(tagged.image), pixels(plain.image))
+    assert "LoRA tags are not supported yet and were ignored: <lora:foggy_v2:0.8>" in tagged.warnings
+    assert plain.warnings == []
+    assert tagged.metadata["request"]["prompt"] == "a lighthouse <lora:foggy_v2:0.8> at dusk"
+
+
+def test_tags_in_weighted_and_negative_prompts(engine, tiny_sd2):
+    tagged = engine.generate(req(tiny_sd2, prompt="(fox:1.3) <lora:a:1>", negative_prompt="<hypernet:b:0.5>blurry"))[0]
+    plain = engine.generate(req(tiny_sd2, prompt="(fox:1.3) ", negative_prompt="blurry"))[0]
+    assert np.array_equal(pixels(tagged.image), pixels(plain.image))
+    assert tagged.warnings == [
+        "LoRA and hypernetwork tags are not supported yet and were ignored: <lora:a:1>, <hypernet:b:0.5>"
+    ]

@@ -94,10 +94,59 @@ def test_quoted_values_are_json_like_a1111() -> None:
         ("DDIM", ("DDIM", "Automatic")),
         ("Karras", ("Karras", "Automatic")),
         (None, (None, None)),
+        # A1111 calls PNDM (without its warm-up, as ours) "PLMS".
+        ("PNDM", ("PLMS", "Automatic")),
+        # A1111 1.9+ reads "DPM++ 2M" + "Automatic" as Karras: the plain spacing must be said.
+        ("DPM++ 2M", ("DPM++ 2M", "Uniform")),
+        ("DPM++ 2M SDE Exponential", ("DPM++ 2M SDE", "Exponential")),
+        ("Euler Simple", ("Euler", "Simple")),
+        ("UniPC", ("UniPC", "Automatic")),
     ],
 )
 def test_split_scheduler(name: str | None, expected: tuple[str | None, str | None]) -> None:
     assert split_scheduler(name) == expected
+
+
+@pytest.mark.parametrize(
+    ("pairs", "ours"),
+    [
+        ("Sampler: PLMS", "PNDM"),
+        ("Sampler: PLMS, Schedule type: Automatic", "PNDM"),
+        ("Sampler: DPM++ 2M, Schedule type: Uniform", "DPM++ 2M"),
+        ("Sampler: DPM++ 2M, Schedule type: Karras", "DPM++ 2M Karras"),
+        ("Sampler: DPM++ 2M, Schedule type: Automatic", "DPM++ 2M Karras"),  # A1111 1.9+: its own default
+        ("Sampler: DPM++ 2M SDE, Schedule type: Automatic", "DPM++ 2M SDE Exponential"),
+        ("Sampler: DPM++ 2M", "DPM++ 2M"),  # before 1.9 there was no schedule type: the name says it all
+        ("Sampler: DPM++ 2M Karras", "DPM++ 2M Karras"),
+        ("Sampler: Euler a, Schedule type: Automatic", "Euler a"),
+        ("Sampler: Euler, Schedule type: Normal", "Euler"),
+        ("Sampler: Euler, Schedule type: Karras", "Euler Karras"),
+        ("Sampler: k_euler_a", "Euler a"),
+        ("Sampler: UniPC, Schedule type: Automatic", "UniPC"),
+    ],
+)
+def test_a1111_sampler_names_read_as_ours(pairs: str, ours: str) -> None:
+    result = read_metadata(S.png_bytes(S.text_chunk("parameters", f"a cat\nSteps: 20, {pairs}, Seed: 1, Size: 64x64")))
+    assert result is not None and result.source == "a1111"
+    assert result.scheduler == ours
+
+
+@pytest.mark.parametrize("ours", ["DDIM", "Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "UniPC", "PNDM"])
+def test_our_scheduler_names_survive_the_a1111_text(ours: str) -> None:
+    """Written as A1111 names, read back as ours (the engine's own list is checked in tests/engine)."""
+    text = format_parameters(S.studio_meta(scheduler=ours))
+    result = read_metadata(S.png_bytes(S.text_chunk("parameters", text)))
+    assert result is not None and result.source == "a1111"
+    assert result.scheduler == ours
+
+
+def test_reuse_names_a_local_model_by_its_path(tmp_path: Path) -> None:
+    """A folder model's id is only the folder's name; reusing its parameters needs the path to load it."""
+    meta = S.studio_meta()
+    meta["model"] = {"id": "my-model", "repo": None, "path": "/models/my-model", "family": "sd1", "hash": None}
+    result = read_metadata(save_image(Image.new("RGB", (8, 8)), tmp_path / "m.png", meta))
+    assert result is not None and result.model == "/models/my-model"
+    assert "Model: my-model," in result.raw[PARAMETERS_KEY]  # A1111 shows the name
 
 
 @pytest.mark.parametrize(

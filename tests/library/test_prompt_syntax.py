@@ -9,11 +9,16 @@ import pytest
 from studio.library.prompt_syntax import (
     BREAK,
     CHUNK_LENGTH,
+    ExtraNetworkTag,
     build_chunks,
+    extra_network_tags,
     has_weights,
+    ignored_tags_warning,
     is_break,
     parse_prompt_attention,
     plain_text,
+    split_extra_networks,
+    strip_extra_networks,
     weight_problem,
 )
 
@@ -319,3 +324,54 @@ def test_weight_problem_names_the_fragment_and_the_range(text, problem):
         assert found is None
     else:
         assert problem in found and "±100" in found and "\n" not in found
+
+
+# ------------------------------------------------------------------------------- extra networks
+def test_lora_tags_are_split_off_like_a1111():
+    """A1111 removes each tag and nothing else (the spaces and commas around it stay)."""
+    text, tags = split_extra_networks("a cat, <lora:fluffy_v2:0.8>, on a mat <hypernet:anime:1>")
+    assert text == "a cat, , on a mat "
+    assert tags == [
+        ExtraNetworkTag("lora", "fluffy_v2", ("0.8",), "<lora:fluffy_v2:0.8>"),
+        ExtraNetworkTag("hypernet", "anime", ("1",), "<hypernet:anime:1>"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "stripped", "names"),
+    [
+        ("<lora:a>", "", ["a"]),  # no weight: A1111 reads 1
+        ("<lora:a:0.5:0.7>", "", ["a"]),  # text-encoder and UNet weights
+        ("<LoRA:Mixed Case Name:1>", "", ["Mixed Case Name"]),
+        ("<lyco:old:1>x", "x", ["old"]),
+        ("(masterpiece:1.2) <lora:a:1> [b]", "(masterpiece:1.2)  [b]", ["a"]),
+        ("<embedding:x:1> <lora:>", "<embedding:x:1> <lora:>", []),  # other kinds and empty tags are text
+        ("<lora:unclosed and more", "<lora:unclosed and more", []),
+        ("a < b > c", "a < b > c", []),
+        ("", "", []),
+    ],
+)
+def test_extra_network_tag_forms(text, stripped, names):
+    assert strip_extra_networks(text) == stripped
+    assert [tag.name for tag in extra_network_tags(text)] == names
+
+
+def test_stripped_prompt_parses_as_the_rest():
+    assert parse_prompt_attention(strip_extra_networks("(red:1.5) fox <lora:x:0.6>")) == [("red", 1.5), (" fox ", 1.0)]
+
+
+def test_many_unclosed_tags_still_split(text="<lora:" * 20_000 + "<lora:x:1>"):
+    """Every attempt stops at the next "<": the scan is linear, and the one closed tag is still found."""
+    rest, tags = split_extra_networks(text)
+    assert rest == "<lora:" * 20_000 and [tag.text for tag in tags] == ["<lora:x:1>"]
+
+
+def test_ignored_tags_warning():
+    assert ignored_tags_warning([]) is None
+    assert ignored_tags_warning(extra_network_tags("a <lora:foo:0.8>")) == (
+        "LoRA tags are not supported yet and were ignored: <lora:foo:0.8>"
+    )
+    both = ignored_tags_warning(extra_network_tags("<lora:a:1> <hypernet:b:1> <lyco:c:1> <lora:a:1>"))
+    assert both == (
+        "LoRA and hypernetwork tags are not supported yet and were ignored: <lora:a:1>, <hypernet:b:1>, <lyco:c:1>"
+    )

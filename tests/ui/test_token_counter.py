@@ -41,6 +41,10 @@ def test_emphasis_syntax_is_not_counted(counter: TokenCounter) -> None:
     assert counter.count("\\(cat\\)") == counter.count("(cat)") + 2  # escaped brackets are text
 
 
+def test_lora_tags_are_not_counted_as_the_engine_ignores_them(counter: TokenCounter) -> None:
+    assert counter.count("a red fox <lora:watercolor_v2:0.8>") == counter.count("a red fox")
+
+
 def test_chunks_of_75_tokens(counter: TokenCounter) -> None:
     assert counter.measure("a photo of a cat") == TokenCount(5, 1, 0)
     assert counter.chunks("") == 1

@@ -32,13 +32,65 @@ def _quote(text: str) -> str:
     return text
 
 
+# Scheduler names: ours are A1111's sampler names with the schedule appended ("DPM++ 2M Karras"), except
+# where A1111 says otherwise. Checked against A1111 1.10's sd_samplers_kdiffusion / sd_samplers_timesteps /
+# sd_schedulers.
+_TO_A1111_SAMPLER = {"PNDM": "PLMS"}  # A1111's PLMS is PNDM without its Runge-Kutta warm-up, as ours
+# Spellings other writers put in "Sampler:" (A1111's own aliases, its old API's k_* names) -> ours.
+_FROM_A1111_SAMPLER = {
+    "plms": "PNDM",
+    "k_euler_a": "Euler a",
+    "k_euler_ancestral": "Euler a",
+    "k_euler": "Euler",
+    "k_lms": "LMS",
+    "k_heun": "Heun",
+    "k_dpm_2": "DPM2",
+    "k_dpm_2_a": "DPM2 a",
+    "k_dpmpp_2m": "DPM++ 2M",
+    "k_dpmpp_2m_ka": "DPM++ 2M Karras",
+    "ddim": "DDIM",
+    "unipc": "UniPC",
+}
+# Since 1.9, A1111 gives these samplers a schedule of their own when "Schedule type" is "Automatic".
+_A1111_DEFAULT_SCHEDULE = {
+    "DPM++ 2M": "Karras",
+    "DPM++ SDE": "Karras",
+    "DPM++ 2M SDE": "Exponential",
+    "DPM++ 2M SDE Heun": "Exponential",
+    "DPM++ 2S a": "Karras",
+    "DPM++ 3M SDE": "Exponential",
+    "DPM2": "Karras",
+    "DPM2 a": "Karras",
+    "Restart": "Karras",
+}
+# A1111's "Schedule type" labels; "Uniform" (and the near-identical "Normal") are k-diffusion's plain
+# spacing, which is what our names without a schedule use.
+_SCHEDULE_LABELS = (
+    "Karras", "Exponential", "Polyexponential", "SGM Uniform", "KL Optimal", "Align Your Steps", "Simple",
+    "Normal", "DDIM", "Beta", "Uniform",
+)
+_PLAIN_SCHEDULES = ("Uniform", "Normal")
+
+
 def split_scheduler(name: str | None) -> tuple[str | None, str | None]:
-    """Our scheduler name -> (A1111 Sampler, Schedule type): "DPM++ 2M Karras" -> ("DPM++ 2M", "Karras")."""
+    """Our scheduler name -> (A1111 Sampler, Schedule type): "DPM++ 2M Karras" -> ("DPM++ 2M", "Karras").
+
+    Names A1111 spells otherwise are translated ("PNDM" -> "PLMS"). A name without a schedule is the
+    plain spacing: "Automatic" for most samplers, but "Uniform" for those to which A1111 (1.9 and later)
+    gives a schedule of their own under "Automatic" (our "DPM++ 2M" is not its Karras default).
+    """
     if not name:
         return None, None
-    if name.endswith(" Karras") and name[: -len(" Karras")].strip():
-        return name[: -len(" Karras")].strip(), "Karras"
-    return name, "Automatic"
+    sampler, schedule = name, None
+    for label in _SCHEDULE_LABELS:
+        head = name[: -len(label) - 1].strip()
+        if name.endswith(" " + label) and head:
+            sampler, schedule = head, label
+            break
+    sampler = _TO_A1111_SAMPLER.get(sampler, sampler)
+    if schedule is None:
+        schedule = "Uniform" if sampler in _A1111_DEFAULT_SCHEDULE else "Automatic"
+    return sampler, schedule
 
 
 def basename(text: str) -> str:
@@ -283,10 +335,18 @@ _SIZE_RE = re.compile(r"\s*(\d{1,6})\s*x\s*(\d{1,6})\s*")
 
 
 def _combine_scheduler(sampler: str | None, schedule: str | None) -> str | None:
-    """A1111 Sampler + Schedule type -> one name in our style ("DPM++ 2M" + "Karras" -> "DPM++ 2M Karras")."""
+    """A1111 Sampler + Schedule type -> one name in our style ("DPM++ 2M" + "Karras" -> "DPM++ 2M Karras").
+
+    "PLMS" is our "PNDM". "Automatic" means what A1111 1.9+ makes of it: the sampler's own schedule
+    (DPM++ 2M -> Karras) or the plain one. Without a "Schedule type" (before 1.9) the sampler name says
+    it all ("DPM++ 2M Karras", or "DPM++ 2M" for the plain spacing).
+    """
     if not sampler:
         return None
-    if not schedule or schedule == "Automatic" or sampler.endswith(f" {schedule}"):
+    sampler = _FROM_A1111_SAMPLER.get(sampler.lower(), sampler)
+    if schedule == "Automatic":
+        schedule = _A1111_DEFAULT_SCHEDULE.get(sampler)
+    if not schedule or schedule in _PLAIN_SCHEDULES or sampler.endswith(f" {schedule}"):
         return sampler
     return f"{sampler} {schedule}"
 

@@ -48,7 +48,11 @@ def from_studio(meta: dict[str, Any]) -> ImageMetadata:
     seed = as_int(meta.get("seed"))
     if seed is None:
         seed = as_int(request.get("seed"))
-    model_ref = as_str(model.get("id")) or as_str(model.get("repo")) or as_str(model.get("path"))
+    # What "reuse parameters" hands back as the model must load it again: a local folder or file by its
+    # path (its id is only the folder's name), a catalogue entry or hub model by its id.
+    model_ref = (
+        as_str(model.get("path")) or as_str(model.get("id")) or as_str(model.get("repo")) or as_str(request.get("model"))
+    )
     extra: dict[str, str] = {}
     for label, value in (
         ("Guidance rescale", request.get("guidance_rescale")),
