@@ -18,11 +18,13 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e ".[test]"
 	touch $(STAMP)
 
+# Qt's X11 libraries are system packages pip cannot install: the check names them (installs them as root).
 run: $(STAMP)
+	$(PY) scripts/check_system.py $(ARGS)
 	$(VENV)/bin/studio $(ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check studio tests bench
+	$(VENV)/bin/ruff check studio tests bench scripts
 	$(VENV)/bin/lint-imports
 
 test: $(STAMP) lint

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -24,19 +27,35 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse's own errors: same one-line style, exit 2
-        self.print_usage(sys.stderr)
-        raise UsageError(message)
+    """argparse with the contract's errors: one line naming the command's --help, not a usage dump."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+    def parse_args(self, args=None, namespace=None):
+        # argparse reports unknown options from the top-level parser, as "studio"; name the sub-command's help.
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            prog = getattr(parsed, "help_prog", None) or self.prog
+            raise UsageError(f"unrecognized arguments: {' '.join(extras)} (see {prog} --help)")
+        return parsed
+
+
+def _command(sub, name: str, **kwargs) -> argparse.ArgumentParser:
+    """A sub-command whose parsed arguments remember its prog, for the "see ... --help" of unknown options."""
+    parser = sub.add_parser(name, **kwargs)
+    parser.set_defaults(help_prog=parser.prog)
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="studio", description="Latent Studio: local text-to-image and image-to-image.")
     parser.add_argument("--version", action="version", version=f"latent-studio {__version__}")
     parser.add_argument("--model", help="model for the desktop app (catalogue id, hub repo, folder or file)")
-    parser.add_argument("--output-dir", type=Path, help="where the desktop app saves images")
+    parser.add_argument("--output-dir", type=Path, help="where the desktop app saves images, this run only (not saved)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    gen = sub.add_parser("generate", help="generate images (txt2img, or img2img with --init-image)")
+    gen = _command(sub, "generate", help="generate images (txt2img, or img2img with --init-image)")
     gen.add_argument("--prompt", required=True)
     gen.add_argument("--negative-prompt", default="")
     _add_model_options(gen)
@@ -46,7 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int)
     gen.add_argument("--width", type=int)
     gen.add_argument("--height", type=int)
-    gen.add_argument("--scheduler", help="DDIM, Euler, Euler a, DPM++ 2M, DPM++ 2M Karras, UniPC, PNDM")
+    gen.add_argument(
+        "--scheduler",
+        help="DDIM, Euler, Euler a, DPM++ 2M, DPM++ 2M Karras, UniPC, PNDM (A1111 and diffusers spellings too: "
+        "euler_a, k_dpmpp_2m, PLMS, EulerAncestralDiscreteScheduler)",
+    )
     gen.add_argument("--batch", type=int, default=1)
     gen.add_argument("--init-image", type=Path, help="image for img2img")
     gen.add_argument("--strength", type=float, help="img2img: how much to change the init image (0..1]")
@@ -55,36 +78,43 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--json", action="store_true", help="print a JSON list of {path, seed, nsfw}")
     gen.set_defaults(func=cmd_generate)
 
-    batch = sub.add_parser("batch", help="run a model-card batch JSON file")
+    batch = _command(sub, "batch", help="run a model-card batch JSON file")
     batch.add_argument("input", type=Path, metavar="INPUT.json")
     batch.add_argument("-o", "--output", type=Path, metavar="OUTPUT.json", help="default: standard output")
     _add_model_options(batch)
     batch.add_argument("--seed", type=int, help="seed of the first prompt (then +1 per image)")
     batch.set_defaults(func=cmd_batch)
 
-    info = sub.add_parser("info", help="show the generation parameters embedded in an image")
+    info = _command(sub, "info", help="show the generation parameters embedded in an image")
     info.add_argument("image", type=Path)
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_info)
 
-    models = sub.add_parser("models", help="list the model catalogue and what is available locally")
-    models.add_argument("--json", action="store_true")
+    models = _command(sub, "models", help="the model catalogue: what is downloaded, where; download, remove")
+    models.add_argument("--json", action="store_true", help="print a JSON list (catalogue rows, then local models)")
     models.set_defaults(func=cmd_models)
+    msub = models.add_subparsers(dest="models_command", metavar="[ACTION]", parser_class=_Parser)
+    download = _command(msub, "download", help="download a model into the Hugging Face cache (an interrupted one continues)")
+    download.add_argument("model_id", metavar="ID", help="catalogue id, or hub repo id owner/name[@revision]")
+    download.set_defaults(func=cmd_models_download)
+    remove = _command(msub, "remove", help="move a downloaded model's cache folder to the trash")
+    remove.add_argument("model_id", metavar="ID", help="catalogue id, or hub repo id owner/name")
+    remove.set_defaults(func=cmd_models_remove)
 
-    gallery = sub.add_parser("gallery", help="the local image library: scan folders, search prompts")
+    gallery = _command(sub, "gallery", help="the local image library: scan folders, search prompts")
     gallery.add_argument("--db", type=Path, help="catalogue database (default: the app's own)")
     gsub = gallery.add_subparsers(dest="gallery_command", metavar="ACTION", parser_class=_Parser, required=True)
-    scan = gsub.add_parser("scan", help="add folders to the library and index them")
+    scan = _command(gsub, "scan", help="add folders to the library and index them")
     scan.add_argument("folders", type=Path, nargs="+", metavar="DIR")
     scan.set_defaults(func=cmd_gallery_scan)
-    search = gsub.add_parser("search", help="full-text search over prompts")
+    search = _command(gsub, "search", help="full-text search over prompts")
     search.add_argument("text", nargs="?", default="")
     search.add_argument("--model", help="only images made with this model")
     search.add_argument("--limit", type=int, default=50)
     search.add_argument("--json", action="store_true", help="print a JSON list of {path, prompt, model, seed, ...}")
     search.set_defaults(func=cmd_gallery_search)
 
-    tiny = sub.add_parser("make-tiny-model", help="write a tiny random-weight pipeline (tests, bug reports)")
+    tiny = _command(sub, "make-tiny-model", help="write a tiny random-weight pipeline (tests, bug reports)")
     tiny.add_argument("directory", type=Path, metavar="DIR")
     tiny.add_argument("--family", default="sd1", choices=["sd1", "sd2", "deci"])
     tiny.add_argument("--seed", type=int, default=0)
@@ -104,23 +134,81 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from studio.engine.errors import Cancelled, RequestError
+    from studio.engine.errors import Cancelled, ModelNotFoundError, RequestError, UnknownModelError
 
+    _quiet_warnings()
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:
             from studio.app import run
 
+            # Options given here apply to this run only: the window must not save them as preferences.
             return run(model=args.model, output_dir=args.output_dir)
-        return args.func(args)
+        with _interrupt_sets(_INTERRUPTED):
+            return args.func(args)
+    except UnknownModelError as exc:  # a spelling that names no model: bad input
+        return _fail(str(exc), EXIT_USAGE)
+    except ModelNotFoundError as exc:  # named right, but not here and not downloadable now: a failure
+        return _fail(str(exc), EXIT_FAILURE)
     except (UsageError, RequestError) as exc:
         return _fail(str(exc), EXIT_USAGE)
     except (Cancelled, KeyboardInterrupt):
         return _fail("cancelled", 130)
+    except BrokenPipeError:  # `studio models --json | head`: the reader left; stop quietly, as `cat` does
+        _silence_stdout()
+        return 128 + getattr(signal, "SIGPIPE", 13)
     except Exception as exc:  # noqa: BLE001 - a failure is one line, not a traceback
         if _is_usage_error(exc):
             return _fail(str(exc), EXIT_USAGE)
-        return _fail(str(exc) or type(exc).__name__, EXIT_FAILURE)
+        return _fail(_one_line(exc), EXIT_FAILURE)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's final flush does not fail again on the closed pipe."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (tests capture stdout): nothing to flush
+        pass
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip() if lines else type(exc).__name__
+
+
+def _quiet_warnings() -> None:
+    """Library warnings are not the user's business on a terminal: Pillow warns (UserWarning, with its
+    site-packages path) about a corrupt EXIF block that we skip on purpose when reading an image."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
+
+
+# Set by Ctrl+C while a command runs: download threads see it at their next chunk and stop (Cancelled),
+# so that the process can exit at once instead of waiting for every file in flight to finish.
+_INTERRUPTED = threading.Event()
+
+
+@contextlib.contextmanager
+def _interrupt_sets(event: threading.Event):
+    """While the block runs, Ctrl+C sets `event` (then raises KeyboardInterrupt as usual)."""
+    event.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum, frame):
+        event.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _is_usage_error(exc: Exception) -> bool:
@@ -139,12 +227,10 @@ def _fail(message: str, code: int) -> int:
 
 
 def _make_engine(args, **kwargs):
-    import logging
-
     from studio.engine import Engine
+    from studio.engine.loading import quiet_libraries
 
-    for name in ("diffusers", "transformers", "huggingface_hub"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_libraries()  # before any pipeline import: transformers warns on it otherwise
     return Engine(device=args.device, dtype=args.dtype, allow_ckpt=args.allow_ckpt, preview="none", **kwargs)
 
 
@@ -194,20 +280,32 @@ def cmd_generate(args) -> int:
     return 0
 
 
-def _download_printer() -> Callable:
-    """Download progress on stderr, one updating line, only when stderr is a terminal."""
+def _download_printer(cancel: threading.Event | None = None) -> Callable:
+    """Download progress on stderr, one updating line, only when stderr is a terminal. Raises Cancelled
+    (from the download threads) once `cancel` is set: that is how Ctrl+C stops a download."""
+    from studio.engine.errors import Cancelled
+
+    cancel = cancel if cancel is not None else _INTERRUPTED
     last = [-1]
 
     def show(progress) -> None:
+        if cancel.is_set():
+            raise Cancelled("download cancelled")
         if not sys.stderr.isatty() or not progress.total:
             return
-        percent = int(100 * progress.done / progress.total)
+        percent = min(100, int(100 * progress.done / progress.total))
         if percent != last[0]:
             last[0] = percent
             end = "\n" if percent >= 100 else ""
-            print(f"\rdownloading {progress.done / 1e9:.2f} / {progress.total / 1e9:.2f} GB ({percent}%)", end=end, file=sys.stderr)
+            text = f"downloading {_gb(progress.done)} of {_gb(progress.total)} ({percent}%)"
+            print(f"\r{text}", end=end, file=sys.stderr, flush=True)
 
     return show
+
+
+def _gb(size: int) -> str:
+    """Bytes as people read them in a download line: GB with two decimals, MB below 1 GB."""
+    return f"{size / 1e9:.2f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
 
 
 # ---------------------------------------------------------------------------------------------- batch
@@ -328,33 +426,68 @@ def cmd_info(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from studio.engine.catalog import CATALOG
-    from studio.engine.loading import is_in_local_cache
+    """The catalogue as the Hugging Face cache holds it, then the folders and files added in the app."""
+    from studio.engine.loading import hub_cache_dir
+    from studio.engine.model_store import local_model_statuses, model_statuses
+    from studio.settings import Preferences
 
-    rows = []
-    for entry in CATALOG.values():
-        path = is_in_local_cache(entry.repo, entry.revision, entry)
-        rows.append(
-            {
-                "id": entry.id,
-                "name": entry.name,
-                "repo": entry.repo,
-                "revision": entry.revision,
-                "family": entry.family,
-                "local": path is not None,
-                "path": str(path) if path else None,
-                "notes": entry.notes,
-            }
-        )
+    statuses = model_statuses()
+    local = local_model_statuses(Preferences.load().local_models)
     if args.json:
+        rows = [
+            {
+                "kind": "catalogue", "id": m.id, "name": m.name, "repo": m.repo, "revision": m.revision,
+                "family": m.family, "downloaded": m.downloaded, "partial": m.partial, "local": m.downloaded,
+                "size_on_disk": m.size_on_disk, "path": str(m.path) if m.path else None, "notes": m.notes,
+            }
+            for m in statuses
+        ]
+        rows += [
+            {"kind": "local", "id": str(m.path), "name": m.path.name, "path": str(m.path), "exists": m.exists,
+             "type": m.kind, "family": m.family}
+            for m in local
+        ]
         print(json.dumps(rows, indent=2))
         return 0
-    for row in rows:
-        where = row["path"] if row["local"] else "not downloaded (fetched on first use when online)"
-        print(f"{row['id']:<20} {row['name']:<24} {row['repo']}@{row['revision'][:7]}")
-        print(f"{'':<20} {where}")
-        print(f"{'':<20} {row['notes']}")
+    print(f"Catalogue (Hugging Face cache: {hub_cache_dir()})")
+    for m in statuses:
+        if m.downloaded:
+            state = f"downloaded, {_gb(m.size_on_disk)}: {m.path}"
+        elif m.partial:
+            state = f"partly downloaded, {_gb(m.size_on_disk)} so far: resume with `studio models download {m.id}`"
+        else:
+            state = f"not downloaded: `studio models download {m.id}`"
+        print(f"  {m.id:<20} {m.name:<22} {m.repo}@{m.revision[:7]}")
+        print(f"  {'':<20} {state}")
+        print(f"  {'':<20} {m.notes}")
+    print("Local models (added in the app)")
+    if not local:
+        print("  none: add a diffusers folder or .safetensors file in the app, or pass --model PATH")
+    for m in local:
+        state = f"{m.kind}, {m.family or 'unknown family'}" if m.exists else "missing (moved or deleted)"
+        print(f"  {m.path}  {state}")
     print("Also accepted: any hub repo id (owner/name[@revision]), a diffusers folder, a .safetensors file.")
+    return 0
+
+
+def cmd_models_download(args) -> int:
+    """Fetch a model into the Hugging Face cache: progress on stderr (on a terminal), one line at the end.
+    Ctrl+C stops it (exit 130); the next run resumes from what was fetched."""
+    from studio.engine.model_store import cache_size, download_model
+
+    path = download_model(args.model_id, on_progress=_download_printer(_INTERRUPTED), cancel=_INTERRUPTED)
+    print(f"{args.model_id}: downloaded ({_gb(cache_size(path.parent.parent))} in the cache): {path}")
+    return 0
+
+
+def cmd_models_remove(args) -> int:
+    """Move a model's cache folder to the trash (nothing asked: the trash is the undo)."""
+    from studio.engine.loading import repo_cache_folder, resolve_source
+    from studio.engine.model_store import remove_model
+
+    freed = remove_model(args.model_id)
+    source = resolve_source(args.model_id)
+    print(f"{args.model_id}: moved {repo_cache_folder(source.repo or args.model_id)} to the trash ({_gb(freed)})")
     return 0
 
 

@@ -1,18 +1,30 @@
-"""Engine exceptions. A RequestError is the user's mistake (CLI exit 2); the others are failures (exit 1)."""
+"""Engine exceptions, and how the CLI maps them (design.md section 2): bad input is exit 2, a failure exit 1.
+
+A RequestError is the user's mistake (exit 2). ModelNotFoundError is a RequestError only so that every
+front end shows its message as it is (it is written for users); it is a failure (exit 1): the model was
+named correctly but cannot be had right now. UnknownModelError, a spelling that names no model at all, is
+bad input again (exit 2).
+"""
 
 from __future__ import annotations
 
 
 class RequestError(ValueError):
-    """A request the engine refuses, with a message a user can act on."""
+    """A request the engine refuses, with a message a user can act on (CLI exit 2)."""
 
 
 class ModelNotFoundError(RequestError):
-    """The model is neither local nor downloadable right now; the message says how to get it."""
+    """The model is neither local nor downloadable right now (not downloaded and offline, the hub out of
+    reach, the repo gone or gated); the message names the repo and revision and says how to get it.
+    A failure, not bad input: CLI exit 1."""
+
+
+class UnknownModelError(ModelNotFoundError):
+    """The model string is no catalogue id, existing folder or file, or hub repo id: the user's typo (exit 2)."""
 
 
 class Cancelled(Exception):  # noqa: N818 - the public API name of design.md section 2b
-    """The caller's cancel event was set; raised within one step."""
+    """The caller's cancel event was set; raised within one step (or one downloaded chunk)."""
 
 
 class GenerationError(RuntimeError):

@@ -11,13 +11,14 @@ import hashlib
 import json
 import os
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from studio.engine.catalog import CatalogEntry, ModelDefaults, family_defaults, lookup
-from studio.engine.errors import ModelNotFoundError, RequestError
+from studio.engine.errors import Cancelled, ModelNotFoundError, RequestError, UnknownModelError
 from studio.engine.precision import auto_cpu_dtype, cpu_has_native_bf16, place_pipeline, vae_dtype_name
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -79,7 +80,7 @@ def resolve_source(spec: str) -> ModelSource:
         return ModelSource(spec, "hub", repo=repo, revision=revision or None)
     from studio.engine.catalog import CATALOG
 
-    raise ModelNotFoundError(
+    raise UnknownModelError(
         f"model {spec!r} not found: not in the catalogue ({', '.join(CATALOG)}), "
         "not an existing folder or .safetensors file, not a Hugging Face repo id (owner/name)"
     )
@@ -148,20 +149,88 @@ def choose_placement(device: str = "auto", dtype: str = "auto") -> Placement:
 
 # ------------------------------------------------------------------------------------------------ hub
 
+# Seconds for the one metadata request made before a download (huggingface_hub's own default for its
+# metadata calls). A closed port or a failed name lookup fails at once; a black-holed network after this.
+HUB_METADATA_TIMEOUT = 10.0
 
-def _progress_class(callback: DownloadCallback | None):
-    """A tqdm class that forwards huggingface_hub's aggregated byte counts to `callback`, silently."""
+
+def hub_endpoint() -> str:
+    """The hub's base URL, read from HF_ENDPOINT now: huggingface_hub reads it once, at its import, so a
+    mirror (or, in tests, a closed port) set later would be ignored without this."""
+    from huggingface_hub import constants
+
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+def hub_cache_dir(cache_dir: str | Path | None = None) -> Path:
+    """The Hugging Face cache folder: `cache_dir`, else HF_HUB_CACHE / HF_HOME / XDG_CACHE_HOME as the hub
+    client resolves them, but read at call time (huggingface_hub freezes them when first imported)."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    env = os.environ
+    value = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
+    if value:
+        return Path(os.path.expandvars(value)).expanduser()
+    home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
+    return Path(os.path.expandvars(home)).expanduser() / "hub"
+
+
+def repo_cache_folder(repo: str, cache_dir: str | Path | None = None) -> Path:
+    """`models--owner--name` in the cache: every revision, blob and partial download of one repo."""
+    return hub_cache_dir(cache_dir) / f"models--{repo.replace('/', '--')}"
+
+
+def quiet_hub() -> None:
+    """huggingface_hub resets its logger to WARNING when it is imported, so a level set before that import is
+    lost and its retry lines ("Retrying in 8s [Retry 5/5]") reach the terminal. Call after importing it."""
+    from huggingface_hub.utils import logging as hub_logging
+
+    hub_logging.set_verbosity_error()
+
+
+def quiet_libraries() -> None:
+    """No info chatter or tqdm bars from diffusers, transformers or huggingface_hub: the app and the CLI report
+    progress themselves. Call before importing pipelines: transformers resets its logger level when imported
+    and then warns ("`CLIPImageProcessor` requires torchvision ...") while diffusers imports its pipelines."""
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    quiet_hub()
+
+
+def _progress_class(
+    callback: DownloadCallback | None, cancel: threading.Event | None = None, expected_total: int | None = None
+):
+    """A tqdm class that forwards huggingface_hub's byte counts to `callback`, silently, and raises Cancelled
+    from inside the download threads once `cancel` is set, so that they stop at their next chunk. Files
+    already complete stay in the cache and the next download skips them; huggingface_hub 2.x deletes the
+    partial file of one cut mid-way (its temporary name is unique per download), so that file starts over.
+    It reports a file's bytes every 10 MiB, so a cancel takes effect within one such chunk per file.
+
+    huggingface_hub 2.x drives two byte bars: "Downloading bytes" (network bytes, whose total it guesses and
+    grows) and the bytes written (total = the sizes of the files started so far). Only the second is a fair
+    "x of y", and its total only once every file has started: `expected_total` (the sizes of the files still
+    to fetch, from the hub's listing) is reported from the start instead.
+    """
     from tqdm.auto import tqdm
 
     class _Progress(tqdm):
         def __init__(self, *args, **kwargs):
             kwargs["file"] = open(os.devnull, "w")  # noqa: SIM115 - closed in close()
             super().__init__(*args, **kwargs)
+            self.reports = self.unit == "B" and not str(self.desc).startswith("Downloading bytes")
 
         def update(self, n=1):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("download cancelled")
             shown = super().update(n)
-            if callback and self.unit == "B":
-                callback(DownloadProgress(int(self.n), int(self.total) if self.total else None, str(self.desc)))
+            if callback and self.reports:
+                total = max(int(self.total or 0), expected_total or 0) or None
+                callback(DownloadProgress(int(self.n), total, str(self.desc)))
             return shown
 
         def close(self):
@@ -198,6 +267,181 @@ def allow_patterns(entry: CatalogEntry | None, family: str | None) -> list[str]:
     return patterns
 
 
+def hub_ignore_patterns(entry: CatalogEntry | None) -> list[str]:
+    """Files never fetched, whatever `allow_patterns` says: a catalogue entry's list, else any code."""
+    return list(entry.ignore_patterns) if entry else ["*.py"]
+
+
+def missing_model_files(folder: Path, entry: CatalogEntry | None = None, family: str | None = None) -> list[str]:
+    """What a snapshot folder lacks for `load_folder` (configs, tokenizer, one full set of weights per
+    component), as repo paths; [] when it can be loaded.
+
+    huggingface_hub says a cached snapshot is complete only when it kept the repo's file listing (2.x does);
+    a snapshot left by an interrupted download of an older client, or copied by hand, has no listing, and
+    the hub client would hand it back half-filled.
+    """
+    family = family or (entry.family if entry else None) or detect_folder_family(folder)
+    missing = [name for name in ("scheduler/scheduler_config.json",) if not (folder / name).is_file()]
+    tokenizer = folder / "tokenizer"
+    if not (tokenizer.is_dir() and any(p.is_file() for p in tokenizer.iterdir())):
+        missing.append("tokenizer/")
+    components = {"vae": "diffusion_pytorch_model", "text_encoder": "model"}
+    components["flexible_unet" if family == "deci" else "unet"] = "diffusion_pytorch_model"
+    if entry is not None and entry.safety_checker:
+        components["safety_checker"] = "model"
+        if not (folder / "feature_extractor" / "preprocessor_config.json").is_file():
+            missing.append("feature_extractor/preprocessor_config.json")
+    for name, stem in components.items():
+        component = folder / name
+        if not (component / "config.json").is_file():
+            missing.append(f"{name}/config.json")
+        if name == "flexible_unet":  # fp16-only upstream: any safetensors file (see allow_patterns)
+            if not any(component.glob("*.safetensors")):
+                missing.append(f"{name}/*.safetensors")
+            continue
+        missing += [f"{name}/{w}" for w in _missing_weights(component, stem)]
+    return missing
+
+
+def _missing_weights(component: Path, stem: str) -> list[str]:
+    """The weight files of one component that are absent: the single file, or the shards its index names."""
+    if (component / f"{stem}.safetensors").is_file():
+        return []
+    index = component / f"{stem}.safetensors.index.json"
+    if index.is_file():
+        weight_map = _read_json(index).get("weight_map")
+        shards = sorted(set(weight_map.values())) if isinstance(weight_map, dict) else []
+        if shards:
+            return [s for s in shards if not (component / str(s)).is_file()]
+    return [f"{stem}.safetensors"]
+
+
+def model_label(repo: str, revision: str | None, entry: CatalogEntry | None = None) -> str:
+    """How messages name a hub model: the catalogue id with its exact repo and revision."""
+    pinned = f"{repo}@{revision}" if revision else repo
+    return f"{entry.id} ({pinned})" if entry else pinned
+
+
+def download_command(repo: str, revision: str | None, entry: CatalogEntry | None = None) -> str:
+    """The CLI command that fetches this model, for messages that say how to get it."""
+    target = entry.id if entry else (f"{repo}@{revision}" if revision else repo)
+    return f"studio models download {target}"
+
+
+def not_downloaded_error(repo: str, revision: str | None, entry: CatalogEntry | None, why: str) -> ModelNotFoundError:
+    """One line: which model, at which revision, why it cannot be fetched now, and the two ways to get going."""
+    when = "with network access and HF_HUB_OFFLINE unset" if "OFFLINE is set" in why else "when online"
+    return ModelNotFoundError(
+        f"model {model_label(repo, revision, entry)} is not downloaded and {why}: "
+        f"download it with `{download_command(repo, revision, entry)}` {when}, "
+        "or use a local diffusers folder or .safetensors file instead (--model PATH)"
+    )
+
+
+def _offline_reason() -> str:
+    names = [n for n in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if _truthy(os.environ.get(n))]
+    return f"this machine is offline ({' and '.join(names) or 'HF_HUB_OFFLINE'} is set)"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip() if lines else type(exc).__name__
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What "the hub cannot be reached" raises: the HTTP client's transport errors (huggingface_hub 2.x uses
+    httpx2, 1.x httpx) and plain OS socket errors."""
+    errors: list[type[BaseException]] = [OSError]
+    for module in ("httpx2", "httpx"):
+        try:
+            errors.append(__import__(module).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
+def hub_model_info(
+    repo: str,
+    revision: str | None,
+    *,
+    entry: CatalogEntry | None = None,
+    files_metadata: bool = False,
+    timeout: float = HUB_METADATA_TIMEOUT,
+):
+    """The hub's record of a repo at a revision, in one request with a short timeout and no retries.
+
+    This is the first call before any download: when the hub cannot be reached it fails in seconds with a
+    ModelNotFoundError that says so (huggingface_hub's own listing call retries five times over 24 s), and a
+    missing repo, revision or login is named plainly.
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    quiet_hub()
+    label = model_label(repo, revision, entry)
+    endpoint = hub_endpoint()
+    try:
+        return HfApi(endpoint=endpoint).model_info(repo, revision=revision, timeout=timeout, files_metadata=files_metadata)
+    except GatedRepoError:
+        raise ModelNotFoundError(
+            f"model {label} needs a Hugging Face login with access granted on {endpoint}/{repo}: "
+            "accept its terms there, then run `hf auth login`"
+        ) from None
+    except RepositoryNotFoundError:
+        raise ModelNotFoundError(
+            f"model {label} does not exist on {endpoint} (or it is private: log in with `hf auth login`)"
+        ) from None
+    except RevisionNotFoundError:
+        raise ModelNotFoundError(f"model {label}: the revision {revision!r} does not exist on {endpoint}") from None
+    except OfflineModeIsEnabled:
+        raise not_downloaded_error(repo, revision, entry, _offline_reason()) from None
+    except HfHubHTTPError as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        raise not_downloaded_error(
+            repo, revision, entry, f"the Hugging Face hub at {endpoint} answered HTTP {status or '?'}, try again later"
+        ) from None
+    except _network_errors() as exc:
+        raise not_downloaded_error(
+            repo, revision, entry, f"the Hugging Face hub at {endpoint} cannot be reached ({_first_line(exc)})"
+        ) from None
+
+
+def _snapshot_kwargs(entry: CatalogEntry | None, family: str | None, revision: str | None, cache_dir: Path) -> dict:
+    return {
+        "revision": revision,
+        "cache_dir": str(cache_dir),
+        "allow_patterns": allow_patterns(entry, family),
+        "ignore_patterns": hub_ignore_patterns(entry),
+    }
+
+
+def local_snapshot(
+    repo: str, revision: str | None, *, entry: CatalogEntry | None = None, cache_dir: str | Path | None = None
+) -> Path | None:
+    """The cached snapshot when every file the app needs is there, else None; no network, fast."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    quiet_hub()
+    family = entry.family if entry else None
+    try:
+        folder = snapshot_download(
+            repo, local_files_only=True, **_snapshot_kwargs(entry, family, revision, hub_cache_dir(cache_dir))
+        )
+    except LocalEntryNotFoundError:  # IncompleteSnapshotError too: the hub's listing says files are missing
+        return None
+    except HFValidationError as exc:
+        raise RequestError(f"{repo!r} is not a valid Hugging Face repo id ({_first_line(exc)})") from None
+    folder = Path(folder)
+    return None if missing_model_files(folder, entry, family) else folder
+
+
 def fetch_from_hub(
     repo: str,
     revision: str | None,
@@ -206,50 +450,79 @@ def fetch_from_hub(
     on_progress: DownloadCallback | None = None,
     offline: bool | None = None,
     cache_dir: str | Path | None = None,
+    cancel: threading.Event | None = None,
 ) -> Path:
-    """The repo's snapshot folder, from the Hugging Face cache or downloaded into it."""
+    """The repo's snapshot folder, from the Hugging Face cache or downloaded into it.
+
+    A model that is not complete in the cache is a ModelNotFoundError at once when offline (HF_HUB_OFFLINE,
+    or `offline=True`), and within seconds when the hub cannot be reached: one metadata request without
+    retries comes first. Cancel (`cancel` set) raises Cancelled from the download threads' progress updates.
+    """
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import RevisionNotFoundError
 
-    offline = offline if offline is not None else _env_offline()
+    cached = local_snapshot(repo, revision, entry=entry, cache_dir=cache_dir)
+    if cached is not None:
+        return cached
+    if offline if offline is not None else env_offline():
+        raise not_downloaded_error(repo, revision, entry, _offline_reason())
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("download cancelled")
+    # Fails fast, with the reason, when the hub is out of reach; gives the files' sizes for the progress.
+    info = hub_model_info(repo, revision, entry=entry, files_metadata=True)
     family = entry.family if entry else None
-    kwargs: dict[str, Any] = {
-        "revision": revision,
-        "cache_dir": cache_dir,
-        "allow_patterns": allow_patterns(entry, family),
-        "ignore_patterns": list(entry.ignore_patterns) if entry else ["*.py"],
-        "tqdm_class": _progress_class(on_progress),
-    }
-    name = f"{repo}@{revision}" if revision else repo
+    kwargs = _snapshot_kwargs(entry, family, revision, hub_cache_dir(cache_dir))
+    expected = _bytes_to_fetch(info, kwargs, repo_cache_folder(repo, cache_dir))
     try:
-        return Path(snapshot_download(repo, local_files_only=True, **kwargs))
-    except LocalEntryNotFoundError:
-        if offline:
-            raise ModelNotFoundError(
-                f"model {name} is not downloaded and this machine is offline (HF_HUB_OFFLINE is set): "
-                f"download it once with network access (`studio generate --model {repo} ...`), "
-                "or pass a local diffusers folder or .safetensors file with --model"
-            ) from None
-    try:
-        return Path(snapshot_download(repo, **kwargs))
-    except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
-        raise ModelNotFoundError(f"model {name} does not exist on the Hugging Face hub (or needs a login): {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - network errors come in many classes
+        folder = snapshot_download(
+            repo, endpoint=hub_endpoint(), tqdm_class=_progress_class(on_progress, cancel, expected), **kwargs
+        )
+    except Cancelled:
+        raise
+    except RevisionNotFoundError:
+        raise ModelNotFoundError(f"model {model_label(repo, revision, entry)}: no such revision on the hub") from None
+    except Exception as exc:  # noqa: BLE001 - the network fails in many classes; the user gets one line
         raise ModelNotFoundError(
-            f"model {name} is not downloaded and could not be fetched ({type(exc).__name__}: {str(exc)[:200]}); "
-            "check the network, or pass a local folder or .safetensors file with --model"
+            f"model {model_label(repo, revision, entry)} could not be downloaded ({type(exc).__name__}: "
+            f"{_first_line(exc)}): files already fetched are kept; run `{download_command(repo, revision, entry)}` "
+            "to resume"
         ) from None
+    return Path(folder)
 
 
-def _env_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+def _bytes_to_fetch(info, kwargs: dict, repo_folder: Path) -> int | None:
+    """Sizes of the wanted files not yet in the cache at the hub's commit; None when the hub gave no sizes."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    siblings = [s for s in (getattr(info, "siblings", None) or []) if getattr(s, "rfilename", None)]
+    wanted = list(
+        filter_repo_objects(
+            siblings, allow_patterns=kwargs["allow_patterns"], ignore_patterns=kwargs["ignore_patterns"],
+            key=lambda s: s.rfilename,
+        )
+    )
+    if not wanted or any(s.size is None for s in wanted):
+        return None
+    snapshot = repo_folder / "snapshots" / str(getattr(info, "sha", None) or "")
+    return sum(int(s.size) for s in wanted if not (snapshot / s.rfilename).is_file())
 
 
-def is_in_local_cache(repo: str, revision: str | None, entry: CatalogEntry | None = None) -> Path | None:
-    """The cached snapshot when every needed file is there (for `studio models`), else None."""
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_offline() -> bool:
+    """huggingface_hub's offline switch (it also honours TRANSFORMERS_OFFLINE), read now rather than at its import."""
+    return _truthy(os.environ.get("HF_HUB_OFFLINE")) or _truthy(os.environ.get("TRANSFORMERS_OFFLINE"))
+
+
+def is_in_local_cache(
+    repo: str, revision: str | None, entry: CatalogEntry | None = None, cache_dir: str | Path | None = None
+) -> Path | None:
+    """The cached snapshot when every needed file is there (for `studio models` and the window), else None."""
     try:
-        return fetch_from_hub(repo, revision, entry=entry, offline=True)
-    except ModelNotFoundError:
+        return local_snapshot(repo, revision, entry=entry, cache_dir=cache_dir)
+    except RequestError:
         return None
 
 
@@ -338,12 +611,12 @@ class LoadedComponents:
 
 def load_folder(folder: Path, family: str, placement: Placement, *, allow_pickle: bool = False, safety: bool = True):
     """A StableDiffusionPipeline from a diffusers-layout folder, component by component."""
+    quiet_libraries()  # before the imports below: importing the pipeline module is what warns
     import diffusers
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     check_folder_layout(folder, family)
-    _quiet_libraries()
     dtype = placement.dtype
     use_st = None if allow_pickle else True
     try:
@@ -395,17 +668,6 @@ def load_folder(folder: Path, family: str, placement: Placement, *, allow_pickle
     pipe.set_progress_bar_config(disable=True)
     place_pipeline(pipe, placement)
     return pipe
-
-
-def _quiet_libraries() -> None:
-    """No tqdm bars or info chatter from diffusers/transformers: the app and CLI report progress themselves."""
-    import diffusers
-    import transformers
-
-    diffusers.utils.logging.disable_progress_bar()
-    diffusers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
 
 
 def _explain_load_error(folder: Path, exc: Exception, allow_pickle: bool) -> str:

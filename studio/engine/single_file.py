@@ -626,6 +626,9 @@ def load_single_file(
     """
     import torch
 
+    from studio.engine.loading import quiet_libraries
+
+    quiet_libraries()  # before the pipeline imports below: transformers warns about torchvision otherwise
     if torch_dtype is not None and not isinstance(torch_dtype, torch.dtype):
         raise TypeError(f"torch_dtype must be a torch.dtype or None, not {torch_dtype!r}")
     path = Path(path)

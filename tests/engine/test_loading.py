@@ -143,7 +143,8 @@ def test_catalogue_pins_full_commit_ids():
     assert CATALOG["deci-diffusion-1.0"].revision.startswith("99d0c31")  # design.md's revision
 
 
-def test_placement_choices():
+def test_placement_choices(monkeypatch):
+    monkeypatch.setenv("STUDIO_AUTO_CPU_DTYPE", "float32")  # the CPU's own rule is tests/engine/test_precision.py's
     placement = choose_placement("auto", "auto")
     assert placement.device in {"cpu", "cuda", "mps"}
     assert choose_placement("cpu", "auto").dtype_name == "float32"
@@ -309,3 +310,59 @@ def test_download_progress_is_forwarded_in_bytes():
     bar.update(200)
     bar.close()
     assert [(p.done, p.total) for p in seen] == [(100, 300), (300, 300)]
+
+
+def test_missing_model_files_names_what_a_snapshot_lacks(tiny_sd1, tmp_path):
+    from studio.engine.catalog import CATALOG
+    from studio.engine.loading import missing_model_files
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_sd1, folder)
+    assert missing_model_files(folder) == []
+    assert missing_model_files(folder, CATALOG["sd-1.4"]) == []  # its safety checker is there too
+    shutil.rmtree(folder / "safety_checker")
+    assert missing_model_files(folder) == []  # optional outside the catalogue
+    assert missing_model_files(folder, CATALOG["sd-1.4"]) == ["safety_checker/config.json", "safety_checker/model.safetensors"]
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.rename(folder / "unet" / "diffusion_pytorch_model-00001-of-00002.safetensors")
+    (folder / "unet" / "diffusion_pytorch_model.safetensors.index.json").write_text(json.dumps({"weight_map": {
+        "a": "diffusion_pytorch_model-00001-of-00002.safetensors", "b": "diffusion_pytorch_model-00002-of-00002.safetensors",
+    }}))
+    assert missing_model_files(folder) == ["unet/diffusion_pytorch_model-00002-of-00002.safetensors"]
+
+
+def test_a_half_downloaded_snapshot_is_not_a_local_model(tiny_sd2, tmp_path):
+    """Without huggingface_hub's file listing (older clients, hand copies) the hub client hands back any
+    snapshot folder; the app's own check says that one is incomplete, and offline that is a clear error."""
+    from studio.engine.loading import is_in_local_cache
+
+    snapshot = fake_hub_cache(tmp_path, "someone/half", tiny_sd2)
+    assert is_in_local_cache("someone/half", COMMIT, cache_dir=tmp_path) == snapshot
+    (snapshot / "vae" / "diffusion_pytorch_model.safetensors").unlink()
+    assert is_in_local_cache("someone/half", COMMIT, cache_dir=tmp_path) is None
+    with pytest.raises(ModelNotFoundError, match=f"someone/half@{COMMIT} is not downloaded"):
+        fetch_from_hub("someone/half", COMMIT, offline=True, cache_dir=tmp_path)
+
+
+def test_the_hub_cache_and_endpoint_are_read_when_used(tmp_path, monkeypatch):
+    """huggingface_hub reads HF_HUB_CACHE and HF_ENDPOINT once, at import; the app reads them when it needs them."""
+    from studio.engine.loading import hub_cache_dir, hub_endpoint, repo_cache_folder
+
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
+    assert hub_cache_dir() == tmp_path / "home" / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    assert repo_cache_folder("a/b") == tmp_path / "cache" / "models--a--b"
+    assert hub_cache_dir(tmp_path / "given") == tmp_path / "given"
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9/")
+    assert hub_endpoint() == "http://127.0.0.1:9"
+
+
+def test_a_misspelt_model_is_bad_input_a_missing_one_a_failure():
+    """The CLI maps UnknownModelError to exit 2 and other ModelNotFoundErrors to exit 1 (errors.py)."""
+    from studio.engine.errors import UnknownModelError
+
+    with pytest.raises(UnknownModelError):
+        resolve_source("no such model")
+    assert issubclass(UnknownModelError, ModelNotFoundError) and issubclass(ModelNotFoundError, RequestError)
