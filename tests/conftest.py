@@ -41,3 +41,24 @@ def engine():
     from studio.engine import Engine
 
     return Engine(device="cpu", max_models=6, preview="linear")
+
+
+@pytest.fixture
+def trash(tmp_path, monkeypatch):
+    """send2trash's freedesktop trash pointed into tmp_path: tests never touch the real one."""
+    return use_test_trash(tmp_path, monkeypatch)
+
+
+def use_test_trash(tmp_path, monkeypatch):
+    import send2trash.plat_other as plat
+
+    home, data = tmp_path / "home", tmp_path / "xdg-data"
+    home.mkdir(exist_ok=True)
+    data.mkdir(exist_ok=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_DATA_HOME", str(data))
+    # Read at import time by send2trash: set them as it would have from these variables.
+    monkeypatch.setattr(plat, "XDG_DATA_HOME", os.fsencode(data))
+    monkeypatch.setattr(plat, "HOMETRASH_B", os.fsencode(data / "Trash"))
+    monkeypatch.setattr(plat, "HOMETRASH", str(data / "Trash"))
+    return data / "Trash" / "files"

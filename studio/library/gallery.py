@@ -439,6 +439,19 @@ class Gallery:
         conn.close()
         self._conn = None  # type: ignore[assignment]
 
+    def data_version(self) -> int:
+        """A number that changes whenever *another* connection (another thread's Gallery, or another
+        process such as ``studio gallery scan``) commits to the catalogue; this connection's own
+        commits leave it unchanged.
+
+        Why: it is how a long-lived reader (the GUI) learns that the file changed under it without
+        re-running its queries.  It is SQLite's ``PRAGMA data_version``: a read of the database header
+        (in WAL mode, of the shared-memory index) that touches no table and never waits for a writer,
+        so polling it every second costs next to nothing.  Only equality matters; the value itself
+        means nothing across connections.
+        """
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
     def __enter__(self) -> Gallery:
         return self
 

@@ -5,7 +5,13 @@ gallery grid shows hundreds at a time; a small JPEG thumbnail decodes in well un
 
 Keys: a hash of (resolved path, file size, file mtime, thumbnail size).  An edited or replaced file
 gets a new key, so a stale thumbnail is never shown and nothing needs invalidating; old entries
-simply age out through :meth:`ThumbnailCache.prune`.  :meth:`ThumbnailCache.cached` answers from one
+simply age out through :meth:`ThumbnailCache.prune`.
+
+Sizes: a cache has one base size (256 px by default) and can keep larger copies of the same file
+next to it, keyed by their own size.  A grid whose cells grew (a size slider, a HiDPI screen) asks
+:meth:`ThumbnailCache.size_for` which stored size serves its cells without enlarging a thumbnail:
+the base size doubled as often as needed (256, 512, 1024, ...).  Few sizes means few files per image,
+and each is scaled down by at most half for display.  :meth:`ThumbnailCache.cached` answers from one
 ``stat`` of the source and one of the thumbnail, so a GUI thread can call it freely; making
 thumbnails (:meth:`ThumbnailCache.get_or_make`) belongs in a worker thread.
 
@@ -44,6 +50,8 @@ TOUCH_AFTER_S = 24 * 3600
 """A cache hit refreshes the thumbnail's mtime (the age :meth:`ThumbnailCache.prune` evicts by) at
 most once a day: nearly least-recently-used order for one metadata write per file per day."""
 STALE_TEMP_S = 3600
+MIN_SIZE = 16
+MAX_SIZE = 4096
 
 # EXIF orientation -> the transpose that displays the image upright (as ImageOps.exif_transpose).
 _ORIENTATION = {
@@ -103,6 +111,12 @@ def _decode_thumbnail(path: Path, size: int) -> Image.Image:
     return rgb.transpose(transpose) if transpose is not None else rgb
 
 
+def _checked_size(size: object) -> int:
+    if isinstance(size, bool) or not isinstance(size, int) or not MIN_SIZE <= size <= MAX_SIZE:
+        raise ValueError(f"thumbnail size must be an integer from {MIN_SIZE} to {MAX_SIZE}, not {size!r}")
+    return size
+
+
 @functools.lru_cache(maxsize=1024)
 def _real_folder(folder: str) -> str:
     return os.path.realpath(folder)
@@ -125,14 +139,13 @@ class _Entry:
 
 class ThumbnailCache:
     """Thumbnails of ``size`` px (longest side; smaller images are kept at their size, never enlarged)
-    stored under ``directory`` as ``ab/abcdef....jpg``.  Safe to share between threads and processes:
+    stored under ``directory`` as ``ab/abcdef....jpg``; larger sizes on request (see the module
+    docstring).  Safe to share between threads and processes:
     every write is a new file renamed into place."""
 
     def __init__(self, directory: str | Path, size: int = 256) -> None:
-        if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 4096:
-            raise ValueError(f"thumbnail size must be an integer from 16 to 4096, not {size!r}")
         self.directory = Path(directory).expanduser()
-        self.size = size
+        self.size = _checked_size(size)
 
     @classmethod
     def default(cls) -> ThumbnailCache:
@@ -141,25 +154,36 @@ class ThumbnailCache:
 
         return cls(settings.cache_dir() / "thumbnails")
 
+    def size_for(self, pixels: int) -> int:
+        """The stored size to use for a display of ``pixels`` (device pixels, longest side): the base
+        size doubled until it is at least ``pixels``, at most :data:`MAX_SIZE`.  Never below the base
+        size, so small cells share the base thumbnails."""
+        size = self.size
+        while size < pixels and size * 2 <= MAX_SIZE:
+            size *= 2
+        return size
+
     # ---- keys --------------------------------------------------------------------------------
 
-    def key(self, path: str | os.PathLike[str], size: int, mtime: float) -> str:
-        """Stable hash of (resolved path, file ``size`` in bytes, file ``mtime``, thumbnail size)."""
+    def key(self, path: str | os.PathLike[str], size: int, mtime: float, thumb_size: int | None = None) -> str:
+        """Stable hash of (resolved path, file ``size`` in bytes, file ``mtime``, thumbnail size:
+        ``thumb_size``, default the cache's base size)."""
         resolved = _resolved(path)
-        text = f"{resolved}\0{int(size)}\0{float(mtime)!r}\0{self.size}"
+        thumb = self.size if thumb_size is None else _checked_size(thumb_size)
+        text = f"{resolved}\0{int(size)}\0{float(mtime)!r}\0{thumb}"
         return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
 
     def _location(self, key: str) -> Path:
         return self.directory / key[:2] / (key + THUMBNAIL_SUFFIX)
 
-    def _source_key(self, path: str | os.PathLike[str]) -> str | None:
+    def _source_key(self, path: str | os.PathLike[str], thumb_size: int | None) -> str | None:
         try:
             info = os.stat(path)
         except OSError:
             return None
         if not stat.S_ISREG(info.st_mode):
             return None
-        return self.key(path, info.st_size, info.st_mtime)
+        return self.key(path, info.st_size, info.st_mtime, thumb_size)
 
     @staticmethod
     def _usable(location: Path) -> bool:
@@ -178,17 +202,20 @@ class ThumbnailCache:
 
     # ---- lookups -----------------------------------------------------------------------------
 
-    def cached(self, path: str | os.PathLike[str]) -> Path | None:
-        """The thumbnail for the file as it is now (size + mtime), if made; never decodes anything."""
-        key = self._source_key(path)
+    def cached(self, path: str | os.PathLike[str], size: int | None = None) -> Path | None:
+        """The thumbnail (of ``size`` px, default the base size) for the file as it is now (size +
+        mtime), if made; never decodes anything."""
+        key = self._source_key(path, size)
         if key is None:
             return None
         location = self._location(key)
         return location if self._usable(location) else None
 
-    def get_or_make(self, path: str | os.PathLike[str]) -> Path:
-        """The thumbnail's path, making it first if needed.  Raises :class:`ImageLoadError` when the
-        file is missing or not a readable image (nothing is cached for it)."""
+    def get_or_make(self, path: str | os.PathLike[str], size: int | None = None) -> Path:
+        """The thumbnail's path (``size`` px on its longest side, default the base size), making it
+        first if needed.  Raises :class:`ImageLoadError` when the file is missing or not a readable
+        image (nothing is cached for it)."""
+        thumb_size = self.size if size is None else _checked_size(size)
         source = Path(path)
         try:
             info = os.stat(source)
@@ -198,10 +225,10 @@ class ThumbnailCache:
             raise ImageLoadError(f"{source}: cannot access ({exc.strerror or exc})") from None
         if not stat.S_ISREG(info.st_mode):
             raise ImageLoadError(f"{source}: not a regular file")
-        location = self._location(self.key(source, info.st_size, info.st_mtime))
+        location = self._location(self.key(source, info.st_size, info.st_mtime, thumb_size))
         if self._usable(location):
             return location
-        image = _decode_thumbnail(source, self.size)
+        image = _decode_thumbnail(source, thumb_size)
         buffer = io.BytesIO()
         image.save(buffer, THUMBNAIL_FORMAT, quality=JPEG_QUALITY)
         self._store(location, buffer.getvalue())

@@ -8,6 +8,12 @@ until the thumbnail arrives from the service's pool. Decoded thumbnails are kept
 QPixmaps, so 10,000+ images cost a few pages of rows and a few hundred small pixmaps, never one widget
 per image.
 
+Size: the thumbnail size is the user's (a slider, Ctrl++ / Ctrl+- / Ctrl+0, and
+:meth:`GalleryView.set_icon_size` for the window to restore it). The grid's cells are widened to share
+the row's leftover width, so whole columns always fit: rows wrap and there is never a horizontal scroll
+bar. A thumbnail made for another size is shown scaled until the one for the new size arrives (the
+service keeps larger copies on disk, see :mod:`studio.library.thumbnails`).
+
 Deleting and undo: a file cannot be taken back out of the desktop's trash portably (send2trash only
 puts files in), so a delete happens in two steps. The row is hidden at once; the file itself is sent
 to the trash only when the next delete happens, :data:`UNDO_MS` later, or when the app shuts down.
@@ -69,6 +75,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QScrollArea,
     QSizePolicy,
+    QSlider,
     QSpinBox,
     QSplitter,
     QStyle,
@@ -90,10 +97,23 @@ log = logging.getLogger(__name__)
 IMAGE_ROLE = Qt.ItemDataRole.UserRole + 1
 """The row's :class:`~studio.library.gallery.GalleryImage`."""
 PAGE_SIZE = 200
-ICON_SIZE = 144
-GRID_GAP = 10
+ICON_SIZE = 160
+"""The default thumbnail size (logical pixels, longest side): 3-4 columns beside the detail pane in a
+1000-1200 px wide gallery, more when wider."""
+MIN_ICON_SIZE = 64
+MAX_ICON_SIZE = 320
+ICON_STEP = 16
+"""One Ctrl++ / Ctrl+- step, and the slider's."""
+GRID_GAP = 12
+"""Cell size minus icon size: room for the selection frame (2 px) and the picture's margin (4 px) around it."""
+DETAIL_WIDTH = 340
+"""The detail pane's width when the gallery opens; the grid takes the rest (and any extra width)."""
 PIXMAP_CACHE = 600
-"""Thumbnails kept decoded (about 80 KB each at 144 px): a few screens' worth."""
+"""Thumbnails kept decoded at most: a few screens' worth (about 100 KB each at 160 px)..."""
+PIXMAP_BUDGET = 96 * 1024 * 1024
+"""...and at most this many bytes of them, which bounds memory at large sizes on HiDPI screens."""
+NO_SELECTION = "No image selected"
+NO_CHUNKS = "No metadata chunks in this file"
 REFRESH_SLACK = 50
 """Rows re-read beyond those loaded when the library changes, so new images can come in at the top."""
 SEARCH_DEBOUNCE_MS = 200
@@ -128,6 +148,18 @@ def _tile(size: int, broken: bool = False) -> QPixmap:
     return pixmap
 
 
+_BUTTON_TEXT = {"canvas": "To canvas", "folder": "Open folder", "undo": "Undo"}
+"""Shorter labels for the detail pane's buttons than their actions' menu texts."""
+
+
+def _clamp_icon_size(size: int) -> int:
+    return max(MIN_ICON_SIZE, min(MAX_ICON_SIZE, int(size)))
+
+
+def _bytes(pixmap: QPixmap) -> int:
+    return pixmap.width() * pixmap.height() * max(1, pixmap.depth() // 8)
+
+
 def _tooltip(image: GalleryImage) -> str:
     prompt = image.prompt or ""
     if len(prompt) > 300:
@@ -158,6 +190,7 @@ class GalleryModel(QAbstractListModel):
         page_size: int = PAGE_SIZE,
         icon_size: int = ICON_SIZE,
         cache_size: int = PIXMAP_CACHE,
+        cache_bytes: int = PIXMAP_BUDGET,
         parent: QObject | None = None,
     ):
         super().__init__(parent)
@@ -166,6 +199,8 @@ class GalleryModel(QAbstractListModel):
         self._icon_size = int(icon_size)
         self._dpr = 1.0
         self._cache_size = max(1, int(cache_size))
+        self._cache_bytes = max(1, int(cache_bytes))
+        self._cached_bytes = 0
         self._query = Query()
         self._rows: list[GalleryImage] = []
         self._row_of: dict[int, int] = {}
@@ -174,7 +209,7 @@ class GalleryModel(QAbstractListModel):
         self._hidden: dict[int, Path] = {}
         self._released: set[int] = set()  # hidden rows whose file is gone: dropped once the catalogue forgets them
         self._pixmaps: OrderedDict[tuple[int, float], QPixmap] = OrderedDict()
-        self._requested: dict[int, float] = {}  # image id -> mtime asked for
+        self._requested: dict[int, tuple[float, int]] = {}  # image id -> (mtime, device pixels) asked for
         self._broken: set[tuple[int, float]] = set()
         self._closed = False
         self._placeholder = _tile(self._icon_size)
@@ -357,10 +392,25 @@ class GalleryModel(QAbstractListModel):
         self._closed = True
 
     # ----------------------------------------------------------------------------- thumbnails
+    def icon_size(self) -> int:
+        return self._icon_size
+
+    def set_icon_size(self, size: int) -> None:
+        """Thumbnails for cells of `size` logical pixels from now on. Those decoded already stay on
+        screen (scaled) and are asked for again, at the new size, when they are next painted: bigger
+        cells would otherwise show them enlarged and blurred, much smaller ones would waste memory."""
+        size = int(size)
+        if size == self._icon_size or size <= 0:
+            return
+        self._icon_size = size
+        self._placeholder = _tile(size)
+        self._broken_tile = _tile(size, broken=True)
+
     def set_device_pixel_ratio(self, ratio: float) -> None:
         if ratio > 0 and abs(ratio - self._dpr) > 1e-3:
             self._dpr = ratio
             self._pixmaps.clear()
+            self._cached_bytes = 0
             self._requested.clear()
             if self._rows:
                 self.dataChanged.emit(self.index(0), self.index(len(self._rows) - 1), [Qt.ItemDataRole.DecorationRole])
@@ -368,38 +418,75 @@ class GalleryModel(QAbstractListModel):
     def cached_pixmap(self, image: GalleryImage) -> QPixmap | None:
         return self._pixmaps.get((image.id, image.mtime))
 
+    def wanted_pixels(self, image: GalleryImage) -> int:
+        """The thumbnail size (device pixels, longest side) a cell needs for `image` now: the cell's
+        size, but never more than the image itself has (a small image is not enlarged)."""
+        want = max(1, round(self._icon_size * self._dpr))
+        native = max(image.width or 0, image.height or 0)
+        return min(want, native) if native > 0 else want
+
+    def _fits(self, pixmap: QPixmap, image: GalleryImage) -> bool:
+        """Is `pixmap` right for the cell: neither enlarged (too small) nor more than twice too big?
+        An image whose size the catalogue does not know is taken as it comes (never asked again)."""
+        if not (image.width and image.height):
+            return True
+        have = max(pixmap.width(), pixmap.height())
+        want = self.wanted_pixels(image)
+        return want - 1 <= have <= 2 * want
+
     def _decoration(self, image: GalleryImage) -> QPixmap:
         key = (image.id, image.mtime)
         pixmap = self._pixmaps.get(key)
         if pixmap is not None:
             self._pixmaps.move_to_end(key)
+            if not self._fits(pixmap, image):
+                self._ask(image)  # the size changed: this one stays on screen until the new one comes
             return pixmap
         if key in self._broken:
             return self._broken_tile
-        if not self._closed and self._requested.get(image.id) != image.mtime:
-            self._requested[image.id] = image.mtime
-            self.thumbnail_requests += 1
-            self._service.request_thumbnail(image.id, image.path, size=round(self._icon_size * self._dpr))
+        self._ask(image)
         return self._placeholder
 
+    def _ask(self, image: GalleryImage) -> None:
+        wanted = (image.mtime, self.wanted_pixels(image))
+        if not self._closed and self._requested.get(image.id) != wanted:
+            self._requested[image.id] = wanted
+            self.thumbnail_requests += 1
+            self._service.request_thumbnail(image.id, image.path, size=wanted[1])
+
     def _on_thumbnail(self, image_id: int, image: QImage) -> None:
-        mtime = self._requested.pop(image_id, None)
-        if mtime is None:
+        asked = self._requested.get(image_id)
+        if asked is None:
             return  # asked by someone else, or before a device-pixel-ratio change
+        mtime, size = asked
+        have = max(image.width(), image.height())
+        row = self._row_of.get(image_id)
+        native = max(self._rows[row].width or 0, self._rows[row].height or 0) if row is not None else 0
+        if have >= min(size, native or have) - 1:
+            del self._requested[image_id]  # answers the latest request...
+        # ...else it answers one for an older, smaller size: shown until the latest one comes
         pixmap = QPixmap.fromImage(image)
         pixmap.setDevicePixelRatio(self._dpr)
-        self._pixmaps[(image_id, mtime)] = pixmap
-        while len(self._pixmaps) > self._cache_size:
-            self._pixmaps.popitem(last=False)
+        key = (image_id, mtime)
+        old = self._pixmaps.pop(key, None)
+        if old is not None:
+            self._cached_bytes -= _bytes(old)
+        self._pixmaps[key] = pixmap
+        self._cached_bytes += _bytes(pixmap)
+        while len(self._pixmaps) > 1 and (
+            len(self._pixmaps) > self._cache_size or self._cached_bytes > self._cache_bytes
+        ):
+            _, evicted = self._pixmaps.popitem(last=False)
+            self._cached_bytes -= _bytes(evicted)
         self._row_changed(image_id, Qt.ItemDataRole.DecorationRole)
 
     def _on_thumbnail_failed(self, image_id: int, _why: str) -> None:
-        mtime = self._requested.pop(image_id, None)
-        if mtime is None:
+        asked = self._requested.pop(image_id, None)
+        if asked is None:
             return
         if len(self._broken) > 10_000:
             self._broken.clear()
-        self._broken.add((image_id, mtime))
+        self._broken.add((image_id, asked[0]))
         self._row_changed(image_id, Qt.ItemDataRole.DecorationRole)
 
     def _on_thumbnail_dropped(self, image_id: int) -> None:
@@ -458,19 +545,52 @@ class GalleryModel(QAbstractListModel):
 
 class _ThumbnailDelegate(QStyledItemDelegate):
     """One fixed-size cell per image: the thumbnail centred, a frame when selected, a heart for
-    favourites and stars for ratings. Drawn directly (no text layout), so painting stays cheap."""
+    favourites and stars for ratings. Drawn directly (no text layout), so painting stays cheap.
 
-    def __init__(self, cell: QSize, parent: QObject | None = None):
+    The picture fills a square of the icon size (or the image's own size, if smaller), whatever the
+    resolution of the pixmap at hand: after the size changes, the thumbnail made for the old size is
+    drawn scaled until the new one arrives, so the grid never jumps."""
+
+    def __init__(self, cell: QSize, icon_size: int, parent: QObject | None = None):
         super().__init__(parent)
         self._cell = cell
+        self._icon = icon_size
+
+    def set_sizes(self, cell: QSize, icon_size: int) -> None:
+        self._cell = cell
+        self._icon = icon_size
+        self.sizeHintChanged.emit(QModelIndex())
+
+    def cell(self) -> QSize:
+        return self._cell
 
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
         return self._cell
 
+    def picture_rect(self, cell: QRect, pixmap: QPixmap, image: GalleryImage | None) -> QRect:
+        """Where the picture goes in `cell`: its aspect ratio kept, as large as the icon size (never
+        larger than the cell), and never larger than the image itself."""
+        room = min(self._icon, cell.width() - 8, cell.height() - 8)
+        ratio = pixmap.devicePixelRatio() or 1.0
+        if image is not None and image.width and image.height:
+            room = min(room, round(max(image.width, image.height) / ratio))
+        natural = pixmap.deviceIndependentSize().toSize()
+        if image is None or not (image.width and image.height):
+            natural = natural.boundedTo(QSize(room, room))  # unknown size: shrink to fit, never enlarge
+        size = natural.scaled(QSize(max(1, room), max(1, room)), Qt.AspectRatioMode.KeepAspectRatio)
+        rect = QRect(0, 0, size.width(), size.height())
+        rect.moveCenter(cell.center())
+        return rect
+
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
         cell = option.rect.adjusted(2, 2, -2, -2)
+        if cell.width() > cell.height():  # a cell widened to fill the row: frame the picture, not the gap
+            square = QRect(0, 0, cell.height(), cell.height())
+            square.moveCenter(cell.center())
+            cell = square
         palette = option.palette
         if option.state & QStyle.StateFlag.State_Selected:
             fill = QColor(palette.highlight().color())
@@ -485,16 +605,11 @@ class _ThumbnailDelegate(QStyledItemDelegate):
             painter.setBrush(hover)
             painter.drawRoundedRect(cell, 6, 6)
         pixmap = index.data(Qt.ItemDataRole.DecorationRole)
+        image = index.data(IMAGE_ROLE)
         image_rect = cell
         if isinstance(pixmap, QPixmap) and not pixmap.isNull():
-            size = pixmap.deviceIndependentSize().toSize()
-            area = cell.adjusted(4, 4, -4, -4)
-            if size.width() > area.width() or size.height() > area.height():
-                size = size.scaled(area.size(), Qt.AspectRatioMode.KeepAspectRatio)
-            image_rect = QRect(0, 0, size.width(), size.height())
-            image_rect.moveCenter(cell.center())
+            image_rect = self.picture_rect(cell, pixmap, image)
             painter.drawPixmap(image_rect, pixmap)
-        image = index.data(IMAGE_ROLE)
         if image is not None and (image.favourite or image.rating):
             font = QFont(painter.font())
             font.setPixelSize(13)
@@ -521,7 +636,15 @@ class _ImagePreview(QLabel):
         self.setMinimumSize(160, 160)
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         self.setAccessibleName("Selected image")
+        self.setWordWrap(True)
         self._source = QPixmap()
+        self._placeholder = ""
+
+    def set_placeholder(self, text: str) -> None:
+        """Text shown while there is no picture (nothing selected)."""
+        self._placeholder = text
+        if self._source.isNull():
+            self.setText(text)
 
     def set_source(self, pixmap: QPixmap | None) -> None:
         self._source = pixmap if pixmap is not None else QPixmap()
@@ -537,6 +660,7 @@ class _ImagePreview(QLabel):
     def _rescale(self) -> None:
         if self._source.isNull():
             self.clear()
+            self.setText(self._placeholder)
             return
         ratio = self.devicePixelRatioF()
         scaled = self._source.scaled(
@@ -563,6 +687,7 @@ class GalleryView(QWidget):
     send_to_canvas = Signal(str)  # path
     message = Signal(str)
     current_changed = Signal(object)  # GalleryImage | None
+    icon_size_changed = Signal(int)  # the thumbnail size the user chose (logical px): the window saves it
 
     def __init__(
         self,
@@ -578,6 +703,8 @@ class GalleryView(QWidget):
         self.setAccessibleName("Gallery")
         self._service = service
         self._closed = False
+        icon_size = _clamp_icon_size(icon_size)
+        self._icon_size = icon_size
         self._pending: _PendingDelete | None = None
         self._current_meta: tuple[Path, ImageMetadata | None] | None = None
         self.model = GalleryModel(service, page_size=page_size, icon_size=icon_size, parent=self)
@@ -590,6 +717,8 @@ class GalleryView(QWidget):
         self._undo_timer.timeout.connect(self._commit_delete)
 
         self._build_filters()
+        with QSignalBlocker(self.size_slider):
+            self.size_slider.setValue(icon_size)
         self._build_grid(icon_size)
         self._build_detail()
         self._build_actions()
@@ -601,6 +730,13 @@ class GalleryView(QWidget):
     @property
     def service(self) -> GalleryService:
         return self._service
+
+    def grid_actions(self) -> list[QAction]:
+        """The actions whose keys work while the grid has focus (reuse, copy, delete, rate...), for a
+        list of shortcuts; those that work anywhere in the gallery (search, thumbnail size) are
+        :meth:`actions`, and are not repeated here."""
+        anywhere = set(self.actions())
+        return [act for act in self._grid_actions if act not in anywhere]
 
     # ------------------------------------------------------------------------------------ widgets
     def _build_filters(self) -> None:
@@ -639,8 +775,19 @@ class GalleryView(QWidget):
         self.stop_scan_button.setVisible(False)
         self._scan_stopped = False
         self.count_label = QLabel(accessibleName="Number of images")
+        self.size_slider = QSlider(Qt.Orientation.Horizontal, accessibleName="Thumbnail size")
+        self.size_slider.setRange(MIN_ICON_SIZE, MAX_ICON_SIZE)
+        self.size_slider.setSingleStep(ICON_STEP)
+        self.size_slider.setPageStep(ICON_STEP * 4)
+        self.size_slider.setFixedWidth(140)
+        self.size_slider.setToolTip("Thumbnail size (Ctrl++ / Ctrl+- / Ctrl+0)")
+        self.size_slider.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # no wheel changes while scrolling past
+        self.size_label = QLabel("Size:")
+        self.size_label.setBuddy(self.size_slider)
 
     def _build_grid(self, icon_size: int) -> None:
+        """Icon mode, wrapping left to right, cells stretched to the width (:meth:`_fit_grid`): never a
+        horizontal scroll bar, however wide the cells or narrow the pane."""
         grid = self.grid = QListView()
         grid.setObjectName("galleryGrid")
         grid.setAccessibleName("Images")
@@ -652,26 +799,37 @@ class GalleryView(QWidget):
         grid.setUniformItemSizes(True)
         grid.setLayoutMode(QListView.LayoutMode.Batched)
         grid.setBatchSize(PAGE_SIZE)
-        grid.setIconSize(QSize(icon_size, icon_size))
-        grid.setGridSize(QSize(icon_size + GRID_GAP, icon_size + GRID_GAP))
+        grid.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         grid.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         grid.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
-        grid.verticalScrollBar().setSingleStep(icon_size // 4)
         grid.setDragEnabled(True)
         grid.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
         grid.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
-        grid.setItemDelegate(_ThumbnailDelegate(QSize(icon_size + GRID_GAP, icon_size + GRID_GAP), grid))
+        cell = QSize(icon_size + GRID_GAP, icon_size + GRID_GAP)
+        self._delegate = _ThumbnailDelegate(cell, icon_size, grid)
+        grid.setItemDelegate(self._delegate)
         grid.setMouseTracking(True)  # hover highlight
         grid.setModel(self.model)
         grid.installEventFilter(self)
+        extent = grid.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent, None, grid)
+        grid.setMinimumWidth(MIN_ICON_SIZE + GRID_GAP + extent + 2 * grid.frameWidth())
+        self._fit_grid()
 
     def _build_detail(self) -> None:
         self.preview = _ImagePreview()
         self.preview.installEventFilter(self)
+        self.preview.set_placeholder(NO_SELECTION)
+        self.caption = QLabel(NO_SELECTION, accessibleName="Shown image", wordWrap=True)
+        self.caption.setTextFormat(Qt.TextFormat.PlainText)
+        self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        caption_font = QFont(self.caption.font())
+        caption_font.setBold(True)
+        self.caption.setFont(caption_font)
         self.fields: dict[str, QLabel] = {}
         form_widget = QWidget()
         form = QFormLayout(form_widget)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.addRow(self.caption)
         for key, label in (
             ("prompt", "Prompt"),
             ("negative_prompt", "Negative"),
@@ -700,7 +858,7 @@ class GalleryView(QWidget):
         marks.addStretch(1)
         form.addRow("Rating:", marks)
         self.raw = QPlainTextEdit(readOnly=True, accessibleName="Raw metadata")
-        self.raw.setPlaceholderText("No metadata chunks in this file")
+        self.raw.setPlaceholderText("")  # what it says depends on the selection: see _show
         self.raw.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
         self.raw.setMinimumHeight(80)
         form.addRow(QLabel("Raw metadata:"))
@@ -750,6 +908,13 @@ class GalleryView(QWidget):
             self.act_reuse, self.act_reuse_seed, self.act_to_canvas, self.act_copy_image, self.act_copy_prompt,
             self.act_delete, self.act_undo, self.act_rescan, self.act_favourite, *self.act_rate,
         ]
+        # Zoom the grid. WidgetWithChildrenShortcut: only while the gallery has focus (the window has no
+        # Ctrl++ / Ctrl+- / Ctrl+0 of its own); while the grid has focus they also win over the window's
+        # shortcuts through eventFilter, like the keys above.
+        self.act_bigger = self._view_action("Larger thumbnails", self.zoom_in, ["Ctrl++", "Ctrl+="])
+        self.act_smaller = self._view_action("Smaller thumbnails", self.zoom_out, ["Ctrl+-"])
+        self.act_default_size = self._view_action("Default thumbnail size", self.reset_icon_size, ["Ctrl+0"])
+        self._grid_actions += [self.act_bigger, self.act_smaller, self.act_default_size]
         self.act_focus_search = QAction("Search", self)
         self.act_focus_search.setShortcut(QKeySequence.StandardKey.Find)
         self.act_focus_search.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -767,12 +932,23 @@ class GalleryView(QWidget):
             ("delete", self.act_delete),
             ("undo", self.act_undo),
         ):
+            if name in _BUTTON_TEXT:
+                act.setIconText(_BUTTON_TEXT[name])  # the button's label (menus keep the full text): a narrow pane
             button = QToolButton()
             button.setDefaultAction(act)
             button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
             self.buttons[name] = button
         self.rescan_button.setDefaultAction(self.act_rescan)
         self._update_actions()
+
+    def _view_action(self, text: str, slot, keys: list[str]) -> QAction:
+        act = QAction(text, self)
+        act.setShortcuts([QKeySequence(k) for k in keys])
+        act.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        act.setToolTip(f"{text} ({keys[0]})")
+        act.triggered.connect(slot)
+        self.addAction(act)
+        return act
 
     def _build_layout(self) -> None:
         filters = QHBoxLayout()
@@ -785,15 +961,18 @@ class GalleryView(QWidget):
         ):
             library.addWidget(widget)
         library.addStretch(1)
+        library.addWidget(self.size_label)
+        library.addWidget(self.size_slider)
+        library.addSpacing(12)
         library.addWidget(self.count_label)
 
         detail = QWidget()
         detail_layout = QVBoxLayout(detail)
         detail_layout.setContentsMargins(0, 0, 0, 0)
         detail_layout.addWidget(self.detail_splitter, 1)
-        rows = [QHBoxLayout(), QHBoxLayout()]
+        rows = [QHBoxLayout(), QHBoxLayout(), QHBoxLayout()]
         for i, name in enumerate(("reuse", "seed", "canvas", "copy", "prompt", "folder", "delete", "undo")):
-            rows[i // 4].addWidget(self.buttons[name])
+            rows[i // 3].addWidget(self.buttons[name])
         for row in rows:
             row.addStretch(1)
             detail_layout.addLayout(row)
@@ -801,9 +980,10 @@ class GalleryView(QWidget):
         self.splitter = QSplitter(Qt.Orientation.Horizontal, objectName="gallerySplitter")
         self.splitter.addWidget(self.grid)
         self.splitter.addWidget(detail)
-        self.splitter.setStretchFactor(0, 3)
-        self.splitter.setStretchFactor(1, 2)
-        self.splitter.setSizes([700, 420])
+        self.splitter.setStretchFactor(0, 1)  # extra width goes to the grid; the detail pane keeps its width
+        self.splitter.setStretchFactor(1, 0)
+        self.splitter.setCollapsible(0, False)
+        self.splitter.setSizes([800, DETAIL_WIDTH])
 
         layout = QVBoxLayout(self)
         layout.addLayout(filters)
@@ -820,6 +1000,8 @@ class GalleryView(QWidget):
         self.favourites_only.toggled.connect(lambda _on: self.apply_filters())
         self.sort.currentIndexChanged.connect(lambda _i: self.apply_filters())
         self.add_folder_button.clicked.connect(lambda: self.add_folder())
+        self.size_slider.valueChanged.connect(self.set_icon_size)
+        self.search.installEventFilter(self)  # Escape acts on the search box, not on the window
         self.stop_scan_button.clicked.connect(self.stop_scan)
         self.grid.selectionModel().currentChanged.connect(lambda current, _previous: self._show_current())
         self.grid.customContextMenuRequested.connect(self._context_menu)
@@ -938,6 +1120,84 @@ class GalleryView(QWidget):
         self.search.setFocus(Qt.FocusReason.ShortcutFocusReason)
         self.search.selectAll()
 
+    # ----------------------------------------------------------------------------------- icon size
+    def icon_size(self) -> int:
+        """The thumbnail size (logical pixels, longest side)."""
+        return self._icon_size
+
+    def set_icon_size(self, size: int) -> int:
+        """Show thumbnails of `size` logical pixels (clamped to MIN_ICON_SIZE..MAX_ICON_SIZE): cells,
+        grid and the thumbnails asked for change at once. Emits icon_size_changed when the size
+        changed; returns the size now in use."""
+        size = _clamp_icon_size(size)
+        if size != self.size_slider.value():
+            with QSignalBlocker(self.size_slider):
+                self.size_slider.setValue(size)
+        if size == self._icon_size:
+            return size
+        current = self.grid.currentIndex()
+        self._icon_size = size
+        self.model.set_icon_size(size)
+        self._fit_grid()
+        if current.isValid():
+            self.grid.scrollTo(current)  # keep the selected image in sight as the rows reflow
+        self.icon_size_changed.emit(size)
+        return size
+
+    def zoom_in(self) -> None:
+        """Larger thumbnails by one step (Ctrl++)."""
+        self.set_icon_size(self._icon_size + ICON_STEP)
+
+    def zoom_out(self) -> None:
+        """Smaller thumbnails by one step (Ctrl+-)."""
+        self.set_icon_size(self._icon_size - ICON_STEP)
+
+    def reset_icon_size(self) -> None:
+        """The default thumbnail size (Ctrl+0)."""
+        self.set_icon_size(ICON_SIZE)
+
+    def _fit_grid(self) -> None:
+        """Size the grid's cells so that whole columns fill its width: the icon size plus the gap,
+        widened to share the leftover evenly (narrowed, if even one column does not fit). The width
+        counts the vertical scroll bar whether it is shown or not, so its coming and going cannot
+        change the cells and start a layout loop."""
+        grid = self.grid
+        extent = grid.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent, None, grid)
+        # -1: QListView starts a new row when a cell would reach the last pixel column, not pass it
+        width = max(1, grid.width() - 2 * grid.frameWidth() - extent - 1)
+        step = self._icon_size + GRID_GAP
+        columns = max(1, width // step)
+        cell = QSize(width // columns, step)
+        if cell != grid.gridSize() or self._delegate.cell() != cell:  # resizes that keep the cells cost nothing
+            self._delegate.set_sizes(cell, self._icon_size)
+            grid.setIconSize(QSize(self._icon_size, self._icon_size))
+            grid.setGridSize(cell)
+            grid.verticalScrollBar().setSingleStep(max(8, self._icon_size // 4))
+
+    # -------------------------------------------------------------------------------------- escape
+    def handle_escape(self) -> bool:
+        """Escape pressed while the gallery is shown (the window asks before its own Escape, cancel
+        generation): in the search box, clear it (or, already empty, go to the grid); elsewhere clear
+        the selection. True when it did something, so the window does nothing more."""
+        if self.search.hasFocus():
+            self._escape_search()
+            return True
+        if self.grid.currentIndex().isValid() or self.grid.selectionModel().hasSelection():
+            self.clear_selection()
+            return True
+        return False
+
+    def clear_selection(self) -> None:
+        """Select nothing: the detail pane says so."""
+        self.grid.selectionModel().clear()  # also the current index: currentChanged -> _show(None)
+
+    def _escape_search(self) -> None:
+        if self.search.text():
+            self.search.clear()
+            self.apply_filters()  # at once, not after the typing pause
+        else:
+            self.grid.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
     # ---------------------------------------------------------------------------------- selection
     def current_image(self) -> GalleryImage | None:
         index = self.grid.currentIndex()
@@ -970,9 +1230,12 @@ class GalleryView(QWidget):
         self.current_changed.emit(image)
         if image is None:
             self._current_meta = None
+            self.caption.setText(NO_SELECTION)
             for label in self.fields.values():
                 label.clear()
             self.raw.clear()
+            self.raw.setPlaceholderText("")  # nothing is shown, so no claim about any file's chunks
+            self.preview.set_placeholder(NO_SELECTION)
             self.preview.set_source(None)
             with QSignalBlocker(self.rating), QSignalBlocker(self.favourite):
                 self.rating.setValue(0)
@@ -1001,7 +1264,10 @@ class GalleryView(QWidget):
         }
         for key, value in values.items():
             self.fields[key].setText(text(value))
+        self.caption.setText(image.path.name)
+        self.preview.set_placeholder("")  # blank until the picture is decoded (failures go to the status bar)
         raw = meta.raw if meta is not None else {}
+        self.raw.setPlaceholderText(NO_CHUNKS)
         self.raw.setPlainText("\n\n".join(f"[{key}]\n{value}" for key, value in raw.items()))
         with QSignalBlocker(self.rating), QSignalBlocker(self.favourite):
             self.rating.setValue(int(image.rating or 0))
@@ -1286,16 +1552,35 @@ class GalleryView(QWidget):
 
     def _action_for(self, event) -> QAction | None:
         modifiers = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
-        pressed = QKeySequence(QKeyCombination(modifiers, Qt.Key(event.key())))
+        key = Qt.Key(event.key())
+        pressed = [QKeySequence(QKeyCombination(modifiers, key))]
+        if modifiers & Qt.KeyboardModifier.ShiftModifier and not Qt.Key.Key_A <= key <= Qt.Key.Key_Z:
+            # Ctrl++ is typed as Ctrl+Shift+= on many layouts: the key is already the shifted one
+            pressed.append(QKeySequence(QKeyCombination(modifiers & ~Qt.KeyboardModifier.ShiftModifier, key)))
         for act in self._grid_actions:
-            if act.isEnabled() and any(pressed == key for key in act.shortcuts()):
+            if act.isEnabled() and any(p == k for p in pressed for k in act.shortcuts()):
                 return act
         return None
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
         """The gallery's keys while the grid (or the preview) has focus. Accepting ShortcutOverride
-        makes them win over window shortcuts bound to the same keys (Ctrl+C, Ctrl+Shift+C, Ctrl+R…)."""
+        makes them win over window shortcuts bound to the same keys (Ctrl+C, Ctrl+Shift+C, Ctrl+R…).
+        Escape in the search box is the search box's (see handle_escape), never the window's."""
         kind = event.type()
+        if watched is self.grid and kind == QEvent.Type.Resize:
+            self._fit_grid()
+            return False
+        if watched is self.search:
+            if (
+                kind in (QEvent.Type.ShortcutOverride, QEvent.Type.KeyPress)
+                and event.key() == Qt.Key.Key_Escape
+                and not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+            ):
+                event.accept()
+                if kind == QEvent.Type.KeyPress:
+                    self._escape_search()
+                return True
+            return False
         if kind in (QEvent.Type.ShortcutOverride, QEvent.Type.KeyPress):
             act = self._action_for(event)
             if act is not None:

@@ -19,6 +19,13 @@ asks the GUI thread to watch those directories. A change notification marks the 
 a short quiet time (debounced) the worker compares the directory with its snapshot and calls
 ``Gallery.index_file`` for the files that appeared, changed or went away, then ``library_changed`` is
 emitted. A file still being written (not readable yet) is looked at again a few times.
+
+Other writers: the catalogue is one SQLite file, and another process may write it too (``studio
+gallery scan`` in a terminal, a second window). The GUI thread asks SQLite every :data:`POLL_MS`
+whether any other connection committed (:meth:`~studio.library.gallery.Gallery.data_version`: one
+header read, no table touched) and emits ``library_changed`` when one did, so those images appear by
+themselves; folders another process added or removed are then watched or dropped like our own. The
+same poll shows a long scan's batches as they are committed, not only when it ends.
 """
 
 from __future__ import annotations
@@ -70,6 +77,8 @@ FRESH_S = 30.0
 """Only files modified this recently are retried: an old unreadable file is just unreadable."""
 MAX_WATCHED_DIRS = 4096
 """inotify watches are a per-user resource; beyond this, changes are found by Rescan only."""
+POLL_MS = 1000
+"""How often the GUI thread checks whether another connection (another process) changed the catalogue."""
 PROGRESS_INTERVAL_S = 0.05
 MAX_PENDING_THUMBNAILS = 512
 PREVIEW_MAX_SIDE = 2048
@@ -78,7 +87,12 @@ _CLOSED = object()
 
 
 def describe_report(report: ScanReport) -> str:
-    """One line for the status bar."""
+    """One line for the status bar. A scan that found nothing to change says so, with how many files
+    it checked: after another process catalogued the images (already shown), "0 added" alone reads as
+    if the scan had missed them."""
+    if not (report.added or report.updated or report.removed or report.unreadable):
+        files = f"{report.unchanged:,} file{'s' if report.unchanged != 1 else ''}"
+        return f"Library scanned: up to date, no changes ({files} checked, {report.seconds:.1f} s)"
     parts = [f"{report.added} added", f"{report.updated} updated", f"{report.removed} removed"]
     if report.unreadable:
         parts.append(f"{report.unreadable} unreadable")
@@ -253,6 +267,23 @@ class GalleryWorker(QObject):
                 del self._dirs[directory]
         self.folders_changed.emit()
         self.indexed.emit(1)
+        self._publish()
+
+    def _do_sync_folders(self) -> None:
+        """Follow folder changes another process made to the catalogue: watch the folders it added
+        (indexing what it left out) and forget the snapshot of those it removed."""
+        db = self._gallery()
+        roots = [_norm(f) for f in db.folders()]
+        added = [root for root in roots if root not in self._roots]
+        if not added and set(roots) == set(self._roots):
+            return
+        self._roots = roots
+        for directory in list(self._dirs):
+            if not any(_is_under(directory, root) for root in roots):
+                del self._dirs[directory]
+        if added:  # no snapshot yet: every file is compared with its row (unchanged ones cost a stat)
+            self._do_index_dirs([str(root) for root in added])
+        self.folders_changed.emit()
         self._publish()
 
     def _do_forget(self, path: Path) -> None:
@@ -448,6 +479,7 @@ class GalleryService(QObject):
         debounce_ms: int = DEBOUNCE_MS,
         thumbnail_threads: int | None = None,
         scan_on_start: bool = False,
+        poll_ms: int = POLL_MS,
     ):
         super().__init__(parent)
         self._db_path = Path(db_path)
@@ -462,6 +494,8 @@ class GalleryService(QObject):
         # The GUI's reader first: it creates the schema before the worker's connection opens.
         self._db = Gallery(self._db_path)
         self._thumbs = ThumbnailCache(self._thumbnail_dir)
+        self._seen_version = self._db.data_version()
+        self._known_folders = set(self._db.folders())
 
         self._worker = GalleryWorker(self._db_path, self._closing, skip=[self._thumbnail_dir])
         self._thread = _GalleryThread(self._worker, self)
@@ -473,7 +507,7 @@ class GalleryService(QObject):
         self._worker.scan_finished.connect(self._on_scan_finished, queued)
         self._worker.scan_failed.connect(self._on_scan_failed, queued)
         self._worker.indexed.connect(self._on_indexed, queued)
-        self._worker.folders_changed.connect(self.folders_changed, queued)
+        self._worker.folders_changed.connect(self._on_folders_changed, queued)
         self._worker.watch.connect(self._on_watch, queued)
         self._worker.retry.connect(self._on_retry, queued)
         self._worker.failed.connect(self.message, queued)
@@ -487,6 +521,10 @@ class GalleryService(QObject):
         self._debounce.timeout.connect(self._flush_dirty)
         self._retry_timer = QTimer(self, singleShot=True, interval=RETRY_MS)
         self._retry_timer.timeout.connect(self._flush_dirty)
+        self._poll_timer = QTimer(self, interval=max(1, int(poll_ms)))
+        self._poll_timer.timeout.connect(self.check_for_changes)
+        if poll_ms > 0:
+            self._poll_timer.start()
 
         threads = thumbnail_threads or max(1, min(4, (os.cpu_count() or 2) - 1))
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="studio-thumbnail")
@@ -526,6 +564,13 @@ class GalleryService(QObject):
 
     def watched_directories(self) -> list[str]:
         return [] if self._closed else sorted(self._watcher.directories())
+
+    def check_for_changes(self) -> bool:
+        """Has another connection (another process, or our scanning thread mid-scan) committed to the
+        catalogue since the last look? Then library_changed (and folders_changed, when the folders
+        differ) is emitted and True returned. Runs every ``poll_ms`` by itself; call it to look now
+        (e.g. when the gallery page is shown)."""
+        return self._catch_up(force=False)
 
     # ---------------------------------------------------------------------------------- writes
     def scan(self, folders: Iterable[str | os.PathLike[str]] | None = None) -> None:
@@ -655,7 +700,9 @@ class GalleryService(QObject):
                 return
             image_id, (path, size) = self._thumb_pending.popitem(last=True)
         try:
-            thumb = self._thumbs.get_or_make(Path(path))
+            # The stored size that covers `size` (a larger cached copy when the grid's cells grew),
+            # scaled down to `size` here: a thumbnail is never enlarged for display.
+            thumb = self._thumbs.get_or_make(Path(path), self._thumbs.size_for(size) if size else None)
             image = read_qimage(thumb, size)
             error = "" if not image.isNull() else f"cannot decode the thumbnail of {Path(path).name}"
         except Exception as exc:  # noqa: BLE001 - ImageLoadError and I/O errors alike
@@ -705,7 +752,7 @@ class GalleryService(QObject):
         # The watcher and the timers are deleted now, here in the GUI thread: if the service itself were
         # later freed from another thread (Python's cyclic GC runs in whichever thread allocates), the
         # watcher's socket notifier would be torn down there and corrupt memory.
-        for obj in (self._debounce, self._retry_timer, self._watcher):
+        for obj in (self._debounce, self._retry_timer, self._poll_timer, self._watcher):
             shiboken6.delete(obj)
         with self._thumb_lock:
             self._thumb_pending.clear()
@@ -742,8 +789,38 @@ class GalleryService(QObject):
 
     @Slot(int)
     def _on_indexed(self, _count: int) -> None:
-        if not self._closed:
-            self.library_changed.emit()
+        self._catch_up(force=True)
+
+    def _catch_up(self, *, force: bool) -> bool:
+        """Emit library_changed when the catalogue changed (or `force`: our thread says it did), and
+        remember the version seen, so the poll does not announce the same commit a second time."""
+        if self._closed:
+            return False
+        try:
+            version = self._db.data_version()
+            folders = set(self._db.folders()) if force or version != self._seen_version else self._known_folders
+        except Exception:  # noqa: BLE001 - a locked or vanished file: the next look tries again
+            log.debug("checking the catalogue for changes failed", exc_info=True)
+            if force:
+                self.library_changed.emit()  # our thread did change it: the view still re-reads
+            return force
+        if version == self._seen_version and not force:
+            return False
+        self._seen_version = version
+        if folders != self._known_folders:
+            self._known_folders = folders
+            self._send(_Task("sync_folders"))  # the gallery thread watches what another process added
+            self.folders_changed.emit()
+        self.library_changed.emit()
+        return True
+
+    @Slot()
+    def _on_folders_changed(self) -> None:
+        if self._closed:
+            return
+        with contextlib.suppress(Exception):
+            self._known_folders = set(self._db.folders())
+        self.folders_changed.emit()
 
     @Slot(list)
     def _on_watch(self, dirs: list[str]) -> None:

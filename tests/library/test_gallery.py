@@ -896,3 +896,67 @@ def test_a_gallery_belongs_to_its_thread(tmp_path: Path) -> None:
     gallery.close()
     gallery.close()  # idempotent
     assert len(failures) == 1 and isinstance(failures[0], sqlite3.ProgrammingError)
+
+
+# --------------------------------------------------------------------------------------------------
+# Other writers: data_version tells a long-lived reader that another connection committed
+# --------------------------------------------------------------------------------------------------
+
+_SCAN_IN_ANOTHER_PROCESS = """
+import sys
+from studio.library.gallery import Gallery
+
+with Gallery(sys.argv[1]) as gallery:  # what `studio gallery scan` does: add the folder, scan it
+    folder = gallery.add_folder(sys.argv[2])
+    print(gallery.scan([folder]).added)
+"""
+
+
+def scan_in_another_process(db: Path, folder: Path) -> int:
+    """Catalogue `folder` into `db` from a separate Python process; returns how many it added."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _SCAN_IN_ANOTHER_PROCESS, str(db), str(folder)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.strip())
+
+
+def test_data_version_changes_for_other_writers_only(tmp_path: Path) -> None:
+    folder = tmp_path / "pictures"
+    write_ours(folder / "fox.png", "a fox")
+    db = tmp_path / "gallery.sqlite3"
+    with Gallery(db) as reader:
+        version = reader.data_version()
+        assert reader.data_version() == version  # nothing happened: the same
+        reader.add_folder(folder)
+        reader.scan()
+        assert reader.data_version() == version  # its own commits do not count
+        fox = reader.search()[0]
+
+        errors: list[BaseException] = []
+
+        def rate_elsewhere() -> None:
+            try:
+                with Gallery(db) as other:  # another connection, in its own thread
+                    other.set_rating(fox.id, 3)
+            except BaseException as exc:  # reported in the main thread
+                errors.append(exc)
+
+        thread = threading.Thread(target=rate_elsewhere)
+        thread.start()
+        thread.join(10)
+        assert not errors, errors
+        after_thread = reader.data_version()
+        assert after_thread != version and reader.get(fox.id).rating == 3
+
+        more = tmp_path / "more"
+        write_ours(more / "owl.png", "an owl")
+        write_ours(more / "cat.png", "a cat")
+        assert scan_in_another_process(db, more) == 2
+        assert reader.data_version() != after_thread
+        assert sorted(paths(reader.search())) == ["cat.png", "fox.png", "owl.png"]
+        assert more.resolve() in reader.folders()

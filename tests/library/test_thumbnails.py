@@ -266,3 +266,27 @@ def test_default_location_and_size_validation(tmp_path: Path, monkeypatch: pytes
     for bad in (0, 8, 5000, 2.5, True):
         with pytest.raises(ValueError):
             ThumbnailCache(tmp_path, size=bad)  # type: ignore[arg-type]
+
+
+def test_larger_sizes_are_kept_beside_the_base_size(
+    tmp_path: Path, cache: ThumbnailCache, decodes: DecodeCounter
+) -> None:
+    # The stored sizes: the base size doubled until a display is covered, never below the base.
+    assert [cache.size_for(px) for px in (1, 64, 65, 128, 129, 300)] == [64, 64, 128, 128, 256, 512]
+    assert cache.size_for(100_000) == 4096
+    source = tmp_path / "wide.png"
+    Image.new("RGB", (400, 200), (20, 160, 40)).save(source)
+    base = cache.get_or_make(source)
+    large = cache.get_or_make(source, 256)
+    assert large != base and decodes.calls == 2
+    with Image.open(base) as small, Image.open(large) as big:
+        assert small.size == (64, 32) and big.size == (256, 128)
+    assert cache.cached(source) == base and cache.cached(source, 256) == large
+    assert cache.cached(source, 128) is None  # each size is its own entry
+    assert cache.get_or_make(source, 256) == large and decodes.calls == 2  # served from disk
+    assert cache.get_or_make(source, 64) == base  # the base size, asked for by number
+    with Image.open(cache.get_or_make(source, 1024)) as never_enlarged:
+        assert never_enlarged.size == (400, 200)
+    for bad in (0, 8, 5000, True):
+        with pytest.raises(ValueError):
+            cache.get_or_make(source, bad)  # type: ignore[arg-type]

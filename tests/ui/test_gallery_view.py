@@ -12,15 +12,25 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from PySide6.QtCore import QDate, Qt
-from PySide6.QtGui import QPixmap
-from PySide6.QtWidgets import QApplication
+from PySide6.QtGui import QAction, QColor, QImage, QKeySequence, QPixmap
+from PySide6.QtWidgets import QApplication, QMainWindow
 
 from studio.library.gallery import Gallery
 from studio.library.images import encode_image
-from studio.ui.gallery_view import IMAGE_ROLE, GalleryModel, GalleryView
+from studio.ui.gallery_view import (
+    GRID_GAP,
+    ICON_SIZE,
+    IMAGE_ROLE,
+    NO_CHUNKS,
+    NO_SELECTION,
+    GalleryModel,
+    GalleryView,
+)
 from studio.worker.gallery import GalleryService
+from tests.conftest import use_test_trash
 from tests.library.samples import studio_meta
-from tests.worker.test_gallery_worker import make_a1111, make_ours, use_test_trash
+from tests.library.test_gallery import scan_in_another_process
+from tests.worker.test_gallery_worker import make_a1111, make_ours
 
 WAIT_MS = 15_000
 WATCH_MS = 20_000
@@ -47,8 +57,14 @@ def trash(tmp_path, monkeypatch) -> Path:
 def make_view(qtbot, tmp_path, trash):
     services: list[GalleryService] = []
 
-    def make(folder: Path | None = None, db: Path | None = None, on_service=None, **kw) -> GalleryView:
-        service = GalleryService(db or tmp_path / "gallery.sqlite3", tmp_path / "thumbs", debounce_ms=50)
+    def make(
+        folder: Path | None = None, db: Path | None = None, on_service=None, window: QMainWindow | None = None,
+        poll_ms: int = 1000, **kw,
+    ) -> GalleryView:
+        """A view over a fresh service; with `window`, as that window's central widget (shown, active)."""
+        service = GalleryService(
+            db or tmp_path / "gallery.sqlite3", tmp_path / "thumbs", debounce_ms=50, poll_ms=poll_ms
+        )
         services.append(service)
         if on_service is not None:
             on_service(service)
@@ -57,6 +73,13 @@ def make_view(qtbot, tmp_path, trash):
                 service.add_folder(folder)
         kw.setdefault("search_debounce_ms", 20)
         view = GalleryView(service, **kw)
+        if window is not None:
+            window.setCentralWidget(view)
+            window.resize(1100, 700)
+            with qtbot.waitActive(window):  # window shortcuts only fire in the active window
+                window.show()
+                window.activateWindow()
+            return view
         qtbot.addWidget(view)
         view.resize(1100, 700)
         view.show()
@@ -345,3 +368,192 @@ def test_two_thousand_rows_are_fetched_page_by_page(make_view, big_library, qtbo
         model.fetchMore()
     assert model.rowCount() == 2000 and len({i.id for i in model.images()}) == 2000
     assert model.index(1999).data(IMAGE_ROLE).path.parent == folder
+
+
+# ------------------------------------------------------------------------------------ thumbnail size
+COLOURS = [(220, 40, 40), (40, 160, 60), (40, 70, 220), (230, 180, 30), (150, 50, 180), (30, 170, 170)]
+
+
+@pytest.fixture
+def big_images(tmp_path) -> Path:
+    """Six 512 px images, one solid colour each: large enough that a thumbnail is never the whole image."""
+    folder = tmp_path / "big"
+    for i, colour in enumerate(COLOURS):
+        make_ours(
+            folder / f"big-{i}.png", f"a big picture {i}", seed=i, size=(512, 512), colour=colour, created=BASE + i
+        )
+    return folder
+
+
+def thumbnails_shown(view: GalleryView) -> bool:
+    model = view.model
+    return all(model.cached_pixmap(image) is not None for image in model.images())
+
+
+def painted_width(view: GalleryView, row: int) -> int:
+    """How many pixels of the row's colour the grid shows across the middle of its cell (a screenshot)."""
+    grid = view.grid
+    image = view.model.image_at(row)
+    colour = COLOURS[int(image.path.stem.split("-")[1])]
+    shot: QImage = grid.viewport().grab().toImage()
+    rect = grid.visualRect(view.model.index(row))
+    ratio = shot.devicePixelRatio()
+    y = round(rect.center().y() * ratio)
+
+    def near(pixel: QColor) -> bool:
+        return all(abs(a - b) <= 16 for a, b in zip(pixel.getRgb()[:3], colour, strict=True))
+
+    xs = range(round(rect.left() * ratio), round((rect.right() + 1) * ratio))
+    return round(sum(near(shot.pixelColor(x, y)) for x in xs) / ratio)
+
+
+def cells_wrap_within_the_width(view: GalleryView) -> bool:
+    grid = view.grid
+    inside = grid.viewport().rect()
+    rects = [grid.visualRect(view.model.index(row)) for row in range(view.model.rowCount())]
+    return all(inside.left() <= r.left() and r.right() <= inside.right() for r in rects)
+
+
+@pytest.mark.parametrize("width", [1000, 1200])
+def test_the_default_size_shows_real_thumbnails_and_no_horizontal_scroll_bar(make_view, big_images, qtbot, width):
+    view = make_view(big_images)
+    view.resize(width, 700)
+    assert view.icon_size() == ICON_SIZE == 160
+    qtbot.waitUntil(lambda: thumbnails_shown(view), timeout=WAIT_MS)
+    grid = view.grid
+    assert grid.horizontalScrollBarPolicy() == Qt.ScrollBarPolicy.ScrollBarAlwaysOff
+    assert grid.horizontalScrollBar().maximum() == 0
+    assert grid.width() > 1.8 * view.splitter.widget(1).width()  # the grid gets most of the width
+    qtbot.waitUntil(lambda: cells_wrap_within_the_width(view), timeout=WAIT_MS)
+    columns = {grid.visualRect(view.model.index(row)).left() for row in range(6)}
+    assert len(columns) >= 3
+    assert painted_width(view, 0) == 160  # what is on screen: a 160 px picture, not 55-70 px
+
+
+def test_the_size_slider_and_zoom_keys_resize_the_grid_live(make_view, big_images, qtbot):
+    view = make_view(big_images)
+    view.resize(800, 700)  # narrow: at 320 px one column, still no horizontal scroll bar
+    sizes: list[int] = []
+    view.icon_size_changed.connect(sizes.append)
+    model = view.model
+    first = model.image_at(0)
+    qtbot.waitUntil(lambda: model.cached_pixmap(first) is not None, timeout=WAIT_MS)  # rows below: not painted
+    assert model.cached_pixmap(first).width() == 160
+
+    view.size_slider.setValue(320)  # as a drag ends
+    assert view.icon_size() == 320 and sizes == [320]
+    assert view.grid.gridSize().height() == 320 + GRID_GAP
+    # Asked again at the new size (from the larger stored thumbnail), not the 160 px one enlarged.
+    qtbot.waitUntil(lambda: model.cached_pixmap(first).width() == 320, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: painted_width(view, 0) == 320, timeout=WAIT_MS)
+    assert view.grid.horizontalScrollBar().maximum() == 0
+    qtbot.waitUntil(lambda: cells_wrap_within_the_width(view), timeout=WAIT_MS)
+
+    ctrl = Qt.KeyboardModifier.ControlModifier
+    view.grid.setFocus()
+    qtbot.keyClick(view.grid, Qt.Key.Key_Minus, ctrl)
+    qtbot.keyClick(view.grid, Qt.Key.Key_Plus, ctrl)
+    qtbot.keyClick(view.grid, Qt.Key.Key_Plus, ctrl)  # already the largest: nothing changes
+    qtbot.keyClick(view.grid, Qt.Key.Key_0, ctrl)
+    assert sizes == [320, 304, 320, 160] and view.size_slider.value() == 160
+    assert view.set_icon_size(10) == 64 and view.icon_size() == 64 and sizes[-1] == 64  # clamped
+    qtbot.waitUntil(lambda: model.cached_pixmap(first).width() == 64, timeout=WAIT_MS)  # not a 320 one kept
+
+
+def test_zoom_keys_work_anywhere_in_the_gallery_and_leave_the_window_alone(make_view, library, qtbot):
+    window = QMainWindow()
+    qtbot.addWidget(window)
+    view = make_view(library, window=window)
+    view.search.setFocus()
+    qtbot.waitUntil(view.search.hasFocus, timeout=WAIT_MS)
+    qtbot.keyClick(view.search, Qt.Key.Key_Plus, Qt.KeyboardModifier.ControlModifier)
+    assert view.icon_size() == ICON_SIZE + 16 and view.search.text() == ""
+    qtbot.keyClick(view.search, Qt.Key.Key_0, Qt.KeyboardModifier.ControlModifier)
+    assert view.icon_size() == ICON_SIZE and view.search.text() == ""
+    # For the window's list of shortcuts: each action once, where it works.
+    assert {view.act_bigger, view.act_smaller, view.act_default_size, view.act_focus_search} <= set(view.actions())
+    assert view.act_reuse in view.grid_actions() and view.act_bigger not in view.grid_actions()
+
+
+# ------------------------------------------------------------------------------------------- escape
+def test_escape_in_the_search_box_clears_it_and_never_reaches_the_window(make_view, library, qtbot):
+    window = QMainWindow()
+    qtbot.addWidget(window)
+    cancelled: list[bool] = []
+    cancel = QAction("Cancel", window, shortcut=QKeySequence("Escape"))  # the window's "cancel generation"
+    cancel.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+    cancel.triggered.connect(lambda: cancelled.append(True))
+    window.addAction(cancel)
+    view = make_view(library, window=window)
+    view.search.setFocus()
+    qtbot.waitUntil(view.search.hasFocus, timeout=WAIT_MS)
+    qtbot.keyClicks(view.search, "fox")
+    qtbot.waitUntil(lambda: names(view) == ["snowfox.png", "fox.png"], timeout=WAIT_MS)
+
+    qtbot.keyClick(view.search, Qt.Key.Key_Escape)
+    assert view.search.text() == "" and len(names(view)) == 4  # cleared, and the filter lifted at once
+    assert view.search.hasFocus() and cancelled == []
+    qtbot.keyClick(view.search, Qt.Key.Key_Escape)  # already empty: on to the grid
+    assert view.grid.hasFocus() and cancelled == []
+
+    qtbot.keyClick(view.grid, Qt.Key.Key_Escape)  # outside the search box the window's Escape is live
+    assert cancelled == [True]
+
+
+def test_handle_escape_clears_the_search_then_the_selection(make_view, library, qtbot):
+    view = make_view(library)
+    assert not view.handle_escape()  # nothing to do: the window may use Escape
+    select(view, "castle.png")
+    assert view.handle_escape()
+    assert view.current_image() is None and not view.grid.selectionModel().hasSelection()
+    assert view.caption.text() == NO_SELECTION and view.fields["prompt"].text() == ""
+    assert not view.handle_escape()
+
+    view.search.setText("castle")
+    view.apply_filters()
+    view.search.setFocus()
+    qtbot.waitUntil(view.search.hasFocus, timeout=WAIT_MS)
+    assert view.handle_escape() and view.search.text() == "" and len(names(view)) == 4
+    assert view.handle_escape() and view.grid.hasFocus()  # empty search box: focus moves to the grid
+
+
+# -------------------------------------------------------------------------------------- detail pane
+def test_the_detail_pane_says_what_it_shows(make_view, library, qtbot):
+    from PIL import Image
+
+    Image.new("RGB", (20, 20), (9, 9, 9)).save(library / "plain.png")  # no metadata chunks at all
+    view = make_view(library)
+    assert view.current_image() is None
+    assert view.caption.text() == NO_SELECTION and view.preview.text() == NO_SELECTION
+    assert all(label.text() == "" for label in view.fields.values())
+    assert view.raw.toPlainText() == "" and view.raw.placeholderText() == ""  # no claim about a file
+
+    select(view, "plain.png")
+    assert view.caption.text() == "plain.png" and view.preview.text() == ""
+    assert view.raw.toPlainText() == "" and view.raw.placeholderText() == NO_CHUNKS
+    assert view.fields["source"].text() == "no generation parameters found"
+
+    select(view, "castle.png")
+    assert view.caption.text() == "castle.png" and "[latent-studio]" in view.raw.toPlainText()
+
+    view.clear_selection()
+    assert view.caption.text() == NO_SELECTION and view.raw.placeholderText() == ""
+    assert view.raw.toPlainText() == "" and view.preview.text() == NO_SELECTION
+
+
+# ------------------------------------------------------------------------------------ other writers
+def test_images_catalogued_by_another_process_appear_by_themselves(make_view, library, tmp_path, qtbot):
+    view = make_view(library, poll_ms=100)
+    select(view, "castle.png")
+    messages: list[str] = []
+    view.message.connect(messages.append)
+    elsewhere = tmp_path / "elsewhere"
+    make_ours(elsewhere / "owl.png", "an owl at night", seed=9, created=BASE + 50)
+    assert scan_in_another_process(tmp_path / "gallery.sqlite3", elsewhere) == 1  # `studio gallery scan`
+    qtbot.waitUntil(lambda: names(view)[:1] == ["owl.png"], timeout=WAIT_MS)  # no Rescan
+    assert view.count_label.text() == "5 images"
+    assert view.current_image().path.name == "castle.png"  # selection kept
+
+    with qtbot.waitSignal(view.service.scan_finished, timeout=WAIT_MS):
+        view.act_rescan.trigger()
+    assert messages[-1].startswith("Library scanned: up to date, no changes (5 files checked")

@@ -16,10 +16,12 @@ from PIL.PngImagePlugin import PngInfo
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
-from studio.library.gallery import Gallery, Query
+from studio.library.gallery import Gallery, Query, ScanReport
 from studio.library.images import save_image
-from studio.worker.gallery import GalleryService
+from studio.library.thumbnails import ThumbnailCache
+from studio.worker.gallery import GalleryService, describe_report
 from tests.library.samples import A1111_CLASSIC, studio_meta
+from tests.library.test_gallery import scan_in_another_process
 
 WAIT_MS = 15_000
 WATCH_MS = 20_000  # file notifications plus the debounce: generous for slow CI machines
@@ -280,22 +282,73 @@ def test_scan_on_start_catches_up_with_changes_made_while_closed(qtbot, tmp_path
         assert service.shutdown()
 
 
-@pytest.fixture
-def trash(tmp_path, monkeypatch) -> Path:
-    """send2trash's freedesktop trash pointed into tmp_path: tests never touch the real one."""
-    return use_test_trash(tmp_path, monkeypatch)
+def test_a_scan_by_another_process_shows_up_by_itself(make_service, qtbot, tmp_path):
+    """`studio gallery scan DIR` in a terminal while the app runs: the app's catalogue connection
+    notices the other process's commits, the images and the folder appear, and the folder is then
+    watched like one added in the app."""
+    service = make_service(poll_ms=100)
+    elsewhere = tmp_path / "elsewhere"
+    make_ours(elsewhere / "owl.png", "an owl at night", seed=1)
+    make_ours(elsewhere / "deep" / "bat.png", "a bat in a cave", seed=2)
+    with qtbot.waitSignals([service.library_changed, service.folders_changed], timeout=WAIT_MS):
+        assert scan_in_another_process(tmp_path / "db" / "gallery.sqlite3", elsewhere) == 2
+    gallery = service.gallery()
+    assert gallery.count() == 2 and service.folders() == [elsewhere.resolve()]
+    qtbot.waitUntil(lambda: str(elsewhere / "deep") in service.watched_directories(), timeout=WAIT_MS)
+
+    with qtbot.waitSignal(service.library_changed, timeout=WATCH_MS):  # now followed by the watcher
+        make_ours(elsewhere / "deep" / "moth.png", "a moth at a lamp", seed=3)
+    qtbot.waitUntil(lambda: gallery.get_by_path(elsewhere / "deep" / "moth.png") is not None, timeout=WATCH_MS)
+
+    report = wait_scan(qtbot, service, service.scan)  # Rescan: nothing left to do, and it says so
+    assert (report.added, report.updated, report.removed, report.unchanged) == (0, 0, 0, 3)
+    assert describe_report(report).startswith("Library scanned: up to date, no changes (3 files checked")
 
 
-def use_test_trash(tmp_path: Path, monkeypatch) -> Path:
-    import send2trash.plat_other as plat
+def test_each_commit_by_another_connection_is_announced_once(make_service, qtbot, library, tmp_path):
+    service = make_service(poll_ms=0)  # no timer: the test looks when it wants
+    with qtbot.waitSignal(service.library_changed, timeout=WAIT_MS):  # announced by the scanning thread
+        wait_scan(qtbot, service, lambda: service.add_folder(library))
+    assert not service.check_for_changes()  # ...and not a second time by the check
+    fox = service.gallery().get_by_path(library / "fox-1.png")
+    assert service.set_rating(fox.id, 2)  # the GUI's own write: image_changed, not a change elsewhere
+    assert not service.check_for_changes()
 
-    home, data = tmp_path / "home", tmp_path / "xdg-data"
-    home.mkdir(exist_ok=True)
-    data.mkdir(exist_ok=True)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_DATA_HOME", str(data))
-    # Read at import time by send2trash: set them as it would have from these variables.
-    monkeypatch.setattr(plat, "XDG_DATA_HOME", os.fsencode(data))
-    monkeypatch.setattr(plat, "HOMETRASH_B", os.fsencode(data / "Trash"))
-    monkeypatch.setattr(plat, "HOMETRASH", str(data / "Trash"))
-    return data / "Trash" / "files"
+    errors: list[BaseException] = []
+
+    def rate_elsewhere() -> None:
+        try:
+            with Gallery(tmp_path / "db" / "gallery.sqlite3") as other:
+                other.set_favourite(fox.id, True)
+        except BaseException as exc:  # reported in the test's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=rate_elsewhere)
+    thread.start()
+    thread.join(10)
+    assert not errors, errors
+    with qtbot.waitSignal(service.library_changed, timeout=WAIT_MS):
+        assert service.check_for_changes()
+    assert service.gallery().get(fox.id).favourite
+    assert not service.check_for_changes()  # seen
+
+
+def test_describe_report_says_what_changed_or_that_nothing_did():
+    assert describe_report(ScanReport(added=4, unchanged=2, seconds=0.25)) == (
+        "Library scanned: 4 added, 0 updated, 0 removed (0.2 s)"
+    )
+    assert describe_report(ScanReport(removed=1, unreadable=2)).endswith("1 removed, 2 unreadable (0.0 s)")
+    assert describe_report(ScanReport(unchanged=1, seconds=1.0)) == (
+        "Library scanned: up to date, no changes (1 file checked, 1.0 s)"
+    )
+
+
+def test_larger_thumbnails_come_from_a_larger_stored_size(make_service, qtbot, library):
+    """A grid zoomed past the base thumbnail size gets sharp thumbnails, not enlarged small ones."""
+    service = make_service()
+    path = make_ours(library / "wide.png", "a wide landscape", size=(600, 300))
+    with qtbot.waitSignal(service.thumbnail_ready, timeout=WAIT_MS) as blocker:
+        service.request_thumbnail(7, path, size=400)
+    assert blocker.args[0] == 7 and (blocker.args[1].width(), blocker.args[1].height()) == (400, 200)
+    stored = ThumbnailCache(service.thumbnail_dir)
+    assert stored.cached(path, 512) is not None and stored.cached(path) is None
