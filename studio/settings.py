@@ -56,6 +56,7 @@ class Preferences:
     scheduler: str | None = None
     steps: int | None = None
     guidance: float | None = None
+    guidance_rescale: float | None = None
     width: int | None = None
     height: int | None = None
     batch: int = 1
@@ -71,6 +72,8 @@ class Preferences:
     negative_prompt: str = ""
     history: list[list[str]] = field(default_factory=list)  # [prompt, negative], newest first
     local_models: list[str] = field(default_factory=list)  # folders and files the user added
+    theme: str = "system"  # "system" | "light" | "dark"
+    gallery_icon_size: int = 160
 
     @classmethod
     def load(cls, path: Path | None = None) -> Preferences:

@@ -82,6 +82,8 @@ from studio.ui.qt_images import pil_to_qimage, qimage_to_png_bytes
 __all__ = ["FIT_MODES", "WEB_REFUSAL", "ImageCanvas", "prepare_image"]
 
 FIT_MODES: tuple[str, ...] = ("fit", "crop", "stretch")
+PASTE_KEYS = "Ctrl+Shift+V"
+"""Paste to the canvas from anywhere in the window (plain Ctrl+V pastes text into the prompt)."""
 """``fit``: letterbox, the whole image scaled into the output and the rest padded; ``crop``: cover, scale
 to fill then centre-crop; ``stretch``: scale each axis independently (distorts)."""
 
@@ -632,14 +634,14 @@ class ImageCanvas(QWidget):
 
         bar = QHBoxLayout()
         bar.setContentsMargins(0, 0, 0, 0)
-        bar.addWidget(self._info, 1)
-        bar.addWidget(self._mode_box)
+        bar.addWidget(self._mode_box, 1)
         bar.addWidget(self._open_button)
         bar.addWidget(self._clear_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(4)
         layout.addWidget(self._view, 1)
+        layout.addWidget(self._info)  # a line of its own: the sizes are never squeezed by the buttons
         layout.addLayout(bar)
         self._refresh()
 
@@ -677,7 +679,8 @@ class ImageCanvas(QWidget):
         return self._pending is not None
 
     def hint_text(self) -> str:
-        paste = _shortcut_text(QKeySequence.StandardKey.Paste, "Ctrl+V")
+        """The keys that work from anywhere in the window (the menu's); Ctrl+V also works here with focus."""
+        paste = QKeySequence(PASTE_KEYS).toString(QKeySequence.SequenceFormat.NativeText)
         open_ = _shortcut_text(QKeySequence.StandardKey.Open, "Ctrl+O")
         return f"Drop an image here, paste ({paste}) or open ({open_})"
 
@@ -918,6 +921,8 @@ class ImageCanvas(QWidget):
         key = event.key()
         if modifiers == Qt.KeyboardModifier.ControlModifier and key in (Qt.Key.Key_V, Qt.Key.Key_O):
             return "paste" if key == Qt.Key.Key_V else "open"
+        if modifiers == Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier and key == Qt.Key.Key_V:
+            return "paste"  # the window's paste-to-canvas keys, as the hint says
         if modifiers == Qt.KeyboardModifier.ShiftModifier and key == Qt.Key.Key_Insert:
             return "paste"
         if modifiers == Qt.KeyboardModifier.NoModifier and key in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):

@@ -1,5 +1,7 @@
-"""The main window: prompt and parameters on the left, previews and results in the middle, the
-img2img canvas and the job queue on the right. Every action has a keyboard shortcut.
+"""The main window: two pages. Studio: prompt and parameters on the left, previews and results in the
+middle, the img2img canvas and the job queue on the right (both side panels collapse, so it fits a
+1024x640 screen). Gallery: the image library, using the window's whole width. Every action has a
+keyboard shortcut, listed under Help.
 
 The window never touches torch: generation runs in the worker's thread, and the window only sees
 signals carrying QImages.
@@ -10,10 +12,11 @@ from __future__ import annotations
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer, QUrl
-from PySide6.QtGui import QAction, QDesktopServices, QImage, QKeySequence
+from PySide6.QtCore import QRect, QSettings, QSize, Qt, QTimer, QUrl
+from PySide6.QtGui import QAction, QActionGroup, QDesktopServices, QImage, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
+    QFileDialog,
     QGroupBox,
     QLabel,
     QMainWindow,
@@ -30,16 +33,22 @@ from studio.engine.catalog import CATALOG
 from studio.engine.errors import RequestError
 from studio.library.images import ImageLoadError, load_image
 from studio.settings import APP_NAME, Preferences, preferences_path
-from studio.ui.canvas import FIT_MODES, ImageCanvas
+from studio.ui.canvas import FIT_MODES, PASTE_KEYS, ImageCanvas
 from studio.ui.icons import icon
 from studio.ui.parameters import ParametersPanel
 from studio.ui.preview import PreviewPane
 from studio.ui.prompt_editor import PromptEditor
+from studio.ui.questions import ask
 from studio.ui.queue_view import QueueView
 from studio.ui.results import ResultItem, ResultsStrip
+from studio.ui.theme import THEMES, apply_theme
 from studio.worker import GenerationService
+from studio.worker.generation import FAILURE_MODEL_MISSING
+from studio.worker.queue_store import clear_queue, load_queue, save_queue
 
 STATUS_MS = 6000
+DEFAULT_SIZE = QSize(1280, 800)
+STUDIO_PAGE, GALLERY_PAGE = 0, 1
 
 
 class MainWindow(QMainWindow):
@@ -53,6 +62,8 @@ class MainWindow(QMainWindow):
         qsettings: QSettings | None = None,
         gallery_db: Path | None = None,
         thumbnail_dir: Path | None = None,
+        queue_file: Path | None = None,
+        model_cache_dir: Path | None = None,
     ):
         super().__init__()
         self.setWindowTitle(APP_NAME)
@@ -60,14 +71,20 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self._prefs_file = Path(preferences_file) if preferences_file else preferences_path()
         self.prefs = Preferences.load(self._prefs_file)
-        if output_dir is not None:
-            self.prefs.output_dir = str(output_dir)
+        # A command-line --output-dir applies to this run only: it is never written to the preferences.
+        self._output_override = Path(output_dir) if output_dir is not None else None
+        self._queue_file = Path(queue_file) if queue_file else self._prefs_file.with_name("queue.json")
+        self._model_cache_dir = model_cache_dir
         self._qsettings = qsettings or QSettings()
         self._closing = False
+        self._quit_confirmed = False
         self._gallery_paths = (gallery_db, thumbnail_dir)
         self.gallery_service = None  # made when the gallery is first opened: start-up stays light
         self.gallery_view = None
+        self.models_dialog = None
+        self.download_service = None
         self._last_failure = ""
+        self._shown_job: int | None = None  # the job whose progress the preview shows
         self._shown_once = False
 
         self.prompt_editor = PromptEditor()
@@ -76,7 +93,7 @@ class MainWindow(QMainWindow):
         self.preview = PreviewPane()
         self.results = ResultsStrip()
         self.service = GenerationService(
-            self.prefs.output_path(), device=self.prefs.device, dtype=self.prefs.dtype,
+            self.output_path(), device=self.prefs.device, dtype=self.prefs.dtype,
             engine_factory=engine_factory, parent=self,
         )
         self.queue_view = QueueView(self.service)
@@ -88,50 +105,53 @@ class MainWindow(QMainWindow):
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)  # quitting without closing must still stop the thread
         QTimer.singleShot(0, self._refresh_model_note)  # after the window shows: looks at the HF cache
+        QTimer.singleShot(0, self._offer_saved_queue)
 
     # ------------------------------------------------------------------------------------------ layout
     def _build_layout(self) -> None:
         params_scroll = QScrollArea(widgetResizable=True)
         params_scroll.setWidget(self.parameters)
-        left = QSplitter(Qt.Orientation.Vertical, objectName="leftSplitter")
-        left.addWidget(_group("Prompt", self.prompt_editor))
-        left.addWidget(_group("Parameters", params_scroll))
-        left.setStretchFactor(0, 2)
-        left.setStretchFactor(1, 3)
+        params_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        params_scroll.setMinimumWidth(self.parameters.minimumSizeHint().width() + 24)
+        self.left_panel = QSplitter(Qt.Orientation.Vertical, objectName="leftSplitter")
+        self.left_panel.addWidget(_group("Prompt", self.prompt_editor))
+        self.left_panel.addWidget(_group("Parameters", params_scroll))
+        self.left_panel.setStretchFactor(0, 2)
+        self.left_panel.setStretchFactor(1, 3)
 
-        studio = QWidget()
-        center_layout = QVBoxLayout(studio)
+        center = QWidget()
+        center_layout = QVBoxLayout(center)
         center_layout.setContentsMargins(0, 0, 0, 0)
         center_layout.addWidget(self.preview, 1)
         center_layout.addWidget(self.results)
+
+        self.right_panel = QSplitter(Qt.Orientation.Vertical, objectName="rightSplitter")
+        self.right_panel.addWidget(_group("img2img canvas", self.canvas))
+        self.right_panel.addWidget(_group("Queue", self.queue_view))
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, objectName="mainSplitter")
+        for widget in (self.left_panel, center, self.right_panel):
+            self.splitter.addWidget(widget)
+        self.splitter.setCollapsible(1, False)  # the side panels fold away; the preview never does
+        self.splitter.setStretchFactor(1, 1)
+        self._splitters = [self.splitter, self.left_panel, self.right_panel]
+
+        # The gallery is a page of its own, with the whole width of the window.
         self.tabs = QTabWidget(documentMode=True)
-        self.tabs.addTab(studio, "Studio")
+        self.tabs.addTab(self.splitter, "Studio")
         self._gallery_holder = QWidget()
         QVBoxLayout(self._gallery_holder).setContentsMargins(0, 0, 0, 0)
         self.tabs.addTab(self._gallery_holder, "Gallery")
-        self.tabs.currentChanged.connect(lambda index: index == 1 and self.open_gallery())
-        center = self.tabs
-
-        right = QSplitter(Qt.Orientation.Vertical, objectName="rightSplitter")
-        right.addWidget(_group("img2img canvas", self.canvas))
-        right.addWidget(_group("Queue", self.queue_view))
-
-        self.splitter = QSplitter(Qt.Orientation.Horizontal, objectName="mainSplitter")
-        for widget in (left, center, right):
-            self.splitter.addWidget(widget)
-        self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([360, 640, 300])
-        self._splitters = [self.splitter, left, right]
-        self.setCentralWidget(self.splitter)
+        self.tabs.currentChanged.connect(lambda index: index == GALLERY_PAGE and self.open_gallery())
+        self.setCentralWidget(self.tabs)
 
         self.status_model = QLabel(accessibleName="Model and device")
         self._ran_on: tuple[str, str] | None = None  # (device, dtype) of the last image made
         self.statusBar().addPermanentWidget(self.status_model)
-        self.resize(1280, 800)
 
     def _build_actions(self) -> None:
-        def action(text, slot, shortcut=None, icon_name=None, tip=None) -> QAction:
-            act = QAction(text, self)
+        def action(text, slot, shortcut=None, icon_name=None, tip=None, *, checkable=False) -> QAction:
+            act = QAction(text, self, checkable=checkable)
             if shortcut:
                 keys = shortcut if isinstance(shortcut, list) else [shortcut]
                 act.setShortcuts([QKeySequence(k) for k in keys])
@@ -140,7 +160,7 @@ class MainWindow(QMainWindow):
                 act.setIcon(icon(icon_name))
             if tip:
                 act.setToolTip(tip)
-            act.triggered.connect(slot)
+            (act.toggled if checkable else act.triggered).connect(slot)
             self.addAction(act)
             return act
 
@@ -148,25 +168,38 @@ class MainWindow(QMainWindow):
             "&Generate", self.generate, [QKeySequence("Ctrl+Return"), QKeySequence("Ctrl+Enter")], "generate",
             "Generate (Ctrl+Return)",
         )
-        self.act_cancel = action("&Cancel", self.cancel_current, "Escape", "cancel", "Cancel the running job (Esc)")
+        self.act_cancel = action(
+            "&Cancel", self.escape_pressed, "Escape", "cancel",
+            "Cancel the running job (Esc; in the gallery, Esc clears the search first)",
+        )
         self.act_cancel_all = action("Cancel &all", self.service.cancel_all, "Shift+Escape")
         self.act_open_image = action("&Open image for img2img…", self.canvas.open_file_dialog, "Ctrl+O", "open")
-        self.act_paste_image = action("&Paste image to canvas", self._paste_image, "Ctrl+Shift+V")
+        self.act_paste_image = action("&Paste image to canvas", self._paste_image, PASTE_KEYS)
         self.act_clear_canvas = action("C&lear canvas", self.canvas.clear)
+        self.act_models = action("&Models…", self.open_models, "Ctrl+Shift+M", tip="Download and remove models")
+        self.act_choose_folder = action("Choose output fol&der…", self.choose_output_folder)
         self.act_open_folder = action("Open output &folder", self.open_output_folder, "Ctrl+Shift+O", "folder")
         self.act_copy = action("&Copy image", self.results.copy_current, "Ctrl+Shift+C", "copy")
         self.act_reuse = action("&Reuse parameters", lambda: self._with_current(self.reuse_parameters), "Ctrl+R")
         self.act_reuse_seed = action("Reuse &seed", lambda: self._with_current(self.reuse_seed), "Ctrl+Shift+R")
         self.act_to_canvas = action("Send to &canvas", lambda: self._with_current(self.send_to_canvas), "Ctrl+Shift+I")
         self.act_focus_prompt = action("Focus prompt", self.prompt_editor.focus_prompt, "Ctrl+L")
-        self.act_studio = action("&Studio", lambda: self.tabs.setCurrentIndex(0), "Ctrl+1")
-        self.act_gallery = action("&Gallery", lambda: self.tabs.setCurrentIndex(1), ["Ctrl+2", "Ctrl+G"])
+        self.act_studio = action("&Studio", lambda: self.tabs.setCurrentIndex(STUDIO_PAGE), "Ctrl+1")
+        self.act_gallery = action("&Gallery", lambda: self.tabs.setCurrentIndex(GALLERY_PAGE), ["Ctrl+2", "Ctrl+G"])
+        self.act_left_panel = action("&Prompt and parameters panel", self._show_left, "F8", checkable=True)
+        self.act_right_panel = action("Canvas and &queue panel", self._show_right, "F9", checkable=True)
         self.act_quit = action("&Quit", self.close, "Ctrl+Q")
+        self.act_shortcuts = action("&Keyboard shortcuts", self.show_shortcuts, "F1")
         self.act_about = action("&About Latent Studio", self.show_about)
+        self.act_left_panel.setChecked(True)
+        self.act_right_panel.setChecked(True)
 
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
-        for act in (self.act_open_image, self.act_paste_image, self.act_clear_canvas, self.act_open_folder):
+        for act in (self.act_open_image, self.act_paste_image, self.act_clear_canvas):
+            file_menu.addAction(act)
+        file_menu.addSeparator()
+        for act in (self.act_models, self.act_choose_folder, self.act_open_folder):
             file_menu.addAction(act)
         file_menu.addSeparator()
         file_menu.addAction(self.act_quit)
@@ -177,9 +210,24 @@ class MainWindow(QMainWindow):
         for act in (self.act_copy, self.act_reuse, self.act_reuse_seed, self.act_to_canvas):
             image_menu.addAction(act)
         view_menu = bar.addMenu("&View")
-        view_menu.addAction(self.act_studio)
-        view_menu.addAction(self.act_gallery)
-        bar.addMenu("&Help").addAction(self.act_about)
+        for act in (self.act_studio, self.act_gallery):
+            view_menu.addAction(act)
+        view_menu.addSeparator()
+        view_menu.addAction(self.act_left_panel)
+        view_menu.addAction(self.act_right_panel)
+        view_menu.addSeparator()
+        theme_menu = view_menu.addMenu("&Theme")
+        self.theme_actions = QActionGroup(self)
+        for key, label in THEMES.items():
+            act = QAction(label, self, checkable=True)
+            act.setData(key)
+            act.triggered.connect(lambda _on=False, k=key: self.set_theme(k))
+            self.theme_actions.addAction(act)
+            theme_menu.addAction(act)
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self.act_shortcuts)
+        help_menu.addAction(self.act_about)
+        self.menus = {"File": file_menu, "Generate": gen_menu, "Image": image_menu, "View": view_menu, "Help": help_menu}
 
         toolbar = self.addToolBar("Main")
         toolbar.setObjectName("mainToolbar")
@@ -190,6 +238,7 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         self.prompt_editor.generate_requested.connect(self.generate)
         self.parameters.model_changed.connect(lambda _spec: self._refresh_model_note())
+        self.parameters.message.connect(self.show_message)
         self.parameters.device.currentIndexChanged.connect(self._device_changed)
         self.parameters.dtype.currentIndexChanged.connect(self._device_changed)
         self.canvas.message.connect(self.show_message)
@@ -199,20 +248,24 @@ class MainWindow(QMainWindow):
         self.results.reuse_parameters.connect(self.reuse_parameters)
         self.results.reuse_seed.connect(self.reuse_seed)
         self.results.send_to_canvas.connect(self.send_to_canvas)
-        self.service.job_started.connect(lambda _job: self.preview.start("Loading model…"))
+        self.preview.failure.open_models.connect(self.open_models)
+        self.preview.failure.add_model.connect(self.parameters.add_button.showMenu)
+        self.service.job_started.connect(self._on_job_started)
         self.service.step.connect(self._on_step)
         self.service.image_saved.connect(self._on_image_saved)
-        self.service.job_finished.connect(lambda _job: self.preview.finish("Done"))
+        self.service.job_finished.connect(self._on_finished)
         self.service.job_failed.connect(self._on_failed)
-        self.service.job_cancelled.connect(lambda _job: self.preview.finish("Cancelled"))
+        self.service.job_cancelled.connect(self._on_cancelled)
         self.service.status.connect(self._on_status)
+        for splitter in (self.splitter,):
+            splitter.splitterMoved.connect(lambda *_: self._sync_panel_actions())
 
     # ---------------------------------------------------------------------------------------- restore
     def _restore(self, model: str | None) -> None:
         self.parameters.load_preferences(self.prefs)
         if model:
             if model in CATALOG:
-                self.parameters._select_model(model)
+                self.parameters.select_model(model)
             else:
                 self.parameters.add_local_model(model)
         self.prompt_editor.set_history([tuple(h) for h in self.prefs.history if len(h) == 2])
@@ -220,16 +273,42 @@ class MainWindow(QMainWindow):
         if self.prefs.fit_mode in FIT_MODES:
             self.canvas.set_fit_mode(self.prefs.fit_mode)
         self._sync_canvas_size()
+        self._canvas_changed()
         self.parameters.width.valueChanged.connect(self._sync_canvas_size)
         self.parameters.height.valueChanged.connect(self._sync_canvas_size)
+        self.set_theme(self.prefs.theme if self.prefs.theme in THEMES else "system", save=False)
         geometry = self._qsettings.value("window/geometry")
-        if geometry is not None:
-            self.restoreGeometry(geometry)
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(DEFAULT_SIZE)
         state = self._qsettings.value("window/state")
         if state is not None:
             self.restoreState(state)
+        self.fit_to_screen()
         self._update_status_model()
         self.prompt_editor.focus_prompt()
+
+    def fit_to_screen(self, available: QRect | None = None) -> None:
+        """Keep the window inside the screen's available area (a small laptop screen, a geometry saved
+        on a bigger monitor): never larger, never off its edges."""
+        if available is None:
+            screen = self.screen() or QApplication.primaryScreen()
+            if screen is None:
+                return
+            available = screen.availableGeometry()
+        if self.isMaximized() or self.isFullScreen():
+            return
+        frame_extra = self.frameGeometry().size() - self.geometry().size()
+        width = min(self.width(), available.width() - max(frame_extra.width(), 0))
+        height = min(self.height(), available.height() - max(frame_extra.height(), 0))
+        width = max(width, min(self.minimumSizeHint().width(), available.width()))
+        height = max(height, min(self.minimumSizeHint().height(), available.height()))
+        if (width, height) != (self.width(), self.height()):
+            self.resize(width, height)
+        frame = self.frameGeometry()
+        x = min(max(frame.x(), available.left()), available.right() + 1 - frame.width())
+        y = min(max(frame.y(), available.top()), available.bottom() + 1 - frame.height())
+        if (x, y) != (frame.x(), frame.y()):
+            self.move(max(x, available.left()), max(y, available.top()))
 
     def save_state(self) -> None:
         self.parameters.store_preferences(self.prefs)
@@ -237,6 +316,8 @@ class MainWindow(QMainWindow):
         self.prefs.negative_prompt = self.prompt_editor.negative_prompt()
         self.prefs.history = [list(h) for h in self.prompt_editor.history()]
         self.prefs.fit_mode = self.canvas.fit_mode()
+        if self.gallery_view is not None:
+            self.prefs.gallery_icon_size = self.gallery_view.icon_size()
         try:
             self.prefs.save(self._prefs_file)
         except OSError as exc:
@@ -245,6 +326,8 @@ class MainWindow(QMainWindow):
         self._qsettings.setValue("window/state", self.saveState())
         for splitter in self._splitters:
             self._qsettings.setValue(f"splitters/{splitter.objectName()}", splitter.saveState())
+        self._qsettings.setValue("panels/left", self.act_left_panel.isChecked())
+        self._qsettings.setValue("panels/right", self.act_right_panel.isChecked())
         self._qsettings.sync()
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt override
@@ -252,6 +335,7 @@ class MainWindow(QMainWindow):
         if not self._shown_once:
             self._shown_once = True
             self._restore_splitters()
+            self.fit_to_screen()
         self.prompt_editor.focus_prompt()
 
     def _restore_splitters(self) -> None:
@@ -261,28 +345,123 @@ class MainWindow(QMainWindow):
             state = self._qsettings.value(f"splitters/{splitter.objectName()}")
             if state is not None:
                 splitter.restoreState(state)
+            elif splitter is self.splitter:
+                self._default_panel_sizes()
+        for act, key in ((self.act_left_panel, "panels/left"), (self.act_right_panel, "panels/right")):
+            act.setChecked(str(self._qsettings.value(key, "true")).lower() != "false")
+        self._sync_panel_actions()
 
+    # ------------------------------------------------------------------------------------ side panels
+    def _default_panel_sizes(self) -> None:
+        """First start: side panels at their comfortable share of this window, the preview gets the rest
+        (a fixed 360/640/300 would squeeze the preview to nothing on a 1024 px screen)."""
+        total = sum(self.splitter.sizes()) or self.width()
+        left = max(self.left_panel.minimumSizeHint().width(), int(total * 0.30))
+        right = max(self.right_panel.minimumSizeHint().width(), int(total * 0.26))
+        self.splitter.setSizes([left, max(total - left - right, 160), right])
+
+    def _show_left(self, shown: bool) -> None:
+        self._show_panel(self.left_panel, shown)
+
+    def _show_right(self, shown: bool) -> None:
+        self._show_panel(self.right_panel, shown)
+
+    def _show_panel(self, panel: QWidget, shown: bool) -> None:
+        """Hidden, not just dragged to zero: a hidden panel no longer counts in the window's minimum
+        width, so a small screen gets the room."""
+        panel.setVisible(shown)
+        self.splitter.updateGeometry()  # the cached minimum sizes up to the window are recomputed
+
+    def _sync_panel_actions(self) -> None:
+        """A panel dragged shut counts as hidden: the menu's check marks say what is on screen."""
+        sizes = self.splitter.sizes()
+        for act, panel, size in ((self.act_left_panel, self.left_panel, sizes[0]), (self.act_right_panel, self.right_panel, sizes[2])):
+            blocked = act.blockSignals(True)
+            act.setChecked(panel.isVisibleTo(self) and size > 0)
+            act.blockSignals(blocked)
+
+    # ------------------------------------------------------------------------------------------- quit
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        pending = len(self.service.pending_requests())
+        if pending and not self._quit_confirmed and not self._closing:
+            event.ignore()
+            self._ask_to_quit(pending)
+            return
         self.shutdown()
         super().closeEvent(event)
 
+    def _ask_to_quit(self, pending: int) -> QMessageBox:
+        jobs = "1 job is" if pending == 1 else f"{pending} jobs are"
+        return ask(
+            self, "Quit Latent Studio?",
+            f"{jobs} running or waiting. Quit now?\n\nThe queue is kept: the next start offers to resume it "
+            "(a running job starts again from its first step).",
+            name="quitBox", choices=[("Quit and keep the queue", QMessageBox.ButtonRole.AcceptRole, self._confirm_quit)],
+        )
+
+    def _confirm_quit(self) -> None:
+        self._quit_confirmed = True
+        self.close()
+
     def shutdown(self) -> None:
-        """Save state and stop the worker. Runs once, on close or when the application quits."""
+        """Keep the queue, save state and stop the worker. Runs once, on close or when the app quits."""
         if self._closing:
             return
         self._closing = True
+        self._save_queue()
         self.save_state()
         if self.gallery_view is not None:
             self.gallery_view.close()  # finishes a pending (undoable) delete
         if self.gallery_service is not None:
             self.gallery_service.shutdown()
+        if self.download_service is not None:
+            self.download_service.shutdown()
         self.service.shutdown()  # cancels the running job within one step; saves are atomic
+
+    def _save_queue(self) -> None:
+        requests = self.service.pending_requests()
+        try:
+            if requests:
+                save_queue(self._queue_file, requests)
+        except (OSError, ImageLoadError) as exc:
+            self.show_message(f"Could not keep the queue: {exc}")
+
+    def _offer_saved_queue(self) -> QMessageBox | None:
+        """Jobs left from the last session: offer to run them again (or forget them)."""
+        saved = load_queue(self._queue_file)
+        if not saved.requests:
+            if saved.skipped:
+                clear_queue(self._queue_file)
+                self.show_message("The queue kept from the last session could not be read; it was discarded")
+            return None
+        count = len(saved.requests)
+        jobs = "1 job" if count == 1 else f"{count} jobs"
+        were = "was" if count == 1 else "were"
+        skipped = f" ({saved.skipped} could not be read)" if saved.skipped else ""
+
+        def answer(run: bool) -> None:
+            clear_queue(self._queue_file)
+            if run:
+                for request in saved.requests:
+                    self.service.submit(request)
+                self.show_message(f"Resumed {jobs}")
+
+        return ask(
+            self, "Resume the queue?", f"{jobs} {were} waiting when Latent Studio last quit{skipped}. Run them now?",
+            name="resumeBox", cancel=False,
+            choices=[
+                ("Resume", QMessageBox.ButtonRole.AcceptRole, lambda: answer(True)),
+                ("Discard", QMessageBox.ButtonRole.DestructiveRole, lambda: answer(False)),
+            ],
+        )
 
     # ------------------------------------------------------------------------------------- generation
     def generate(self) -> None:
         problem = self.parameters.size_problem()
         if problem:
             self.show_message(problem)
+            return
+        if self._offer_download_first():
             return
         init = self.canvas.prepared_image() if self.canvas.has_image() else None
         prompt, negative = self.prompt_editor.prompt(), self.prompt_editor.negative_prompt()
@@ -297,11 +476,46 @@ class MainWindow(QMainWindow):
         job = self.service.submit(request)
         self.show_message(f"Queued job #{job.id}")
 
+    def _offer_download_first(self) -> bool:
+        """A catalogue model that is not downloaded: the download is a deliberate step (size, progress,
+        cancel) in the model manager, not a surprise inside the first generation. True when it asked."""
+        entry = CATALOG.get(self.parameters.model_spec())
+        if entry is None or self._cached_snapshot(entry) is not None:
+            return False
+        ask(
+            self, "Download the model first",
+            f"{entry.name} is not downloaded yet ({entry.repo}).\n\nDownload it in Models (it needs a network "
+            "connection; you can follow the progress and cancel), or add a local model file or folder.",
+            name="downloadFirstBox", icon=QMessageBox.Icon.Information,
+            choices=[("Open Models…", QMessageBox.ButtonRole.AcceptRole, lambda: self.open_models(select=entry.id))],
+        )
+        return True
+
+    def _cached_snapshot(self, entry) -> Path | None:
+        from studio.engine.loading import is_in_local_cache
+
+        return is_in_local_cache(entry.repo, entry.revision, entry, cache_dir=self._model_cache_dir)
+
+    def escape_pressed(self) -> None:
+        """Escape acts on what has focus first: in the gallery it clears the search or the selection and
+        never cancels a generation; elsewhere it cancels the running job."""
+        if self.tabs.currentIndex() == GALLERY_PAGE:
+            if self.gallery_view is not None:
+                self.gallery_view.handle_escape()
+            return
+        self.cancel_current()
+
     def cancel_current(self) -> None:
         job = self.service.running_job()
         if job is not None:
             self.service.cancel(job.id)
             self.show_message("Cancelling…")
+
+    def _on_job_started(self, job_id: int) -> None:
+        self._shown_job = job_id
+        job = self.service.job(job_id)
+        prompt = job.short_prompt(80) if job is not None else ""
+        self.preview.start("Starting…", f"Job #{job_id}: {prompt}" if prompt else f"Job #{job_id}")
 
     def _on_step(self, job_id: int, step: int, total: int, image: QImage, it_per_s: float, eta_s: float) -> None:
         self.preview.show_step(step, total, image, it_per_s, eta_s)
@@ -319,18 +533,31 @@ class MainWindow(QMainWindow):
             self.parameters.remember_seed(seed)
         self.preview.show_result(image, _caption(Path(path), meta))
 
+    def _on_finished(self, job_id: int) -> None:
+        if job_id == self._shown_job:
+            self.preview.finish("Done")
+
+    def _on_cancelled(self, job_id: int) -> None:
+        """Only the job the preview shows changes it: cancelling a queued job leaves the display alone."""
+        if job_id == self._shown_job:
+            self.preview.finish("Cancelled")
+            self.preview.caption.setText(f"Job #{job_id} cancelled")
+
     def _on_failed(self, job_id: int, message: str) -> None:
-        self.preview.finish("Failed")
+        job = self.service.job(job_id)
         text = f"Job #{job_id} failed: {message}"
-        self.preview.caption.setText(text)  # stays until the next result: a failure must not flash by
+        model_problem = job is not None and job.error_kind == FAILURE_MODEL_MISSING
+        self.preview.show_failure(text, model_problem=model_problem)
+        if job_id == self._shown_job:
+            self.preview.caption.setText(f"Job #{job_id} failed")
         self._last_failure = text
         self.show_message(text)
 
     def _on_status(self, text: str) -> None:
         if text == "Ready" and self._last_failure:
             return  # keep the failure readable in the status bar until it times out
-        if text.startswith(("Downloading", "Loading model")):
-            self.preview.progress.setFormat(text)  # the busy bar shows what the wait is for
+        if text.startswith(("Downloading", "Loading model", "Generating")):
+            self.preview.set_busy_text(text)  # the busy bar shows what the wait is for, the whole wait
         self.show_message(text)
 
     # ---------------------------------------------------------------------------------------- results
@@ -351,10 +578,12 @@ class MainWindow(QMainWindow):
     def reuse_parameters(self, result: ResultItem) -> None:
         request = dict(result.metadata.get("request") or {})
         model = result.metadata.get("model") or {}
-        fields = {**request, "seed": result.metadata.get("seed", request.get("seed")), "model": model.get("path") or model.get("id")}
-        self.parameters.apply_fields(fields)
-        self.prompt_editor.set_prompts(request.get("prompt", ""), request.get("negative_prompt", ""))
-        self.show_message(f"Parameters of {result.path.name} restored")
+        fields = {
+            **request,
+            "seed": result.metadata.get("seed", request.get("seed")),
+            "model": model.get("path") or model.get("id"),
+        }
+        self.apply_image_fields(fields, result.path.name)
 
     def reuse_seed(self, result: ResultItem) -> None:
         if result.seed is not None:
@@ -367,22 +596,28 @@ class MainWindow(QMainWindow):
         except ImageLoadError as exc:
             self.show_message(str(exc))
 
-    def apply_image_fields(self, fields: dict, origin: str = "") -> None:
-        """Restore parameters read from any image's metadata (ours, A1111, ComfyUI, InvokeAI).
+    def apply_image_fields(self, fields: dict, origin: str = "") -> str:
+        """Restore parameters read from any image's metadata (ours, A1111, ComfyUI, InvokeAI); returns
+        the message shown.
 
-        Another tool's model name ("dreamshaper_8") is not a model we can load: it is reported, not
-        added to the model list.
+        A model that is not available here (another tool's "dreamshaper_8", a file since moved) is named
+        in the message, and the current model is kept: restoring must never pretend it got everything.
         """
         fields = dict(fields)
         model = fields.get("model")
         note = ""
-        if model and model not in CATALOG and not Path(str(model)).exists():
+        if model and str(model) not in CATALOG and not Path(str(model)).expanduser().exists():
             fields.pop("model")
-            note = f" (model {model!r} is not available here: kept the current one)"
+            note = (
+                f"; it was made with model {str(model)!r}, which is not available here: "
+                f"kept {self.parameters.model.currentText()}"
+            )
         self.parameters.apply_fields(fields)
         if "prompt" in fields or "negative_prompt" in fields:
             self.prompt_editor.set_prompts(fields.get("prompt") or "", fields.get("negative_prompt") or "")
-        self.show_message(f"Parameters restored{' from ' + origin if origin else ''}{note}")
+        text = f"Parameters restored{' from ' + origin if origin else ''}{note}"
+        self.show_message(text)
+        return text
 
     # ---------------------------------------------------------------------------------------- gallery
     def open_gallery(self) -> None:
@@ -396,18 +631,44 @@ class MainWindow(QMainWindow):
             self.gallery_service = GalleryService(
                 db or data_dir() / "gallery.sqlite3", thumbs or cache_dir() / "thumbnails", parent=self
             )
-            self.gallery_view = GalleryView(self.gallery_service)
+            self.gallery_view = GalleryView(self.gallery_service, icon_size=self.prefs.gallery_icon_size)
             self._gallery_holder.layout().addWidget(self.gallery_view)
             self.gallery_view.reuse_parameters.connect(lambda fields: self.apply_image_fields(fields, "the gallery"))
             self.gallery_view.reuse_seed.connect(self.parameters.set_seed)
             self.gallery_view.send_to_canvas.connect(lambda path: self.canvas.load_file(Path(path)))
             self.gallery_view.message.connect(self.show_message)  # forwards the service's messages too
-            output = self.prefs.output_path()
+            output = self.output_path()
             output.mkdir(parents=True, exist_ok=True)
             self.gallery_service.ensure_folder(output)
             self.gallery_service.scan()
-        if self.tabs.currentIndex() != 1:
-            self.tabs.setCurrentIndex(1)
+        else:
+            self.gallery_service.check_for_changes()  # what `studio gallery scan` added meanwhile, at once
+        if self.tabs.currentIndex() != GALLERY_PAGE:
+            self.tabs.setCurrentIndex(GALLERY_PAGE)
+
+    # ----------------------------------------------------------------------------------------- models
+    def open_models(self, select: str | None = None) -> None:
+        """The model manager: catalogue downloads (progress, cancel, resume), removal, local models."""
+        from studio.ui.models_dialog import ModelsDialog
+        from studio.worker.downloads import DownloadService
+
+        if self.download_service is None:
+            self.download_service = DownloadService(cache_dir=self._model_cache_dir, parent=self)
+            self.download_service.finished.connect(lambda _id, _path: self._refresh_model_note())
+            self.download_service.removed.connect(lambda _id, _freed: self._refresh_model_note())
+        if self.models_dialog is None:
+            self.models_dialog = ModelsDialog(self.download_service, self.parameters, parent=self)
+            self.models_dialog.use_model.connect(self._use_model)
+        self.models_dialog.refresh()
+        if isinstance(select, str):
+            self.models_dialog.select(select)
+        self.models_dialog.show()
+        self.models_dialog.raise_()
+        self.models_dialog.activateWindow()
+
+    def _use_model(self, spec: str) -> None:
+        self.parameters.select_model(spec)
+        self.tabs.setCurrentIndex(STUDIO_PAGE)
 
     # ----------------------------------------------------------------------------------- drag & drop
     def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt override
@@ -476,23 +737,75 @@ class MainWindow(QMainWindow):
         if entry is None:
             self.parameters.set_model_note("")
             return
-        from studio.engine.loading import is_in_local_cache
-
-        if is_in_local_cache(entry.repo, entry.revision, entry):
+        snapshot = self._cached_snapshot(entry)
+        self.parameters.set_cached_snapshot(entry.id, snapshot)
+        if snapshot is not None:
             self.parameters.set_model_note(entry.notes)
         else:
             self.parameters.set_model_note(
-                f"Not downloaded yet: {entry.repo} is fetched into the Hugging Face cache on the first "
-                "generation (needs network). " + entry.notes
+                f"Not downloaded yet: download {entry.repo} in Models (File menu, Ctrl+Shift+M). " + entry.notes
             )
 
-    def open_output_folder(self) -> None:
-        folder = self.prefs.output_path()
-        folder.mkdir(parents=True, exist_ok=True)
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+    def output_path(self) -> Path:
+        """Where images go: this run's --output-dir, else the folder chosen in the preferences."""
+        return self._output_override or self.prefs.output_path()
+
+    def choose_output_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Save images in", str(self.output_path()))
+        if folder:
+            self.set_output_folder(Path(folder))
+
+    def set_output_folder(self, folder: Path) -> None:
+        """The user's choice: saved in the preferences (unlike a command-line --output-dir)."""
+        self.prefs.output_dir = str(folder)
+        self._output_override = None
+        self.service.set_output_dir(folder)
+        if self.gallery_service is not None:
+            self.gallery_service.ensure_folder(folder)
+        self.show_message(f"Images are saved in {folder}")
+
+    def open_output_folder(self) -> bool:
+        folder = self.output_path()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self.show_message(f"Cannot create {folder}: {exc.strerror or exc}")
+            return False
+        if QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))):
+            return True
+        QApplication.clipboard().setText(str(folder))
+        self.show_message(f"No file manager could open {folder} (its path is copied to the clipboard)")
+        return False
+
+    def set_theme(self, key: str, *, save: bool = True) -> None:
+        apply_theme(key)
+        for act in self.theme_actions.actions():
+            act.setChecked(act.data() == key)
+        if save:
+            self.prefs.theme = key
 
     def show_message(self, text: str) -> None:
         self.statusBar().showMessage(text, STATUS_MS)
+
+    def show_shortcuts(self) -> None:
+        from studio.ui.shortcuts import ShortcutsDialog
+
+        dialog = ShortcutsDialog(self.shortcut_groups(), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+
+    def shortcut_groups(self) -> dict[str, list[tuple[str, str]]]:
+        """Every keyboard shortcut, by where it works: read from the actions themselves, so the list is
+        never out of date, plus the keys fields handle on their own."""
+        from studio.ui.shortcuts import FIELD_KEYS, action_rows
+
+        groups = {title: action_rows(menu.actions()) for title, menu in self.menus.items()}
+        groups["Window"] = action_rows([self.act_focus_prompt])
+        if self.gallery_view is not None:
+            groups["Gallery"] = action_rows(self.gallery_view.actions() + self.gallery_view.grid_actions())
+        groups["Queue"] = action_rows(self.queue_view.actions())
+        groups.update(FIELD_KEYS)
+        return {k: v for k, v in groups.items() if v}
 
     def show_about(self) -> None:
         QMessageBox.about(self, f"About {APP_NAME}", about_text())
@@ -534,4 +847,3 @@ def _group(title: str, widget: QWidget) -> QGroupBox:
     layout.setContentsMargins(6, 6, 6, 6)
     layout.addWidget(widget)
     return box
-

@@ -27,10 +27,14 @@ from PySide6.QtWidgets import (
 )
 
 from studio.engine.catalog import CATALOG, FAMILY_SIZE_MULTIPLE, ModelDefaults, family_defaults
+from studio.engine.devices import device_choices
+from studio.engine.errors import RequestError
 from studio.engine.loading import local_model_kind
+from studio.engine.model_info import check_local_model, default_scheduler_name
 from studio.engine.request import MAX_BATCH, MAX_SEED, MAX_SIDE, GenerationRequest
 from studio.engine.schedulers import names as scheduler_names
 from studio.settings import Preferences
+from studio.ui.wheel_guard import guard_wheel
 
 SIZE_PRESETS = {
     "sd1": [(512, 512), (512, 768), (768, 512), (640, 448), (448, 640)],
@@ -38,6 +42,10 @@ SIZE_PRESETS = {
     "deci": [(512, 512), (512, 768), (768, 512), (640, 448), (448, 640)],
 }
 MODEL_DEFAULT = "Model default"
+RESCALE_TIP = (
+    "Guidance rescale (0 = off): tames the over-exposed, over-saturated look of high guidance, especially "
+    "on v-prediction and zero-terminal-SNR models (DeciDiffusion recommends 0.7)"
+)
 PRECISIONS = (
     ("Auto", "auto", "float16 on a GPU; on the CPU bfloat16 if it has native bfloat16 (AVX512-BF16, AMX), else float32"),
     ("float32", "float32", "Full precision: the reference result, the most memory"),
@@ -52,41 +60,57 @@ PRECISIONS = (
 
 
 class ParametersPanel(QWidget):
-    """Builds GenerationRequests from the controls; emits `model_changed` with the new model spec."""
+    """Builds GenerationRequests from the controls; emits `model_changed` with the new model spec and
+    `message` with a one-line refusal (a folder that is not a model) for the status bar."""
 
     model_changed = Signal(str)
-    add_model_requested = Signal()
+    message = Signal(str)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self._last_seed: int | None = None
         self._local_models: list[str] = []
         self._local_kind: tuple[str, tuple[str, str | None]] | None = None  # (spec, its (family, prediction))
+        self._cached_snapshot: tuple[str, Path | None] | None = None  # (catalogue id, its downloaded folder)
         form = QFormLayout(self)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        # Mnemonics (Alt+letter) are unique across the window: the menus take F, G, I, V, H, the prompt
+        # editor P and N; tests/ui check that no two visible ones collide.
 
         self.model = QComboBox(accessibleName="Model")
-        self.model.setToolTip("Catalogue models are downloaded on first use; local folders and files load offline")
-        add = QToolButton(text="Add…", toolTip="Add a local diffusers folder or .safetensors file")
+        self.model.setToolTip("Catalogue models are downloaded in Models (File menu); local folders and files load offline")
+        self.model.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model.setMinimumContentsLength(12)
+        add = QToolButton(text="Add…", toolTip="Add a local diffusers folder or .safetensors file, or remove one")
         menu = QMenu(add)
         menu.addAction("Folder (diffusers layout)…", self._add_folder)
         menu.addAction("Single file (.safetensors)…", self._add_file)
+        menu.addSeparator()
+        self.remove_local_action = menu.addAction("Remove this local model from the list", self._remove_current_local)
         add.setMenu(menu)
         add.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.add_button = add
         form.addRow("&Model", _row(self.model, add))
         self.model_note = QLabel(wordWrap=True)
         self.model_note.setStyleSheet("color: palette(mid);")
         form.addRow("", self.model_note)
 
         self.scheduler = QComboBox(accessibleName="Scheduler")
-        self.scheduler.addItems([MODEL_DEFAULT, *scheduler_names()])
-        form.addRow("Sc&heduler", self.scheduler)
+        self.scheduler.addItem(MODEL_DEFAULT, None)
+        for name in scheduler_names():
+            self.scheduler.addItem(name, name)
+        form.addRow("S&cheduler", self.scheduler)
 
         self.steps = QSpinBox(minimum=1, maximum=500, accessibleName="Steps")
         form.addRow("&Steps", self.steps)
         self.guidance = QDoubleSpinBox(minimum=0.0, maximum=50.0, singleStep=0.5, decimals=1, accessibleName="Guidance")
         self.guidance.setToolTip("Classifier-free guidance: how strongly the image follows the prompt")
-        form.addRow("&Guidance", self.guidance)
+        form.addRow("G&uidance", self.guidance)
+        self.guidance_rescale = QDoubleSpinBox(
+            minimum=0.0, maximum=1.0, singleStep=0.05, decimals=2, accessibleName="Guidance rescale"
+        )
+        self.guidance_rescale.setToolTip(RESCALE_TIP)
+        form.addRow("Resc&ale", self.guidance_rescale)
 
         self.seed_mode = QComboBox(accessibleName="Seed mode")
         self.seed_mode.addItem("Random", "random")
@@ -107,8 +131,9 @@ class ParametersPanel(QWidget):
         swap.clicked.connect(self._swap_size)
         form.addRow("Si&ze", _row(self.width, QLabel("×"), self.height, swap))
         form.addRow("", self.presets)
-        self.size_note = QLabel()
+        self.size_note = QLabel(wordWrap=True, accessibleName="Size warning")  # wraps: never widens the panel
         self.size_note.setStyleSheet("color: palette(mid);")
+        self.size_note.setVisible(False)
         form.addRow("", self.size_note)
 
         self.batch = QSpinBox(minimum=1, maximum=min(MAX_BATCH, 16), accessibleName="Batch size")
@@ -118,8 +143,14 @@ class ParametersPanel(QWidget):
         form.addRow("S&trength", self.strength)
 
         self.device = QComboBox(accessibleName="Device")
-        for label, value in (("Auto", "auto"), ("CPU", "cpu"), ("CUDA GPU", "cuda"), ("Apple GPU (MPS)", "mps")):
-            self.device.addItem(label, value)
+        self.device.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.device.setMinimumContentsLength(8)  # "… (not available)" entries must not widen the panel
+        for choice in device_choices():
+            self.device.addItem(choice.label if choice.available else f"{choice.label} (not available)", choice.value)
+            item = self.device.model().item(self.device.count() - 1)
+            item.setEnabled(choice.available)
+            if choice.reason:
+                item.setToolTip(choice.reason)
         self.dtype = QComboBox(accessibleName="Precision")
         for label, value, tip in PRECISIONS:
             self.dtype.addItem(label, value)
@@ -140,18 +171,20 @@ class ParametersPanel(QWidget):
         self.height.valueChanged.connect(self._check_size)
         self.apply_model_defaults()
         self._sync_seed_enabled()
+        self._wheel_guard = guard_wheel(self)
 
     # --------------------------------------------------------------------------------------- models
-    def _populate_models(self) -> None:
+    def _populate_models(self, current: str | None = None) -> None:
+        """Fill the list; `current` (default: the current model) stays chosen."""
         self.model.blockSignals(True)
-        current = self.model_spec() if self.model.count() else None
+        current = current or (self.model_spec() if self.model.count() else None)
         self.model.clear()
         for entry in CATALOG.values():
             self.model.addItem(entry.name, entry.id)
         for spec in self._local_models:
             self.model.addItem(f"{Path(spec).name}  (local)", spec)
         if current:
-            self._select_model(current)
+            self.select_model(current)
         self.model.blockSignals(False)
 
     def set_local_models(self, specs: list[str]) -> None:
@@ -162,12 +195,43 @@ class ParametersPanel(QWidget):
         return list(self._local_models)
 
     def add_local_model(self, spec: str) -> None:
+        """Add (unchecked: the command line's --model, restored preferences) and select a local model."""
         if spec not in self._local_models and spec not in CATALOG:
             self._local_models.append(spec)
             self._populate_models()
-        self._select_model(spec)
+        self.select_model(spec)
 
-    def _select_model(self, spec: str) -> None:
+    def try_add_local_model(self, spec: str) -> bool:
+        """Add a folder or file the user chose, if it is a model; otherwise say why and change nothing."""
+        try:
+            check_local_model(spec)
+        except RequestError as exc:
+            self.message.emit(f"Not added: {exc}")
+            return False
+        self.add_local_model(spec)
+        self.message.emit(f"Added {Path(spec).name}")
+        return True
+
+    def remove_local_model(self, spec: str) -> bool:
+        """Take a local model off the list (its files are not touched); the first model is chosen if it
+        was the current one."""
+        if spec not in self._local_models:
+            return False
+        was_current = self.model_spec() == spec
+        self._local_models.remove(spec)
+        self._populate_models(next(iter(CATALOG)) if was_current else None)
+        if was_current:
+            self._on_model_changed()
+        return True
+
+    def _remove_current_local(self) -> None:
+        spec = self.model_spec()
+        if self.remove_local_model(spec):
+            self.message.emit(f"Removed {Path(spec).name} from the model list (its files are untouched)")
+        else:
+            self.message.emit("The current model is from the catalogue: remove its download in Models")
+
+    def select_model(self, spec: str) -> None:
         index = self.model.findData(spec)
         if index < 0 and spec:
             self._local_models.append(spec)
@@ -179,12 +243,12 @@ class ParametersPanel(QWidget):
     def _add_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Add a diffusers model folder")
         if folder:
-            self.add_local_model(folder)
+            self.try_add_local_model(folder)
 
     def _add_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Add a checkpoint", "", "Safetensors (*.safetensors)")
         if path:
-            self.add_local_model(path)
+            self.try_add_local_model(path)
 
     def model_spec(self) -> str:
         return str(self.model.currentData() or "")
@@ -214,13 +278,30 @@ class ParametersPanel(QWidget):
         self.apply_model_defaults()
         self.model_changed.emit(self.model_spec())
 
+    def set_cached_snapshot(self, model_id: str, folder: Path | None) -> None:
+        """Where a catalogue model is downloaded (the window looks it up): its scheduler config names the
+        default scheduler exactly."""
+        self._cached_snapshot = (model_id, folder)
+        self._name_default_scheduler()
+
+    def _name_default_scheduler(self) -> None:
+        spec = self.model_spec()
+        snapshot = self._cached_snapshot[1] if self._cached_snapshot and self._cached_snapshot[0] == spec else None
+        try:
+            name = default_scheduler_name(spec, snapshot) if spec else None
+        except (OSError, RequestError):
+            name = None
+        self.scheduler.setItemText(0, f"{MODEL_DEFAULT} ({name})" if name else MODEL_DEFAULT)
+
     def apply_model_defaults(self) -> None:
         """The model authors' defaults: steps, guidance, size, scheduler, size rule, safety checker."""
         self._local_kind = None  # chosen again: read again (a YAML config may have been put beside a file)
         d = self.defaults()
         self.steps.setValue(d.steps)
         self.guidance.setValue(d.guidance)
+        self.guidance_rescale.setValue(d.guidance_rescale)
         self.scheduler.setCurrentIndex(0)
+        self._name_default_scheduler()
         self.width.setValue(d.size)
         self.height.setValue(d.size)
         self.presets.clear()
@@ -231,6 +312,7 @@ class ParametersPanel(QWidget):
             self.presets.addItem(f"{w} × {h}", (w, h))
         entry = CATALOG.get(self.model_spec())
         self.safety.setVisible(bool(entry and entry.safety_checker))
+        self.remove_local_action.setEnabled(entry is None and bool(self.model_spec()))
         self._check_size()
 
     # ------------------------------------------------------------------------------------------ size
@@ -257,6 +339,7 @@ class ParametersPanel(QWidget):
         problem = self.size_problem()
         self.size_note.setText(problem or "")
         self.size_note.setStyleSheet("color: #c0392b;" if problem else "color: palette(mid);")
+        self.size_note.setVisible(bool(problem))
 
     # ------------------------------------------------------------------------------------------ seed
     def _sync_seed_enabled(self) -> None:
@@ -280,8 +363,25 @@ class ParametersPanel(QWidget):
         return None  # random: the engine picks one and reports it
 
     # --------------------------------------------------------------------------------------- request
+    def scheduler_choice(self) -> str | None:
+        """The chosen scheduler's name; None for the model's own."""
+        data = self.scheduler.currentData()
+        return str(data) if data else None
+
+    def select_scheduler(self, name: str | None) -> bool:
+        """Choose a scheduler by name (any spelling the engine accepts); False (and the model's own) if unknown."""
+        from studio.engine.schedulers import resolve_name
+
+        index = 0
+        if name:
+            try:
+                index = max(self.scheduler.findData(resolve_name(str(name))), 0)
+            except RequestError:
+                index = 0
+        self.scheduler.setCurrentIndex(index)
+        return index > 0 or not name
+
     def build_request(self, prompt: str, negative: str, init_image=None) -> GenerationRequest:
-        scheduler = self.scheduler.currentText()
         entry = CATALOG.get(self.model_spec())
         safety = self.safety.isChecked() if entry and entry.safety_checker else None
         return GenerationRequest(
@@ -290,10 +390,11 @@ class ParametersPanel(QWidget):
             negative_prompt=negative,
             steps=self.steps.value(),
             guidance=self.guidance.value(),
+            guidance_rescale=self.guidance_rescale.value(),
             seed=self.next_seed(),
             width=self.width.value(),
             height=self.height.value(),
-            scheduler=None if scheduler == MODEL_DEFAULT else scheduler,
+            scheduler=self.scheduler_choice(),
             batch=self.batch.value(),
             init_image=init_image,
             strength=self.strength.value() if init_image is not None else None,
@@ -303,17 +404,18 @@ class ParametersPanel(QWidget):
     def apply_fields(self, fields: dict) -> None:
         """Restore parameters read from an image's metadata (reuse parameters)."""
         if fields.get("model"):
-            self._select_model(str(fields["model"]))
+            self.select_model(str(fields["model"]))
         if isinstance(fields.get("steps"), int):
             self.steps.setValue(fields["steps"])
         if isinstance(fields.get("guidance"), int | float):
             self.guidance.setValue(float(fields["guidance"]))
+        if isinstance(fields.get("guidance_rescale"), int | float):
+            self.guidance_rescale.setValue(float(fields["guidance_rescale"]))
         if isinstance(fields.get("width"), int) and isinstance(fields.get("height"), int):
             self.width.setValue(fields["width"])
             self.height.setValue(fields["height"])
         if fields.get("scheduler"):
-            index = self.scheduler.findText(str(fields["scheduler"]))
-            self.scheduler.setCurrentIndex(max(index, 0))
+            self.select_scheduler(str(fields["scheduler"]))
         if isinstance(fields.get("seed"), int):
             self.set_seed(fields["seed"])
         if isinstance(fields.get("strength"), int | float):
@@ -322,31 +424,35 @@ class ParametersPanel(QWidget):
     # ---------------------------------------------------------------------------------- persistence
     def load_preferences(self, prefs: Preferences) -> None:
         self.set_local_models(prefs.local_models)
-        self._select_model(prefs.model)
+        self.select_model(prefs.model)
         self.apply_model_defaults()
         if prefs.steps:
             self.steps.setValue(prefs.steps)
         if prefs.guidance is not None:
             self.guidance.setValue(prefs.guidance)
+        if prefs.guidance_rescale is not None:
+            self.guidance_rescale.setValue(prefs.guidance_rescale)
         if prefs.width and prefs.height:
             self.width.setValue(prefs.width)
             self.height.setValue(prefs.height)
         if prefs.scheduler:
-            self.scheduler.setCurrentIndex(max(self.scheduler.findText(prefs.scheduler), 0))
+            self.select_scheduler(prefs.scheduler)
         self.batch.setValue(prefs.batch)
         self.strength.setValue(prefs.strength)
         self.seed.setText(str(prefs.seed))
         self.seed_mode.setCurrentIndex(max(self.seed_mode.findData(prefs.seed_mode), 0))
-        self.device.setCurrentIndex(max(self.device.findData(prefs.device), 0))
+        device = self.device.findData(prefs.device)
+        usable = device >= 0 and self.device.model().item(device).isEnabled()
+        self.device.setCurrentIndex(device if usable else 0)  # a GPU from another machine's preferences: Auto
         self.dtype.setCurrentIndex(max(self.dtype.findData(prefs.dtype), 0))
         self.safety.setChecked(prefs.safety_checker)
 
     def store_preferences(self, prefs: Preferences) -> None:
-        scheduler = self.scheduler.currentText()
         prefs.model = self.model_spec()
-        prefs.scheduler = None if scheduler == MODEL_DEFAULT else scheduler
+        prefs.scheduler = self.scheduler_choice()
         prefs.steps = self.steps.value()
         prefs.guidance = self.guidance.value()
+        prefs.guidance_rescale = self.guidance_rescale.value()
         prefs.width, prefs.height = self.width.value(), self.height.value()
         prefs.batch = self.batch.value()
         prefs.strength = self.strength.value()
@@ -374,10 +480,12 @@ class _SeedValidator(QIntValidator):
 
 
 def _row(*widgets: QWidget) -> QWidget:
+    """Fields side by side; the row's label mnemonic focuses the first of them."""
     box = QWidget()
     layout = QHBoxLayout(box)
     layout.setContentsMargins(0, 0, 0, 0)
     for w in widgets:
         layout.addWidget(w, 1 if isinstance(w, QComboBox | QLineEdit | QSpinBox) else 0)
+    box.setFocusProxy(widgets[0])
     return box
 

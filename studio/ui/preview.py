@@ -8,9 +8,19 @@ from __future__ import annotations
 
 import time
 
-from PySide6.QtCore import QRectF, QSize, Qt
-from PySide6.QtGui import QImage, QPainter, QPixmap
-from PySide6.QtWidgets import QLabel, QProgressBar, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtCore import QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QImage, QPainter, QPixmap, QTextOption
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 
 class ImageView(QWidget):
@@ -46,8 +56,54 @@ class ImageView(QWidget):
         painter.drawPixmap(target, self._pixmap, QRectF(self._pixmap.rect()))
 
 
+class FailurePanel(QFrame):
+    """A failed job's message, wrapped (long paths and repo ids break anywhere, never clipped), with the
+    actions that fix the usual causes. Stays until the next job starts: a failure must not flash by."""
+
+    open_models = Signal()
+    add_model = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setAccessibleName("Failure")
+        self.text = QPlainTextEdit(readOnly=True, accessibleName="Failure message")
+        self.text.setFrameShape(QFrame.Shape.NoFrame)
+        self.text.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        self.text.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.text.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.text.setMaximumHeight(self.fontMetrics().lineSpacing() * 6)
+        self.text.viewport().setAutoFillBackground(False)
+        self.models_button = QPushButton("Models…", toolTip="Download or remove catalogue models")
+        self.add_button = QPushButton("Add local model…", toolTip="Use a diffusers folder or .safetensors file")
+        self.models_button.clicked.connect(self.open_models)
+        self.add_button.clicked.connect(self.add_model)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.models_button)
+        buttons.addWidget(self.add_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 4)
+        layout.addWidget(self.text)
+        layout.addLayout(buttons)
+        self.setVisible(False)
+
+    def show_failure(self, text: str, *, model_problem: bool = False) -> None:
+        self.text.setPlainText(text)
+        self.models_button.setVisible(model_problem)
+        self.add_button.setVisible(model_problem)
+        self.setVisible(True)
+
+    def message(self) -> str:
+        return self.text.toPlainText() if self.isVisible() else ""
+
+
 class PreviewPane(QWidget):
-    """Live previews + progress bar showing step/total, it/s and time left."""
+    """Live previews + progress bar showing step/total, it/s and time left.
+
+    The caption always says what the view shows: the job being generated while previews stream in,
+    the file's name once a result is shown, the failure (in its own panel) when a job failed.
+    """
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -60,19 +116,34 @@ class PreviewPane(QWidget):
         self.caption = QLabel(accessibleName="Image caption")
         self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.caption.setWordWrap(True)
+        self.caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.failure = FailurePanel()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.view, 1)
         layout.addWidget(self.caption)
+        layout.addWidget(self.failure)
         layout.addWidget(self.progress)
         self.steps_shown = 0
         self._started = 0.0
 
-    def start(self, label: str = "Starting…") -> None:
+    def start(self, label: str = "Starting…", caption: str = "") -> None:
+        """A job starts: busy bar with `label` until its first step; the caption names the job."""
         self.steps_shown = 0
         self._started = time.monotonic()
+        self.failure.setVisible(False)
+        self.caption.setText(caption)
         self.progress.setRange(0, 0)  # busy until the first step (model loading)
         self.progress.setFormat(label)
+
+    def set_busy_text(self, text: str) -> None:
+        """What the wait before the first step is for ("Loading model…", "Downloading 1.2 / 4.3 GB")."""
+        if self.progress.maximum() == 0:
+            self.progress.setFormat(text)
+
+    def show_failure(self, text: str, *, model_problem: bool = False) -> None:
+        self.finish("Failed")
+        self.failure.show_failure(text, model_problem=model_problem)
 
     def show_step(self, step: int, total: int, image: QImage, it_per_s: float, eta_s: float) -> None:
         self.steps_shown += 1
@@ -85,6 +156,7 @@ class PreviewPane(QWidget):
     def show_result(self, image: QImage, caption: str = "") -> None:
         self.view.set_image(image)
         self.caption.setText(caption)
+        self.caption.setToolTip(caption)
 
     def finish(self, text: str = "Done") -> None:
         self.progress.setRange(0, 1)

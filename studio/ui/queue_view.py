@@ -24,6 +24,11 @@ class QueueView(QWidget):
         self.service = service
         self.list_view = QListView(self)
         self.list_view.setObjectName("queueList")
+        # Connected before the view's own handlers: the view moves the selection to a neighbour before
+        # later slots see the removal.
+        self._selected_leaving = False
+        service.queue_model.rowsAboutToBeRemoved.connect(self._on_rows_leaving)
+        service.queue_model.rowsRemoved.connect(self._on_rows_left)
         self.list_view.setModel(service.queue_model)
         self.list_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.list_view.setUniformItemSizes(True)
@@ -34,10 +39,12 @@ class QueueView(QWidget):
         self.cancel_button.setToolTip("Cancel the selected job (Delete)")
         self.cancel_all_button = QPushButton("Cancel all", self)
         self.cancel_all_button.setToolTip("Cancel the running job and empty the queue")
-        self.up_button = QPushButton("Up", self)
+        self.up_button = QPushButton("▲", self, accessibleName="Up")  # arrows: the queue fits a narrow panel
         self.up_button.setToolTip("Run the selected job earlier (Ctrl+Up)")
-        self.down_button = QPushButton("Down", self)
+        self.down_button = QPushButton("▼", self, accessibleName="Down")
         self.down_button.setToolTip("Run the selected job later (Ctrl+Down)")
+        for button in (self.up_button, self.down_button):
+            button.setMaximumWidth(button.fontMetrics().horizontalAdvance("▲") * 4)
 
         buttons = QHBoxLayout()
         for button in (self.cancel_button, self.cancel_all_button, self.up_button, self.down_button):
@@ -92,8 +99,20 @@ class QueueView(QWidget):
                 return True
         return False
 
+    def _on_rows_leaving(self, _parent, first: int, last: int) -> None:
+        """A selected job leaving the queue (cancelled, finished) takes the selection with it: Qt would
+        otherwise move it to a neighbour, and the next Cancel would hit a job nobody chose."""
+        self._selected_leaving = first <= self.selected_row() <= last
+
+    def _on_rows_left(self, *_args) -> None:
+        if self._selected_leaving:
+            self._selected_leaving = False
+            self.list_view.selectionModel().clear()
+            self._update_buttons()
+
     # ------------------------------------------------------------------------------------- actions
     def cancel_selected(self) -> None:
+        """Cancel exactly the selected job (nothing when none is selected)."""
         job_id = self.selected_job_id()
         if job_id is not None:
             self.service.cancel(job_id)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QImage
 
-from studio.engine.errors import Cancelled, GenerationError, RequestError
+from studio.engine.errors import Cancelled, GenerationError, ModelNotFoundError, RequestError
 from studio.engine.request import GenerationRequest
 from studio.worker.jobs import Job, JobQueueModel, JobStatus
 from studio.worker.qimage import pil_to_qimage
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 from studio.library.saving import save_result  # noqa: E402 - shared with the CLI
 
-__all__ = ["GenerationService", "GenerationWorker", "describe_failure", "save_result"]
+__all__ = ["FAILURE_MODEL_MISSING", "GenerationService", "GenerationWorker", "describe_failure", "failure_kind", "save_result"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,15 @@ def model_label(model: str) -> str:
         if candidate.exists() or text.startswith((".", "/", "~")) or "\\" in text:
             return candidate.name or text
     return text
+
+
+FAILURE_MODEL_MISSING = "model-missing"
+"""A job failed because its model is not downloaded or not found: the window offers the model manager."""
+
+
+def failure_kind(exc: BaseException) -> str:
+    """What kind of failure this is, for the actions a window offers next to the message ("" if none)."""
+    return FAILURE_MODEL_MISSING if isinstance(exc, ModelNotFoundError) else ""
 
 
 def describe_failure(exc: BaseException, phase: str = "generating", model: str = "") -> str:
@@ -143,7 +152,7 @@ class GenerationWorker(QObject):
     image_saved = Signal(int, str, QImage, object)
     warning = Signal(int, str)
     job_finished = Signal(int)
-    job_failed = Signal(int, str)
+    job_failed = Signal(int, str, str)  # job id, message, failure_kind
     job_cancelled = Signal(int)
     status = Signal(str)
 
@@ -235,7 +244,7 @@ class GenerationWorker(QObject):
         except Exception as exc:  # noqa: BLE001 - any failure is one job's failure; the worker goes on
             if not isinstance(exc, RequestError | GenerationError):
                 log.warning("job #%d failed while %s", job_id, phase, exc_info=True)
-            self.job_failed.emit(job_id, describe_failure(exc, phase, request.model))
+            self.job_failed.emit(job_id, describe_failure(exc, phase, request.model), failure_kind(exc))
         else:
             self.job_finished.emit(job_id)
         finally:
@@ -262,9 +271,9 @@ def _is_loaded(engine: Engine, model: str) -> bool:
 
 def _default_engine(device: str, dtype: str) -> Engine:
     from studio.engine import Engine
+    from studio.engine.loading import quiet_libraries
 
-    for name in ("diffusers", "transformers", "huggingface_hub"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_libraries()  # the libraries' chatter would reach the terminal the app was started from
     return Engine(device=device, dtype=dtype, preview="auto")
 
 
@@ -409,6 +418,11 @@ class GenerationService(QObject):
         """The running job (if any) then the queued ones, in run order."""
         return self.queue_model.jobs()
 
+    def pending_requests(self) -> list[GenerationRequest]:
+        """What would be lost by quitting now: the running job's request (it restarts from its first
+        step) and the queued ones, in run order; jobs the user cancelled are left out."""
+        return [replace(job.request) for job in self.queue_model.jobs() if not job.cancel_requested]
+
     def job(self, job_id: int) -> Job | None:
         """Any job by id, including recent finished ones."""
         return self._jobs.get(job_id)
@@ -538,8 +552,11 @@ class GenerationService(QObject):
             self.job_finished.emit(job_id)
             self._after_job()
 
-    @Slot(int, str)
-    def _on_failed(self, job_id: int, message: str) -> None:
+    @Slot(int, str, str)
+    def _on_failed(self, job_id: int, message: str, kind: str = "") -> None:
+        job = self._current(job_id)
+        if job is not None:
+            job.error_kind = kind
         if self._end(job_id, JobStatus.FAILED, message):
             self.job_failed.emit(job_id, message)
             self._after_job()

@@ -56,6 +56,7 @@ class Job:
     total: int = 0
     paths: list[Path] = field(default_factory=list)
     error: str | None = None
+    error_kind: str = ""  # generation.failure_kind: which actions help (e.g. the model manager)
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None

@@ -446,7 +446,7 @@ def test_view_paints_the_prepared_image_and_the_empty_hint(qtbot, canvas):
     qtbot.waitExposed(canvas)
     empty = canvas.grab().toImage()
     assert not empty.isNull()
-    assert "Ctrl+V" in canvas.hint_text() and "Ctrl+O" in canvas.hint_text()
+    assert "Ctrl+Shift+V" in canvas.hint_text() and "Ctrl+O" in canvas.hint_text()  # the menu's keys
     canvas.set_image(Image.new("RGB", (100, 100), RED))
     shot = canvas._view.grab().toImage()
     centre = shot.pixelColor(shot.width() // 2, shot.height() // 2)

@@ -33,6 +33,7 @@ def make_window(qtbot, tmp_path, tiny_sd1):
 
     yield make
     for window in made:
+        window.shutdown()  # stops the worker even with jobs left (close() would ask first)
         window.close()
 
 
@@ -65,7 +66,8 @@ def test_type_a_prompt_and_generate_with_ctrl_return(make_window, qtbot, tmp_pat
     assert meta.prompt == "a tiny red fox, watercolor" and meta.steps == 4
     assert window.prompt_editor.history()[0][0] == "a tiny red fox, watercolor"
     # The status bar says what "Auto" came to, once an image was made.
-    assert "Auto (cpu)" in window.status_model.text() and "Auto (float32)" in window.status_model.text()
+    ran_dtype = result.metadata["dtype"]  # float32 or bfloat16, by this CPU and STUDIO_AUTO_CPU_DTYPE
+    assert "Auto (cpu)" in window.status_model.text() and f"Auto ({ran_dtype})" in window.status_model.text()
 
 
 def test_escape_cancels_the_running_job(make_window, qtbot):
@@ -93,7 +95,9 @@ def test_a_failing_job_is_reported_and_the_next_one_runs(make_window, qtbot, tmp
         window.act_generate.trigger()
     assert "no-such-model" in failed.args[1]
     assert "failed" in window.statusBar().currentMessage()
-    assert "no-such-model" in window.preview.caption.text()
+    assert window.preview.caption.text() == "Job #1 failed"
+    assert "no-such-model" in window.preview.failure.message()  # wrapped in its own panel, never clipped
+    assert window.preview.failure.models_button.isVisible()  # a missing model: the model manager helps
     window.parameters.model.setCurrentIndex(window.parameters.model.findData(window.parameters.local_models()[0]))
     fast(window)
     with qtbot.waitSignal(window.service.job_finished, timeout=60_000):
@@ -217,3 +221,248 @@ def test_generated_images_appear_in_the_gallery_and_restore_parameters(make_wind
     view.act_reuse.trigger()
     assert window.prompt_editor.prompt() == "a copper kettle on a stove"
     assert window.parameters.steps.value() == 3 and window.parameters.seed.text() == str(seed)
+
+
+# ------------------------------------------------------------------------------ first-hour fixes (issue 10)
+def _mnemonic(text: str) -> str | None:
+    i = text.replace("&&", "").find("&")
+    return text.replace("&&", "")[i + 1].lower() if i >= 0 and i + 1 < len(text.replace("&&", "")) else None
+
+
+def visible_mnemonics(window) -> dict[str, list[str]]:
+    """Alt+letter -> what it opens or focuses, for everything on screen: menus, labels, buttons."""
+    from PySide6.QtWidgets import QAbstractButton, QLabel
+
+    found: dict[str, list[str]] = {}
+    for action in window.menuBar().actions():
+        key = _mnemonic(action.text())
+        if key:
+            found.setdefault(key, []).append(f"menu {action.text()}")
+    for widget in window.findChildren(QLabel) + window.findChildren(QAbstractButton):
+        if not widget.isVisibleTo(window) or widget.window() is not window:
+            continue
+        key = _mnemonic(widget.text())
+        if key:
+            found.setdefault(key, []).append(f"{type(widget).__name__} {widget.text()}")
+    return found
+
+
+def test_no_two_mnemonics_collide(make_window):
+    """Alt+G and Alt+H open the Generate and Help menus; no label takes a letter twice."""
+    window = make_window()
+    clashes = {k: v for k, v in visible_mnemonics(window).items() if len(v) > 1}
+    assert not clashes
+    keys = visible_mnemonics(window)
+    assert keys["g"] == ["menu &Generate"] and keys["h"] == ["menu &Help"]
+
+
+def test_escape_in_the_gallery_search_does_not_cancel_the_generation(make_window, qtbot, tmp_path):
+    window = make_window(gallery_db=tmp_path / "g.sqlite3", thumbnail_dir=tmp_path / "thumbs")
+    fast(window, steps=200)
+    window.prompt_editor.set_prompts("a slow one")
+    started = []
+    window.service.step.connect(lambda job, step, *_: started.append(step))
+    window.act_generate.trigger()
+    qtbot.waitUntil(lambda: len(started) >= 1, timeout=60_000)
+    window.act_gallery.trigger()
+    search = window.gallery_view.search
+    search.setFocus()
+    qtbot.keyClicks(search, "fox")
+    qtbot.keyClick(search, Qt.Key.Key_Escape)
+    qtbot.keyClick(search, Qt.Key.Key_Escape)
+    qtbot.keyClick(window.gallery_view.grid, Qt.Key.Key_Escape)  # Escape on the gallery page never cancels
+    assert search.text() == ""
+    job = window.service.running_job()
+    assert job is not None and not job.cancel_requested
+    window.act_studio.trigger()
+    with qtbot.waitSignal(window.service.job_cancelled, timeout=60_000):
+        qtbot.keyClick(window.prompt_editor.prompt_edit, Qt.Key.Key_Escape)  # in the studio it cancels
+
+
+def test_cancelling_a_queued_job_leaves_the_running_one_alone(make_window, qtbot):
+    window = make_window()
+    fast(window, steps=200)
+    window.prompt_editor.set_prompts("running")
+    steps = []
+    window.service.step.connect(lambda job, step, *_: steps.append((job, step)))
+    window.act_generate.trigger()
+    window.prompt_editor.set_prompts("queued one")
+    window.act_generate.trigger()
+    window.prompt_editor.set_prompts("queued two")
+    window.act_generate.trigger()
+    qtbot.waitUntil(lambda: len(steps) >= 1, timeout=60_000)
+    queue = window.queue_view
+    running, first, second = (j.id for j in window.service.jobs())
+    assert queue.select_job(first)
+    qtbot.mouseClick(queue.cancel_button, Qt.MouseButton.LeftButton)
+    assert [j.id for j in window.service.jobs()] == [running, second]
+    assert "Cancelled" not in window.preview.progress.format()  # the running job's bar is untouched
+    assert queue.selected_job_id() is None and not queue.cancel_button.isEnabled()
+    qtbot.mouseClick(queue.cancel_button, Qt.MouseButton.LeftButton)  # a second click cancels nothing
+    assert [j.id for j in window.service.jobs()] == [running, second]
+    window.service.cancel_all()
+    qtbot.waitUntil(lambda: not window.service.jobs(), timeout=60_000)
+
+
+def test_the_caption_says_what_the_preview_shows(make_window, qtbot):
+    window = make_window()
+    fast(window, steps=3)
+    window.prompt_editor.set_prompts("first image")
+    with qtbot.waitSignal(window.service.job_finished, timeout=60_000):
+        window.act_generate.trigger()
+    first_name = window.results.current().path.name
+    assert window.preview.caption.text().startswith(first_name)
+    captions = []
+    window.service.step.connect(lambda *_: captions.append(window.preview.caption.text()))
+    window.prompt_editor.set_prompts("second image")
+    with qtbot.waitSignal(window.service.job_finished, timeout=60_000):
+        window.act_generate.trigger()
+    assert captions and all(c == "Job #2: second image" for c in captions)  # not the previous file's name
+    assert window.preview.caption.text().startswith(window.results.current().path.name)
+
+
+def test_steps_show_the_users_count_and_the_default_scheduler_is_named(make_window, qtbot):
+    window = make_window()
+    p = window.parameters
+    assert p.scheduler.itemText(0) == "Model default (PNDM)"  # the tiny SD 1.x folder ships PNDM
+    fast(window, steps=5)
+    p.scheduler.setCurrentIndex(0)
+    totals = []
+    window.service.step.connect(lambda job, step, total, *_: totals.append((step, total)))
+    with qtbot.waitSignal(window.service.job_finished, timeout=60_000):
+        window.act_generate.trigger()
+    assert {total for _, total in totals} == {5} and totals[-1] == (5, 5)
+    assert "Step 5/5" in window.preview.progress.format() or window.preview.progress.format().startswith("Done")
+
+
+def test_window_fits_small_screens(make_window, qtbot):
+    from PySide6.QtCore import QRect
+
+    window = make_window()
+    for screen in (QRect(0, 0, 1280, 720), QRect(0, 0, 1024, 640)):
+        window.resize(1280, 800)
+        window.move(200, 100)
+        window.fit_to_screen(screen)
+        assert screen.contains(window.frameGeometry()) or (
+            window.frameGeometry().width() <= screen.width() and window.frameGeometry().height() <= screen.height()
+        )
+    hint = window.minimumSizeHint()
+    assert hint.width() <= 1024 and hint.height() <= 640
+    window.act_left_panel.trigger()
+    window.act_right_panel.trigger()
+    assert not window.left_panel.isVisible() and not window.right_panel.isVisible()
+    qtbot.waitUntil(lambda: window.minimumSizeHint().width() < 400)  # folded panels leave the preview the room
+    window.act_left_panel.trigger()
+    assert window.left_panel.isVisible()
+
+
+def test_command_line_output_dir_is_for_that_run_only(make_window, tmp_path):
+    import json
+
+    window = make_window()  # made with output_dir=tmp_path / "out"
+    assert window.output_path() == tmp_path / "out"
+    window.close()
+    assert json.loads((tmp_path / "prefs.json").read_text())["output_dir"] is None
+    window.set_output_folder(tmp_path / "chosen")  # a choice in the window is remembered
+    window.save_state()
+    assert json.loads((tmp_path / "prefs.json").read_text())["output_dir"] == str(tmp_path / "chosen")
+
+
+def test_open_output_folder_says_when_nothing_can_open_it(make_window, monkeypatch):
+    from PySide6.QtGui import QDesktopServices
+
+    window = make_window()
+    monkeypatch.setattr(QDesktopServices, "openUrl", staticmethod(lambda url: False))  # a desktop without opener
+    assert window.open_output_folder() is False
+    assert "No file manager could open" in window.statusBar().currentMessage()
+    assert QApplication.clipboard().text() == str(window.output_path())
+
+
+def test_reuse_names_a_missing_model(make_window, tmp_path):
+    from studio.ui.results import ResultItem
+
+    window = make_window()
+    current = window.parameters.model_spec()
+    meta = {"request": {"prompt": "a lighthouse", "steps": 12}, "seed": 5, "model": {"id": "gone", "path": str(tmp_path / "gone")}}
+    window.reuse_parameters(ResultItem(tmp_path / "x.png", 5, meta))
+    message = window.statusBar().currentMessage()
+    assert str(tmp_path / "gone") in message and "not available" in message
+    assert window.parameters.model_spec() == current and window.parameters.steps.value() == 12
+
+
+def test_quit_with_jobs_asks_and_the_queue_resumes_next_time(make_window, qtbot, tmp_path):
+    from PySide6.QtWidgets import QMessageBox
+
+    window = make_window()
+    fast(window, steps=200)
+    window.prompt_editor.set_prompts("long one")
+    window.act_generate.trigger()
+    window.prompt_editor.set_prompts("waiting one")
+    window.act_generate.trigger()
+    window.act_quit.trigger()
+    box = window.findChild(QMessageBox, "quitBox")
+    assert box is not None and box.isVisible() and window.isVisible()
+    box.button(QMessageBox.StandardButton.Cancel).click()
+    assert window.isVisible() and len(window.service.jobs()) == 2  # nothing was lost
+    window.act_quit.trigger()
+    box = [b for b in window.findChildren(QMessageBox, "quitBox") if b.isVisible()][-1]
+    next(b for b in box.buttons() if box.buttonRole(b) == QMessageBox.ButtonRole.AcceptRole).click()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=30_000)
+    assert (tmp_path / "queue.json").is_file()
+
+    again = make_window()
+    qtbot.waitUntil(lambda: again.findChild(QMessageBox, "resumeBox") is not None, timeout=5_000)
+    resume = again.findChild(QMessageBox, "resumeBox")
+    assert "2 jobs" in resume.text()
+    next(b for b in resume.buttons() if resume.buttonRole(b) == QMessageBox.ButtonRole.AcceptRole).click()
+    assert [j.request.prompt for j in again.service.jobs()] == ["long one", "waiting one"]
+    assert not (tmp_path / "queue.json").exists()
+    again.service.cancel_all()
+    qtbot.waitUntil(lambda: not again.service.jobs(), timeout=60_000)
+
+
+def test_a_catalogue_model_not_downloaded_is_a_deliberate_download(make_window, qtbot, tmp_path):
+    from PySide6.QtWidgets import QMessageBox
+
+    window = make_window(model="sd-1.4", model_cache_dir=tmp_path / "hub")  # an empty Hugging Face cache
+    qtbot.waitUntil(lambda: "Not downloaded yet" in window.parameters.model_note.text())
+    window.prompt_editor.set_prompts("a fox")
+    window.act_generate.trigger()
+    assert window.service.jobs() == []  # nothing queued to fail after a long wait
+    box = window.findChild(QMessageBox, "downloadFirstBox")
+    assert box is not None and "Stable Diffusion 1.4" in box.text()
+    next(b for b in box.buttons() if box.buttonRole(b) == QMessageBox.ButtonRole.AcceptRole).click()
+    dialog = window.models_dialog
+    assert dialog is not None and dialog.isVisible() and dialog.selected() == "sd-1.4"
+    assert dialog.download_button.isEnabled()
+
+
+def test_theme_choice_applies_and_persists(make_window, tmp_path):
+    import json
+
+    from studio.ui.theme import is_dark
+
+    window = make_window()
+    try:
+        next(a for a in window.theme_actions.actions() if a.data() == "dark").trigger()
+        assert is_dark()
+        window.save_state()
+        assert json.loads((tmp_path / "prefs.json").read_text())["theme"] == "dark"
+        next(a for a in window.theme_actions.actions() if a.data() == "light").trigger()
+        assert not is_dark()
+    finally:
+        window.set_theme("system")
+
+
+def test_help_lists_every_shortcut(make_window, qtbot):
+    from studio.ui.shortcuts import ShortcutsDialog
+
+    window = make_window()
+    window.act_shortcuts.trigger()
+    dialog = window.findChild(ShortcutsDialog)
+    assert dialog is not None
+    rows = dialog.rows()
+    flat = {text: keys for group in rows.values() for text, keys in group}
+    assert flat["Generate"].startswith("Ctrl+Return") and flat["Cancel"] == "Esc"
+    assert flat["Keyboard shortcuts"] == "F1" and "Queue" in rows
+    dialog.close()

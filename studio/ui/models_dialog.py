@@ -1,0 +1,348 @@
+"""The model manager: what is downloaded, how big it is, download (progress, cancel, resume), remove to
+the trash, reveal the folder; and the local folders and files the user added.
+
+A download is a deliberate step here rather than a surprise inside the first generation. It runs in
+the :class:`~studio.worker.downloads.DownloadService` thread; the dialog can be closed meanwhile (the
+download goes on, and the busy row says so when it is opened again).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.ui.parameters import ParametersPanel
+from studio.ui.questions import ask
+from studio.worker.downloads import DownloadService
+
+ID_ROLE = int(Qt.ItemDataRole.UserRole)
+KIND_ROLE = int(Qt.ItemDataRole.UserRole) + 1  # "catalog" | "local"
+COLUMNS = ("Model", "Status", "On disk", "Where")
+
+
+def format_bytes(size: int | None) -> str:
+    if size is None:
+        return "unknown"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit in ("B", "KB") else f"{value:.2f} {unit}"
+        value /= 1000
+    return f"{value:.2f} TB"
+
+
+class ModelsDialog(QDialog):
+    """Non-modal; `use_model(spec)` when the user picks a model to work with."""
+
+    use_model = Signal(str)
+
+    def __init__(self, service: DownloadService, parameters: ParametersPanel, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Models")
+        self.setObjectName("modelsDialog")
+        self._service = service
+        self._parameters = parameters
+        self._sizes: dict[str, int | None] = {}
+        self._progress: dict[str, tuple[int, int | None]] = {}
+        self._statuses: dict[str, object] = {}
+
+        self.tree = QTreeWidget(accessibleName="Models")
+        self.tree.setHeaderLabels(list(COLUMNS))
+        self.tree.setRootIsDecorated(True)
+        self.tree.setUniformRowHeights(True)
+        header = self.tree.header()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self._catalog_root = QTreeWidgetItem(self.tree, ["Catalogue (Hugging Face hub)"])
+        self._local_root = QTreeWidgetItem(self.tree, ["Added local folders and files"])
+        for root in (self._catalog_root, self._local_root):
+            root.setFlags(root.flags() & ~Qt.ItemFlag.ItemIsSelectable)
+            root.setFirstColumnSpanned(True)
+            root.setExpanded(True)
+
+        self.progress = QProgressBar(accessibleName="Download progress", textVisible=True)
+        self.progress.setVisible(False)
+        self.note = QLabel(wordWrap=True, accessibleName="Model details")
+        self.note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self.download_button = QPushButton("&Download")
+        self.cancel_button = QPushButton("&Cancel download")
+        self.remove_button = QPushButton("&Remove…")
+        self.reveal_button = QPushButton("Re&veal")
+        self.use_button = QPushButton("&Use")
+        self.add_file_button = QPushButton("Add &file…")
+        self.add_folder_button = QPushButton("Add f&older…")
+        close = QPushButton("Close")
+        close.clicked.connect(self.close)
+        self.download_button.clicked.connect(self.download_selected)
+        self.cancel_button.clicked.connect(self.cancel_selected)
+        self.remove_button.clicked.connect(self.remove_selected)
+        self.reveal_button.clicked.connect(self.reveal_selected)
+        self.use_button.clicked.connect(self.use_selected)
+        self.add_file_button.clicked.connect(self._add_file)
+        self.add_folder_button.clicked.connect(self._add_folder)
+
+        actions = QHBoxLayout()
+        for button in (self.download_button, self.cancel_button, self.remove_button, self.reveal_button, self.use_button):
+            actions.addWidget(button)
+        actions.addStretch(1)
+        local = QHBoxLayout()
+        for button in (self.add_file_button, self.add_folder_button):
+            local.addWidget(button)
+        local.addStretch(1)
+        local.addWidget(close)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.tree, 1)
+        layout.addWidget(self.note)
+        layout.addWidget(self.progress)
+        layout.addLayout(actions)
+        layout.addLayout(local)
+        self.resize(760, 420)
+
+        self.tree.currentItemChanged.connect(lambda *_: self._update())
+        self.tree.itemDoubleClicked.connect(lambda *_: self.use_selected())
+        service.progress.connect(self._on_progress)
+        service.finished.connect(self._on_finished)
+        service.failed.connect(self._on_failed)
+        service.cancelled.connect(self._on_cancelled)
+        service.removed.connect(self._on_removed)
+        service.size_known.connect(self._on_size)
+        self._parameters.model_changed.connect(lambda _spec: self.refresh())
+
+    # ---------------------------------------------------------------------------------------- rows
+    def refresh(self) -> None:
+        """Read what is on disk again (after a download, a removal, or changes made elsewhere)."""
+        selected = self.selected()
+        statuses = self._service.statuses()
+        self._statuses = {s.id: s for s in statuses}
+        self._catalog_root.takeChildren()
+        for status in statuses:
+            item = QTreeWidgetItem(self._catalog_root)
+            item.setData(0, ID_ROLE, status.id)
+            item.setData(0, KIND_ROLE, "catalog")
+            self._fill_catalog_row(item)
+            if status.id not in self._sizes and not status.downloaded:
+                self._sizes[status.id] = None
+                self._service.query_size(status.id)
+        self._local_root.takeChildren()
+        for spec in self._parameters.local_models():
+            path = Path(spec)
+            exists = path.exists()
+            item = QTreeWidgetItem(self._local_root, [path.name, "available" if exists else "missing", _local_size(path), spec])
+            item.setData(0, ID_ROLE, spec)
+            item.setData(0, KIND_ROLE, "local")
+            item.setToolTip(3, spec)
+        if selected:
+            self.select(selected)
+        self._update()
+
+    def _fill_catalog_row(self, item: QTreeWidgetItem) -> None:
+        model_id = item.data(0, ID_ROLE)
+        status = self._statuses[model_id]
+        if model_id in self._progress:
+            done, total = self._progress[model_id]
+            state = f"downloading {format_bytes(done)}" + (f" of {format_bytes(total)}" if total else "")
+        elif self._service.is_downloading(model_id):
+            state = "waiting to download"
+        elif status.downloaded:
+            state = "downloaded"
+        elif status.partial:
+            state = "partly downloaded (resumes)"
+        else:
+            size = self._sizes.get(model_id)
+            state = "not downloaded" + (f" ({format_bytes(size)} to fetch)" if size else "")
+        where = str(status.path) if status.path else f"{status.repo}@{status.revision[:7]}"
+        for column, text in enumerate((status.name, state, format_bytes(status.size_on_disk) if status.size_on_disk else "–", where)):
+            item.setText(column, text)
+        item.setToolTip(3, f"{status.repo} @ {status.revision}")
+
+    def rows(self) -> dict[str, tuple[str, ...]]:
+        """Each row's texts by model id or path (what the user reads)."""
+        out = {}
+        for root in (self._catalog_root, self._local_root):
+            for i in range(root.childCount()):
+                item = root.child(i)
+                out[item.data(0, ID_ROLE)] = tuple(item.text(c) for c in range(len(COLUMNS)))
+        return out
+
+    def _item(self, key: str) -> QTreeWidgetItem | None:
+        for root in (self._catalog_root, self._local_root):
+            for i in range(root.childCount()):
+                if root.child(i).data(0, ID_ROLE) == key:
+                    return root.child(i)
+        return None
+
+    def select(self, key: str) -> bool:
+        item = self._item(key)
+        if item is not None:
+            self.tree.setCurrentItem(item)
+        return item is not None
+
+    def selected(self) -> str | None:
+        item = self.tree.currentItem()
+        return item.data(0, ID_ROLE) if item is not None and item.data(0, ID_ROLE) else None
+
+    def _selected_kind(self) -> str | None:
+        item = self.tree.currentItem()
+        return item.data(0, KIND_ROLE) if item is not None else None
+
+    def _update(self) -> None:
+        key, kind = self.selected(), self._selected_kind()
+        status = self._statuses.get(key) if kind == "catalog" else None
+        busy = bool(key) and self._service.is_downloading(key)
+        self.download_button.setEnabled(status is not None and not status.downloaded and not busy)
+        self.download_button.setText("&Resume download" if status is not None and status.partial else "&Download")
+        self.cancel_button.setEnabled(busy)
+        self.remove_button.setEnabled((status is not None and (status.downloaded or status.partial) and not busy) or kind == "local")
+        self.remove_button.setText("&Remove from list" if kind == "local" else "&Remove…")
+        self.reveal_button.setEnabled((status is not None and status.path is not None) or (kind == "local" and Path(key).exists()))
+        self.use_button.setEnabled((status is not None and status.downloaded) or (kind == "local" and Path(key).exists()))
+        if status is not None:
+            self.note.setText(f"{status.name}: {status.notes}" if status.notes else status.name)
+        elif kind == "local":
+            self.note.setText(key)
+        else:
+            self.note.setText("")
+        self._show_progress(key)
+
+    def _show_progress(self, key: str | None) -> None:
+        if key in self._progress:
+            done, total = self._progress[key]
+            self.progress.setVisible(True)
+            if total:
+                self.progress.setRange(0, 1000)
+                self.progress.setValue(int(1000 * done / total))
+                self.progress.setFormat(f"Downloading {format_bytes(done)} of {format_bytes(total)}")
+            else:
+                self.progress.setRange(0, 0)
+                self.progress.setFormat(f"Downloading {format_bytes(done)}")
+        else:
+            self.progress.setVisible(False)
+
+    # ---------------------------------------------------------------------------------------- actions
+    def download_selected(self) -> bool:
+        key = self.selected()
+        if self._selected_kind() != "catalog" or not key:
+            return False
+        started = self._service.download(key)
+        if started:
+            self._progress[key] = (0, self._sizes.get(key))
+            self._refresh_row(key)
+        return started
+
+    def cancel_selected(self) -> bool:
+        key = self.selected()
+        return bool(key) and self._service.cancel(key)
+
+    def remove_selected(self) -> QMessageBox | None:
+        key, kind = self.selected(), self._selected_kind()
+        if not key:
+            return None
+        if kind == "local":
+            self._parameters.remove_local_model(key)
+            self.refresh()
+            return None
+        status = self._statuses[key]
+        return ask(
+            self, "Remove the download?",
+            f"Move {status.name} ({format_bytes(status.size_on_disk)}) to the trash? It can be downloaded again.",
+            name="removeModelBox",
+            choices=[("Move to trash", QMessageBox.ButtonRole.DestructiveRole, lambda: self._service.remove(key))],
+        )
+
+    def reveal_selected(self) -> bool:
+        key, kind = self.selected(), self._selected_kind()
+        if not key:
+            return False
+        if kind == "catalog":
+            path = self._statuses[key].path
+        else:
+            path = Path(key) if Path(key).is_dir() else Path(key).parent
+        if path is None:
+            return False
+        if QDesktopServices.openUrl(QUrl.fromLocalFile(str(path))):
+            return True
+        self.note.setText(f"No file manager could open {path}")
+        return False
+
+    def use_selected(self) -> None:
+        key = self.selected()
+        if key and self.use_button.isEnabled():
+            self.use_model.emit(key)
+
+    def _add_file(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getOpenFileName(self, "Add a checkpoint", "", "Safetensors (*.safetensors)")
+        if path and self._parameters.try_add_local_model(path):
+            self.refresh()
+
+    def _add_folder(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        folder = QFileDialog.getExistingDirectory(self, "Add a diffusers model folder")
+        if folder and self._parameters.try_add_local_model(folder):
+            self.refresh()
+
+    # ---------------------------------------------------------------------------------------- service
+    def _refresh_row(self, key: str) -> None:
+        item = self._item(key)
+        if item is not None and key in self._statuses:
+            self._fill_catalog_row(item)
+        self._update()
+
+    def _on_progress(self, key: str, done, total) -> None:
+        self._progress[key] = (int(done), int(total) if total else None)
+        self._refresh_row(key)
+
+    def _on_finished(self, key: str, _path: str) -> None:
+        self._progress.pop(key, None)
+        self.refresh()
+        self.note.setText(f"{self._statuses[key].name if key in self._statuses else key} is downloaded.")
+
+    def _on_failed(self, key: str, message: str) -> None:
+        self._progress.pop(key, None)
+        self.refresh()
+        self.note.setText(f"{key}: {message}")
+
+    def _on_cancelled(self, key: str) -> None:
+        self._progress.pop(key, None)
+        self.refresh()
+        self.note.setText(f"Download of {key} cancelled; what was fetched is kept and the next download resumes it.")
+
+    def _on_removed(self, key: str, freed) -> None:
+        self.refresh()
+        self.note.setText(f"Moved {key} to the trash ({format_bytes(freed)} freed).")
+
+    def _on_size(self, key: str, size) -> None:
+        self._sizes[key] = int(size) if size else None
+        if key in self._statuses:
+            self._refresh_row(key)
+
+
+def _local_size(path: Path) -> str:
+    try:
+        if path.is_file():
+            return format_bytes(path.stat().st_size)
+        if path.is_dir():
+            return format_bytes(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()))
+    except OSError:
+        pass
+    return "–"

@@ -1,0 +1,122 @@
+"""The model manager on a real (tiny, loopback) hub: list, download with progress, cancel, remove, local."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtWidgets import QMessageBox
+
+from studio.engine.catalog import CATALOG
+from studio.ui.models_dialog import ModelsDialog
+from studio.ui.parameters import ParametersPanel
+from studio.worker.downloads import DownloadService
+from tests.cli.fake_hub import FakeHub, cache_repo, folder_files
+
+SD1, SD2 = CATALOG["sd-1.4"], CATALOG["sd-2.1"]
+UNET = "unet/diffusion_pytorch_model.safetensors"
+WAIT_MS = 60_000
+
+
+@pytest.fixture
+def online(monkeypatch, tmp_path):
+    """This process may reach a hub (the fake one on 127.0.0.1)."""
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # read once, at import, from the tests' env
+    return tmp_path
+
+
+@pytest.fixture
+def dialog(qtbot, tmp_path):
+    cache = tmp_path / "hub"
+    service = DownloadService(cache_dir=cache)
+    panel = ParametersPanel()
+    qtbot.addWidget(panel)
+    dialog = ModelsDialog(service, panel)
+    qtbot.addWidget(dialog)
+    dialog.refresh()
+    yield dialog
+    service.shutdown()
+
+
+def test_lists_downloaded_partial_and_absent_models(qtbot, tmp_path, tiny_sd1, tiny_sd2):
+    cache = tmp_path / "hub"
+    snapshot = cache_repo(cache, SD2.repo, SD2.revision, folder_files(tiny_sd2))
+    cache_repo(cache, SD1.repo, SD1.revision, {k: v for k, v in folder_files(tiny_sd1).items() if k != UNET})
+    service = DownloadService(cache_dir=cache)
+    panel = ParametersPanel()
+    qtbot.addWidget(panel)
+    panel.add_local_model(str(tiny_sd1))
+    dialog = ModelsDialog(service, panel)
+    qtbot.addWidget(dialog)
+    dialog.refresh()
+    rows = dialog.rows()
+    assert rows["sd-2.1"][1] == "downloaded" and rows["sd-2.1"][3] == str(snapshot) and "MB" in rows["sd-2.1"][2]
+    assert rows["sd-1.4"][1].startswith("partly downloaded")
+    assert rows["deci-diffusion-1.0"][1].startswith("not downloaded")
+    assert rows[str(tiny_sd1)][1] == "available"
+    dialog.select("sd-1.4")
+    assert dialog.download_button.isEnabled() and "Resume" in dialog.download_button.text()
+    dialog.select("sd-2.1")
+    assert not dialog.download_button.isEnabled() and dialog.use_button.isEnabled()
+    service.shutdown()
+
+
+def test_download_shows_progress_then_the_model_is_ready(qtbot, online, dialog, tiny_sd1, monkeypatch):
+    progress = []
+    dialog._service.progress.connect(lambda key, done, total: progress.append((key, done, total)))
+    with FakeHub.from_folder(SD1.repo, SD1.revision, tiny_sd1) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        dialog.select("sd-1.4")
+        with qtbot.waitSignal(dialog._service.finished, timeout=WAIT_MS):
+            assert dialog.download_selected()
+    assert progress and progress[-1][1] == progress[-1][2]  # the last report: all bytes of all bytes
+    assert dialog.rows()["sd-1.4"][1] == "downloaded" and "is downloaded" in dialog.note.text()
+    assert dialog.use_button.isEnabled()
+    used = []
+    dialog.use_model.connect(used.append)
+    dialog.use_selected()
+    assert used == ["sd-1.4"]
+
+
+def test_cancel_keeps_what_was_fetched_and_remove_goes_to_the_trash(qtbot, online, dialog, tiny_sd1, trash, monkeypatch):
+    big_unet = bytes(range(256)) * (16 * 4096)  # 16 MiB, trickled out
+    with FakeHub(SD1.repo, SD1.revision, {**folder_files(tiny_sd1), UNET: big_unet}, slow_file=UNET) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        dialog.select("sd-1.4")
+        with qtbot.waitSignal(dialog._service.progress, timeout=WAIT_MS):
+            dialog.download_selected()
+        assert dialog.cancel_button.isEnabled()
+        with qtbot.waitSignal(dialog._service.cancelled, timeout=WAIT_MS):
+            dialog.cancel_selected()
+    assert "cancelled" in dialog.note.text()
+    row = dialog.rows()["sd-1.4"]
+    assert row[1].startswith("partly downloaded") and not dialog.cancel_button.isEnabled()
+    box = dialog.remove_selected()
+    assert isinstance(box, QMessageBox)
+    with qtbot.waitSignal(dialog._service.removed, timeout=WAIT_MS):
+        next(b for b in box.buttons() if box.buttonRole(b) == QMessageBox.ButtonRole.DestructiveRole).click()
+    assert dialog.rows()["sd-1.4"][1].startswith("not downloaded")
+    assert (trash / f"models--{SD1.repo.replace('/', '--')}").is_dir()
+
+
+def test_no_network_is_one_line_and_nothing_changes(qtbot, online, dialog, monkeypatch):
+    from tests.cli.fake_hub import closed_port
+
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    dialog.select("deci-diffusion-1.0")
+    with qtbot.waitSignal(dialog._service.failed, timeout=WAIT_MS) as failed:
+        dialog.download_selected()
+    assert "\n" not in failed.args[1] and "cannot be reached" in failed.args[1]
+    assert dialog.rows()["deci-diffusion-1.0"][1].startswith("not downloaded")
+
+
+def test_local_entries_are_added_checked_and_removed(qtbot, dialog, tiny_sd2, tmp_path):
+    panel = dialog._parameters
+    (tmp_path / "empty").mkdir()
+    assert not panel.try_add_local_model(str(tmp_path / "empty"))
+    assert panel.try_add_local_model(str(tiny_sd2))
+    dialog.refresh()
+    assert dialog.select(str(tiny_sd2)) and dialog.remove_button.text() == "&Remove from list"
+    dialog.remove_selected()
+    assert str(tiny_sd2) not in dialog.rows() and panel.local_models() == []
