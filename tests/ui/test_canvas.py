@@ -460,3 +460,16 @@ def test_qt_image_helpers_round_trip():
     back = Image.open(io.BytesIO(qimage_to_png_bytes(qimage))).convert("RGB")
     assert back.tobytes() == image.tobytes()
     assert qimage_to_png_bytes(QImage()) == b""
+
+
+def test_the_size_line_is_not_squeezed_by_the_buttons(qtbot):
+    """In the window's narrow right column the sizes stay readable: the line has a row of its own."""
+    from PySide6.QtWidgets import QLabel
+
+    widget = ImageCanvas(output_size=(512, 512))
+    qtbot.addWidget(widget)
+    widget.resize(260, 320)  # the right panel's minimum width
+    widget.show()
+    qtbot.waitExposed(widget)
+    [line] = [label for label in widget.findChildren(QLabel) if label.text().startswith("Output")]
+    assert line.text() == "Output 512×512" and "…" not in line.text()
