@@ -542,6 +542,9 @@ def cmd_gallery_search(args) -> int:
 
 
 def cmd_make_tiny_model(args) -> int:
+    from studio.engine.loading import quiet_libraries
+
+    quiet_libraries()  # before the pipeline imports: no torchvision notice, no "Writing model shards" bars
     from studio.engine.tiny import make_tiny_model
 
     directory: Path = args.directory

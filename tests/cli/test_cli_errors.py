@@ -170,3 +170,9 @@ def test_no_library_noise_on_a_normal_run(tiny_sd1, tmp_path):
     info = run_child(["info", str(photo)], child_env(tmp_path))
     assert info.returncode == 1
     assert info.stderr == f"studio: no generation parameters found in {photo}\n"
+
+
+def test_make_tiny_model_prints_only_its_folder(tmp_path):
+    done = run_child(["make-tiny-model", str(tmp_path / "tiny")], child_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == (f"{tmp_path / 'tiny'}\n", "")
