@@ -134,7 +134,13 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from studio.engine.errors import Cancelled, ModelNotFoundError, RequestError, UnknownModelError
+    from studio.engine.errors import (
+        Cancelled,
+        ModelNotFoundError,
+        RequestError,
+        UnknownModelError,
+        first_line,
+    )
 
     _quiet_warnings()
     try:
@@ -160,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a failure is one line, not a traceback
         if _is_usage_error(exc):
             return _fail(str(exc), EXIT_USAGE)
-        return _fail(_one_line(exc), EXIT_FAILURE)
+        return _fail(first_line(exc), EXIT_FAILURE)
 
 
 def _silence_stdout() -> None:
@@ -172,11 +178,6 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):  # no real file descriptor (tests capture stdout): nothing to flush
         pass
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0].strip() if lines else type(exc).__name__
 
 
 def _quiet_warnings() -> None:

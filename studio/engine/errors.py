@@ -29,3 +29,10 @@ class Cancelled(Exception):  # noqa: N818 - the public API name of design.md sec
 
 class GenerationError(RuntimeError):
     """A failure inside a generation (out of memory, a broken model), with a readable message."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line for a message: its first non-empty line, else its type's name (library
+    errors are often several lines, and a message cut mid-sentence helps nobody)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip() if lines else type(exc).__name__

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.engine.catalog import CatalogEntry, ModelDefaults, family_defaults, lookup
-from studio.engine.errors import Cancelled, ModelNotFoundError, RequestError, UnknownModelError
+from studio.engine.errors import Cancelled, ModelNotFoundError, RequestError, UnknownModelError, first_line
 from studio.engine.precision import auto_cpu_dtype, cpu_has_native_bf16, place_pipeline, vae_dtype_name
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -343,11 +343,6 @@ def _offline_reason() -> str:
     return f"this machine is offline ({' and '.join(names) or 'HF_HUB_OFFLINE'} is set)"
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0].strip() if lines else type(exc).__name__
-
-
 def _network_errors() -> tuple[type[BaseException], ...]:
     """What "the hub cannot be reached" raises: the HTTP client's transport errors (huggingface_hub 2.x uses
     httpx2, 1.x httpx) and plain OS socket errors."""
@@ -408,7 +403,7 @@ def hub_model_info(
         ) from None
     except _network_errors() as exc:
         raise not_downloaded_error(
-            repo, revision, entry, f"the Hugging Face hub at {endpoint} cannot be reached ({_first_line(exc)})"
+            repo, revision, entry, f"the Hugging Face hub at {endpoint} cannot be reached ({first_line(exc)})"
         ) from None
 
 
@@ -437,7 +432,7 @@ def local_snapshot(
     except LocalEntryNotFoundError:  # IncompleteSnapshotError too: the hub's listing says files are missing
         return None
     except HFValidationError as exc:
-        raise RequestError(f"{repo!r} is not a valid Hugging Face repo id ({_first_line(exc)})") from None
+        raise RequestError(f"{repo!r} is not a valid Hugging Face repo id ({first_line(exc)})") from None
     folder = Path(folder)
     return None if missing_model_files(folder, entry, family) else folder
 
@@ -484,7 +479,7 @@ def fetch_from_hub(
     except Exception as exc:  # noqa: BLE001 - the network fails in many classes; the user gets one line
         raise ModelNotFoundError(
             f"model {model_label(repo, revision, entry)} could not be downloaded ({type(exc).__name__}: "
-            f"{_first_line(exc)}): files already fetched are kept; run `{download_command(repo, revision, entry)}` "
+            f"{first_line(exc)}): files already fetched are kept; run `{download_command(repo, revision, entry)}` "
             "to resume"
         ) from None
     return Path(folder)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from studio.engine.errors import Cancelled
+from studio.engine.errors import Cancelled, first_line
 
 __all__ = ["DownloadService"]
 
@@ -121,7 +121,7 @@ class DownloadService(QObject):
             self.cancelled.emit(model_id)
         except Exception as exc:  # noqa: BLE001 - one line for the dialog, never a traceback
             self._cancels.pop(model_id, None)
-            self.failed.emit(model_id, _one_line(exc))
+            self.failed.emit(model_id, first_line(exc))
         else:
             self._cancels.pop(model_id, None)
             self.finished.emit(model_id, str(path))
@@ -132,11 +132,6 @@ class DownloadService(QObject):
         try:
             freed = remove_model(model_id, cache_dir=self._cache_dir)
         except Exception as exc:  # noqa: BLE001
-            self.failed.emit(model_id, _one_line(exc))
+            self.failed.emit(model_id, first_line(exc))
         else:
             self.removed.emit(model_id, freed)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-    return text or type(exc).__name__
