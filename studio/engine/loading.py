@@ -250,21 +250,29 @@ def allow_patterns(entry: CatalogEntry | None, family: str | None) -> list[str]:
     flexible_unet/ takes any safetensors file (`deci_unet` picks the best one present).
     """
     patterns = ["model_index.json", "scheduler/*.json", "tokenizer/*"]
-    components = {"vae": "diffusion_pytorch_model", "text_encoder": "model"}
+    checker = entry is None or entry.safety_checker  # a repo of unknown kind: fetch its checker if it has one
     if family == "deci":
         patterns += ["flexible_unet/*.json", "flexible_unet/*.safetensors"]
-    else:
-        components["unet"] = "diffusion_pytorch_model"
-    if entry is None or entry.safety_checker:
-        components["safety_checker"] = "model"
+    if checker:
         patterns.append("feature_extractor/*.json")
-    for folder, stem in components.items():
+    for folder, stem in _weight_components(family, bool(checker)).items():
         patterns += [
             f"{folder}/*.json",
             f"{folder}/{stem}.safetensors",
             f"{folder}/{stem}-[0-9]*-of-[0-9]*.safetensors",
         ]
     return patterns
+
+
+def _weight_components(family: str | None, safety_checker: bool) -> dict[str, str]:
+    """Component folder -> the stem of its full-precision weight file, for the components whose weights are
+    standard diffusers/transformers files (Deci's flexible_unet/ is not: fp16-only upstream, any name)."""
+    components = {"vae": "diffusion_pytorch_model", "text_encoder": "model"}
+    if family != "deci":
+        components["unet"] = "diffusion_pytorch_model"
+    if safety_checker:
+        components["safety_checker"] = "model"
+    return components
 
 
 def hub_ignore_patterns(entry: CatalogEntry | None) -> list[str]:
@@ -285,13 +293,13 @@ def missing_model_files(folder: Path, entry: CatalogEntry | None = None, family:
     tokenizer = folder / "tokenizer"
     if not (tokenizer.is_dir() and any(p.is_file() for p in tokenizer.iterdir())):
         missing.append("tokenizer/")
-    components = {"vae": "diffusion_pytorch_model", "text_encoder": "model"}
-    components["flexible_unet" if family == "deci" else "unet"] = "diffusion_pytorch_model"
-    if entry is not None and entry.safety_checker:
-        components["safety_checker"] = "model"
-        if not (folder / "feature_extractor" / "preprocessor_config.json").is_file():
-            missing.append("feature_extractor/preprocessor_config.json")
-    for name, stem in components.items():
+    checker = entry is not None and entry.safety_checker  # elsewhere optional: loaded when present
+    if checker and not (folder / "feature_extractor" / "preprocessor_config.json").is_file():
+        missing.append("feature_extractor/preprocessor_config.json")
+    components = list(_weight_components(family, checker).items())
+    if family == "deci":
+        components.append(("flexible_unet", ""))
+    for name, stem in components:
         component = folder / name
         if not (component / "config.json").is_file():
             missing.append(f"{name}/config.json")
@@ -467,7 +475,7 @@ def fetch_from_hub(
     info = hub_model_info(repo, revision, entry=entry, files_metadata=True)
     family = entry.family if entry else None
     kwargs = _snapshot_kwargs(entry, family, revision, hub_cache_dir(cache_dir))
-    expected = _bytes_to_fetch(info, kwargs, repo_cache_folder(repo, cache_dir))
+    expected = _bytes_to_fetch(info, entry, family, repo_cache_folder(repo, cache_dir))
     try:
         folder = snapshot_download(
             repo, endpoint=hub_endpoint(), tqdm_class=_progress_class(on_progress, cancel, expected), **kwargs
@@ -485,21 +493,27 @@ def fetch_from_hub(
     return Path(folder)
 
 
-def _bytes_to_fetch(info, kwargs: dict, repo_folder: Path) -> int | None:
-    """Sizes of the wanted files not yet in the cache at the hub's commit; None when the hub gave no sizes."""
+def wanted_sizes(sizes: dict[str, int | None], entry: CatalogEntry | None, family: str | None) -> dict[str, int] | None:
+    """Of a repo's files (path -> size), the ones a download fetches (`allow_patterns` less
+    `hub_ignore_patterns`) with their sizes; None when there are none or a size is unknown."""
     from huggingface_hub.utils import filter_repo_objects
 
-    siblings = [s for s in (getattr(info, "siblings", None) or []) if getattr(s, "rfilename", None)]
     wanted = list(
-        filter_repo_objects(
-            siblings, allow_patterns=kwargs["allow_patterns"], ignore_patterns=kwargs["ignore_patterns"],
-            key=lambda s: s.rfilename,
-        )
+        filter_repo_objects(sizes, allow_patterns=allow_patterns(entry, family), ignore_patterns=hub_ignore_patterns(entry))
     )
-    if not wanted or any(s.size is None for s in wanted):
+    if not wanted or any(sizes[name] is None for name in wanted):
+        return None
+    return {name: int(sizes[name] or 0) for name in wanted}
+
+
+def _bytes_to_fetch(info, entry: CatalogEntry | None, family: str | None, repo_folder: Path) -> int | None:
+    """Sizes of the wanted files not yet in the cache at the hub's commit; None when the hub gave no sizes."""
+    siblings = getattr(info, "siblings", None) or []
+    wanted = wanted_sizes({s.rfilename: s.size for s in siblings if getattr(s, "rfilename", None)}, entry, family)
+    if wanted is None:
         return None
     snapshot = repo_folder / "snapshots" / str(getattr(info, "sha", None) or "")
-    return sum(int(s.size) for s in wanted if not (snapshot / s.rfilename).is_file())
+    return sum(size for name, size in wanted.items() if not (snapshot / name).is_file())
 
 
 def _truthy(value: str | None) -> bool:

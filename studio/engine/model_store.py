@@ -18,16 +18,15 @@ from studio.engine.catalog import CATALOG, CatalogEntry
 from studio.engine.errors import ModelNotFoundError, RequestError
 from studio.engine.loading import (
     DownloadCallback,
-    allow_patterns,
     env_offline,
     fetch_from_hub,
     hub_cache_dir,
-    hub_ignore_patterns,
     hub_model_info,
     is_in_local_cache,
     local_model_kind,
     repo_cache_folder,
     resolve_source,
+    wanted_sizes,
 )
 
 __all__ = [
@@ -172,16 +171,8 @@ def download_size(model_id: str, cache_dir: str | Path | None = None) -> int | N
 
 
 def _fetched_size(model: _HubModel, sizes: dict[str, int | None]) -> int | None:
-    from huggingface_hub.utils import filter_repo_objects
-
-    wanted = list(
-        filter_repo_objects(
-            sizes, allow_patterns=allow_patterns(model.entry, model.family), ignore_patterns=hub_ignore_patterns(model.entry)
-        )
-    )
-    if not wanted or any(sizes[name] is None for name in wanted):
-        return None
-    return sum(int(sizes[name] or 0) for name in wanted)
+    wanted = wanted_sizes(sizes, model.entry, model.family)
+    return None if wanted is None else sum(wanted.values())
 
 
 def _size_from_tree_cache(model: _HubModel, cache_dir: str | Path | None) -> int | None:
