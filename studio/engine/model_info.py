@@ -50,11 +50,12 @@ def _shipped_scheduler_config(family: str) -> dict:
     return _read_config(component_configs_dir("sd2" if family == "sd2" else "sd1") / "scheduler" / "scheduler_config.json")
 
 
-def default_scheduler_name(spec: str, cached_snapshot: Path | None = None) -> str | None:
+def default_scheduler_name(spec: str, cached_snapshot: Path | None = None, family: str | None = None) -> str | None:
     """The name of the scheduler a model runs with when the user picks none ("Model default (PNDM)").
 
     Catalogue entries with a default of their own name it; otherwise the downloaded snapshot's (or a
     local folder's) scheduler config decides, then the family's shipped config. None when unknown.
+    `family`: a single file's, when the caller has read it already (it costs a header read).
     """
     from studio.engine.schedulers import name_for_config
 
@@ -71,5 +72,5 @@ def default_scheduler_name(spec: str, cached_snapshot: Path | None = None) -> st
     if path.is_file():
         from studio.engine.loading import local_model_kind
 
-        return name_for_config(_shipped_scheduler_config(local_model_kind(spec)[0]))
+        return name_for_config(_shipped_scheduler_config(family or local_model_kind(spec)[0]))
     return None

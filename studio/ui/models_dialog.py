@@ -124,7 +124,13 @@ class ModelsDialog(QDialog):
         service.cancelled.connect(self._on_cancelled)
         service.removed.connect(self._on_removed)
         service.size_known.connect(self._on_size)
-        self._parameters.model_changed.connect(lambda _spec: self.refresh())
+        self._parameters.model_changed.connect(self._on_model_changed)
+
+    def _on_model_changed(self, _spec: str) -> None:
+        """A local model added or removed in the window: shown at once if open (opening refreshes anyway,
+        so a hidden dialog does not walk the cache folders on every model change)."""
+        if self.isVisible():
+            self.refresh()
 
     # ---------------------------------------------------------------------------------------- rows
     def refresh(self) -> None:

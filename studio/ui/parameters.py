@@ -288,7 +288,7 @@ class ParametersPanel(QWidget):
         spec = self.model_spec()
         snapshot = self._cached_snapshot[1] if self._cached_snapshot and self._cached_snapshot[0] == spec else None
         try:
-            name = default_scheduler_name(spec, snapshot) if spec else None
+            name = default_scheduler_name(spec, snapshot, family=self.family()) if spec else None
         except (OSError, RequestError):
             name = None
         self.scheduler.setItemText(0, f"{MODEL_DEFAULT} ({name})" if name else MODEL_DEFAULT)
