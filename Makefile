@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 TORCH  := torch==2.13.0
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench fuzz clean
 
 setup: $(STAMP)
 
@@ -24,7 +24,7 @@ run: $(STAMP)
 	$(VENV)/bin/studio $(ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check studio tests bench scripts
+	$(VENV)/bin/ruff check studio tests bench scripts fuzz
 	$(VENV)/bin/lint-imports
 
 test: $(STAMP) lint
@@ -32,6 +32,11 @@ test: $(STAMP) lint
 
 bench: $(STAMP)
 	$(PY) -m bench $(ARGS)
+
+# Hostile input through the CLI (about 2,000 generated cases, kills, concurrent catalogues): a few minutes,
+# bounded by --seconds; not part of `make test`. ARGS="--seed 1 --scale 2" for another, bigger set.
+fuzz: $(STAMP)
+	$(PY) -m fuzz $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -20,6 +20,9 @@ from studio import __version__
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+MAX_BATCH_FILE_BYTES = 8 << 20
+"""A batch file larger than this (8 MiB) is refused unread: thousands of prompts fit in far less."""
+MAX_SEARCH_LIMIT = 1_000_000
 
 
 class UsageError(Exception):
@@ -35,6 +38,11 @@ class _Parser(argparse.ArgumentParser):
     def parse_args(self, args=None, namespace=None):
         # argparse reports unknown options from the top-level parser, as "studio"; name the sub-command's help.
         parsed, extras = self.parse_known_args(args, namespace)
+        if extras and getattr(parsed, "dash_words", None) is not None:
+            # `gallery search dragon -castle`: a leading dash is the query's exclusion syntax, not an option.
+            words = [e for e in extras if e.startswith("-") and not e.startswith("--") and len(e) > 1]
+            parsed.dash_words = words
+            extras = [e for e in extras if e not in words]
         if extras:
             prog = getattr(parsed, "help_prog", None) or self.prog
             raise UsageError(f"unrecognized arguments: {' '.join(extras)} (see {prog} --help)")
@@ -46,6 +54,22 @@ def _command(sub, name: str, **kwargs) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, **kwargs)
     parser.set_defaults(help_prog=parser.prog)
     return parser
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number within [low, high], else one line naming the range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text[:40]!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,12 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
     scan = _command(gsub, "scan", help="add folders to the library and index them")
     scan.add_argument("folders", type=Path, nargs="+", metavar="DIR")
     scan.set_defaults(func=cmd_gallery_scan)
-    search = _command(gsub, "search", help="full-text search over prompts")
-    search.add_argument("text", nargs="?", default="")
+    # No -h: `search -horse` is a query excluding "horse" (the search syntax), not -h with "orse".
+    search = _command(
+        gsub, "search", add_help=False, help="full-text search over prompts",
+        description='Words must all match; "a phrase", prefix*, OR between words, -word excludes a word.',
+    )
+    search.add_argument("--help", action="help", help="show this help message and exit")
+    search.add_argument("text", nargs="*", metavar="WORD", help="query words; -word excludes a word")
     search.add_argument("--model", help="only images made with this model")
-    search.add_argument("--limit", type=int, default=50)
+    search.add_argument("--limit", type=_int_between(1, MAX_SEARCH_LIMIT), default=50, help="at most this many rows")
     search.add_argument("--json", action="store_true", help="print a JSON list of {path, prompt, model, seed, ...}")
-    search.set_defaults(func=cmd_gallery_search)
+    search.set_defaults(func=cmd_gallery_search, dash_words=[])
 
     tiny = _command(sub, "make-tiny-model", help="write a tiny random-weight pipeline (tests, bug reports)")
     tiny.add_argument("directory", type=Path, metavar="DIR")
@@ -213,15 +242,25 @@ def _interrupt_sets(event: threading.Event):
 
 
 def _is_usage_error(exc: Exception) -> bool:
+    from studio.library.folders import FolderError
     from studio.library.images import ImageLoadError
     from studio.library.metadata import MetadataError
 
-    return isinstance(exc, ImageLoadError | MetadataError)
+    return isinstance(exc, ImageLoadError | MetadataError | FolderError)
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"studio: error: {message}", file=sys.stderr)
+    # Messages quote file names and file contents: nothing in them may act on the terminal.
+    from studio.library.display import printable
+
+    print(f"studio: error: {printable(message)}", file=sys.stderr)
     return code
+
+
+def _warn(message: str) -> None:
+    from studio.library.display import printable
+
+    print(f"studio: warning: {printable(message)}", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------------------- generate
@@ -235,20 +274,14 @@ def _make_engine(args, **kwargs):
     return Engine(device=args.device, dtype=args.dtype, allow_ckpt=args.allow_ckpt, preview="none", **kwargs)
 
 
-def _check_output_dir(path: Path) -> Path:
-    path = path.expanduser()
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"output folder {path} is a file")
-    return path
-
-
 def cmd_generate(args) -> int:
     from studio.engine import GenerationRequest
+    from studio.library.folders import check_writable_folder
     from studio.library.images import load_image
     from studio.library.saving import save_result
     from studio.settings import default_output_dir
 
-    output_dir = _check_output_dir(args.output_dir or default_output_dir())
+    output_dir = (args.output_dir or default_output_dir()).expanduser()
     if args.strength is not None and args.init_image is None:
         raise UsageError("--strength needs --init-image")
     init = load_image(args.init_image) if args.init_image else None  # bad image: exit 2 before any work
@@ -269,9 +302,10 @@ def cmd_generate(args) -> int:
         safety_checker=False if args.no_safety_checker else None,
     )
     request.validate()
+    check_writable_folder(output_dir)  # before minutes of loading and generating
     results = _make_engine(args, on_download=_download_printer()).generate(request)
     for warning in dict.fromkeys(w for r in results for w in r.warnings):
-        print(f"studio: warning: {warning}", file=sys.stderr)
+        _warn(warning)
     written = [(save_result(r, output_dir), r) for r in results]
     if args.json:
         print(json.dumps([{"path": str(p), "seed": r.seed, "nsfw": r.nsfw} for p, r in written], indent=2))
@@ -323,11 +357,42 @@ BATCH_PARAMETERS = {
 }
 
 
-def parse_batch_input(data) -> tuple[list[str], dict]:
-    """Prompts and request fields from the model cards' `input_data` JSON; UsageError when malformed."""
-    if not isinstance(data, dict) or not isinstance(data.get("input_data"), dict):
-        raise UsageError('batch input must be a JSON object with an "input_data" object')
-    body = data["input_data"]
+def read_batch_file(path: Path) -> object:
+    """The batch file's JSON, or UsageError: only a regular file (not /dev/zero, a FIFO, a folder), at most
+    MAX_BATCH_FILE_BYTES, UTF-8, valid JSON within Python's nesting depth and integer size limits."""
+    import os
+    import stat
+
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise UsageError(f"{path}: not a regular file")
+    if info.st_size > MAX_BATCH_FILE_BYTES:
+        raise UsageError(f"{path}: {info.st_size:,} bytes; a batch file may hold at most {MAX_BATCH_FILE_BYTES >> 20} MiB")
+    try:
+        with open(path, "rb") as stream:
+            raw = stream.read(MAX_BATCH_FILE_BYTES + 1)  # the file may have grown since stat
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if len(raw) > MAX_BATCH_FILE_BYTES:
+        raise UsageError(f"{path}: a batch file may hold at most {MAX_BATCH_FILE_BYTES >> 20} MiB")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
+    except RecursionError:
+        raise UsageError(f"{path}: not valid JSON (nested too deeply)") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}: not valid JSON ({exc})") from None
+    except ValueError:  # int() refuses a number of more than 4300 digits
+        raise UsageError(f"{path}: not valid JSON (a number with thousands of digits)") from None
+
+
+def _batch_prompts(body: dict) -> list[str]:
     columns = body.get("columns", ["prompt"])
     if not isinstance(columns, list) or "prompt" not in columns:
         raise UsageError('input_data.columns must be a list containing "prompt"')
@@ -343,43 +408,84 @@ def parse_batch_input(data) -> tuple[list[str], dict]:
         if not isinstance(value, str):
             raise UsageError(f"input_data.data[{n}]: the prompt must be text, got {type(value).__name__}")
         prompts.append(value)
-    params = body.get("parameters") or {}
+    return prompts
+
+
+def _batch_fields(params: object) -> dict:
+    """The request fields of input_data.parameters, each checked alone so the message names its key."""
+    from studio.engine import GenerationRequest
+    from studio.engine.errors import RequestError
+
     if not isinstance(params, dict):
         raise UsageError("input_data.parameters must be an object")
     unknown = sorted(set(params) - set(BATCH_PARAMETERS))
     if unknown:
-        raise UsageError(f"unknown parameter(s) {', '.join(unknown)} (known: {', '.join(BATCH_PARAMETERS)})")
-    fields = {BATCH_PARAMETERS[k]: v for k, v in params.items()}
-    return prompts, fields
+        shown = ", ".join(k[:40] for k in unknown[:5])
+        raise UsageError(f"unknown parameter(s) {shown} (known: {', '.join(BATCH_PARAMETERS)})")
+    fields = {}
+    for key, value in params.items():
+        field = BATCH_PARAMETERS[key]
+        try:
+            GenerationRequest(model="-", prompt="", **{field: value}).validate()
+        except RequestError as exc:
+            raise UsageError(f"input_data.parameters.{key}: {exc}") from None
+        fields[field] = value
+    return fields
 
 
-def cmd_batch(args) -> int:
+def parse_batch_input(data) -> tuple[list[str], dict]:
+    """Prompts and request fields from the model cards' `input_data` JSON; UsageError naming the field that
+    is malformed (types and ranges are all checked here, before any model is loaded)."""
+    if not isinstance(data, dict) or not isinstance(data.get("input_data"), dict):
+        raise UsageError('batch input must be a JSON object with an "input_data" object')
+    body = data["input_data"]
+    prompts = _batch_prompts(body)
+    params = body.get("parameters")
+    return prompts, _batch_fields({} if params is None else params)
+
+
+def _batch_requests(args, prompts: list[str], fields: dict) -> list:
+    """One checked request per prompt, seeds counting up from the first (every one checked before work)."""
     from studio.engine import GenerationRequest
-    from studio.library.images import atomic_write_bytes, encode_image
+    from studio.engine.errors import RequestError
 
-    try:
-        data = json.loads(args.input.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{args.input}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{args.input}: not valid JSON ({exc})") from None
-    prompts, fields = parse_batch_input(data)
-    if args.output:
-        _check_output_dir(args.output.parent if str(args.output.parent) else Path("."))
-    base_seed = args.seed if args.seed is not None else fields.pop("seed", None)
-    fields.pop("seed", None)
+    base_seed = args.seed if args.seed is not None else fields.get("seed")
+    fields = {k: v for k, v in fields.items() if k != "seed"}
     requests = []
     for n, prompt in enumerate(prompts):
         seed = None if base_seed is None else base_seed + n
         request = GenerationRequest(model=args.model, prompt=prompt, seed=seed, **fields)
-        request.validate()  # every prompt checked before the first image is made
+        try:
+            request.validate()
+        except RequestError as exc:
+            raise UsageError(f"input_data.data[{n}]: {exc}") from None
         requests.append(request)
+    return requests
+
+
+def _check_output_file(path: Path) -> Path:
+    """`-o FILE`: not a folder, and its folder writable (made if missing), before any model loads."""
+    from studio.library.folders import check_writable_folder
+
+    path = path.expanduser()
+    if path.is_dir():
+        raise UsageError(f"-o {path} is a folder; name a file, e.g. {path / 'results.json'}")
+    check_writable_folder(path.parent, what="folder of the output file")
+    return path
+
+
+def cmd_batch(args) -> int:
+    from studio.library.images import atomic_write_bytes, encode_image
+
+    prompts, fields = parse_batch_input(read_batch_file(args.input))
+    output = _check_output_file(args.output) if args.output else None
+    requests = _batch_requests(args, prompts, fields)
     engine = _make_engine(args, on_download=_download_printer())
     out = []
     for request in requests:
         for result in engine.generate(request):
             for warning in result.warnings:
-                print(f"studio: warning: {warning}", file=sys.stderr)
+                _warn(warning)
             png = encode_image(result.image, "PNG", result.metadata)
             out.append(
                 {
@@ -389,8 +495,9 @@ def cmd_batch(args) -> int:
                 }
             )
     text = json.dumps(out, indent=2)
-    if args.output:
-        atomic_write_bytes(args.output, text.encode("utf-8"))
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(output, text.encode("utf-8"))
     else:
         print(text)
     return 0
@@ -400,6 +507,7 @@ def cmd_batch(args) -> int:
 
 
 def cmd_info(args) -> int:
+    from studio.library.display import printable
     from studio.library.metadata import read_metadata
 
     if not args.image.exists():
@@ -408,18 +516,17 @@ def cmd_info(args) -> int:
     if meta is None:
         if args.json:
             print("null")
-        print(f"studio: no generation parameters found in {args.image}", file=sys.stderr)
+        print(f"studio: no generation parameters found in {printable(str(args.image))}", file=sys.stderr)
         return EXIT_FAILURE
     if args.json:
         print(json.dumps(meta.to_dict(), indent=2, ensure_ascii=False))
         return 0
-    print(f"source: {meta.source}")
-    for key, value in meta.to_request_fields().items():
-        print(f"{key}: {value}")
+    # Text from the file is untrusted: escapes, carriage returns, bidi overrides are shown, not obeyed.
+    lines = [("source", meta.source), *meta.to_request_fields().items()]
     if meta.nsfw is not None:
-        print(f"nsfw: {str(meta.nsfw).lower()}")
-    for key, value in meta.extra.items():
-        print(f"{key}: {value}")
+        lines.append(("nsfw", str(meta.nsfw).lower()))
+    lines += list(meta.extra.items())
+    print("\n".join(f"{printable(key)}: {printable(value)}" for key, value in lines))
     return 0
 
 
@@ -516,12 +623,12 @@ def cmd_gallery_scan(args) -> int:
 
 
 def cmd_gallery_search(args) -> int:
+    from studio.library.display import printable
     from studio.library.gallery import Query
 
-    if args.limit < 1:
-        raise UsageError("--limit must be at least 1")
+    text = " ".join([*args.text, *args.dash_words])
     with _open_gallery(args) as gallery:
-        images = gallery.search(Query(text=args.text, model=args.model), limit=args.limit)
+        images = gallery.search(Query(text=text, model=args.model), limit=args.limit)
     if args.json:
         rows = [
             {
@@ -534,8 +641,9 @@ def cmd_gallery_search(args) -> int:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
     for image in images:
-        prompt = " ".join((image.prompt or "").split())
-        print(f"{image.path}\t{image.seed if image.seed is not None else '-'}\t{image.model or '-'}\t{prompt[:80]}")
+        prompt = " ".join((image.prompt or "").split())[:80]
+        seed = image.seed if image.seed is not None else "-"
+        print("\t".join(printable(field) for field in (image.path, seed, image.model or "-", prompt)))
     return 0
 
 

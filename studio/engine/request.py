@@ -25,6 +25,9 @@ MAX_SIDE = 4096
 MAX_BATCH = 64
 STEPS_RANGE = (1, 500)
 GUIDANCE_RANGE = (0.0, 50.0)
+MAX_PROMPT_BYTES = 64 * 1024
+"""A prompt longer than this (64 KiB of UTF-8) is refused: CLIP reads 77 tokens a chunk, and the longest
+real prompts are a few KiB; a 10 MB one took 87 s just to parse its weights."""
 
 
 @dataclass
@@ -70,17 +73,20 @@ class GenerationRequest:
         return filled
 
     def validate(self, family: str | None = None) -> None:
-        """Raise RequestError naming the first field that is out of range. None fields are not checked."""
-        if not isinstance(self.prompt, str):
-            raise RequestError("the prompt must be text")
-        if not isinstance(self.negative_prompt, str):
-            raise RequestError("the negative prompt must be text")
+        """Raise RequestError naming the first field that is wrong (type or range). None fields are not
+        checked. Cheap checks first: a huge prompt is refused by its size before its weights are parsed."""
         if not isinstance(self.model, str) or not self.model.strip():
             raise RequestError("no model given")
+        for name, text in (("prompt", self.prompt), ("negative prompt", self.negative_prompt)):
+            _check_text(name, text)
         for name, text in (("prompt", self.prompt), ("negative prompt", self.negative_prompt)):
             problem = weight_problem(text)
             if problem:
                 raise RequestError(f"{name}: {problem}")
+        if self.scheduler is not None and not isinstance(self.scheduler, str):
+            raise RequestError(f"scheduler must be a name, got {_shown(self.scheduler)}")
+        if self.safety_checker is not None and not isinstance(self.safety_checker, bool):
+            raise RequestError(f"safety checker must be true or false, got {_shown(self.safety_checker)}")
         if self.scheduler is not None:
             canonical_name(self.scheduler)  # an unknown name is refused before any model is loaded
         _check_int("batch", self.batch, 1, MAX_BATCH)
@@ -109,18 +115,38 @@ class GenerationRequest:
                 )
 
 
+def _shown(value: Any, limit: int = 40) -> str:
+    """A wrong value as a message shows it: its repr, cut short (a 5000-digit number, a long list), never
+    raising (int's repr refuses more than 4300 digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"a {value.bit_length()}-bit number"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _check_text(name: str, text: Any) -> None:
+    if not isinstance(text, str):
+        raise RequestError(f"the {name} must be text, got {_shown(text)}")
+    if len(text) > MAX_PROMPT_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_PROMPT_BYTES:
+        size = len(text.encode("utf-8", "surrogatepass"))
+        raise RequestError(f"the {name} is {size:,} bytes long; at most {MAX_PROMPT_BYTES // 1024} KiB is accepted")
+    if any("\ud800" <= char <= "\udfff" for char in text):
+        raise RequestError(f"the {name} holds a lone surrogate (invalid Unicode text)")
+
+
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RequestError(f"{name} must be a whole number, got {value!r}")
+        raise RequestError(f"{name} must be a whole number, got {_shown(value)}")
     if not low <= value <= high:
-        raise RequestError(f"{name} must be between {low} and {high}, got {value}")
+        raise RequestError(f"{name} must be between {low} and {high}, got {_shown(value)}")
 
 
 def _check_float(name: str, value: Any, low: float, high: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value != value:  # NaN != NaN
-        raise RequestError(f"{name} must be a number, got {value!r}")
+        raise RequestError(f"{name} must be a number, got {_shown(value)}")
     if not low <= value <= high:
-        raise RequestError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
+        shown = f"{value:g}" if isinstance(value, float) or abs(value) < 10**15 else _shown(value)
+        raise RequestError(f"{name} must be between {low:g} and {high:g}, got {shown}")
 
 
 @dataclass(frozen=True)

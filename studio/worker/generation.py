@@ -34,6 +34,7 @@ from studio.worker.qimage import pil_to_qimage
 if TYPE_CHECKING:
     from studio.engine import Engine, StepEvent
 
+from studio.library.folders import FolderError, check_writable_folder  # noqa: E402
 from studio.library.saving import save_result  # noqa: E402 - shared with the CLI
 
 __all__ = ["FAILURE_MODEL_MISSING", "GenerationService", "GenerationWorker", "describe_failure", "failure_kind", "save_result"]
@@ -87,7 +88,7 @@ def describe_failure(exc: BaseException, phase: str = "generating", model: str =
     """
     if isinstance(exc, MemoryError):
         text = "out of memory: try a smaller size or batch, or close other programs"
-    elif isinstance(exc, RequestError | GenerationError):
+    elif isinstance(exc, RequestError | GenerationError | FolderError):
         text = _first_line(exc) or type(exc).__name__
     else:
         detail = _first_line(exc)
@@ -221,6 +222,7 @@ class GenerationWorker(QObject):
                 raise Cancelled("cancelled before it started")
             self.job_started.emit(job_id)
             request.validate()
+            check_writable_folder(work.output_dir)  # before minutes of work whose image could not be kept
             engine = self._engine_for(work.device, work.dtype)
             if not _is_loaded(engine, request.model):
                 self.status.emit(f"Loading model {model_label(request.model)}…")

@@ -376,6 +376,18 @@ def test_invalid_request_fails_with_the_field_named(qtbot, make_service, tiny_sd
     assert blocker.args == [job.id, "steps must be between 1 and 500, got 0"]
 
 
+def test_an_unwritable_output_folder_fails_the_job_before_the_model_loads(qtbot, make_service, tmp_path):
+    (tmp_path / "a-file").write_text("keep me")
+    service = make_service(output_dir=tmp_path / "a-file" / "pictures")
+    rec = Recorder(service)
+    with qtbot.waitSignal(service.job_failed, timeout=WAIT_MS):
+        # the model does not exist either: the folder is found first, before any loading
+        job = service.submit(request(tmp_path / "no-such-model"))
+    ((_, message),) = rec.of("job_failed", job.id)
+    assert message == f"the output folder {tmp_path / 'a-file' / 'pictures'} cannot be made: {tmp_path / 'a-file'} is a file"
+    assert not any(text.startswith("Loading") for (text,) in rec.of("status"))
+
+
 def test_a_crash_inside_the_engine_fails_one_job_and_the_worker_goes_on(qtbot, make_service, tiny_sd1):
     class FlakyEngine(Engine):
         """Fails its first generations with the errors a real run can raise: no memory, a plain bug."""

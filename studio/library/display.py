@@ -1,0 +1,76 @@
+"""Untrusted text made harmless to show: metadata read from a file may carry terminal escapes
+(ESC sequences that recolour, retitle or rewrite the terminal), carriage returns and backspaces that
+hide what came before, bells, bidi overrides that reverse what a reader sees, and lone surrogates that
+cannot be encoded at all. Every text output of metadata (the CLI's text mode, the window's labels)
+passes through :func:`printable`; JSON output is already safe through its own escaping.
+
+Text that goes into an editable field (a restored prompt) is different: escapes shown as ``\\x1b``
+would become part of the prompt, so :func:`strip_controls` removes the harmful characters instead and
+says how many, for the caller to tell the user.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+__all__ = ["BIDI_CONTROLS", "printable", "strip_controls"]
+
+BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+"""The bidi embedding, override and isolate controls (LRE RLE PDF LRO RLO, LRI RLI FSI PDI): they
+reorder the characters around them, so "txt.exe" can be shown as "exe.txt".  The invisible marks
+LRM / RLM / ALM only nudge neutral characters and are kept."""
+
+# C0 controls but tab and line feed (carriage returns are line breaks by then), DEL, C1 controls, and
+# the bidi controls above.
+_UNWANTED_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f" + BIDI_CONTROLS + "]")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(char: str) -> str:
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+_JOINERS = ("\u200c", "\u200d")
+
+
+def _harmful(char: str) -> bool:
+    """Control (Cc), format (Cf: bidi overrides, zero-width spaces), surrogate (Cs), and the line and
+    paragraph separators (Zl, Zp) that some terminals and widgets break lines at.
+
+    The zero-width (non-)joiners are format characters too, but they only choose how neighbouring
+    letters join (Persian, Indic scripts) and build emoji sequences: escaping them would garble
+    ordinary text, and they can neither move the cursor nor reorder what is shown."""
+    return unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp") and char not in _JOINERS
+
+
+def printable(text: object, *, keep_newlines: bool = False) -> str:
+    """`text` with every harmful character written as a visible escape (``\\x1b``, ``\\u202e``), so
+    that what is shown is exactly what the file holds, yet nothing acts on the terminal or the layout.
+
+    ``keep_newlines`` keeps line feeds as line breaks (for multi-line views in the window)."""
+    text = str(text)
+    if text.isprintable():  # the common case: one C-level scan, no copy
+        return text
+    return "".join(
+        _escape(char) if _harmful(char) and not (keep_newlines and char == "\n") else char for char in text
+    )
+
+
+def strip_controls(text: str) -> tuple[str, int]:
+    """`text` fit for an editable field, and the number of characters removed from it.
+
+    Line breaks are kept (CR LF and lone CR become LF, not counted), as are tabs and every printable
+    character; removed are the other C0 and C1 control characters (ESC, BEL, BS, NUL, ...) and the
+    bidi controls of :data:`BIDI_CONTROLS`; a lone surrogate, which no widget or file can hold,
+    becomes U+FFFD (counted too).  Everything a user could have meant to write is left as it was.
+    """
+    text = str(text).replace("\r\n", "\n").replace("\r", "\n")
+    text, removed = _UNWANTED_RE.subn("", text)
+    text, replaced = _SURROGATE_RE.subn("\ufffd", text)
+    return text, removed + replaced
