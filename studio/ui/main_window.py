@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 from studio import __version__
 from studio.engine.catalog import CATALOG
 from studio.engine.errors import RequestError
+from studio.library.display import printable, strip_controls
 from studio.library.images import ImageLoadError, load_image
 from studio.settings import APP_NAME, Preferences, preferences_path
 from studio.ui.canvas import FIT_MODES, PASTE_KEYS, ImageCanvas
@@ -602,20 +603,33 @@ class MainWindow(QMainWindow):
 
         A model that is not available here (another tool's "dreamshaper_8", a file since moved) is named
         in the message, and the current model is kept: restoring must never pretend it got everything.
+
+        The prompts are untrusted text: control characters (terminal escapes, BEL, NUL ...) and bidi
+        overrides are removed before they reach the editors (where they would be invisible yet travel
+        into the next image's metadata and whatever prints it), and the message says how many went.
+        Everything else is kept as written.
         """
         fields = dict(fields)
+        removed = 0
+        for name in ("prompt", "negative_prompt"):
+            if name in fields:
+                value = fields[name]
+                fields[name], count = strip_controls(value) if isinstance(value, str) else ("", 0)
+                removed += count
         model = fields.get("model")
         note = ""
         if model and str(model) not in CATALOG and not Path(str(model)).expanduser().exists():
             fields.pop("model")
             note = (
-                f"; it was made with model {str(model)!r}, which is not available here: "
+                f"; it was made with model '{_shown(model)}', which is not available here: "
                 f"kept {self.parameters.model.currentText()}"
             )
         self.parameters.apply_fields(fields)
         if "prompt" in fields or "negative_prompt" in fields:
             self.prompt_editor.set_prompts(fields.get("prompt") or "", fields.get("negative_prompt") or "")
-        text = f"Parameters restored{' from ' + origin if origin else ''}{note}"
+        if removed:
+            note += f"; {removed} control character{'s' if removed != 1 else ''} removed from the prompts"
+        text = f"Parameters restored{' from ' + _shown(origin) if origin else ''}{note}"
         self.show_message(text)
         return text
 
@@ -682,24 +696,33 @@ class MainWindow(QMainWindow):
             self.offer_restore(paths[0])
 
     def offer_restore(self, path: Path) -> QMessageBox | None:
-        """An image dropped on the window: if it carries generation parameters, offer to restore them."""
+        """An image dropped on the window: if it carries generation parameters, offer to restore them.
+
+        Everything the box and the status bar show comes from the file (its name too), so it is shown
+        through :func:`printable` (escapes and bidi overrides made visible, not acted on) as plain
+        text (a model named "<img src=...>" must not be rendered as HTML), and long names are cut.
+        """
         from studio.library.metadata import MetadataError, read_metadata
 
         try:
             meta = read_metadata(path)
         except (MetadataError, OSError) as exc:
-            self.show_message(str(exc))
+            self.show_message(_shown(exc, 500))
             return None
         if meta is None:
-            self.show_message(f"{path.name} carries no generation parameters (drop it on the canvas for img2img)")
+            self.show_message(
+                f"{_shown(path.name)} carries no generation parameters (drop it on the canvas for img2img)"
+            )
             return None
         fields = meta.to_request_fields()
-        summary = ", ".join(f"{k} {v}" for k, v in fields.items() if k in ("seed", "steps", "model"))
+        summary = ", ".join(f"{k} {_shown(v)}" for k, v in fields.items() if k in ("seed", "steps", "model"))
         box = QMessageBox(
             QMessageBox.Icon.Question, "Restore parameters?",
-            f"{path.name} was made with {meta.source}.\nRestore its prompt and parameters ({summary})?",
+            f"{_shown(path.name)} was made with {_shown(meta.source)}.\n"
+            f"Restore its prompt and parameters ({summary})?",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self,
         )
+        box.setTextFormat(Qt.TextFormat.PlainText)
         box.button(QMessageBox.StandardButton.Yes).clicked.connect(lambda: self.apply_image_fields(fields, path.name))
         box.open()  # not modal-blocking: the window keeps running (and tests can answer it)
         return box
@@ -827,6 +850,14 @@ def about_text() -> str:
         f"torch {version('torch')}<br>diffusers {version('diffusers')}<br>transformers {version('transformers')}<br>"
         f"Qt {qVersion()} (PySide6 {pyside_version})"
     )
+
+
+def _shown(value: object, limit: int = 200) -> str:
+    """Text from an image's metadata or name, fit for a label or the status bar: harmful characters
+    made visible (:func:`printable`) and at most `limit` characters (a 4096-character "model name"
+    would push everything else out of a message box)."""
+    text = printable(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _caption(path: Path, meta: dict) -> str:

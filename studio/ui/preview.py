@@ -2,14 +2,19 @@
 
 Previews are QImages made in the worker thread; the QPixmap is made here, in the GUI thread, and
 scaled smoothly at paint time so resizing the window never re-requests anything.
+
+Captions and tooltips show text that may come from files (prompts, file names): it is always plain
+text (never interpreted as HTML) with control characters made visible (:func:`printable`).
 """
 
 from __future__ import annotations
 
+import html
 import time
 
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QImage, QPainter, QPixmap, QTextOption
+from PySide6.QtGui import Qt as QtGuiNamespace
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -21,6 +26,24 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from studio.library.display import printable
+
+
+def one_line(text: str) -> str:
+    """`text` for a one-line label: line breaks become spaces, every other harmful character is
+    shown as an escape (a caption must neither grow nor act on the layout)."""
+    return printable(str(text).replace("\r\n", " ").replace("\n", " "))
+
+
+def plain_tooltip(text: str) -> str:
+    """A tooltip showing `text` literally.  Qt renders a tooltip as HTML whenever it looks like HTML
+    (``Qt.mightBeRichText``: a file name or prompt with "<b>" in it), so such text is escaped into
+    HTML that displays exactly it; control characters are made visible, line breaks kept."""
+    shown = printable(text, keep_newlines=True)
+    if not QtGuiNamespace.mightBeRichText(shown):
+        return shown
+    return "<p style='white-space:pre-wrap'>" + html.escape(shown).replace("\n", "<br>") + "</p>"
 
 
 class ImageView(QWidget):
@@ -89,7 +112,7 @@ class FailurePanel(QFrame):
         self.setVisible(False)
 
     def show_failure(self, text: str, *, model_problem: bool = False) -> None:
-        self.text.setPlainText(text)
+        self.text.setPlainText(printable(text, keep_newlines=True))
         self.models_button.setVisible(model_problem)
         self.add_button.setVisible(model_problem)
         self.setVisible(True)
@@ -114,6 +137,7 @@ class PreviewPane(QWidget):
         self.progress.setFormat("Idle")
         self.progress.setValue(0)
         self.caption = QLabel(accessibleName="Image caption")
+        self.caption.setTextFormat(Qt.TextFormat.PlainText)  # prompts and file names are not HTML
         self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.caption.setWordWrap(True)
         self.caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
@@ -132,7 +156,7 @@ class PreviewPane(QWidget):
         self.steps_shown = 0
         self._started = time.monotonic()
         self.failure.setVisible(False)
-        self.caption.setText(caption)
+        self.caption.setText(one_line(caption))
         self.progress.setRange(0, 0)  # busy until the first step (model loading)
         self.progress.setFormat(label)
 
@@ -155,8 +179,8 @@ class PreviewPane(QWidget):
 
     def show_result(self, image: QImage, caption: str = "") -> None:
         self.view.set_image(image)
-        self.caption.setText(caption)
-        self.caption.setToolTip(caption)
+        self.caption.setText(one_line(caption))
+        self.caption.setToolTip(plain_tooltip(caption))
 
     def finish(self, text: str = "Done") -> None:
         self.progress.setRange(0, 1)

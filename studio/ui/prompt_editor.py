@@ -33,6 +33,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.library.display import printable
+from studio.ui.preview import plain_tooltip
 from studio.ui.token_counter import CHUNK_LENGTH, TokenCounter, shared_counter
 from studio.ui.weights import STEP, nudge
 
@@ -72,7 +74,9 @@ def _from_utf16(text: str, position: int) -> int:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    """A prompt as a menu label: whitespace runs become one space, control characters are shown as
+    escapes (a prompt restored from a file may hold anything)."""
+    return printable(" ".join(text.split()))
 
 
 # ----------------------------------------------------------------------------------------- field
@@ -349,7 +353,7 @@ class PromptEditor(QWidget):
             label = metrics.elidedText(label, Qt.TextElideMode.ElideRight, _MENU_LABEL_PX)
             action = menu.addAction(label.replace("&", "&&"))
             tip = prompt if not negative else f"{prompt}\n\nNegative prompt: {negative}"
-            action.setToolTip(tip[:2000])
+            action.setToolTip(plain_tooltip(tip[:2000]))  # shown literally, never as HTML
             action.triggered.connect(lambda _checked=False, i=index: self.restore_history_entry(i))
         if self._history:
             menu.addSeparator()

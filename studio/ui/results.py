@@ -13,6 +13,9 @@ from PySide6.QtCore import QSize, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QIcon, QImage, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import QApplication, QListView, QListWidget, QListWidgetItem, QMenu, QWidget
 
+from studio.library.display import printable
+from studio.ui.preview import plain_tooltip
+
 THUMB = 96
 
 
@@ -52,7 +55,7 @@ class ResultsStrip(QListWidget):
         thumb = image.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
         item = QListWidgetItem(QIcon(QPixmap.fromImage(thumb)), f"{seed}" if seed is not None else "")
         item.setData(Qt.ItemDataRole.UserRole, item_data)
-        item.setToolTip(f"{path}\nseed {seed}")
+        item.setToolTip(plain_tooltip(f"{printable(path)}\nseed {seed}"))  # the path may hold anything
         self.insertItem(0, item)
         self.setCurrentItem(item)
         return item_data
@@ -71,10 +74,10 @@ class ResultsStrip(QListWidget):
             return False
         image = QImage(str(result.path))
         if image.isNull():
-            self.message.emit(f"Cannot read {result.path.name} (moved or deleted?)")
+            self.message.emit(f"Cannot read {printable(result.path.name)} (moved or deleted?)")
             return False
         QApplication.clipboard().setImage(image)
-        self.message.emit(f"Copied {result.path.name}")
+        self.message.emit(f"Copied {printable(result.path.name)}")
         return True
 
     def open_folder(self) -> None:

@@ -718,12 +718,12 @@ def test_ztxt_decompression_bomb_is_skipped() -> None:
 
 
 def test_deeply_nested_and_absurd_json() -> None:
-    for document in (
-        "[" * 100_000,
-        '{"a":' * 50_000,
-        '{"1": {"class_type": "KSampler", "inputs": {"seed": 1' + "0" * 5000 + "}}}",
-    ):
+    for document in ("[" * 100_000, '{"a":' * 50_000):
         assert read_metadata(S.png_bytes(S.text_chunk("prompt", document))) is None
+    # A number too long to be a seed costs only that number: the graph is still read.
+    huge = '{"1": {"class_type": "KSampler", "inputs": {"seed": 1' + "0" * 5000 + "}}}"
+    result = read_metadata(S.png_bytes(S.text_chunk("prompt", huge)))
+    assert result is not None and result.source == "comfyui" and result.seed is None
     assert read_metadata(S.png_bytes(S.text_chunk("invokeai_metadata", "[1, 2, 3]"))) is None
     assert read_metadata(S.png_bytes(S.text_chunk("prompt", "{}"))) is None
     assert read_metadata(S.png_bytes(S.text_chunk("prompt", '{"positive": "a cat", "n": 1}'))) is None
@@ -781,6 +781,295 @@ def test_many_text_chunks_are_bounded() -> None:
     result = read_metadata(S.png_bytes(*chunks, S.text_chunk("parameters", S.A1111_CLASSIC)))
     assert result is not None and result.seed == 2179987202  # known keys cannot be crowded out
     assert len(result.raw) <= 64 + 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Fuzzing findings: invalid text, deep JSON, absurd numbers (whatever is read can be printed, stored and
+# serialised; only the broken part goes missing)
+# --------------------------------------------------------------------------------------------------
+
+_FIELD_TYPES = {
+    "prompt": str,
+    "negative_prompt": str,
+    "scheduler": str,
+    "model": str,
+    "steps": int,
+    "seed": int,
+    "width": int,
+    "height": int,
+    "guidance": float,
+    "strength": float,
+}
+
+
+def assert_usable(meta: object) -> None:
+    """What every consumer relies on: ``studio info --json`` can print it as strict UTF-8 JSON, the
+    gallery can store its strings, "reuse parameters" gets fields of the right types."""
+    assert meta is not None
+    document = json.dumps(meta.to_dict(), ensure_ascii=False, allow_nan=False)  # type: ignore[attr-defined]
+    document.encode("utf-8")
+    meta.summary().encode("utf-8")  # type: ignore[attr-defined]
+    for name, value in meta.to_request_fields().items():  # type: ignore[attr-defined]
+        assert type(value) is _FIELD_TYPES[name], (name, value)
+
+
+def ours(request: dict[str, object] | str, **top: object) -> str:
+    """Our JSON text with `request` (a dict, or raw JSON text spliced in) and other top-level keys."""
+    body = request if isinstance(request, str) else json.dumps(request)
+    rest = "".join(f", {json.dumps(key)}: {value if isinstance(value, str) else json.dumps(value)}" for key, value in top.items())
+    return '{"schema": 1, "app": "latent-studio", "request": ' + body + rest + "}"
+
+
+def test_lone_surrogates_in_our_json_become_replacement_characters() -> None:
+    # json.dumps writes each lone surrogate as the escape \udXXX: valid JSON, invalid text once decoded.
+    document = json.dumps(
+        {
+            "schema": 1,
+            "app": "latent-studio",
+            "app_version": "0.1\udfff",
+            "request": {
+                "prompt": "bad \ud800",
+                "negative_prompt": "\udcff worse",
+                "scheduler": "Euler\udc00",
+                "model": "fallback",
+                "joined": "\ud83d\ude00",
+            },
+            "model": {"id": "m\ud800", "revision": "\udbff"},
+            "device": "cpu\ud800",
+            "\ud800key": ["\udc80", {"\udfff": "\ud800"}],
+        }
+    )
+    assert "\\ud800" in document
+    meta = read_metadata(S.png_bytes(S.itxt_chunk(STUDIO_KEY, document)))
+    assert meta is not None and meta.source == "latent-studio"
+    assert meta.prompt == "bad \ufffd" and meta.negative_prompt == "\ufffd worse"
+    assert meta.scheduler == "Euler\ufffd" and meta.model == "m\ufffd"
+    assert meta.extra["Device"] == "cpu\ufffd" and meta.extra["Model revision"] == "\ufffd"
+    assert meta.extra["Version"] == "latent-studio 0.1\ufffd"
+    assert meta.studio is not None and meta.studio["\ufffdkey"] == ["\ufffd", {"\ufffd": "\ufffd"}]
+    assert meta.studio["request"]["joined"] == "\U0001f600"  # a proper pair is one character, kept
+    assert_usable(meta)
+
+
+def test_lone_surrogates_in_a1111_parameters() -> None:
+    # UTF-8 cannot encode a surrogate, but a file can hold its would-be bytes (ED A0 80) in an iTXt chunk.
+    body = "a cat \ud800\nSteps: 20, Seed: 5, Model: m\udcff".encode("utf-8", "surrogatepass")
+    itxt = S.png_chunk(b"iTXt", b"parameters\x00\x00\x00\x00\x00" + body)
+    # A1111 JSON-quotes values with commas or colons; the quoting's \u escapes can spell a surrogate.
+    quoted = 'a dog\nSteps: 20, Seed: 6, Model: "x, \\ud800", Lora hashes: "a: \\udcff"'
+    for data, prompt, model in ((S.png_bytes(itxt), "a cat", None), (S.png_bytes(S.text_chunk("parameters", quoted)), "a dog", "x, \ufffd")):
+        meta = read_metadata(data)
+        assert meta is not None and meta.source == "a1111" and meta.prompt.startswith(prompt)
+        assert_usable(meta)
+        if model:
+            assert meta.model == model and meta.extra["Lora hashes"] == "a: \ufffd"
+    # UTF-16 in an EXIF UserComment can hold a lone surrogate's code unit too.
+    raw = b"UNICODE\x00" + "a fox \ud800\nSteps: 20, Seed: 7".encode("utf-16-be", "surrogatepass")
+    meta = read_metadata(S.jpeg_with_exif(S.user_comment_exif(raw)))
+    assert meta is not None and meta.seed == 7 and meta.prompt == "a fox \ufffd"
+    assert_usable(meta)
+
+
+def test_lone_surrogates_in_comfyui_and_invokeai_json() -> None:
+    graph = json.loads(json.dumps(S.COMFY_DEFAULT))
+    graph["6"]["inputs"]["text"] = "glass \ud800 bottle"
+    graph["4"]["inputs"]["ckpt_name"] = "model\udcff.safetensors"
+    graph["3"]["inputs"]["sampler_name"] = "euler\udfff"
+    comfy = read_metadata(S.png_bytes(S.text_chunk("prompt", json.dumps(graph))))
+    assert comfy is not None and comfy.source == "comfyui"
+    assert comfy.prompt == "glass \ufffd bottle" and comfy.model == "model\ufffd"
+    assert_usable(comfy)
+    invoke = dict(S.INVOKEAI_V5, positive_prompt="a \ud800", extra_key="\udcff", model={"name": "\udfff"})
+    invoke["\ud800"] = "key with a surrogate"
+    meta = read_metadata(S.png_bytes(S.itxt_chunk("invokeai_metadata", json.dumps(invoke))))
+    assert meta is not None and meta.source == "invokeai"
+    assert meta.prompt == "a \ufffd" and meta.model == "\ufffd" and meta.extra["extra_key"] == "\ufffd"
+    assert meta.extra["\ufffd"] == "key with a surrogate"
+    assert_usable(meta)
+
+
+def test_lone_surrogate_in_a_pillow_images_own_text() -> None:
+    image = Image.new("RGB", (4, 4))
+    image.info["parameters"] = "made in memory \ud800\nSteps: 3, Seed: 4"
+    meta = read_metadata(image)
+    assert meta is not None and meta.prompt == "made in memory \ufffd" and meta.steps == 3
+    assert_usable(meta)
+
+
+def _nested(depth: int, kind: str) -> str:
+    return ("[" * depth + "]" * depth) if kind == "array" else ('{"a":' * depth + "1" + "}" * depth)
+
+
+@pytest.mark.parametrize("kind", ["array", "object"])
+@pytest.mark.parametrize("depth", [900, 100_000])
+def test_deep_json_in_our_chunk_falls_back_without_error(depth: int, kind: str) -> None:
+    deep = _nested(depth, kind)
+    for document in (deep, ours({"prompt": "deep"}, x=deep), ours('{"prompt": "deep", "x": ' + deep + "}")):
+        alone = S.png_bytes(S.itxt_chunk(STUDIO_KEY, document))
+        assert read_metadata(alone) is None
+        with_text = S.png_bytes(S.itxt_chunk(STUDIO_KEY, document), S.text_chunk("parameters", S.A1111_NO_NEGATIVE))
+        meta = read_metadata(with_text)
+        assert meta is not None and meta.source == "a1111" and meta.seed == 1
+        assert_usable(meta)
+
+
+@pytest.mark.parametrize("kind", ["array", "object"])
+@pytest.mark.parametrize("depth", [900, 100_000])
+def test_deep_json_in_comfyui_and_invokeai_chunks(depth: int, kind: str) -> None:
+    deep = _nested(depth, kind)
+    graph = json.dumps(S.COMFY_DEFAULT)
+    inside_graph = graph[:-1] + ', "99": {"class_type": "Note", "inputs": {"x": ' + deep + "}}}"
+    invoke = json.dumps(S.INVOKEAI_V3)[:-1] + ', "x": ' + deep + "}"
+    for chunks in (
+        [S.text_chunk("prompt", deep)],
+        [S.text_chunk("prompt", inside_graph)],
+        [S.text_chunk("workflow", deep)],
+        [S.itxt_chunk("invokeai_metadata", deep)],
+        [S.itxt_chunk("invokeai_metadata", invoke)],
+        [S.itxt_chunk("sd-metadata", deep)],
+    ):
+        assert read_metadata(S.png_bytes(*chunks)) is None
+    # Next to a good document, the deep one is only "not there".
+    meta = read_metadata(S.png_bytes(S.itxt_chunk("invokeai_metadata", invoke), S.text_chunk("prompt", graph)))
+    assert meta is not None and meta.source == "comfyui" and meta.seed == 156680208700286
+    assert_usable(meta)
+
+
+def test_json_nesting_up_to_the_limit_is_read_and_serialisable() -> None:
+    # 60 levels inside our 1-level document: deeper than any real tool writes, still within bounds.
+    meta = read_metadata(S.png_bytes(S.itxt_chunk(STUDIO_KEY, ours({"prompt": "ok"}, x=_nested(60, "array")))))
+    assert meta is not None and meta.source == "latent-studio" and meta.prompt == "ok"
+    assert_usable(meta)
+    # Brackets inside strings are text, not nesting, escaped quotes and backslashes included.
+    prompt = "[" * 5000 + '\\"{' * 100 + "\\\\" + "{" * 100
+    meta = read_metadata(S.png_bytes(S.itxt_chunk(STUDIO_KEY, ours({"prompt": prompt}))))
+    assert meta is not None and meta.prompt == prompt
+
+
+@pytest.mark.parametrize("document", ["5", '"just a string"', "null", "true", "[]", "[1, 2]", "-1e999", '""'])
+def test_non_object_json_is_not_metadata(document: str) -> None:
+    for key in (STUDIO_KEY, "invokeai_metadata", "prompt", "workflow", "sd-metadata"):
+        assert read_metadata(S.png_bytes(S.itxt_chunk(key, document))) is None
+    meta = read_metadata(S.png_bytes(S.itxt_chunk(STUDIO_KEY, document), S.text_chunk("parameters", S.A1111_NO_NEGATIVE)))
+    assert meta is not None and meta.source == "a1111"
+
+
+@pytest.mark.parametrize(
+    ("literal", "field"),
+    [
+        ("1e999", "guidance"),
+        ("-1e999", "strength"),
+        ("1" + "0" * 5000, "seed"),
+        ("-" + "9" * 5000, "steps"),
+        ("1" + "0" * 4200, "width"),
+        ("NaN", "guidance"),
+        ("Infinity", "seed"),
+        ("-Infinity", "height"),
+        ("1e308", "steps"),
+        ("1" + "0" * 50 + ".5", "guidance"),
+    ],
+)
+def test_absurd_numbers_cost_only_their_field(literal: str, field: str) -> None:
+    request = '{"prompt": "numbers", "steps": 20, "guidance": 7.5, "seed": 3, "width": 64, "height": 64, "strength": 0.5, '
+    request += f'"{field}": {literal}, "extra": [{literal}, {{"n": {literal}}}]}}'
+    document = ours(request, seed=literal, batch_index=literal)
+    meta = read_metadata(S.png_bytes(S.itxt_chunk(STUDIO_KEY, document)))
+    assert meta is not None and meta.source == "latent-studio" and meta.prompt == "numbers"
+    assert getattr(meta, field) is None
+    assert_usable(meta)
+    # The same numbers in other tools' JSON.
+    invoke = '{"positive_prompt": "n", "steps": 20, "seed": ' + literal + ', "cfg_scale": ' + literal + ', "x": ' + literal + "}"
+    meta = read_metadata(S.png_bytes(S.itxt_chunk("invokeai_metadata", invoke)))
+    assert meta is not None and meta.steps == 20 and meta.seed is None and meta.guidance is None
+    assert_usable(meta)
+    graph = json.dumps(S.COMFY_DEFAULT).replace("156680208700286", literal)
+    meta = read_metadata(S.png_bytes(S.text_chunk("prompt", graph)))
+    assert meta is not None and meta.source == "comfyui" and meta.seed is None and meta.steps == 20
+    assert_usable(meta)
+
+
+WRONG_VALUES = {
+    "prompt": [42, ["a"], {"a": 1}, None, True],
+    "negative_prompt": [42, ["a"], False],
+    "scheduler": [["Euler"], 1, {"x": 1}, "x" * 10_000],
+    "model": [["m"], 3, {"id": None}, "m" * 10_000],
+    "seed": [[1], "x", {"a": 1}, -1, 2**64, 1.5, True, "1" * 60],
+    "steps": ["x", [20], -5, 0, 1e30, 10**9, 2.5, False],
+    "width": [-1, 0, 1e30, 10**6, "wide", [512], 64.5],
+    "height": [-64, 1e30, "x", None],
+    "guidance": ["x", [7], -1, 1e30, True],
+    "strength": ["x", -5, 1.5, 1e30, [0.5], True],
+}
+
+
+@pytest.mark.parametrize("field", sorted(WRONG_VALUES))
+def test_wrong_types_and_ranges_for_every_field_are_absent(field: str) -> None:
+    good = {"prompt": "p", "negative_prompt": "n", "scheduler": "Euler", "model": "sd-1.4", "seed": 1,
+            "steps": 20, "width": 64, "height": 64, "guidance": 7.5, "strength": 0.5}
+    for value in WRONG_VALUES[field]:
+        top = {"seed": json.dumps(value)} if field == "seed" else {}  # the image's own seed wins
+        meta = read_metadata(S.png_bytes(S.itxt_chunk(STUDIO_KEY, ours({**good, field: value}, **top))))
+        assert meta is not None and meta.source == "latent-studio"
+        assert getattr(meta, field) is None, (field, value)
+        fields = meta.to_request_fields()
+        assert field not in fields and len(fields) == len(good) - 1
+        assert_usable(meta)
+
+
+def test_wrong_types_in_invokeai_and_comfyui_are_absent() -> None:
+    invoke = {"positive_prompt": ["not", "text"], "negative_prompt": 3, "seed": [1], "steps": "x",
+              "width": -1, "height": 1e30, "cfg_scale": {"a": 1}, "scheduler": 5, "model": [1],
+              "strength": 7, "generation_mode": ["img2img"]}
+    meta = read_metadata(S.png_bytes(S.itxt_chunk("invokeai_metadata", json.dumps(invoke))))
+    assert meta is not None and meta.source == "invokeai" and meta.to_request_fields() == {}
+    assert_usable(meta)
+    graph = json.loads(json.dumps(S.COMFY_DEFAULT))
+    graph["3"]["inputs"].update(seed=[1], steps=-3, cfg="high", sampler_name=7, denoise=[0.5])
+    graph["5"]["inputs"].update(width=-512, height=1e30)
+    graph["6"]["inputs"]["text"] = {"not": "text"}
+    graph["4"]["inputs"]["ckpt_name"] = ["x"]
+    meta = read_metadata(S.png_bytes(S.text_chunk("prompt", json.dumps(graph))))
+    assert meta is not None and meta.source == "comfyui"
+    assert meta.to_request_fields() == {"negative_prompt": "text, watermark"}
+    assert_usable(meta)
+
+
+def test_comfyui_node_ids_that_only_look_numeric() -> None:
+    # "²".isdigit() is True but int("²") raises; a 5000-digit id is past int()'s limit: ids, not numbers.
+    for node_id in ("²", "٣", "9" * 5000):
+        graph = {node_id: {"class_type": "KSampler", "inputs": {"seed": 8, "steps": 9}}}
+        meta = read_metadata(S.png_bytes(S.text_chunk("prompt", json.dumps(graph))))
+        assert meta is not None and meta.source == "comfyui" and (meta.seed, meta.steps) == (8, 9)
+        assert_usable(meta)
+
+
+def test_every_sample_is_usable() -> None:
+    documents = [
+        S.text_chunk("parameters", text)
+        for text in (S.A1111_CLASSIC, S.A1111_HIRES_LORA, S.A1111_CONTROLNET, S.CIVITAI_UNQUOTED_JSON)
+    ]
+    documents += [S.text_chunk("prompt", json.dumps(S.COMFY_SDXL_ADVANCED))]
+    documents += [S.itxt_chunk("invokeai_metadata", json.dumps(S.INVOKEAI_V3))]
+    documents += [S.itxt_chunk(STUDIO_KEY, json.dumps(S.STUDIO_META))]
+    for chunk in documents:
+        assert_usable(read_metadata(S.png_bytes(chunk)))
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp"])
+def test_writing_replaces_lone_surrogates(tmp_path: Path, suffix: str) -> None:
+    # A prompt pasted from a broken source can hold a lone surrogate: the image must still be saved.
+    meta = S.studio_meta(prompt="pasted \ud800 text", negative_prompt="\udcff")
+    meta["model"]["id"] = "sd-1.4\udfff"
+    path = tmp_path / f"image{suffix}"
+    save_image(Image.new("RGB", (8, 8)), path, meta)
+    result = read_metadata(path)
+    assert result is not None and result.source == "latent-studio"
+    assert result.prompt == "pasted \ufffd text" and result.negative_prompt == "\ufffd"
+    assert result.model == "sd-1.4\ufffd"
+    assert_usable(result)
+    text = format_parameters(meta)
+    assert "pasted \ufffd text" in text and "Negative prompt: \ufffd" in text
+    text.encode("utf-8")
 
 
 # --------------------------------------------------------------------------------------------------

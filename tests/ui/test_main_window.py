@@ -466,3 +466,73 @@ def test_help_lists_every_shortcut(make_window, qtbot):
     assert flat["Generate"].startswith("Ctrl+Return") and flat["Cancel"] == "Esc"
     assert flat["Keyboard shortcuts"] == "F1" and "Queue" in rows
     dialog.close()
+
+
+# ----------------------------------------------------------------- hostile metadata text (fuzzing issue)
+HOSTILE_PROMPT = "p\x1b[31mRED \x1b]0;title\x07 \u202eevil.exe"
+HOSTILE_NEGATIVE = "neg\x08\x9b"
+
+
+def _hostile_png(folder):
+    """A real PNG as another tool could write it: terminal escapes, a bell, a bidi override and C1
+    controls in the prompts, HTML and an escape in the model name, an escape in the file name."""
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt(
+        "parameters",
+        f"{HOSTILE_PROMPT}\nNegative prompt: {HOSTILE_NEGATIVE}\n"
+        "Steps: 21, Seed: 77, CFG scale: 6, Size: 64x64, Model: <b>bold</b>\x1b[2J",
+    )
+    path = folder / "ev\x1bil.png"
+    Image.new("RGB", (64, 64)).save(path, pnginfo=info)
+    return path
+
+
+def test_restoring_hostile_metadata_shows_it_harmlessly(make_window, tmp_path):
+    from PySide6.QtWidgets import QMessageBox
+
+    window = make_window()
+    box = window.offer_restore(_hostile_png(tmp_path))
+    assert box is not None
+    assert box.textFormat() == Qt.TextFormat.PlainText  # "<b>bold</b>" is shown, not rendered
+    shown = box.text()
+    assert "\x1b" not in shown and "ev\\x1bil.png" in shown and "model <b>bold</b>\\x1b[2J" in shown
+    assert shown.replace("\n", "").isprintable()  # the box's own line break, nothing else unprintable
+    box.button(QMessageBox.StandardButton.Yes).click()
+    # The prompts keep every character a user could have meant; what acts on a terminal or reorders
+    # text is gone (ESC twice, BEL, RLO; BS and the C1 CSI), and the status bar says how many went.
+    assert window.prompt_editor.prompt() == "p[31mRED ]0;title evil.exe"
+    assert window.prompt_editor.negative_prompt() == "neg"
+    assert window.parameters.steps.value() == 21 and window.parameters.seed.text() == "77"
+    message = window.statusBar().currentMessage()
+    assert "6 control characters removed from the prompts" in message
+    assert "\x1b" not in message and "ev\\x1bil.png" in message and "'<b>bold</b>\\x1b[2J'" in message
+
+
+def test_applied_fields_from_the_gallery_are_cleaned_the_same_way(make_window):
+    window = make_window()
+    text = window.apply_image_fields({"prompt": "a\u2066b\u2069c\r\nd\x1b", "negative_prompt": 42, "steps": 9}, "the gallery")
+    assert window.prompt_editor.prompt() == "abc\nd" and window.prompt_editor.negative_prompt() == ""
+    assert window.parameters.steps.value() == 9
+    assert text.endswith("; 3 control characters removed from the prompts")
+    clean = window.apply_image_fields({"prompt": "plain\ttext"}, "x.png")
+    assert clean == "Parameters restored from x.png" and window.prompt_editor.prompt() == "plain\ttext"
+
+
+def test_captions_and_tooltips_show_file_text_literally(make_window, tmp_path):
+    from PySide6.QtGui import QImage
+
+    window = make_window()
+    image = QImage(8, 8, QImage.Format.Format_RGB32)
+    path = tmp_path / "<b>x</b>\x1b[31m.png"
+    window.results.add_result(path, image, 5, {})
+    tip = window.results.item(0).toolTip()
+    assert "\x1b" not in tip and "&lt;b&gt;x&lt;/b&gt;\\x1b[31m.png" in tip  # escaped: not rendered as HTML
+    window.preview.show_result(image, "<i>caption</i>\x07\u202e\nsecond line")
+    caption = window.preview.caption
+    assert caption.textFormat() == Qt.TextFormat.PlainText
+    assert caption.text() == "<i>caption</i>\\x07\\u202e second line"
+    assert "&lt;i&gt;" in caption.toolTip() and "\x07" not in caption.toolTip()
+    window.preview.start("Starting…", "Job #1: a\x1b[2Jb")
+    assert caption.text() == "Job #1: a\\x1b[2Jb"

@@ -344,3 +344,14 @@ def test_importing_the_editor_does_not_import_torch() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_history_labels_and_tips_show_prompts_literally(editor):
+    # A prompt restored from a file and generated goes into the history: its menu entry must neither
+    # render HTML nor carry escapes.
+    editor.set_history([("<b>bold</b> \x1b[31mred\u202e", "neg <i>x</i>")])
+    [action] = [a for a in editor.history_menu.actions() if a.text() != "Clear history" and not a.isSeparator()]
+    assert "\x1b" not in action.text() and "\\x1b[31mred\\u202e" in action.text()
+    tip = action.toolTip()
+    assert "&lt;b&gt;bold&lt;/b&gt;" in tip and "\\x1b" in tip and "\x1b" not in tip
+    assert editor.history() == [("<b>bold</b> \x1b[31mred\u202e", "neg <i>x</i>")]  # kept as written

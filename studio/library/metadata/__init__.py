@@ -22,6 +22,9 @@ Where things go:
 Everything read is untrusted: nothing is evaluated, text entries over :data:`MAX_TEXT_BYTES` are
 ignored, decompression is capped, JSON errors / absurd nesting give ``None`` and the readers return
 partial data rather than raising.  Only "this is not a readable image" raises :class:`MetadataError`.
+What comes out is valid Unicode (lone surrogates, which JSON's ``\\ud800`` escape can produce, become
+U+FFFD), with fields of their declared types within plausible ranges (else None), so it can always be
+printed, stored in SQLite and serialised as JSON.  Writing replaces lone surrogates the same way.
 
 The package, one module per concern: ``values`` (keys, limits, defensive conversions), ``record`` (the
 result type), ``a1111`` / ``ours`` / ``comfyui`` / ``invokeai`` (each tool's format), ``containers`` (text

@@ -16,6 +16,7 @@ from studio.library.metadata.values import (
     as_float,
     as_int,
     as_str,
+    clean_text,
     fmt_number,
     truncate,
 )
@@ -144,7 +145,8 @@ def format_parameters(meta: Mapping[str, Any]) -> str:
     ]
     line = ", ".join(f"{key}: {_quote(fmt_number(value))}" for key, value in pairs if value is not None)
     negative_text = f"\nNegative prompt: {negative}" if negative else ""
-    return f"{prompt}{negative_text}\n{line}".strip()
+    # A lone surrogate (a broken paste) could not be encoded into the file: written as U+FFFD.
+    return clean_text(f"{prompt}{negative_text}\n{line}".strip())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -245,7 +247,8 @@ def _scan_pairs(line: str) -> list[tuple[str, str]]:
                     decoded = json.loads(raw)
                 except ValueError:
                     decoded = None
-                value = decoded if isinstance(decoded, str) else raw[1:-1]
+                # "\ud800" is a valid JSON escape for a lone surrogate: made valid text here.
+                value = clean_text(decoded) if isinstance(decoded, str) else raw[1:-1]
         elif j < n and line[j] in "{[":
             end = _scan_balanced(line, j, budget)
             if end > 0:
@@ -287,7 +290,8 @@ def parse_parameters(text: str) -> dict[str, Any]:
     """
     if not isinstance(text, str):
         text = ""
-    text = text[:MAX_TEXT_BYTES].replace("\r\n", "\n").replace("\r", "\n").strip().replace("\x00", "")
+    text = clean_text(text[:MAX_TEXT_BYTES])
+    text = text.replace("\r\n", "\n").replace("\r", "\n").strip().replace("\x00", "")
     lines = text.split("\n") if text else []
     params: dict[str, str] = {}
     trailing: list[str] = []

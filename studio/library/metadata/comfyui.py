@@ -195,7 +195,11 @@ class _ComfyGraph:
 
 
 def _node_order(node_id: str) -> tuple[int, int | str]:
-    return (0, int(node_id)) if node_id.isdigit() else (1, node_id)
+    """Numeric ids in numeric order, then the others.  Only short ASCII digit strings are numbers:
+    ``str.isdigit`` also accepts "²" (which ``int`` refuses), and ``int`` refuses over 4300 digits."""
+    if node_id.isascii() and node_id.isdigit() and len(node_id) <= 18:
+        return (0, int(node_id))
+    return (1, node_id)
 
 
 def from_comfy(graph: dict[Any, Any]) -> ImageMetadata | None:

@@ -56,9 +56,8 @@ def from_invokeai(data: dict[str, Any]) -> ImageMetadata:
         model_name = model
     prompt = data.get("positive_prompt", data.get("prompt"))
     if isinstance(prompt, list):  # old style: [{"prompt": ..., "weight": ...}]
-        prompt = " ".join(
-            p["prompt"] for p in prompt if isinstance(p, dict) and isinstance(p.get("prompt"), str)
-        )
+        parts = [p["prompt"] for p in prompt if isinstance(p, dict) and isinstance(p.get("prompt"), str)]
+        prompt = " ".join(parts) if parts else None  # a list of anything else holds no prompt
     mode = as_str(data.get("generation_mode")) or ""
     strength = None
     if "txt2img" not in mode:

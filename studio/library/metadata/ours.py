@@ -8,7 +8,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from studio.library.metadata.record import ImageMetadata
-from studio.library.metadata.values import APP_NAME, as_float, as_int, as_str, fmt_number, safe_json
+from studio.library.metadata.values import (
+    APP_NAME,
+    as_float,
+    as_int,
+    as_str,
+    clean_value,
+    display_value,
+    safe_json,
+)
 
 
 def _json_default(value: Any) -> Any:
@@ -24,8 +32,13 @@ def _json_default(value: Any) -> Any:
 
 
 def studio_json(meta: Mapping[str, Any], *, ascii_only: bool = False) -> str:
-    """Our JSON as stored in files.  Strict (no NaN, no arbitrary objects): files must stay valid JSON."""
-    return json.dumps(dict(meta), ensure_ascii=ascii_only, allow_nan=False, default=_json_default)
+    """Our JSON as stored in files.  Strict (no NaN, no arbitrary objects): files must stay valid JSON.
+
+    A lone surrogate in a string (a prompt pasted from a broken source) is written as U+FFFD: as
+    UTF-8 it could not be stored at all, and as a ``\\udXXX`` escape it would read back as invalid text.
+    """
+    document = clean_value(dict(meta))
+    return json.dumps(document, ensure_ascii=ascii_only, allow_nan=False, default=_json_default)
 
 
 def valid_studio(text: str | None) -> dict[str, Any] | None:
@@ -71,8 +84,9 @@ def from_studio(meta: dict[str, Any]) -> ImageMetadata:
         ),
         ("Created", meta.get("created")),
     ):
-        if isinstance(value, str | int | float) and not isinstance(value, bool) and value != "":
-            extra[label] = fmt_number(value)
+        shown = display_value(value) if not isinstance(value, bool) else None
+        if shown is not None:
+            extra[label] = shown
     nsfw = meta.get("nsfw")
     return ImageMetadata(
         source="latent-studio",

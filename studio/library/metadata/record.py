@@ -6,7 +6,21 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from studio.library.metadata.values import fmt_number
+from studio.library.metadata.values import (
+    GUIDANCE_RANGE,
+    SEED_RANGE,
+    SIDE_RANGE,
+    STEPS_RANGE,
+    STRENGTH_RANGE,
+    bounded_float,
+    bounded_int,
+    bounded_name,
+    clean_text,
+    clean_value,
+    display_value,
+    fmt_number,
+    truncate,
+)
 
 _SOURCE_LABELS = {
     "latent-studio": "Latent Studio",
@@ -86,3 +100,38 @@ class ImageMetadata:
         for key, value in self.extra.items():
             lines.append(f"{key}: {value}")
         return "\n".join(lines)
+
+
+def checked(meta: ImageMetadata) -> ImageMetadata:
+    """`meta` with every field of the type its annotation promises, within a plausible range, and every
+    string valid Unicode; anything else becomes None (or is left out of ``raw`` / ``extra``).
+
+    The readers already convert defensively; this is the single place that guarantees the contract to
+    every consumer (``studio info``, the gallery's SQLite, the window) whatever a reader missed: a
+    value that fails here would otherwise surface far away, as an encoding error or a widget refusing it.
+    """
+    meta.prompt = clean_text(meta.prompt) if isinstance(meta.prompt, str) else None
+    meta.negative_prompt = clean_text(meta.negative_prompt) if isinstance(meta.negative_prompt, str) else None
+    meta.model = bounded_name(meta.model)
+    meta.scheduler = bounded_name(meta.scheduler)
+    meta.steps = bounded_int(meta.steps, *STEPS_RANGE)
+    meta.seed = bounded_int(meta.seed, *SEED_RANGE)
+    meta.width = bounded_int(meta.width, *SIDE_RANGE)
+    meta.height = bounded_int(meta.height, *SIDE_RANGE)
+    meta.guidance = bounded_float(meta.guidance, *GUIDANCE_RANGE)
+    meta.strength = bounded_float(meta.strength, *STRENGTH_RANGE)
+    meta.nsfw = meta.nsfw if isinstance(meta.nsfw, bool) else None
+    meta.source = meta.source if meta.source in _SOURCE_LABELS else "unknown"
+    meta.studio = clean_value(meta.studio) if isinstance(meta.studio, dict) else None
+    meta.raw = {
+        clean_text(key): truncate(clean_text(value))
+        for key, value in (meta.raw.items() if isinstance(meta.raw, dict) else ())
+        if isinstance(key, str) and isinstance(value, str)
+    }
+    extra: dict[str, str] = {}
+    for key, value in meta.extra.items() if isinstance(meta.extra, dict) else ():
+        shown = display_value(value)
+        if isinstance(key, str) and shown is not None:
+            extra[truncate(clean_text(key), 200)] = shown
+    meta.extra = extra
+    return meta

@@ -1,8 +1,16 @@
 """Keys, limits and small defensive conversions shared by every reader and writer (values come from
-untrusted files: a bad one becomes None, never an exception)."""
+untrusted files: a bad one becomes None, never an exception).
+
+Two hazards need care beyond "wrong type": JSON's ``\\ud800`` escape is valid JSON yet decodes to a
+lone surrogate, a ``str`` that cannot be encoded to UTF-8 (so it cannot be printed, stored in SQLite
+or written back); and nesting deep enough to exhaust Python's stack in whatever walks the result
+later (``dataclasses.asdict``, ``copy.deepcopy``, ``json.dumps``).  :func:`clean_text` and
+:func:`safe_json` remove both at the source.
+"""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -28,6 +36,25 @@ MAX_SEGMENTS = 4096
 MAX_TRAILING_LINES = 64
 """How far from the end the ``Steps:`` line is looked for."""
 MAX_PNG_CHUNKS = 200_000
+MAX_JSON_DEPTH = 64
+"""Deepest JSON nesting read: ours is 3 levels, ComfyUI workflows and InvokeAI documents under 10.
+Deeper documents are ignored whole, decided before parsing so the outcome never depends on how much
+of Python's stack the caller happens to use."""
+MAX_INT_DIGITS = 40
+"""Longer JSON integers become None: no seed or size needs more, and Python refuses to convert
+integers over 4300 digits to or from text at all (``sys.set_int_max_str_digits``)."""
+MAX_NAME_CHARS = 4096
+"""Model and scheduler names (or paths) longer than this are not names: dropped."""
+MAX_EXTRA_CHARS = 4096
+"""Characters kept per :attr:`ImageMetadata.extra` value."""
+
+# Plausible values of the request fields.  Wider than the engine accepts (it gives its own message when
+# a restored value is out of its range), narrow enough that nonsense (-1 px, 1e30 steps) is dropped.
+STEPS_RANGE = (1, 10_000)
+SIDE_RANGE = (1, 1 << 16)
+SEED_RANGE = (0, (1 << 64) - 1)  # ComfyUI seeds use all 64 bits
+GUIDANCE_RANGE = (0.0, 1000.0)
+STRENGTH_RANGE = (0.0, 1.0)
 JPEG_EXIF_LIMIT = 65533
 """Largest EXIF payload a JPEG APP1 segment can carry (Pillow refuses more)."""
 
@@ -94,6 +121,62 @@ def as_str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def clean_text(text: str) -> str:
+    """`text` as valid Unicode: each lone surrogate becomes U+FFFD (a surrogate pair split into two
+    code points is joined back into its character).  Everything else is kept exactly."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
+
+
+def clean_value(value: Any, depth: int = 0) -> Any:
+    """A copy of a JSON-like structure with every string (keys too) passed through :func:`clean_text`.
+
+    Mappings become dicts, lists and tuples keep their type, other values are returned as they are.
+    Containers nested deeper than :data:`MAX_JSON_DEPTH` become None (:func:`safe_json` rejects such
+    documents before parsing; this keeps the walk itself bounded for any other caller).
+    """
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, Mapping | list | tuple) and depth >= MAX_JSON_DEPTH:
+        return None
+    if isinstance(value, Mapping):
+        return {
+            clean_text(key) if isinstance(key, str) else key: clean_value(item, depth + 1)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return type(value)(clean_value(item, depth + 1) for item in value)
+    return value
+
+
+def bounded_int(value: Any, low: int, high: int) -> int | None:
+    """An int (not a bool) within [low, high]; None otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if low <= value <= high else None
+
+
+def bounded_float(value: Any, low: float, high: float) -> float | None:
+    """A float within [low, high] from an int or a float (NaN and infinities excluded); None otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float
+        return None
+    return number if low <= number <= high else None
+
+
+def bounded_name(value: Any, limit: int = MAX_NAME_CHARS) -> str | None:
+    """A non-empty str of at most `limit` characters, as valid Unicode; None otherwise."""
+    if not isinstance(value, str) or not value or len(value) > limit:
+        return None
+    return clean_text(value)
+
+
 def fmt_number(value: Any) -> str:
     """Number formatting for the A1111 text: 7.0 -> "7", 7.5 -> "7.5", 0.1 -> "0.1"."""
     if isinstance(value, bool):
@@ -111,17 +194,79 @@ def truncate(text: str, limit: int = RAW_LIMIT) -> str:
     return text[:limit] + f"… [truncated, {len(text)} characters]"
 
 
+_JSON_STRING_RE = re.compile(r'"[^"]*"?')  # escapes removed first; unclosed: to the end
+_NOT_BRACKET_RE = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def json_depth(text: str) -> int:
+    """How deeply the JSON text nests arrays and objects (brackets inside strings do not count).
+
+    Linear and cheap (escapes dropped, then strings, then everything but brackets, then one step per
+    bracket), so a hostile document is measured without parsing it.  Mismatched brackets give some
+    number, and the parser then rejects the text.
+    """
+    # Escaped backslashes first (left to right), then escaped quotes: what is left of a string has no
+    # backslash, so a string is simply quote, non-quotes, quote.
+    plain = text.replace("\\\\", "").replace('\\"', "")
+    brackets = _NOT_BRACKET_RE.sub("", _JSON_STRING_RE.sub("", plain))
+    return max(itertools.accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+
+
+def _parse_int(text: str) -> int | None:
+    return int(text) if len(text) <= MAX_INT_DIGITS else None
+
+
+def _parse_float(text: str) -> float | None:
+    number = float(text)  # never fails on a JSON number literal; 1e999 gives inf
+    return number if math.isfinite(number) else None
+
+
+def _parse_constant(_name: str) -> None:
+    """NaN, Infinity and -Infinity are not JSON; Python accepts them, we read them as missing."""
+    return None
+
+
 def safe_json(text: str | None) -> Any:
-    """Parse JSON text of sane size; None on any problem (bad syntax, huge numbers, deep nesting)."""
+    """Parse JSON text of sane size into plain, valid values; None on any problem.
+
+    Too long or too deeply nested text is not parsed at all.  In what is parsed, integers of more than
+    :data:`MAX_INT_DIGITS` digits, numbers out of float range and NaN / Infinity become None (the rest
+    of the document stays), and lone surrogates in strings and keys become U+FFFD.  So whatever comes
+    out encodes to UTF-8, serialises with ``json.dumps(allow_nan=False)`` and can be walked recursively.
+    """
     if not isinstance(text, str) or len(text) > MAX_TEXT_BYTES:
         return None
     stripped = text.strip()
     if not stripped or stripped[0] not in "{[":
         return None
     try:
-        return json.loads(stripped)
+        if json_depth(stripped) > MAX_JSON_DEPTH:
+            return None
+        data = json.loads(
+            stripped, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
+        )
+        return clean_value(data)
     except (ValueError, RecursionError):
         return None
+
+
+_INT_DISPLAY_LIMIT = 10**MAX_INT_DIGITS
+
+
+def display_value(value: Any, limit: int = MAX_EXTRA_CHARS) -> str | None:
+    """A scalar as bounded, valid display text; None for containers, None and empty strings.
+
+    Ints too long for ``str()`` (over Python's digit limit) and non-finite floats are not shown."""
+    if isinstance(value, str):
+        return truncate(clean_text(value), limit) if value else None
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return str(value) if abs(value) < _INT_DISPLAY_LIMIT else None
+    if isinstance(value, float):
+        return fmt_number(value) if math.isfinite(value) else None
+    return None
 
 
 def scalar_extras(data: Mapping[str, Any], skip: Iterable[str], limit: int = 48) -> dict[str, str]:
@@ -131,8 +276,9 @@ def scalar_extras(data: Mapping[str, Any], skip: Iterable[str], limit: int = 48)
     for key, value in data.items():
         if len(extra) >= limit:
             break
-        if key in skipped or not isinstance(key, str):
+        if key in skipped or not isinstance(key, str) or len(key) > 200:
             continue
-        if isinstance(value, bool | int | float) or (isinstance(value, str) and value):
-            extra[key] = truncate(fmt_number(value), 1024)
+        shown = display_value(value, 1024)
+        if shown is not None:
+            extra[clean_text(key)] = shown
     return extra

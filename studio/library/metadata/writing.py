@@ -19,6 +19,7 @@ from studio.library.metadata.values import (
     TAG_USER_COMMENT,
     UC_UNICODE,
     as_str,
+    clean_text,
 )
 
 
@@ -26,7 +27,9 @@ def pnginfo_for(meta: Mapping[str, Any]) -> PngImagePlugin.PngInfo:
     """PNG text chunks for our metadata: ``parameters`` (tEXt if ASCII, else iTXt) + iTXt ``latent-studio``.
 
     Raises TypeError/ValueError when ``meta`` is not valid JSON (NaN, arbitrary objects): a file
-    whose metadata cannot be read back is a bug to surface, not to hide.
+    whose metadata cannot be read back is a bug to surface, not to hide.  A lone surrogate in a
+    string (a prompt pasted from a broken source) is not such a bug: it is written as U+FFFD, since
+    the image itself is fine and UTF-8 cannot hold it.
     """
     info = PngImagePlugin.PngInfo()
     text = format_parameters(meta)
@@ -43,11 +46,13 @@ def exif_for(meta: Mapping[str, Any], *, max_bytes: int | None = None) -> Image.
     ImageDescription = our JSON (ASCII), Software = "latent-studio <version>".
 
     With ``max_bytes`` (JPEG: :data:`JPEG_EXIF_LIMIT`) the JSON, then the comment, are dropped when
-    the whole does not fit, so saving never fails on a very long prompt.
+    the whole does not fit, so saving never fails on a very long prompt.  Lone surrogates in strings
+    are written as U+FFFD (UTF-16 cannot hold them either).
     """
     text = format_parameters(meta)
     document = studio_json(meta, ascii_only=True)
     version = as_str(meta.get("app_version"))
+    version = clean_text(version) if version else None
 
     def build(with_json: bool, with_comment: bool) -> Image.Exif:
         exif = Image.Exif()
