@@ -5,21 +5,33 @@ truncated, oddly encoded or not images at all.  :func:`load_image` checks the pi
 header before decoding anything, applies EXIF orientation (phone photos), and always returns a plain,
 fully loaded RGB image with its file closed, so callers never deal with modes or open handles.
 
-Saving: a crash, a full disk or a second process must never leave a half-written image or clobber an
-existing one.  The image is encoded in memory first (encoder errors touch no file), then written to a
-temporary file in the destination folder, fsynced and renamed over the target with ``os.replace``
-(atomic on POSIX and Windows), and the folder is fsynced where the platform allows.
+Saving: a crash (even ``kill -9``), a full disk or a second process must never leave an empty or
+half-written image or clobber an existing one.  The image is encoded in memory first (encoder errors
+touch no file), then written to a hidden temporary file in the destination folder (named by
+:func:`temp_name` after this machine and process) and fsynced.  Only a complete file ever gets a
+visible name: :func:`save_image` / :func:`atomic_write_bytes` rename it over the target with
+``os.replace``; :func:`save_new_image` / :func:`write_new_file` hard-link it to the first free
+candidate name, which atomically fails if the name is taken, so nothing is ever overwritten.  The
+folder is then fsynced where the platform allows.  A writer killed mid-save leaves only its hidden
+temporary file; every save first removes such files of writers that are no longer running
+(:func:`remove_stale_temp_files`), and never anything that is not ours.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import io
+import itertools
 import os
+import re
+import secrets
+import socket
 import stat
-import tempfile
+import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,15 +41,20 @@ from studio.library.metadata import JPEG_EXIF_LIMIT, exif_for, pnginfo_for
 
 __all__ = [
     "MAX_PIXELS",
+    "STALE_TEMP_SECONDS",
     "ImageLoadError",
     "SaveError",
     "atomic_write_bytes",
     "encode_image",
     "format_for_path",
     "load_image",
+    "remove_stale_temp_files",
     "save_image",
+    "save_new_image",
     "sha256_image",
+    "temp_name",
     "to_rgb",
+    "write_new_file",
 ]
 
 MAX_PIXELS = 8192 * 8192
@@ -207,18 +224,98 @@ def sha256_image(image: Image.Image) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
+STALE_TEMP_SECONDS = 3600.0
+"""A temporary file of ours this old is abandoned whoever wrote it: a save writes for seconds, not hours."""
+
+_TEMP_RE = re.compile(
+    r"\..*\.studio-tmp-(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]{1,10})-[0-9a-f]{8}\.part", re.DOTALL
+)
+_TEMP_TARGET_BYTES = 40
+_NO_HARD_LINKS = {
+    getattr(errno, name)
+    for name in ("EPERM", "EOPNOTSUPP", "ENOTSUP", "ENOSYS", "EXDEV", "EMLINK", "EINVAL")
+    if hasattr(errno, name)
+}
+_WINDOWS_NO_HARD_LINKS = {1, 50}  # ERROR_INVALID_FUNCTION, ERROR_NOT_SUPPORTED (FAT, some shares)
+
+
+def _host_tag(host: str) -> str:
+    """8 hex digits for a host name: pids only mean something on the machine that wrote them (a shared
+    network folder can hold temporary files of writers on other machines)."""
+    return hashlib.sha256(host.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+
+
 @functools.cache
-def _umask() -> int:
-    """The process umask without changing it (os.umask() can only be read by setting it, which is not
-    thread-safe); temp files from mkstemp are 0600, and the saved image should get normal permissions."""
+def _this_host_tag() -> str:
+    """This machine, and on Linux this pid namespace: containers sharing a host name and a folder do
+    not see each other's processes, so each must not judge the other's writers dead."""
+    host = socket.gethostname()
+    with contextlib.suppress(OSError):
+        host += "|" + os.readlink("/proc/self/ns/pid")
+    return _host_tag(host)
+
+
+def temp_name(target_name: str, *, pid: int | None = None, host: str | None = None) -> str:
+    """The hidden name of a temporary file that a save of ``target_name`` writes before publishing it.
+
+    ``.<start of target name>.studio-tmp-<host tag>-<pid>-<random>.part``: hidden (the gallery and file
+    managers skip it), recognisably ours (so :func:`remove_stale_temp_files` never touches anything
+    else), and naming the writer, so that a later save can tell an abandoned file from one being written.
+    At most :data:`~studio.library.naming.TEMP_NAME_MAX_BYTES` bytes.  ``pid`` and ``host`` default to
+    this process and this machine.
+    """
+    start = target_name.encode("utf-8", "surrogateescape")[:_TEMP_TARGET_BYTES].decode("utf-8", "ignore")
+    tag = _this_host_tag() if host is None else _host_tag(host)
+    writer = os.getpid() if pid is None else pid
+    return f".{start}.studio-tmp-{tag}-{writer}-{secrets.token_hex(4)}.part"
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists here.  Only POSIX can ask without side effects (on Windows
+    ``os.kill(pid, 0)`` would send Ctrl-C), so elsewhere every writer counts as alive and only age
+    makes its temporary file stale."""
+    if os.name != "posix" or pid <= 0:
+        return True
     try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError, ValueError):  # EPERM: alive, another user's
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files our savers left in ``folder`` (not below it) when they were killed.
+
+    Only names made by :func:`temp_name` that are regular files are considered, so nothing that is not
+    ours is touched.  One is removed when its writer, on this machine, is no longer running, or when it
+    is older than :data:`STALE_TEMP_SECONDS` (writers on other machines, pids reused since).  Every save
+    calls this for its folder first; it is best effort and never raises.  Returns the removed paths.
+    """
+    removed: list[Path] = []
+    ours = _this_host_tag()
+    now = time.time()
+    try:
+        with os.scandir(folder) as scan:
+            entries = [(entry, match) for entry in scan if (match := _TEMP_RE.fullmatch(entry.name))]
+    except OSError:
+        return removed
+    for entry, match in entries:
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        abandoned = match["host"] == ours and not _pid_alive(int(match["pid"]))
+        if abandoned or age > STALE_TEMP_SECONDS:
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                continue
+            removed.append(Path(entry.path))
+    return removed
 
 
 def _reason(exc: BaseException) -> str:
@@ -239,26 +336,52 @@ def _fsync_directory(folder: Path) -> None:
             os.close(fd)
 
 
+def _write_temp(folder: Path, target_name: str, data: bytes) -> Path:
+    """``data`` in a new hidden temporary file in ``folder``, flushed to disk; removed again on failure.
+
+    Created with mode 0o666 so the umask (and default ACLs) apply as to any file the user creates.
+    Stale temporary files of dead writers in ``folder`` are cleaned up first.
+    """
+    remove_stale_temp_files(folder)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    flags |= getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    attempt = 0
+    while True:
+        temp = folder / temp_name(target_name)
+        try:
+            fd = os.open(temp, flags, 0o666)
+            break
+        except FileExistsError:  # 32 random bits collided: astronomically rare, try another
+            attempt += 1
+            if attempt >= 16:
+                raise
+    try:
+        with open(fd, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    return temp
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: readers see the old file or the new one, never a mix.
+    """Write ``data`` to ``path`` atomically, replacing what is there: readers see the old file or the
+    new one, never a mix.
 
     On any failure the temporary file is removed, the existing file (if any) is untouched, and
-    :class:`SaveError` is raised with a one-line message.
+    :class:`SaveError` is raised with a one-line message.  A crash leaves at most a hidden temporary
+    file, which the next save into the folder removes.
     """
     path = Path(path)
     folder = path.parent
     try:
-        fd, temp_name = tempfile.mkstemp(dir=folder, prefix="." + path.name[:100] + ".", suffix=".part")
-    except OSError as exc:
+        temp = _write_temp(folder, path.name, data)
+    except Exception as exc:
         raise SaveError(f"cannot save {path}: {_reason(exc)}") from exc
-    temp = Path(temp_name)
     try:
-        with open(fd, "wb") as stream:
-            if hasattr(os, "fchmod"):
-                os.fchmod(stream.fileno(), 0o666 & ~_umask())
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
         os.replace(temp, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -267,6 +390,101 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             raise SaveError(f"cannot save {path}: {_reason(exc)}") from exc
         raise
     _fsync_directory(folder)
+
+
+def _links_unsupported(exc: OSError) -> bool:
+    return exc.errno in _NO_HARD_LINKS or getattr(exc, "winerror", None) in _WINDOWS_NO_HARD_LINKS
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return False
+
+
+def _link(temp: Path, target: Path) -> bool | None:
+    """Hard-link ``temp`` as ``target``: True when done, False when the name is taken, None when this
+    file system has no hard links; other errors are raised."""
+    try:
+        os.link(temp, target)
+    except FileExistsError:
+        # NFS can answer a retransmitted link that had succeeded with EEXIST: then the name is ours.
+        return _same_file(temp, target)
+    except OSError as exc:
+        if os.path.lexists(target):  # Windows reports an existing folder as access denied
+            return False
+        if _links_unsupported(exc):
+            return None
+        raise
+    return True
+
+
+def _publish(temp: Path, candidates: Iterable[Path], folder: Path) -> Path:
+    """Give the complete ``temp`` the first free candidate name, never replacing anything.
+
+    ``os.link`` is the atomic no-overwrite step: it fails with FileExistsError when the name is taken
+    (by a file, folder or symlink, which is not followed), so concurrent writers each get their own
+    name.  Where hard links are unsupported (FAT, some FUSE and SMB mounts) this falls back to an
+    existence check and ``os.rename``.  That fallback has a race: on POSIX a file another process
+    creates between the check and the rename is replaced (Windows' rename refuses instead), so two
+    processes saving the same name at the same instant on such a file system can lose one image.
+    """
+    use_links = True
+    for target in candidates:
+        if target.parent != folder:
+            raise ValueError(f"all candidate names must be in one folder: {target} is not in {folder}")
+        if use_links:
+            linked = _link(temp, target)
+            if linked is None:
+                use_links = False
+            elif linked:
+                with contextlib.suppress(OSError):  # if this fails, a later save removes it
+                    temp.unlink()
+                return target
+            else:
+                continue
+        if os.path.lexists(target):
+            continue
+        try:
+            os.rename(temp, target)
+        except FileExistsError:
+            continue
+        return target
+    raise FileExistsError(errno.EEXIST, "no free file name among the candidates")
+
+
+def write_new_file(candidates: Iterable[str | os.PathLike[str]], data: bytes) -> Path:
+    """Write ``data`` as a new file under the first of ``candidates`` that is free; returns its path.
+
+    Never overwrites anything, even against concurrent processes, and never shows a partial file: the
+    data goes to a hidden temporary file, is flushed to disk, and only then appears under its name
+    atomically (see :func:`_publish`).  All candidates must be in one existing folder.  Raises
+    :class:`SaveError` (nothing left behind) on I/O errors or when every candidate is taken, ValueError
+    for no candidates or candidates in different folders.
+    """
+    names = iter(candidates)
+    first = next(names, None)
+    if first is None:
+        raise ValueError("write_new_file() needs at least one candidate file name")
+    first = Path(first)
+    folder = first.parent
+    try:
+        temp = _write_temp(folder, first.name, data)
+    except Exception as exc:
+        raise SaveError(f"cannot save {first}: {_reason(exc)}") from exc
+    try:
+        target = _publish(temp, itertools.chain([first], (Path(name) for name in names)), folder)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        if isinstance(exc, FileExistsError):
+            raise SaveError(f"cannot save {first}: no free file name (all candidates are taken)") from exc
+        if isinstance(exc, OSError):
+            raise SaveError(f"cannot save {first}: {_reason(exc)}") from exc
+        raise
+    _fsync_directory(folder)
+    return target
 
 
 def format_for_path(path: str | os.PathLike[str], format: str | None = None) -> str:
@@ -315,6 +533,23 @@ def encode_image(
     return buffer.getvalue()
 
 
+def _encode_for(
+    path: Path, image: Image.Image, meta: dict[str, Any] | None, format: str | None, quality: int
+) -> bytes:
+    fmt = format_for_path(path, format)
+    try:
+        return encode_image(image, fmt, meta, quality=quality)
+    except Exception as exc:
+        raise SaveError(f"cannot save {path}: encoding as {fmt} failed ({_reason(exc)})") from exc
+
+
+def _make_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SaveError(f"cannot save {path}: cannot create folder {path.parent} ({_reason(exc)})") from exc
+
+
 def save_image(
     image: Image.Image,
     path: str | os.PathLike[str],
@@ -323,22 +558,41 @@ def save_image(
     format: str | None = None,
     quality: int = 95,
 ) -> Path:
-    """Save ``image`` atomically with its metadata; returns the path.
+    """Save ``image`` atomically with its metadata at ``path``, replacing a file there; returns the path.
 
     The format comes from ``format`` or the suffix (.png, .jpg/.jpeg, .webp).  PNG gets
     :func:`~studio.library.metadata.pnginfo_for`, JPEG/WebP :func:`~studio.library.metadata.exif_for`.
     Missing parent folders are created.  Any failure raises :class:`SaveError` and leaves an existing
-    file at ``path`` as it was.
+    file at ``path`` as it was.  For new images that must never replace anything use
+    :func:`save_new_image`.
     """
     path = Path(path)
-    fmt = format_for_path(path, format)
-    try:
-        data = encode_image(image, fmt, meta, quality=quality)
-    except Exception as exc:
-        raise SaveError(f"cannot save {path}: encoding as {fmt} failed ({_reason(exc)})") from exc
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SaveError(f"cannot save {path}: cannot create folder {path.parent} ({_reason(exc)})") from exc
+    data = _encode_for(path, image, meta, format, quality)
+    _make_parent(path)
     atomic_write_bytes(path, data)
     return path
+
+
+def save_new_image(
+    image: Image.Image,
+    candidates: Iterable[str | os.PathLike[str]],
+    meta: dict[str, Any] | None = None,
+    *,
+    format: str | None = None,
+    quality: int = 95,
+) -> Path:
+    """Save ``image`` with its metadata under the first free name of ``candidates`` (all in one folder,
+    e.g. :meth:`studio.library.naming.OutputName.candidates`); returns the path used.
+
+    Like :func:`save_image`, but never replaces an existing file, even when other processes save the
+    same names at the same time, and a crash at any point leaves no empty or partial image (see
+    :func:`write_new_file`).  The format comes from ``format`` or the first candidate's suffix.
+    """
+    names = iter(candidates)
+    first = next(names, None)
+    if first is None:
+        raise ValueError("save_new_image() needs at least one candidate file name")
+    first = Path(first)
+    data = _encode_for(first, image, meta, format, quality)
+    _make_parent(first)
+    return write_new_file(itertools.chain([first], names), data)

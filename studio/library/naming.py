@@ -2,33 +2,49 @@
 
 Why this is careful: a prompt is free text ("../../etc/x", "C:\\Windows", "CON", NUL bytes, right-to-left
 overrides) and the template is a user setting, yet the result must be a harmless file name that works
-on Linux, macOS and Windows and stays inside the folder the user chose, symlinks included.
+on Linux, macOS and Windows and stays inside the folder the user chose, symlinks included.  A template
+is also untrusted input to ``str.format``: widths and precisions are capped (``{seed:999999999999}``
+would otherwise try to allocate a terabyte), attribute and index access and conversions are refused,
+and a result longer than the file system allows is a :class:`ValueError`, never an ``OSError`` from
+deep inside a ``mkdir``.
 
-Concurrency: the chosen name is reserved by creating an empty placeholder with
-``os.open(O_CREAT | O_EXCL)``, which the OS guarantees only one process can win; the other gets the
-next ``-N`` name.  :func:`studio.library.images.save_image` then replaces the placeholder atomically.
-If saving fails, call :func:`discard_placeholder` to remove the empty file.  A crash between the two
-leaves an empty file behind; readers (the gallery) should skip zero-byte images.  This protects against
-our own processes racing, not against an attacker swapping folders for symlinks at the same moment.
+Uniqueness without placeholders: :func:`plan_output` creates the folders and returns an
+:class:`OutputName` whose :meth:`~OutputName.candidates` are ``name.png``, ``name-1.png``, ...; it
+creates no file.  The writer (:func:`studio.library.images.save_new_image`, used by
+:func:`studio.library.saving.save_result`) writes the complete image to a hidden temporary file and
+then publishes it under the first free candidate with an atomic no-overwrite step (a hard link, which
+fails if the name exists, so a concurrent process simply gets the next ``-N``).  A crash at any moment
+therefore leaves either nothing visible or a complete image, never an empty or half-written file; a
+hidden temporary file left by a killed writer is removed by the next save into that folder.  Earlier
+versions reserved names with empty placeholder files, which a ``kill -9`` left behind for ever.
+
+This protects against our own processes racing and crashing, not against an attacker swapping folders
+for symlinks at the same moment.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import string
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "DEFAULT_TEMPLATE",
+    "MAX_FORMAT_WIDTH",
     "PLACEHOLDERS",
+    "TEMP_NAME_MAX_BYTES",
+    "OutputName",
     "discard_placeholder",
     "output_path",
+    "plan_output",
     "render_template",
     "sanitize_component",
     "slugify_prompt",
@@ -39,9 +55,20 @@ DEFAULT_TEMPLATE = "{date}/{time}-{seed}-{prompt}"
 PLACEHOLDERS = frozenset({"seed", "prompt", "model", "steps", "width", "height", "index", "date", "time"})
 PROMPT_SLUG_CHARS = 48
 MAX_COMPONENT_BYTES = 150
-"""Below the 255-byte limit of common file systems, leaving room for "-N", the extension and the
-temporary-file prefix/suffix used by the atomic save."""
+"""Below the 255-byte limit of common file systems, leaving room for "-N" and the extension."""
 MAX_UNIQUE_TRIES = 10_000
+MAX_FORMAT_WIDTH = 64
+"""Largest width or precision a template may ask for ({index:03d} needs 3): anything bigger makes no
+sense in a file name, and an unbounded one ({seed:999999999999}) makes ``format`` allocate without limit."""
+TEMP_NAME_MAX_BYTES = 96
+"""Longest hidden temporary name the atomic savers in :mod:`studio.library.images` use next to the
+image; the path-length check keeps room for it."""
+
+_FORMAT_SPEC_RE = re.compile(
+    r"(?:(?P<fill>.)?(?P<align>[<>=^]))?(?P<sign>[-+ ])?z?#?0?(?P<width>[0-9]+)?[,_]?"
+    r"(?:\.(?P<precision>[0-9]+))?[bcdeEfFgGnosxX%]?",
+    re.DOTALL,
+)
 
 _WINDOWS_RESERVED = frozenset(
     {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
@@ -135,12 +162,42 @@ def _template_parts(template: str) -> list[str]:
     return parts
 
 
+def _preview(value: Any) -> str:
+    """A short repr for messages; repr itself can fail (an int beyond Python's digit limit)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_format_spec(name: str, spec: str) -> None:
+    """Refuse specs ``format`` would choke on or blow up with, naming the placeholder in the message."""
+    shown = f"{{{name}:{spec}}}"
+    match = _FORMAT_SPEC_RE.fullmatch(spec)
+    if match is None:
+        raise ValueError(
+            f"placeholder {shown} in file name template: invalid format spec {spec!r} "
+            "(use Python's format mini-language, e.g. {index:03d}; {date} and {time} are already text)"
+        )
+    for part in ("width", "precision"):
+        value = match.group(part)
+        if value is not None and int(value) > MAX_FORMAT_WIDTH:
+            raise ValueError(
+                f"placeholder {shown} in file name template: {part} {int(value)} is too large "
+                f"(at most {MAX_FORMAT_WIDTH})"
+            )
+
+
 def render_template(template: str, fields: Mapping[str, Any], *, now: datetime | None = None) -> list[str]:
     """The sanitised path components (relative, without extension) for ``template`` and ``fields``.
 
     Placeholders: {seed} {prompt} {model} {steps} {width} {height} {index} {date} {time}, with optional
-    format specs ({index:03d}).  Unknown placeholders, attribute or index access and conversions are
-    refused with ValueError: the template is a user setting and must not reach into objects.
+    format specs ({index:03d}, {seed:,}, {width:>5}), widths and precisions at most
+    :data:`MAX_FORMAT_WIDTH`.  Unknown placeholders, attribute or index access ({seed.real},
+    {prompt[0]}), conversions ({seed!r}), nested fields and specs that do not fit the value are refused
+    with ValueError: the template is a user setting and must neither reach into objects nor make
+    ``format`` allocate without bound.
     """
     values = _field_values(fields, now)
     formatter = string.Formatter()
@@ -155,6 +212,10 @@ def render_template(template: str, fields: Mapping[str, Any], *, now: datetime |
             rendered.append(literal)
             if name is None:
                 continue
+            if name not in PLACEHOLDERS and re.split(r"[.\[]", name, maxsplit=1)[0] in PLACEHOLDERS:
+                raise ValueError(
+                    f"placeholder {{{name}}} in file name template: attribute and index access are not allowed"
+                )
             if name not in PLACEHOLDERS:
                 known = ", ".join("{" + key + "}" for key in sorted(PLACEHOLDERS))
                 shown = "{" + name + "}" if name else "{}"
@@ -164,11 +225,14 @@ def render_template(template: str, fields: Mapping[str, Any], *, now: datetime |
                     f"placeholder {{{name}}} in file name template: "
                     "conversions and nested fields are not allowed"
                 )
+            if spec:
+                _check_format_spec(name, spec)
             try:
                 rendered.append(format(values[name], spec or ""))
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, OverflowError) as exc:  # {seed:c} with a big seed overflows
+                shown = "{" + name + (f":{spec}" if spec else "") + "}"
                 raise ValueError(
-                    f"placeholder {{{name}:{spec}}} cannot format {values[name]!r}: {exc}"
+                    f"placeholder {shown} cannot format {_preview(values[name])}: {exc}"
                 ) from None
         components.append(sanitize_component("".join(rendered)))
     return components
@@ -180,6 +244,136 @@ def _inside(path: Path, root: Path, *, strictly: bool) -> bool:
     return path.is_relative_to(root)
 
 
+def _name_too_long(exc: OSError) -> bool:
+    """ENAMETOOLONG, or Windows' ERROR_FILENAME_EXCED_RANGE (206)."""
+    return exc.errno == errno.ENAMETOOLONG or getattr(exc, "winerror", None) == 206
+
+
+def _size(text: str) -> int:
+    """Length as the file system counts it: bytes on POSIX, (about) UTF-16 units on Windows."""
+    return len(os.fsencode(text)) if os.name == "posix" else len(text)
+
+
+def _limits(root: Path) -> tuple[int, int]:
+    """(longest name, longest path) the file system holding ``root`` accepts.  Windows has no
+    pathconf: 255 and the classic MAX_PATH, which Explorer and many tools still cannot go beyond."""
+    name_max, path_max = (255, 4096) if os.name == "posix" else (255, 260)
+    if hasattr(os, "pathconf"):
+        with contextlib.suppress(OSError, ValueError):
+            found = os.pathconf(root, "PC_NAME_MAX")
+            name_max = found if found and found > 0 else name_max
+        with contextlib.suppress(OSError, ValueError):
+            found = os.pathconf(root, "PC_PATH_MAX")
+            path_max = found if found and found > 0 else path_max
+    return name_max, path_max
+
+
+def _check_lengths(starts: list[Path], directories: list[str], stem: str, ext: str, root: Path) -> None:
+    """Refuse (ValueError) a name or path the file system would refuse with ENAMETOOLONG, counting the
+    longest "-N" suffix and the temporary name the saver puts next to the image."""
+    name_max, path_max = _limits(root)
+    longest_name = f"{stem}-{MAX_UNIQUE_TRIES - 1}{ext}"
+    for name in [*directories, longest_name]:
+        if _size(name) > name_max:
+            raise ValueError(
+                f"file name template gives a name too long for the file system "
+                f"({_size(name)} > {name_max} bytes): {name[:60]!r}..."
+            )
+    last = max(_size(longest_name), TEMP_NAME_MAX_BYTES)
+    for start in starts:
+        total = _size(str(start)) + sum(_size(name) + 1 for name in directories) + 1 + last
+        if total >= path_max:  # the limit counts the terminating NUL
+            raise ValueError(
+                f"file name template gives a path too long for the file system "
+                f"(about {total} > {path_max - 1} bytes) under {start}"
+            )
+
+
+@dataclass(frozen=True)
+class OutputName:
+    """Where a new image goes: an existing folder inside the output folder, and a file name stem.
+
+    Nothing is reserved: :meth:`candidates` lists the names to try in order and the writer takes the
+    first one it can create without overwriting (see :func:`studio.library.images.save_new_image`).
+    """
+
+    folder: Path
+    """The folder, in the user's terms (a symlinked output folder is not resolved away)."""
+    stem: str
+    ext: str
+
+    def candidates(self) -> Iterator[Path]:
+        """``stem.ext``, ``stem-1.ext``, ... ``stem-9999.ext`` in :attr:`folder`."""
+        for attempt in range(MAX_UNIQUE_TRIES):
+            yield self.folder / f"{self.stem}{'' if attempt == 0 else f'-{attempt}'}{self.ext}"
+
+    def first_free(self) -> Path:
+        """The first candidate nobody has taken yet (a snapshot: another process may take it next)."""
+        for path in self.candidates():
+            if not os.path.lexists(path):
+                return path
+        raise FileExistsError(
+            f"no free file name for {self.stem}{self.ext} in {self.folder} after {MAX_UNIQUE_TRIES} tries"
+        )
+
+
+def plan_output(
+    folder: str | os.PathLike[str],
+    fields: Mapping[str, Any],
+    *,
+    template: str = DEFAULT_TEMPLATE,
+    ext: str = ".png",
+    now: datetime | None = None,
+) -> OutputName:
+    """Render, sanitise and contain an output name; creates ``folder`` and sub-folders, no file.
+
+    Raises ValueError for a bad template or extension, a name or path too long for the file system,
+    or a path that would resolve outside ``folder`` (symlinked sub-folders included).
+    """
+    if not isinstance(ext, str) or not _EXTENSION_RE.fullmatch(ext):
+        raise ValueError(f"bad file extension {ext!r} (expected something like '.png')")
+    components = render_template(template, fields, now=now)
+    *directories, stem = components
+
+    base = Path(folder).expanduser()
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        root = base.resolve(strict=True)
+    except OSError as exc:
+        if _name_too_long(exc):
+            raise ValueError(f"output folder path is too long for the file system: {base}") from None
+        raise
+    if not root.is_dir():
+        raise NotADirectoryError(f"output folder {base} is not a folder")
+    _check_lengths([base, root], directories, stem, ext, root)
+
+    # Walk down one component at a time so nothing is created through a symlink that leaves the root.
+    current = root
+    for name in directories:
+        candidate = current / name
+        try:
+            if not os.path.lexists(candidate):
+                with contextlib.suppress(FileExistsError):
+                    candidate.mkdir()
+            resolved = candidate.resolve()  # not strict: a dangling symlink must be judged, not crash
+        except OSError as exc:
+            if _name_too_long(exc):
+                raise ValueError(
+                    f"file name template gives a path too long for the file system: {candidate}"
+                ) from None
+            raise
+        if not _inside(resolved, root, strictly=False):
+            raise ValueError(
+                f"refusing to write outside the output folder {base}: {candidate} leads to {resolved}"
+            )
+        if not resolved.is_dir():
+            raise ValueError(f"cannot write into {candidate}: it exists and is not a folder")
+        current = resolved
+    if not _inside(current / f"{stem}{ext}", root, strictly=True):
+        raise ValueError(f"refusing to write outside the output folder {base}: {current / stem}{ext}")
+    return OutputName(base.joinpath(*directories), stem, ext)
+
+
 def output_path(
     folder: str | os.PathLike[str],
     fields: Mapping[str, Any],
@@ -188,60 +382,18 @@ def output_path(
     ext: str = ".png",
     now: datetime | None = None,
 ) -> Path:
-    """Render, sanitise, contain and reserve an output path; returns it (an empty placeholder exists).
-
-    Creates ``folder`` and sub-folders as needed.  Raises ValueError for a bad template or extension,
-    or when the path would resolve outside ``folder`` (symlinked sub-folders included).  Existing
-    files are never overwritten: "-1", "-2", ... are appended to the name.
+    """The first free output path right now, as :func:`plan_output` plans it ("-1", "-2", ... appended
+    when the name is taken).  Creates the folders but no file, so it reserves nothing: to write without
+    ever overwriting, even against concurrent processes, pass ``plan_output(...).candidates()`` to
+    :func:`studio.library.images.save_new_image` (as :func:`studio.library.saving.save_result` does).
     """
-    if not isinstance(ext, str) or not _EXTENSION_RE.fullmatch(ext):
-        raise ValueError(f"bad file extension {ext!r} (expected something like '.png')")
-    components = render_template(template, fields, now=now)
-    *directories, stem = components
-
-    base = Path(folder).expanduser()
-    base.mkdir(parents=True, exist_ok=True)
-    root = base.resolve(strict=True)
-    if not root.is_dir():
-        raise NotADirectoryError(f"output folder {base} is not a folder")
-
-    # Walk down one component at a time so nothing is created through a symlink that leaves the root.
-    current = root
-    for name in directories:
-        candidate = current / name
-        if not os.path.lexists(candidate):
-            with contextlib.suppress(FileExistsError):
-                candidate.mkdir()
-        resolved = candidate.resolve()  # not strict: a dangling symlink must be judged, not crash
-        if not _inside(resolved, root, strictly=False):
-            raise ValueError(
-                f"refusing to write outside the output folder {base}: {candidate} leads to {resolved}"
-            )
-        if not resolved.is_dir():
-            raise ValueError(f"cannot write into {candidate}: it exists and is not a folder")
-        current = resolved
-
-    for attempt in range(MAX_UNIQUE_TRIES):
-        name = f"{stem}{'' if attempt == 0 else f'-{attempt}'}{ext}"
-        target = current / name
-        if not _inside(target, root, strictly=True):
-            raise ValueError(f"refusing to write outside the output folder {base}: {target}")
-        try:
-            fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0), 0o666)
-        except FileExistsError:
-            continue
-        except PermissionError:
-            if os.path.lexists(target):  # Windows reports an existing folder this way
-                continue
-            raise
-        os.close(fd)
-        return base.joinpath(*directories, name)
-    raise FileExistsError(f"no free file name for {stem}{ext} in {current} after {MAX_UNIQUE_TRIES} tries")
+    return plan_output(folder, fields, template=template, ext=ext, now=now).first_free()
 
 
 def discard_placeholder(path: str | os.PathLike[str]) -> bool:
-    """Remove the empty placeholder :func:`output_path` reserved, after a failed save.  Only an empty
-    regular file is removed, so a real image can never be deleted by mistake.  Returns True if removed."""
+    """Remove an empty placeholder file such as older versions of :func:`output_path` reserved (it no
+    longer creates any).  Only an empty regular file is removed, so a real image can never be deleted by
+    mistake.  Returns True if removed."""
     target = Path(path)
     try:
         info = target.lstat()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import errno
 import io
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +26,26 @@ from studio.library import (
     sha256_image,
     to_rgb,
 )
-from studio.library.images import _umask
+from studio.library.images import (
+    STALE_TEMP_SECONDS,
+    remove_stale_temp_files,
+    save_new_image,
+    temp_name,
+    write_new_file,
+)
+from studio.library.naming import TEMP_NAME_MAX_BYTES
 
 from . import samples as S
 
 
 def _close(actual: tuple[int, ...], expected: tuple[int, ...], tolerance: int = 12) -> bool:
     return all(abs(a - b) <= tolerance for a, b in zip(actual, expected, strict=True))
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; tests run in one thread
+    os.umask(mask)
+    return mask
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -351,3 +367,185 @@ def test_atomic_write_bytes(tmp_path: Path) -> None:
     assert path.read_bytes() == b"two"
     assert os.listdir(tmp_path) == ["data.bin"]
     assert issubclass(SaveError, OSError)
+
+
+# --------------------------------------------------------------------------------------------------
+# Saving new files: never overwrite, never leave an empty, partial or temporary file behind
+# --------------------------------------------------------------------------------------------------
+
+
+def _candidates(folder: Path, count: int = 5) -> list[Path]:
+    return [folder / f"img{'' if i == 0 else f'-{i}'}.png" for i in range(count)]
+
+
+def _dead_pid() -> int:
+    """The pid of a real process that has exited and been reaped."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_save_new_image_takes_the_first_free_name_and_follows_no_link(tmp_path: Path) -> None:
+    (tmp_path / "img.png").write_bytes(b"precious")
+    (tmp_path / "img-1.png").mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("do not touch")
+    (tmp_path / "img-2.png").symlink_to(victim)
+    (tmp_path / "img-3.png").symlink_to(tmp_path / "nowhere")  # dangling: not followed either
+    path = save_new_image(Image.new("RGB", (4, 4), (9, 9, 9)), _candidates(tmp_path), S.STUDIO_META)
+    assert path == tmp_path / "img-4.png"
+    assert load_image(path).getpixel((0, 0)) == (9, 9, 9)
+    assert read_metadata(path) is not None
+    assert (tmp_path / "img.png").read_bytes() == b"precious" and victim.read_text() == "do not touch"
+    assert not (tmp_path / "nowhere").exists()
+    assert _leftovers(tmp_path) == []
+    if os.name == "posix":
+        assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()
+        assert path.stat().st_nlink == 1  # the temporary name is gone
+
+
+def test_all_names_taken(tmp_path: Path) -> None:
+    for path in _candidates(tmp_path, 2):
+        path.write_bytes(b"taken")
+    with pytest.raises(SaveError, match="no free file name"):
+        write_new_file(_candidates(tmp_path, 2), b"data")
+    assert sorted(os.listdir(tmp_path)) == ["img-1.png", "img.png"]
+    assert all(path.read_bytes() == b"taken" for path in _candidates(tmp_path, 2))
+
+
+def test_candidates_must_share_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        write_new_file([], b"data")
+    with pytest.raises(ValueError, match="at least one"):
+        save_new_image(Image.new("RGB", (4, 4)), iter(()))
+    (tmp_path / "a.bin").write_bytes(b"taken")
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(ValueError, match="one folder"):
+        write_new_file([tmp_path / "a.bin", tmp_path / "sub" / "a.bin"], b"data")
+    assert sorted(os.listdir(tmp_path)) == ["a.bin", "sub"] and os.listdir(tmp_path / "sub") == []
+
+
+def test_save_new_image_full_disk_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(SaveError, match="No space left on device"):
+        save_new_image(Image.new("RGB", (4, 4)), _candidates(tmp_path), S.STUDIO_META)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_new_image_encoding_failure_touches_nothing(tmp_path: Path) -> None:
+    meta = S.studio_meta(guidance=float("nan"))
+    with pytest.raises(SaveError, match="encoding as PNG failed"):
+        save_new_image(Image.new("RGB", (4, 4)), _candidates(tmp_path / "sub"), meta)
+    assert os.listdir(tmp_path) == []
+
+
+def test_without_hard_links_the_save_renames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FAT, some FUSE and SMB mounts refuse hard links (EPERM, ENOTSUP): an existence check and a
+    rename publish the file instead, still skipping taken names."""
+    (tmp_path / "img.png").write_bytes(b"precious")
+
+    def no_hard_links(src: object, dst: object, **options: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_hard_links)
+    path = save_new_image(Image.new("RGB", (4, 4), (3, 2, 1)), _candidates(tmp_path), S.STUDIO_META)
+    monkeypatch.undo()
+    assert path == tmp_path / "img-1.png" and load_image(path).getpixel((0, 0)) == (3, 2, 1)
+    assert (tmp_path / "img.png").read_bytes() == b"precious"
+    assert _leftovers(tmp_path) == []
+
+
+def test_other_publishing_errors_leave_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(src: object, dst: object, **options: object) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "link", broken)
+    with pytest.raises(SaveError, match="Input/output error"):
+        save_new_image(Image.new("RGB", (4, 4)), _candidates(tmp_path), S.STUDIO_META)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == []
+
+
+def test_temp_names_are_hidden_short_and_name_the_writer() -> None:
+    for target in ["a.png", "漢" * 60 + ".png", "x" * 250, "bad\udcffbytes.png", ""]:
+        name = temp_name(target, pid=4_294_967_295)
+        assert name.startswith(".") and name.endswith(".part") and "/" not in name
+        assert len(name.encode("utf-8")) <= TEMP_NAME_MAX_BYTES
+        assert "-4294967295-" in name
+    assert temp_name("a.png") != temp_name("a.png")  # a random part: two savers never share one
+    assert f"-{os.getpid()}-" in temp_name("a.png")
+
+
+def test_stale_temp_files_of_dead_writers_are_removed_by_the_next_save(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    old = time.time() - STALE_TEMP_SECONDS - 60
+
+    def make(name: str, *, aged: bool = False) -> str:
+        (tmp_path / name).write_bytes(b"partial image")
+        if aged:
+            os.utime(tmp_path / name, (old, old))
+        return name
+
+    removed = {
+        make(temp_name("dead.png", pid=dead)),  # a writer on this machine that was killed
+        make(temp_name("old.png"), aged=True),  # too old to be a save in progress, even a live pid's
+        make(temp_name("away.png", pid=dead, host="another-machine"), aged=True),
+    }
+    kept = {
+        make(temp_name("busy.png")),  # this process: a save in progress on another thread
+        make(temp_name("away.png", pid=dead, host="another-machine")),  # its pid means nothing here
+        # not ours, however old: other programs' temporary files, our name visible or extended
+        make(".notes.part", aged=True),
+        make(".img.png.x1y2.part", aged=True),
+        make(temp_name("shown.png", pid=dead)[1:], aged=True),
+        make(temp_name("ext.png", pid=dead) + ".bak", aged=True),
+    }
+    folder_name = temp_name("folder.png", pid=dead)
+    (tmp_path / folder_name).mkdir()
+    link_name = temp_name("link.png", pid=dead)
+    (tmp_path / link_name).symlink_to(tmp_path / ".notes.part")
+    kept |= {folder_name, link_name}
+
+    path = save_new_image(Image.new("RGB", (4, 4)), _candidates(tmp_path), S.STUDIO_META)
+    assert set(os.listdir(tmp_path)) == kept | {path.name}
+    assert removed.isdisjoint(os.listdir(tmp_path))
+
+
+def test_remove_stale_temp_files_reports_what_it_removed(tmp_path: Path) -> None:
+    stale = tmp_path / temp_name("a.png", pid=_dead_pid())
+    stale.write_bytes(b"")
+    busy = tmp_path / temp_name("b.png")
+    busy.write_bytes(b"")
+    assert remove_stale_temp_files(tmp_path) == [stale]
+    assert remove_stale_temp_files(tmp_path) == []
+    assert os.listdir(tmp_path) == [busy.name]
+    assert remove_stale_temp_files(tmp_path / "missing") == []  # best effort: never raises
+
+
+def test_replacing_writes_clean_up_too(tmp_path: Path) -> None:
+    stale = tmp_path / temp_name("settings.json", pid=_dead_pid())
+    stale.write_bytes(b"{")
+    atomic_write_bytes(tmp_path / "settings.json", b"{}")
+    assert os.listdir(tmp_path) == ["settings.json"]
+
+
+def test_a_link_reported_as_existing_but_made_counts_as_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NFS may answer a retransmitted link request that had succeeded with EEXIST: the image is saved
+    once, under that name, not a second time as "-1"."""
+    real_link = os.link
+
+    def link_then_eexist(src: str, dst: str, **options: object) -> None:
+        real_link(src, dst)
+        raise FileExistsError(errno.EEXIST, "File exists")
+
+    monkeypatch.setattr(os, "link", link_then_eexist)
+    path = save_new_image(Image.new("RGB", (4, 4)), _candidates(tmp_path), S.STUDIO_META)
+    monkeypatch.undo()
+    assert path == tmp_path / "img.png"
+    assert os.listdir(tmp_path) == ["img.png"]
