@@ -277,7 +277,7 @@ def _make_engine(args, **kwargs):
 def cmd_generate(args) -> int:
     from studio.engine import GenerationRequest
     from studio.library.folders import check_writable_folder
-    from studio.library.images import load_image
+    from studio.library.images import load_image, sweep_stale_temp_files
     from studio.library.saving import save_result
     from studio.settings import default_output_dir
 
@@ -303,6 +303,7 @@ def cmd_generate(args) -> int:
     )
     request.validate()
     check_writable_folder(output_dir)  # before minutes of loading and generating
+    sweep_stale_temp_files(output_dir)  # what a killed run of ours left there
     results = _make_engine(args, on_download=_download_printer()).generate(request)
     for warning in dict.fromkeys(w for r in results for w in r.warnings):
         _warn(warning)

@@ -49,6 +49,7 @@ __all__ = [
     "format_for_path",
     "load_image",
     "remove_stale_temp_files",
+    "sweep_stale_temp_files",
     "save_image",
     "save_new_image",
     "sha256_image",
@@ -315,6 +316,33 @@ def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
             except OSError:
                 continue
             removed.append(Path(entry.path))
+    return removed
+
+
+def sweep_stale_temp_files(root: str | os.PathLike[str], *, depth: int = 3, max_folders: int = 2000) -> list[Path]:
+    """:func:`remove_stale_temp_files` in `root` and its sub-folders down to `depth` (the output template's
+    date folders), for start-up: a writer killed in yesterday's folder is never followed by a save there.
+    Hidden folders and symlinks are not entered; at most `max_folders` are visited, so a huge tree costs
+    a bounded time. Best effort, never raises."""
+    removed: list[Path] = []
+    level = [Path(root)]
+    visited = 0
+    for _ in range(depth + 1):
+        below: list[Path] = []
+        for folder in level:
+            visited += 1
+            if visited > max_folders:
+                return removed
+            removed += remove_stale_temp_files(folder)
+            try:
+                with os.scandir(folder) as scan:
+                    below += [
+                        Path(entry.path) for entry in scan
+                        if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False)
+                    ]
+            except OSError:
+                continue
+        level = below
     return removed
 
 

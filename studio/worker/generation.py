@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from studio.engine import Engine, StepEvent
 
 from studio.library.folders import FolderError, check_writable_folder  # noqa: E402
+from studio.library.images import sweep_stale_temp_files  # noqa: E402
 from studio.library.saving import save_result  # noqa: E402 - shared with the CLI
 
 __all__ = ["FAILURE_MODEL_MISSING", "GenerationService", "GenerationWorker", "describe_failure", "failure_kind", "save_result"]
@@ -211,6 +212,12 @@ class GenerationWorker(QObject):
 
     # --------------------------------------------------------------------------------------- run
     @Slot(object)
+    def sweep(self, folder: Path) -> None:
+        """Remove the temporary files a killed save of ours left in the output folder (off the GUI thread;
+        best effort)."""
+        sweep_stale_temp_files(folder)
+
+    @Slot(object)
     def run(self, work: _Work) -> None:
         """Run one job to its end; exactly one of job_finished / job_failed / job_cancelled follows."""
         job_id, request = work.job_id, work.request
@@ -303,6 +310,7 @@ class GenerationService(QObject):
     queue_changed = Signal()
 
     _run_requested = Signal(object)
+    _sweep_requested = Signal(object)
 
     def __init__(
         self,
@@ -330,6 +338,7 @@ class GenerationService(QObject):
         self._worker.moveToThread(self._thread)
         queued = Qt.ConnectionType.QueuedConnection
         self._run_requested.connect(self._worker.run, queued)
+        self._sweep_requested.connect(self._worker.sweep, queued)
         self._worker.job_started.connect(self._on_started, queued)
         self._worker.step.connect(self._on_step, queued)
         self._worker.image_saved.connect(self._on_saved, queued)
@@ -339,6 +348,7 @@ class GenerationService(QObject):
         self._worker.job_cancelled.connect(self._on_cancelled, queued)
         self._worker.status.connect(self.status, queued)
         self._thread.start()
+        self._sweep_requested.emit(self._output_dir)
         app = QCoreApplication.instance()
         if app is not None:  # a safety net: Qt aborts if a QThread is destroyed while it runs
             app.aboutToQuit.connect(self._on_about_to_quit)
@@ -408,6 +418,7 @@ class GenerationService(QObject):
     def set_output_dir(self, path: str | Path) -> None:
         """Where the next job saves (a running job keeps its folder)."""
         self._output_dir = Path(path)
+        self._sweep_requested.emit(self._output_dir)
 
     def set_device(self, device: str, dtype: str = "auto") -> None:
         """Device and dtype for the next job; the worker makes a new engine when they change."""

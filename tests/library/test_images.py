@@ -30,6 +30,7 @@ from studio.library.images import (
     STALE_TEMP_SECONDS,
     remove_stale_temp_files,
     save_new_image,
+    sweep_stale_temp_files,
     temp_name,
     write_new_file,
 )
@@ -524,6 +525,20 @@ def test_remove_stale_temp_files_reports_what_it_removed(tmp_path: Path) -> None
     assert remove_stale_temp_files(tmp_path) == []
     assert os.listdir(tmp_path) == [busy.name]
     assert remove_stale_temp_files(tmp_path / "missing") == []  # best effort: never raises
+
+
+def test_start_up_sweep_reaches_date_folders_but_not_hidden_ones(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    day = tmp_path / "2026-11-28"
+    (day / "deeper").mkdir(parents=True)
+    (tmp_path / ".hidden").mkdir()
+    stale = [folder / temp_name("a.png", pid=dead) for folder in (tmp_path, day, day / "deeper")]
+    kept = tmp_path / ".hidden" / temp_name("a.png", pid=dead)
+    for path in [*stale, kept]:
+        path.write_bytes(b"")
+    assert sorted(sweep_stale_temp_files(tmp_path)) == sorted(stale)
+    assert kept.exists() and not any(path.exists() for path in stale)
+    assert sweep_stale_temp_files(tmp_path / "missing") == []
 
 
 def test_replacing_writes_clean_up_too(tmp_path: Path) -> None:

@@ -376,6 +376,22 @@ def test_invalid_request_fails_with_the_field_named(qtbot, make_service, tiny_sd
     assert blocker.args == [job.id, "steps must be between 1 and 500, got 0"]
 
 
+def test_starting_clears_what_a_killed_save_left_in_the_output_folder(qtbot, make_service, tmp_path):
+    import subprocess
+    import sys
+
+    from studio.library.images import temp_name
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    day = tmp_path / "out" / "2026-11-28"
+    day.mkdir(parents=True)
+    stale = day / temp_name("a.png", pid=dead.pid)
+    stale.write_bytes(b"half an image")
+    make_service()
+    qtbot.waitUntil(lambda: not stale.exists(), timeout=WAIT_MS)
+
+
 def test_an_unwritable_output_folder_fails_the_job_before_the_model_loads(qtbot, make_service, tmp_path):
     (tmp_path / "a-file").write_text("keep me")
     service = make_service(output_dir=tmp_path / "a-file" / "pictures")
