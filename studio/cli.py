@@ -131,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     scan = _command(gsub, "scan", help="add folders to the library and index them")
     scan.add_argument("folders", type=Path, nargs="+", metavar="DIR")
     scan.set_defaults(func=cmd_gallery_scan)
+    repair = _command(
+        gsub, "repair",
+        help="move a damaged catalogue aside (never deleted) and rebuild it from its image folders",
+    )
+    repair.add_argument("--force", action="store_true", help="rebuild even a catalogue that looks healthy")
+    repair.set_defaults(func=cmd_gallery_repair)
     # No -h: `search -horse` is a query excluding "horse" (the search syntax), not -h with "orse".
     search = _command(
         gsub, "search", add_help=False, help="full-text search over prompts",
@@ -609,7 +615,14 @@ def _open_gallery(args):
     return Gallery(args.db) if args.db else Gallery.default()
 
 
+SKIPPED_SHOWN = 10
+"""Skipped files a scan names one by one (the count covers the rest)."""
+
+
 def cmd_gallery_scan(args) -> int:
+    """Index folders; a file that cannot be indexed is skipped with its reason, never stops the scan."""
+    from studio.library.display import printable
+
     missing = [str(f) for f in args.folders if not f.is_dir()]
     if missing:
         raise UsageError(f"not a folder: {', '.join(missing)}")
@@ -618,8 +631,28 @@ def cmd_gallery_scan(args) -> int:
         report = gallery.scan(folders)
     print(
         f"added {report.added}, updated {report.updated}, removed {report.removed}, "
-        f"unreadable {report.unreadable} (unchanged {report.unchanged}) in {report.seconds:.1f} s"
+        f"skipped {report.unreadable} (unchanged {report.unchanged}) in {report.seconds:.1f} s"
     )
+    for path, reason in report.skipped[:SKIPPED_SHOWN]:
+        print(f"  skipped {printable(path)}: {printable(reason)}")
+    if len(report.skipped) > SKIPPED_SHOWN:
+        print(f"  … and {len(report.skipped) - SKIPPED_SHOWN} more skipped")
+    return 0
+
+
+def cmd_gallery_repair(args) -> int:
+    """Move a damaged catalogue aside and rebuild it; the file is not opened as a Gallery first (that is
+    what fails on a damaged one)."""
+    from studio.library.display import printable
+    from studio.library.gallery import Gallery
+    from studio.library.gallery_repair import rebuild_damaged
+    from studio.settings import default_output_dir
+
+    db = args.db.expanduser() if args.db else Gallery.default_path()
+    # The app's own catalogue always covers its output folder, whatever the damaged file still lists.
+    folders = [] if args.db else [f for f in [default_output_dir()] if f.is_dir()]
+    report = rebuild_damaged(db, folders=folders, force=args.force)
+    print(printable(report.describe()))
     return 0
 
 

@@ -20,11 +20,19 @@ Threads: a :class:`Gallery` wraps one sqlite3 connection, which belongs to the t
 (sqlite3 enforces this).  Use one Gallery per thread: e.g. one in the GUI thread for queries and
 ratings, one in a worker thread for scans.  The database runs in WAL mode, so readers see the last
 committed state without waiting for a writer, and writers wait (``busy_timeout``) rather than fail.
+
+One file never stops a scan: whatever reading or writing it raises, it is skipped and reported with
+the reason (:attr:`ScanReport.skipped`), and the other files are catalogued.  A damaged catalogue file
+raises :class:`CatalogueDamagedError`, whose message names the file, the reason and the fix
+(:mod:`studio.library.gallery_repair`); the file's layout, opening and damage detection live in
+:mod:`studio.library.gallery_db`, the checks on values going in and coming out in
+:mod:`studio.library.gallery_rows`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -35,19 +43,33 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from PIL import Image
 
+from studio.library.display import printable
+from studio.library.gallery_db import (
+    BUSY_TIMEOUT_S,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    CatalogueDamagedError,
+    GalleryError,
+    damage_reason,
+    open_catalogue,
+)
+from studio.library.gallery_rows import GalleryImage, image_from_row, int64_value, path_problem, text_value
 from studio.library.metadata import ImageMetadata, read_metadata
 
 __all__ = [
     "BATCH_SIZE",
+    "BUSY_TIMEOUT_S",
     "IMAGE_SUFFIXES",
+    "MIGRATIONS",
     "SCHEMA_VERSION",
+    "CatalogueDamagedError",
     "Gallery",
     "GalleryError",
     "GalleryImage",
@@ -59,9 +81,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
-"""Version of the database layout this code writes; older files are migrated forward on open."""
-
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
 BATCH_SIZE = 500
 """Files written per transaction during a scan (a commit per file would be ~100x slower)."""
@@ -69,51 +88,22 @@ BATCH_SECONDS = 1.0
 """A batch is also committed after this long, so images appear in the GUI while a slow scan runs."""
 PROGRESS_EVERY = 100
 """Files between two progress callbacks (plus one at the start and one at the end)."""
-BUSY_TIMEOUT_S = 10.0
 
 MAX_PROMPT_CHARS = 10_000
 """Prompts are capped (untrusted files): real ones are a few hundred characters, a few thousand at most."""
 MAX_NAME_CHARS = 512
+MAX_REASON_CHARS = 500
 MAX_QUERY_CHARS = 1000
 MAX_QUERY_TERMS = 32
 SOURCES = frozenset({"latent-studio", "a1111", "comfyui", "invokeai"})
 SORTS = ("newest", "oldest", "rating")
 
-_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-class GalleryError(RuntimeError):
-    """The catalogue file cannot be used (not a database, made by a newer version, ...)."""
 
 
 # --------------------------------------------------------------------------------------------------
 # Public data types
 # --------------------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class GalleryImage:
-    """One catalogued image.  ``created`` is when it was made: our JSON ``created`` when present, else
-    the file's mtime (other tools do not record it reliably).  Text fields are capped in length."""
-
-    id: int
-    path: Path
-    folder: Path
-    size: int
-    mtime: float
-    width: int | None
-    height: int | None
-    created: float
-    model: str | None
-    seed: int | None
-    steps: int | None
-    scheduler: str | None
-    prompt: str | None
-    negative_prompt: str | None
-    source: str | None
-    rating: int
-    favourite: bool
 
 
 @dataclass(slots=True)
@@ -127,8 +117,11 @@ class ScanProgress:
 
 @dataclass(slots=True)
 class ScanReport:
-    """What a scan changed.  ``unreadable`` counts files that failed to read in this scan; a broken
-    file that has not changed since it last failed is not opened again and counts as ``unchanged``."""
+    """What a scan changed.  ``unreadable`` counts the files skipped in this scan, and ``skipped`` lists
+    them as (path, reason): not an image, a file name that is not valid UTF-8, metadata that could not
+    be stored...  A broken file that has not changed since it last failed is not opened again and
+    counts as ``unchanged``.  Paths are as the file system gave them: print them with
+    :func:`studio.library.display.printable` (they may hold surrogate escapes)."""
 
     added: int = 0
     updated: int = 0
@@ -136,6 +129,7 @@ class ScanReport:
     unreadable: int = 0
     unchanged: int = 0
     seconds: float = 0.0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -158,86 +152,8 @@ class Query:
 
 
 # --------------------------------------------------------------------------------------------------
-# Schema and migrations
+# Statements
 # --------------------------------------------------------------------------------------------------
-
-# Each migration is a list of single statements (not a script: ``executescript`` would commit the
-# surrounding transaction, and a migration must apply completely or not at all).
-_V1: tuple[str, ...] = (
-    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
-    """CREATE TABLE folders (
-        id INTEGER PRIMARY KEY,
-        path TEXT NOT NULL UNIQUE,
-        added_at REAL NOT NULL
-    )""",
-    """CREATE TABLE images (
-        id INTEGER PRIMARY KEY,
-        path TEXT NOT NULL UNIQUE,
-        folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
-        size INTEGER NOT NULL,
-        mtime REAL NOT NULL,
-        width INTEGER,
-        height INTEGER,
-        created REAL NOT NULL,
-        model TEXT,
-        seed INTEGER,
-        steps INTEGER,
-        prompt TEXT,
-        rating INTEGER NOT NULL DEFAULT 0,
-        favourite INTEGER NOT NULL DEFAULT 0,
-        indexed_at REAL NOT NULL
-    )""",
-    "CREATE INDEX images_folder ON images(folder_id)",
-    "CREATE INDEX images_created ON images(created)",
-)
-
-_V2: tuple[str, ...] = (
-    "ALTER TABLE images ADD COLUMN scheduler TEXT",
-    "ALTER TABLE images ADD COLUMN negative_prompt TEXT",
-    "ALTER TABLE images ADD COLUMN source TEXT",
-    # Rows from v1 lack the new columns: an impossible mtime makes the next scan re-read them
-    # (an update, so ids, ratings and favourites are kept).
-    "UPDATE images SET mtime = -1",
-    """CREATE TABLE unreadable (
-        path TEXT PRIMARY KEY,
-        folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
-        size INTEGER NOT NULL,
-        mtime REAL NOT NULL,
-        error TEXT,
-        checked_at REAL NOT NULL
-    )""",
-    "CREATE INDEX unreadable_folder ON unreadable(folder_id)",
-    "CREATE INDEX images_model ON images(model, created)",
-    "CREATE INDEX images_rating ON images(rating, created)",
-    "CREATE INDEX images_favourites ON images(created) WHERE favourite = 1",
-    # External content: the text lives once, in images.  No prefix indexes (prefix='2 3'): they enlarge
-    # the index and slow every insert, and prefix queries over a gallery-sized index are fast without
-    # them (bench/gallery.py: 2-4 letter prefixes over 10,000 prompts in a few milliseconds).
-    """CREATE VIRTUAL TABLE images_fts USING fts5(
-        prompt, negative_prompt,
-        content='images', content_rowid='id',
-        tokenize='unicode61 remove_diacritics 2'
-    )""",
-    """CREATE TRIGGER images_fts_insert AFTER INSERT ON images BEGIN
-        INSERT INTO images_fts(rowid, prompt, negative_prompt)
-        VALUES (new.id, new.prompt, new.negative_prompt);
-    END""",
-    """CREATE TRIGGER images_fts_delete AFTER DELETE ON images BEGIN
-        INSERT INTO images_fts(images_fts, rowid, prompt, negative_prompt)
-        VALUES ('delete', old.id, old.prompt, old.negative_prompt);
-    END""",
-    """CREATE TRIGGER images_fts_update AFTER UPDATE OF prompt, negative_prompt ON images
-    WHEN old.prompt IS NOT new.prompt OR old.negative_prompt IS NOT new.negative_prompt BEGIN
-        INSERT INTO images_fts(images_fts, rowid, prompt, negative_prompt)
-        VALUES ('delete', old.id, old.prompt, old.negative_prompt);
-        INSERT INTO images_fts(rowid, prompt, negative_prompt)
-        VALUES (new.id, new.prompt, new.negative_prompt);
-    END""",
-    "INSERT INTO images_fts(images_fts) VALUES ('rebuild')",
-)
-
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V2))
-"""Forward migrations: (version reached, statements).  Append; never edit a released one."""
 
 _COLUMNS = (
     "i.id, i.path, f.path, i.size, i.mtime, i.width, i.height, i.created, i.model, i.seed, i.steps, "
@@ -277,21 +193,6 @@ ON CONFLICT(path) DO UPDATE SET folder_id = excluded.folder_id, size = excluded.
 # --------------------------------------------------------------------------------------------------
 # Helpers: untrusted values, paths, search text
 # --------------------------------------------------------------------------------------------------
-
-
-def _clip(value: Any, limit: int) -> str | None:
-    """A capped, NUL-free string, or None for anything that is not a non-empty string."""
-    if not isinstance(value, str):
-        return None
-    text = value[:limit].replace("\x00", "")
-    return text or None
-
-
-def _int64(value: Any) -> int | None:
-    """SQLite integers are 64-bit: a hostile seed of 10**30 must become None, not an OverflowError."""
-    if isinstance(value, int) and not isinstance(value, bool) and _INT64_MIN <= value <= _INT64_MAX:
-        return value
-    return None
 
 
 def _created(meta: ImageMetadata | None, mtime: float) -> float:
@@ -336,6 +237,55 @@ def _image_size(path: str) -> tuple[int, int]:
     if not (0 < width < 1 << 31 and 0 < height < 1 << 31):
         raise ValueError(f"invalid image size {width}x{height}")
     return width, height
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a file was skipped, in one storable line."""
+    line = next((part.strip() for part in str(exc).splitlines() if part.strip()), "")
+    return text_value(line, MAX_REASON_CHARS) or type(exc).__name__
+
+
+def _image_row(
+    path: str, folder_id: int, size: int, mtime: float, pixels: tuple[int, int], meta: ImageMetadata | None
+) -> tuple[Any, ...]:
+    """The values of one ``images`` row (in :data:`_IMAGE_FIELDS` order), every one of a type and
+    size SQLite stores: text capped and made encodable, integers within 64 bits."""
+    source = (
+        meta.source if meta is not None and isinstance(meta.source, str) and meta.source in SOURCES else None
+    )
+    return (
+        path,
+        folder_id,
+        size,
+        mtime,
+        pixels[0],
+        pixels[1],
+        _created(meta, mtime),
+        text_value(meta.model, MAX_NAME_CHARS) if meta else None,
+        int64_value(meta.seed) if meta else None,
+        int64_value(meta.steps) if meta else None,
+        text_value(meta.scheduler, MAX_NAME_CHARS) if meta else None,
+        text_value(meta.prompt, MAX_PROMPT_CHARS) if meta else None,
+        text_value(meta.negative_prompt, MAX_PROMPT_CHARS) if meta else None,
+        source,
+        time.time(),
+    )
+
+
+def _file_fault(exc: BaseException) -> bool:
+    """An error writing one file's row that concerns that row only (a value SQLite refused, a folder
+    removed meanwhile), not the catalogue (damage, locks, a full disk): skip the file, go on."""
+    if damage_reason(exc) is not None:
+        return False
+    return isinstance(
+        exc,
+        ValueError
+        | TypeError
+        | OverflowError
+        | sqlite3.InterfaceError
+        | sqlite3.IntegrityError
+        | sqlite3.DataError,
+    )
 
 
 _PART_RE = re.compile(r'(-?)"([^"]*)"?|(\S+)')
@@ -393,41 +343,181 @@ def fts_query(text: str) -> tuple[str | None, str | None]:
 # A file seen on disk: (path, folder id, size, mtime)
 _Found = tuple[str, int, int, float]
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _guarded(method: Callable[Concatenate[Gallery, _P], _R]) -> Callable[Concatenate[Gallery, _P], _R]:
+    """Turn the SQLite errors that show the catalogue is damaged into :class:`CatalogueDamagedError`
+    (and tell the gallery's ``on_damaged``), whichever method met them: "no such table: images_fts"
+    may surface in a search, "database disk image is malformed" in a scan's last batch."""
+
+    @functools.wraps(method)
+    def guarded(self: Gallery, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except CatalogueDamagedError as exc:
+            self._damaged(exc)
+            raise
+        except sqlite3.DatabaseError as exc:
+            reason = damage_reason(exc)
+            if reason is None:
+                raise
+            damaged = CatalogueDamagedError(self.db_path, reason)
+            self._damaged(damaged)
+            raise damaged from exc
+
+    return guarded
+
+
+def _decode(data: bytes) -> str:
+    """Text read back from the file: invalid UTF-8 (a catalogue changed by hand) shows as U+FFFD
+    rather than failing the whole query."""
+    return data.decode("utf-8", "replace")
+
+
+class _Batch:
+    """What a scan has read and not yet written: committed in one transaction every :data:`BATCH_SIZE`
+    files or :data:`BATCH_SECONDS` (a commit per file would be ~100x slower).
+
+    When a batch fails for a reason that concerns some row rather than the catalogue (see
+    :func:`_file_fault`), it is written again one file at a time, each in its own savepoint, and only
+    the files that fail are skipped.  The report counts an image as added or updated once it is written.
+    """
+
+    def __init__(self, gallery: Gallery, report: ScanReport) -> None:
+        self._gallery = gallery
+        self.report = report
+        self._images: list[tuple[str, tuple[Any, ...], bool]] = []  # (outcome, row, clear unreadable)
+        self._bad: list[tuple[Any, ...]] = []
+        self._since = time.monotonic()
+
+    def skip(self, path: str, reason: str) -> None:
+        logger.warning("gallery: skipping %s: %s", printable(path), printable(reason))
+        self.report.unreadable += 1
+        self.report.skipped.append((path, reason))
+
+    def unreadable(self, path: str, reason: str, row: tuple[Any, ...]) -> None:
+        """A file that is not a readable image: skipped, and remembered so it is not read again until
+        it changes."""
+        self.skip(path, reason)
+        self._bad.append(row)
+
+    def image(self, row: tuple[Any, ...], outcome: str, *, clear: bool) -> None:
+        self._images.append((outcome, row, clear))
+
+    def due(self) -> bool:
+        return (
+            len(self._images) + len(self._bad) >= BATCH_SIZE or time.monotonic() - self._since > BATCH_SECONDS
+        )
+
+    def flush(self) -> None:
+        images, bad = self._images, self._bad
+        self._images, self._bad, self._since = [], [], time.monotonic()
+        if not (images or bad):
+            return
+        try:
+            self._gallery._write(lambda conn: self._write_all(conn, images, bad))
+        except Exception as exc:
+            if not _file_fault(exc):
+                raise
+            logger.warning("gallery: writing a batch failed (%s); writing its files one by one", _reason(exc))
+            self._gallery._write(lambda conn: self._write_each(conn, images, bad))
+            return
+        for outcome, _row, _clear in images:
+            self._count(outcome)
+
+    def _count(self, outcome: str) -> None:
+        if outcome == "added":
+            self.report.added += 1
+        else:
+            self.report.updated += 1
+
+    @staticmethod
+    def _write_all(
+        conn: sqlite3.Connection, images: list[tuple[str, tuple[Any, ...], bool]], bad: list[tuple[Any, ...]]
+    ) -> None:
+        if images:
+            Gallery._upsert_images(conn, [row for _outcome, row, _clear in images])
+        if bad:
+            conn.executemany(_UPSERT_UNREADABLE, bad)
+        cleared = [row[0] for _outcome, row, clear in images if clear]
+        if cleared:
+            Gallery._delete_paths(conn, [], cleared)
+
+    def _write_each(
+        self,
+        conn: sqlite3.Connection,
+        images: list[tuple[str, tuple[Any, ...], bool]],
+        bad: list[tuple[Any, ...]],
+    ) -> None:
+        for outcome, row, clear in images:
+
+            def write(row: tuple[Any, ...] = row, clear: bool = clear) -> None:
+                conn.execute(_UPSERT, row)
+                if clear:
+                    conn.execute("DELETE FROM unreadable WHERE path = ?", (row[0],))
+
+            error = _in_savepoint(conn, write)
+            if error is None:
+                self._count(outcome)
+            else:
+                self.skip(str(row[0]), error)
+        for row in bad:
+            error = _in_savepoint(conn, lambda row=row: conn.execute(_UPSERT_UNREADABLE, row))
+            if error is not None:  # already counted as skipped: it is only not remembered
+                logger.warning("gallery: cannot remember %s as unreadable: %s", printable(row[0]), error)
+
+
+def _in_savepoint(conn: sqlite3.Connection, action: Callable[[], object]) -> str | None:
+    """Run ``action`` so that, if it fails for a reason of its own row, only its changes are undone;
+    returns that reason, or None.  Other errors (damage, locks) are raised."""
+    conn.execute("SAVEPOINT one_file")
+    try:
+        action()
+    except Exception as exc:
+        if not _file_fault(exc):
+            raise
+        conn.execute("ROLLBACK TO one_file")
+        conn.execute("RELEASE one_file")
+        return _reason(exc)
+    conn.execute("RELEASE one_file")
+    return None
+
 
 class Gallery:
-    """The image catalogue in one SQLite file.  One object per thread (see the module docstring)."""
+    """The image catalogue in one SQLite file.  One object per thread (see the module docstring).
 
-    def __init__(self, db_path: str | Path) -> None:
+    ``on_damaged`` is called (in the calling thread, before the error is raised) whenever an
+    operation finds the catalogue damaged: an owner that shares this object with many callers (the
+    app's GUI thread) learns of it wherever it shows, and can start a repair.
+    """
+
+    def __init__(
+        self,
+        db_path: str | Path,
+        *,
+        on_damaged: Callable[[CatalogueDamagedError], None] | None = None,
+    ) -> None:
         self.db_path = Path(db_path) if str(db_path) != ":memory:" else Path(":memory:")
+        self._on_damaged = on_damaged
         if str(db_path) != ":memory:":
             self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction is exactly as
-            # long as we mean it to be (Python's implicit transactions would also wrap DDL oddly).
-            self._conn = sqlite3.connect(str(db_path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise GalleryError(f"cannot open the gallery database {db_path}: {exc}") from exc
-        try:
-            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal" and str(db_path) != ":memory:":
-                logger.warning("gallery: WAL not available for %s (journal mode %s)", db_path, mode)
-            self._conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; a cache needs no more
-            self._conn.execute("PRAGMA foreign_keys = ON")
-            self._conn.execute("PRAGMA temp_store = MEMORY")  # the staging tables of batched writes
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            self._conn.close()
-            raise GalleryError(f"cannot use the gallery database {db_path}: {exc}") from exc
-        except BaseException:
-            self._conn.close()
-            raise
+        self._conn = open_catalogue(db_path)
+        self._conn.text_factory = _decode
+
+    @staticmethod
+    def default_path() -> Path:
+        """Where the app keeps its catalogue: ``settings.data_dir()/gallery.sqlite3`` (what ``studio
+        gallery repair`` repairs without ``--db``: it must not open the file to learn its name)."""
+        from studio import settings
+
+        return settings.data_dir() / "gallery.sqlite3"
 
     @classmethod
     def default(cls) -> Gallery:
-        """The app's catalogue: ``settings.data_dir()/gallery.sqlite3``."""
-        from studio import settings
-
-        return cls(settings.data_dir() / "gallery.sqlite3")
+        """The app's catalogue, at :meth:`default_path`."""
+        return cls(cls.default_path())
 
     def close(self) -> None:
         """Close the connection (idempotent).  ``PRAGMA optimize`` first keeps query plans good."""
@@ -439,6 +529,7 @@ class Gallery:
         conn.close()
         self._conn = None  # type: ignore[assignment]
 
+    @_guarded
     def data_version(self) -> int:
         """A number that changes whenever *another* connection (another thread's Gallery, or another
         process such as ``studio gallery scan``) commits to the catalogue; this connection's own
@@ -452,47 +543,42 @@ class Gallery:
         """
         return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
 
+    @_guarded
+    def check_integrity(self) -> str | None:
+        """What is wrong with the file, or None when SQLite's ``quick_check`` and FTS5's own check of
+        the search index find nothing.  Reads the whole file (seconds for a large catalogue): for
+        ``studio gallery repair``, not for every open, which checks only the header and layout."""
+        rows = [str(row[0]) for row in self._conn.execute("PRAGMA quick_check(3)")]
+        if rows != ["ok"]:
+            found = " ".join(" ".join(rows).replace("*** in database main ***", "").split())
+            return f"the integrity check failed: {found[:200]}"
+        self._conn.execute("BEGIN")
+        try:  # an FTS5 'integrity-check' is an INSERT that writes nothing: roll it back all the same
+            self._conn.execute("INSERT INTO images_fts(images_fts, rank) VALUES ('integrity-check', 1)")
+        except sqlite3.DatabaseError as exc:
+            reason = damage_reason(exc)
+            if reason is None:
+                raise
+            return f"search index: {reason}"
+        finally:
+            self._rollback()
+        return None
+
     def __enter__(self) -> Gallery:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # ---- schema ------------------------------------------------------------------------------
-
-    def _version(self) -> int:
-        tables = {row[0] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "schema_version" not in tables:
-            if "images" in tables or "folders" in tables:
-                raise GalleryError(f"{self.db_path}: not a gallery database (no schema version)")
-            return 0
-        row = self._conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
-        return int(row[0]) if row and row[0] is not None else 0
-
-    def _migrate(self) -> None:
-        """Bring the file to :data:`SCHEMA_VERSION`, one migration per transaction, in order."""
-        if self._version() == SCHEMA_VERSION:  # the common case: no write lock taken
+    def _damaged(self, exc: CatalogueDamagedError) -> None:
+        if self._on_damaged is None:
             return
-        self._conn.execute("BEGIN IMMEDIATE")  # two processes opening an old file: one migrates
         try:
-            version = self._version()
-            if version > SCHEMA_VERSION:
-                raise GalleryError(
-                    f"{self.db_path} was written by a newer Latent Studio (schema {version}; this version "
-                    f"understands up to {SCHEMA_VERSION})"
-                )
-            for target, statements in MIGRATIONS:
-                if target <= version:
-                    continue
-                for statement in statements:
-                    self._conn.execute(statement)
-                self._conn.execute("DELETE FROM schema_version")
-                self._conn.execute("INSERT INTO schema_version (version) VALUES (?)", (target,))
-                logger.info("gallery: migrated %s to schema %d", self.db_path, target)
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
+            self._on_damaged(exc)
+        except Exception:  # noqa: BLE001 - the caller gets the damage error all the same
+            logger.warning("gallery: the on_damaged callback failed", exc_info=True)
+
+    # ---- transactions ------------------------------------------------------------------------
 
     def _write(self, statements: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run ``statements`` in one write transaction (BEGIN IMMEDIATE: wait for the lock up front
@@ -501,16 +587,27 @@ class Gallery:
         try:
             result = statements(self._conn)
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            self._rollback()
             raise
         self._conn.execute("COMMIT")
         return result
 
+    def _rollback(self) -> None:
+        """Roll back the open transaction, if SQLite has not already (it does after a full disk or
+        corruption); a failing ROLLBACK must not hide the error that led here."""
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+
     # ---- folders -----------------------------------------------------------------------------
 
     def _folder_rows(self) -> list[tuple[int, str]]:
+        """(id, path) of the registered folders; a row changed by hand into something else is left out."""
+        rows = self._conn.execute("SELECT id, path FROM folders ORDER BY path")
         return [
-            (int(r[0]), str(r[1])) for r in self._conn.execute("SELECT id, path FROM folders ORDER BY path")
+            (r[0], r[1])
+            for r in rows
+            if isinstance(r[0], int) and isinstance(r[1], str) and os.path.isabs(r[1])
         ]
 
     @staticmethod
@@ -528,12 +625,19 @@ class Gallery:
                 best = (folder_id, folder)
         return best
 
+    @_guarded
     def add_folder(self, path: str | os.PathLike[str]) -> Path:
-        """Register a folder (resolved); returns it.  Idempotent.  Scanning is separate (:meth:`scan`)."""
+        """Register a folder (resolved); returns it.  Idempotent.  Scanning is separate (:meth:`scan`).
+
+        Raises NotADirectoryError for what is not a folder, ValueError for a folder whose path is not
+        valid UTF-8 (it could not be stored exactly: see :func:`~studio.library.gallery_rows.path_problem`).
+        """
         folder = _normalise_folder(path)
         if not folder.is_dir():
             raise NotADirectoryError(f"{folder}: not a folder")
         text = str(folder)
+        if path_problem(text) is not None:
+            raise ValueError(f"{printable(text)}: the folder's path is not valid UTF-8; rename it to add it")
 
         def add(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR IGNORE INTO folders (path, added_at) VALUES (?, ?)", (text, time.time()))
@@ -549,10 +653,13 @@ class Gallery:
         self._write(add)
         return folder
 
+    @_guarded
     def remove_folder(self, path: str | os.PathLike[str]) -> None:
         """Forget a folder and its images (rows only: files are never touched).  Images that are also
         inside another registered folder move to it, keeping their ratings."""
         text = str(_normalise_folder(path))
+        if path_problem(text) is not None:
+            return  # never stored
 
         def remove(conn: sqlite3.Connection) -> None:
             row = conn.execute("SELECT id FROM folders WHERE path = ?", (text,)).fetchone()
@@ -571,36 +678,25 @@ class Gallery:
 
         self._write(remove)
 
+    @_guarded
     def folders(self) -> list[Path]:
         return [Path(path) for _, path in self._folder_rows()]
 
     # ---- reading files -----------------------------------------------------------------------
 
-    def _read_file(self, path: str, folder_id: int, size: int, mtime: float) -> tuple[Any, ...] | str:
-        """The row for a file, or an error message when it is not a readable image."""
+    @staticmethod
+    def _read_file(path: str, folder_id: int, size: int, mtime: float) -> tuple[Any, ...] | str:
+        """The row for a file, or why it is skipped.  Never raises: whatever a reader returns or raises
+        for one file (a hostile file can make it do anything) concerns that file only."""
         try:
             meta = read_metadata(path)
             width, height = _image_size(path)
-        except Exception as exc:  # MetadataError, OSError, and whatever a corrupt header raises
-            return str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
-        source = meta.source if meta is not None and meta.source in SOURCES else None
-        return (
-            path,
-            folder_id,
-            size,
-            mtime,
-            width,
-            height,
-            _created(meta, mtime),
-            _clip(meta.model, MAX_NAME_CHARS) if meta else None,
-            _int64(meta.seed) if meta else None,
-            _int64(meta.steps) if meta else None,
-            _clip(meta.scheduler, MAX_NAME_CHARS) if meta else None,
-            _clip(meta.prompt, MAX_PROMPT_CHARS) if meta else None,
-            _clip(meta.negative_prompt, MAX_PROMPT_CHARS) if meta else None,
-            source,
-            time.time(),
-        )
+        except Exception as exc:  # noqa: BLE001 - MetadataError, OSError, whatever a corrupt header raises
+            return _reason(exc)
+        try:
+            return _image_row(path, folder_id, size, mtime, (width, height), meta)
+        except Exception as exc:  # noqa: BLE001 - a reader that returned something unexpected
+            return f"unusable metadata: {_reason(exc)}"
 
     @staticmethod
     def _eligible(path: str, folder: str) -> bool:
@@ -656,6 +752,7 @@ class Gallery:
 
     # ---- scanning ----------------------------------------------------------------------------
 
+    @_guarded
     def scan(
         self,
         folders: Sequence[str | os.PathLike[str]] | None = None,
@@ -667,26 +764,48 @@ class Gallery:
 
         Unchanged files (same size and mtime) are not opened.  Files gone from disk are removed;
         a folder that is missing (an unplugged drive) or could not be listed keeps its rows.
+        A file that cannot be read or stored is skipped and listed with the reason
+        (:attr:`ScanReport.skipped`): one file never stops the scan.
         ``progress`` is called in this thread every :data:`PROGRESS_EVERY` files, outside any
         transaction.  ``cancel`` is checked between files: what was done so far is committed.
-        Raises ValueError for a folder that was never added.
+        Raises ValueError for a folder that was never added, :class:`CatalogueDamagedError` when the
+        catalogue itself turns out damaged.
         """
         started = time.perf_counter()
         report = ScanReport()
         registered = self._folder_rows()
-        if folders is None:
-            targets = registered
-        else:
-            by_path = {path: folder_id for folder_id, path in registered}
-            targets = []
-            for folder in folders:
-                text = str(_normalise_folder(folder))
-                if text not in by_path:
-                    raise ValueError(f"{text}: not a gallery folder (add it first)")
-                targets.append((by_path[text], text))
-        all_paths = {path for _, path in registered}
+        targets = self._targets(registered, folders)
+        found, complete = self._walk_targets(targets, {path for _, path in registered}, cancel)
+        target_ids = [folder_id for folder_id, _ in targets]
+        known = self._known("images", target_ids)
+        known_bad = self._known("unreadable", target_ids)
+        if not (cancel is not None and cancel.is_set()):
+            report.removed = self._remove_gone(found, complete, known, known_bad)
+        self._read_found(found, known, known_bad, report, progress, cancel)
+        report.seconds = time.perf_counter() - started
+        return report
 
-        # 1. Walk everything first: the total for progress, and the list of what still exists.
+    @staticmethod
+    def _targets(
+        registered: list[tuple[int, str]], folders: Sequence[str | os.PathLike[str]] | None
+    ) -> list[tuple[int, str]]:
+        """(id, path) of the folders to scan: those asked for, which must be registered, or all."""
+        if folders is None:
+            return registered
+        by_path = {path: folder_id for folder_id, path in registered}
+        targets = []
+        for folder in folders:
+            text = str(_normalise_folder(folder))
+            if text not in by_path:
+                raise ValueError(f"{printable(text)}: not a gallery folder (add it first)")
+            targets.append((by_path[text], text))
+        return targets
+
+    def _walk_targets(
+        self, targets: list[tuple[int, str]], all_paths: set[str], cancel: threading.Event | None
+    ) -> tuple[list[_Found], list[tuple[int, str, list[str]]]]:
+        """Every file under the targets (the total for progress, and the list of what still exists),
+        and (id, root, folders that could not be listed) of each folder walked completely."""
         found: list[_Found] = []
         complete: list[tuple[int, str, list[str]]] = []
         for folder_id, root in targets:
@@ -699,53 +818,44 @@ class Gallery:
             if not finished:
                 break
             complete.append((folder_id, root, failed))
+        return found, complete
 
-        target_ids = [folder_id for folder_id, _ in targets]
-        known = self._known("images", target_ids)
-        known_bad = self._known("unreadable", target_ids)
+    def _remove_gone(
+        self,
+        found: list[_Found],
+        complete: list[tuple[int, str, list[str]]],
+        known: dict[str, tuple[int, int, float]],
+        known_bad: dict[str, tuple[int, int, float]],
+    ) -> int:
+        """Delete the rows of files gone from folders walked completely; returns images removed."""
+        seen = {item[0] for item in found}
+        gone_images: list[str] = []
+        gone_bad: list[str] = []
+        for folder_id, _root, failed in complete:
+            for rows_known, gone in ((known, gone_images), (known_bad, gone_bad)):
+                for path, (row_folder, _size, _mtime) in rows_known.items():
+                    if (
+                        row_folder == folder_id
+                        and path not in seen
+                        and not any(_inside(path, bad) for bad in failed)
+                    ):
+                        gone.append(path)
+        if gone_images or gone_bad:
+            self._write(lambda conn: self._delete_paths(conn, gone_images, gone_bad))
+        return len(gone_images)
 
-        # 2. Remove what is gone (only for folders walked completely).
-        if not (cancel is not None and cancel.is_set()):
-            seen = {item[0] for item in found}
-            gone_images: list[str] = []
-            gone_bad: list[str] = []
-            for folder_id, _root, failed in complete:
-                for rows_known, gone in ((known, gone_images), (known_bad, gone_bad)):
-                    for path, (row_folder, _size, _mtime) in rows_known.items():
-                        if (
-                            row_folder == folder_id
-                            and path not in seen
-                            and not any(_inside(path, bad) for bad in failed)
-                        ):
-                            gone.append(path)
-            if gone_images or gone_bad:
-                self._write(lambda conn: self._delete_paths(conn, gone_images, gone_bad))
-            report.removed = len(gone_images)
-
-        # 3. Read new and changed files, write in batches.
+    def _read_found(
+        self,
+        found: list[_Found],
+        known: dict[str, tuple[int, int, float]],
+        known_bad: dict[str, tuple[int, int, float]],
+        report: ScanReport,
+        progress: Callable[[ScanProgress], None] | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        """Read new and changed files and write them in batches (see :class:`_Batch`)."""
         total = len(found)
-        rows: list[tuple[Any, ...]] = []
-        bad_rows: list[tuple[Any, ...]] = []
-        cleared: list[str] = []
-        last_flush = time.monotonic()
-
-        def flush() -> None:
-            nonlocal rows, bad_rows, cleared, last_flush
-            if rows or bad_rows or cleared:
-                batch, bad_batch, clear_batch = rows, bad_rows, cleared
-
-                def write(conn: sqlite3.Connection) -> None:
-                    if batch:
-                        self._upsert_images(conn, batch)
-                    if bad_batch:
-                        conn.executemany(_UPSERT_UNREADABLE, bad_batch)
-                    if clear_batch:
-                        self._delete_paths(conn, [], clear_batch)
-
-                self._write(write)
-            rows, bad_rows, cleared = [], [], []
-            last_flush = time.monotonic()
-
+        batch = _Batch(self, report)
         if progress is not None:
             progress(ScanProgress(0, total, None))
         done = 0
@@ -754,39 +864,39 @@ class Gallery:
                 if cancel is not None and cancel.is_set():
                     break
                 done += 1
-                row = known.get(path)
-                bad = known_bad.get(path)
-                if (row is not None and row[1] == size and row[2] == mtime) or (
-                    bad is not None and bad[1] == size and bad[2] == mtime
-                ):
-                    report.unchanged += 1
-                else:
-                    result = self._read_file(path, folder_id, size, mtime)
-                    if isinstance(result, str):
-                        logger.warning("gallery: skipping unreadable image %s: %s", path, result)
-                        report.unreadable += 1
-                        bad_rows.append((path, folder_id, size, mtime, result, time.time()))
-                    else:
-                        if row is None:
-                            report.added += 1
-                        else:
-                            report.updated += 1
-                        rows.append(result)
-                        if bad is not None:
-                            cleared.append(path)
-                    if (
-                        len(rows) + len(bad_rows) >= BATCH_SIZE
-                        or time.monotonic() - last_flush > BATCH_SECONDS
-                    ):
-                        flush()
+                self._scan_one(batch, (path, folder_id, size, mtime), known.get(path), known_bad.get(path))
+                if batch.due():
+                    batch.flush()
                 if progress is not None and done % PROGRESS_EVERY == 0:
                     progress(ScanProgress(done, total, Path(path)))
         finally:
-            flush()
+            batch.flush()
         if progress is not None and done % PROGRESS_EVERY != 0:
             progress(ScanProgress(done, total, Path(found[done - 1][0]) if done else None))
-        report.seconds = time.perf_counter() - started
-        return report
+
+    def _scan_one(
+        self,
+        batch: _Batch,
+        file: _Found,
+        row: tuple[int, int, float] | None,
+        bad: tuple[int, int, float] | None,
+    ) -> None:
+        """One file's part of a scan: unchanged, skipped (with the reason), or read into the batch."""
+        path, folder_id, size, mtime = file
+        problem = path_problem(path)
+        if problem is not None:  # not storable, so not remembered as unreadable either
+            batch.skip(path, problem)
+            return
+        if (row is not None and row[1] == size and row[2] == mtime) or (
+            bad is not None and bad[1] == size and bad[2] == mtime
+        ):
+            batch.report.unchanged += 1
+            return
+        result = self._read_file(path, folder_id, size, mtime)
+        if isinstance(result, str):
+            batch.unreadable(path, result, (path, folder_id, size, mtime, result, time.time()))
+        else:
+            batch.image(result, "added" if row is None else "updated", clear=bad is not None)
 
     def _known(self, table: str, folder_ids: list[int]) -> dict[str, tuple[int, int, float]]:
         """path -> (folder id, size, mtime) of the rows in ``table`` for these folders."""
@@ -826,13 +936,15 @@ class Gallery:
         conn.execute("DELETE FROM temp.staged_paths")
         return deleted
 
+    @_guarded
     def index_file(self, path: str | os.PathLike[str]) -> str:
         """Bring one file's row up to date (for a file watcher); returns what happened:
         "added" | "updated" | "unchanged" | "unreadable" | "removed" (the file is gone).
 
         A path outside every gallery folder, or one a scan would skip (hidden, temp file, other
         type, empty placeholder), changes nothing ("unchanged") unless it was catalogued, in which case
-        it is forgotten ("removed").
+        it is forgotten ("removed").  A file that cannot be read or stored (a name that is not valid
+        UTF-8, say) is "unreadable"; like a scan, this never raises for a problem of the file's own.
         """
         text = str(_normalise_file(path))
         folder = self._deepest(text, self._folder_rows())
@@ -845,29 +957,47 @@ class Gallery:
             return "removed" if self.forget(text) else "unchanged"
         if info.st_size == 0:
             return "unchanged"  # a placeholder being written: the next event brings the image
-        folder_id = folder[0]
+        problem = path_problem(text)
+        if problem is not None:
+            logger.warning("gallery: skipping %s: %s", printable(text), problem)
+            return "unreadable"
+        file = (text, folder[0], info.st_size, info.st_mtime)
         row = self._conn.execute("SELECT size, mtime FROM images WHERE path = ?", (text,)).fetchone()
         bad = self._conn.execute("SELECT size, mtime FROM unreadable WHERE path = ?", (text,)).fetchone()
-        current = (info.st_size, info.st_mtime)
-        if (row is not None and tuple(row) == current) or (bad is not None and tuple(bad) == current):
+        if (row is not None and tuple(row) == file[2:]) or (bad is not None and tuple(bad) == file[2:]):
             return "unchanged"
-        result = self._read_file(text, folder_id, info.st_size, info.st_mtime)
+        result = self._read_file(*file)
         if isinstance(result, str):
-            logger.warning("gallery: skipping unreadable image %s: %s", text, result)
-            values = (text, folder_id, info.st_size, info.st_mtime, result, time.time())
-            self._write(lambda conn: conn.execute(_UPSERT_UNREADABLE, values))
+            self._remember_unreadable(file, result)
             return "unreadable"
-
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute(_UPSERT, result)
-            conn.execute("DELETE FROM unreadable WHERE path = ?", (text,))
-
-        self._write(write)
+        error = self._write(lambda conn: _in_savepoint(conn, lambda: self._store_one(conn, result)))
+        if error is not None:
+            self._remember_unreadable(file, error)
+            return "unreadable"
         return "added" if row is None else "updated"
 
+    @staticmethod
+    def _store_one(conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
+        conn.execute(_UPSERT, row)
+        conn.execute("DELETE FROM unreadable WHERE path = ?", (row[0],))
+
+    def _remember_unreadable(self, file: _Found, reason: str) -> None:
+        """Record a file that failed with the size and mtime it had, so it is read again only once it
+        changes."""
+        logger.warning("gallery: skipping unreadable image %s: %s", printable(file[0]), printable(reason))
+        values = (*file, reason, time.time())
+        error = self._write(
+            lambda conn: _in_savepoint(conn, lambda: conn.execute(_UPSERT_UNREADABLE, values))
+        )
+        if error is not None:
+            logger.warning("gallery: cannot remember %s as unreadable: %s", printable(file[0]), error)
+
+    @_guarded
     def forget(self, path: str | os.PathLike[str]) -> bool:
         """Drop one file's row (the file is not touched); True if it was catalogued."""
         text = str(_normalise_file(path))
+        if path_problem(text) is not None:
+            return False  # never stored
         return self._write(lambda conn: self._delete_paths(conn, [text], [text])) > 0
 
     # ---- queries -----------------------------------------------------------------------------
@@ -896,28 +1026,13 @@ class Gallery:
             clauses.append("i.favourite = 1")
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
-    @staticmethod
-    def _image(row: Sequence[Any]) -> GalleryImage:
-        return GalleryImage(
-            id=row[0],
-            path=Path(row[1]),
-            folder=Path(row[2]),
-            size=row[3],
-            mtime=row[4],
-            width=row[5],
-            height=row[6],
-            created=row[7],
-            model=row[8],
-            seed=row[9],
-            steps=row[10],
-            scheduler=row[11],
-            prompt=row[12],
-            negative_prompt=row[13],
-            source=row[14],
-            rating=row[15],
-            favourite=bool(row[16]),
-        )
+    def _images(self, sql: str, params: Sequence[Any]) -> list[GalleryImage]:
+        """The images a ``SELECT {_COLUMNS}`` returns, each value checked (see
+        :func:`~studio.library.gallery_rows.image_from_row`)."""
+        images = (image_from_row(row) for row in self._conn.execute(sql, params))
+        return [image for image in images if image is not None]
 
+    @_guarded
     def search(self, query: Query | None = None, *, limit: int = 200, offset: int = 0) -> list[GalleryImage]:
         """Images matching ``query`` (default: all), sorted as it asks, one page at a time."""
         query = query if query is not None else Query()
@@ -932,21 +1047,27 @@ class Gallery:
             raise ValueError("limit and offset must not be negative")
         where, params = self._where(query)
         sql = f"SELECT {_COLUMNS} FROM {_FROM}{where} ORDER BY {order} LIMIT ? OFFSET ?"
-        return [self._image(row) for row in self._conn.execute(sql, [*params, limit, offset])]
+        return self._images(sql, [*params, limit, offset])
 
+    @_guarded
     def count(self, query: Query | None = None) -> int:
         where, params = self._where(query if query is not None else Query())
         return int(self._conn.execute(f"SELECT COUNT(*) FROM images AS i{where}", params).fetchone()[0])
 
+    @_guarded
     def get(self, image_id: int) -> GalleryImage | None:
-        row = self._conn.execute(f"SELECT {_COLUMNS} FROM {_FROM} WHERE i.id = ?", (image_id,)).fetchone()
-        return self._image(row) if row else None
+        found = self._images(f"SELECT {_COLUMNS} FROM {_FROM} WHERE i.id = ?", (int64_value(image_id),))
+        return found[0] if found else None
 
+    @_guarded
     def get_by_path(self, path: str | os.PathLike[str]) -> GalleryImage | None:
         text = str(_normalise_file(path))
-        row = self._conn.execute(f"SELECT {_COLUMNS} FROM {_FROM} WHERE i.path = ?", (text,)).fetchone()
-        return self._image(row) if row else None
+        if path_problem(text) is not None:
+            return None  # never stored
+        found = self._images(f"SELECT {_COLUMNS} FROM {_FROM} WHERE i.path = ?", (text,))
+        return found[0] if found else None
 
+    @_guarded
     def set_rating(self, image_id: int, rating: int) -> None:
         """0 (unrated) .. 5.  An unknown id (e.g. removed by a concurrent scan) is ignored."""
         if isinstance(rating, bool) or not isinstance(rating, int) or not 0 <= rating <= 5:
@@ -955,6 +1076,7 @@ class Gallery:
             lambda conn: conn.execute("UPDATE images SET rating = ? WHERE id = ?", (rating, image_id))
         )
 
+    @_guarded
     def set_favourite(self, image_id: int, favourite: bool) -> None:
         """An unknown id (e.g. removed by a concurrent scan) is ignored."""
         value = 1 if favourite else 0
@@ -962,9 +1084,10 @@ class Gallery:
             lambda conn: conn.execute("UPDATE images SET favourite = ? WHERE id = ?", (value, image_id))
         )
 
+    @_guarded
     def models(self) -> list[str]:
         """Distinct model names, for the model filter (case-insensitive order)."""
         cursor = self._conn.execute(
             "SELECT DISTINCT model FROM images WHERE model IS NOT NULL ORDER BY model COLLATE NOCASE, model"
         )
-        return [row[0] for row in cursor]
+        return [row[0] for row in cursor if isinstance(row[0], str) and row[0]]

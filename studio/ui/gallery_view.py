@@ -86,7 +86,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.library.gallery import GalleryImage, Query
+from studio.library.display import printable
+from studio.library.gallery import CatalogueDamagedError, GalleryImage, Query
 from studio.library.metadata import ImageMetadata, read_metadata
 from studio.worker.gallery import GalleryService, describe_report
 
@@ -161,18 +162,33 @@ def _bytes(pixmap: QPixmap) -> int:
 
 
 def _tooltip(image: GalleryImage) -> str:
+    """Prompt, model, seed, size and path. Every piece from the file goes through ``printable``: a
+    prompt may carry terminal escapes, bidi overrides or carriage returns, shown as visible escapes."""
     prompt = image.prompt or ""
     if len(prompt) > 300:
         prompt = prompt[:299] + "…"
-    details = [image.model, f"seed {image.seed}" if image.seed is not None else None]
+    details = [printable(image.model) if image.model else None, f"seed {image.seed}" if image.seed is not None else None]
     if image.width and image.height:
         details.append(f"{image.width}×{image.height}")
-    lines = [prompt] if prompt else []
+    lines = [printable(prompt, keep_newlines=True)] if prompt else []
     line = " · ".join(d for d in details if d)
     if line:
         lines.append(line)
-    lines.append(str(image.path))
+    lines.append(printable(image.path))
     return "\n".join(lines)
+
+
+def _name(path: Path) -> str:
+    """A file name fit for a label or a message (it may hold anything a file system allows)."""
+    return printable(path.name)
+
+
+def _date(stamp: float) -> str | None:
+    """``stamp`` as local date and time; None for one no calendar holds (a catalogue changed by hand)."""
+    try:
+        return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 # ------------------------------------------------------------------------------------------- model
@@ -266,7 +282,7 @@ class GalleryModel(QAbstractListModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             return _tooltip(image)
         if role == Qt.ItemDataRole.AccessibleTextRole:
-            return (image.prompt or image.path.name)[:200]
+            return printable((image.prompt or image.path.name)[:200])
         return None
 
     # --------------------------------------------------------------------------------- queries
@@ -498,9 +514,12 @@ class GalleryModel(QAbstractListModel):
             return None
         try:
             return self._service.gallery().search(self._query, limit=limit, offset=offset)
+        except CatalogueDamagedError:  # the service rebuilds it and says so, once
+            log.info("gallery search found the catalogue damaged", exc_info=True)
+            return None
         except Exception as exc:  # noqa: BLE001 - a broken or locked catalogue: say it, show nothing more
             log.warning("gallery search failed", exc_info=True)
-            self.failed.emit(f"Gallery search failed: {exc}")
+            self.failed.emit(printable(f"Gallery search failed: {exc}"))
             return None
 
     def _append(self, images: list[GalleryImage]) -> None:
@@ -1097,7 +1116,7 @@ class GalleryView(QWidget):
             self.model_filter.clear()
             self.model_filter.addItem("All models", None)
             for name in models:
-                self.model_filter.addItem(name, name)
+                self.model_filter.addItem(printable(name), name)  # shown harmlessly, matched exactly
             index = self.model_filter.findData(current) if current is not None else 0
             self.model_filter.setCurrentIndex(max(index, 0))
         if current is not None and index < 0:
@@ -1245,8 +1264,8 @@ class GalleryView(QWidget):
         meta = self._current_meta[1] if same and self._current_meta else self._metadata(image.path)
         self._current_meta = (image.path, meta)
 
-        def text(value) -> str:
-            return "—" if value is None or value == "" else str(value)
+        def text(value, multiline: bool = False) -> str:
+            return "—" if value is None or value == "" else printable(value, keep_newlines=multiline)
 
         guidance = meta.guidance if meta is not None else None
         values = {
@@ -1259,16 +1278,18 @@ class GalleryView(QWidget):
             "model": image.model,
             "size": f"{image.width} × {image.height}" if image.width and image.height else None,
             "source": SOURCE_LABELS.get(image.source or "", image.source) or "no generation parameters found",
-            "created": datetime.fromtimestamp(image.created).strftime("%Y-%m-%d %H:%M:%S") if image.created else None,
+            "created": _date(image.created) if image.created else None,
             "file": f"{image.path}  ({_file_size(image.size)})",
         }
         for key, value in values.items():
-            self.fields[key].setText(text(value))
-        self.caption.setText(image.path.name)
+            self.fields[key].setText(text(value, multiline=key in ("prompt", "negative_prompt")))
+        self.caption.setText(_name(image.path))
         self.preview.set_placeholder("")  # blank until the picture is decoded (failures go to the status bar)
         raw = meta.raw if meta is not None else {}
         self.raw.setPlaceholderText(NO_CHUNKS)
-        self.raw.setPlainText("\n\n".join(f"[{key}]\n{value}" for key, value in raw.items()))
+        self.raw.setPlainText(
+            "\n\n".join(f"[{printable(key)}]\n{printable(value, keep_newlines=True)}" for key, value in raw.items())
+        )
         with QSignalBlocker(self.rating), QSignalBlocker(self.favourite):
             self.rating.setValue(int(image.rating or 0))
             self.favourite.setChecked(bool(image.favourite))
@@ -1292,7 +1313,7 @@ class GalleryView(QWidget):
     def _on_preview_failed(self, path: str, why: str) -> None:
         current = self.current_image()
         if current is not None and str(current.path) == path:
-            self.message.emit(why)
+            self.message.emit(printable(why))
 
     def _on_data_changed(self, top: QModelIndex, bottom: QModelIndex, roles=()) -> None:
         current = self.grid.currentIndex()
@@ -1331,10 +1352,10 @@ class GalleryView(QWidget):
         meta = self._metadata(image.path)
         fields = meta.to_request_fields() if meta is not None else {}
         if not fields:
-            self.message.emit(f"{image.path.name} holds no generation parameters")
+            self.message.emit(f"{_name(image.path)} holds no generation parameters")
             return
         self.reuse_parameters.emit(fields)
-        self.message.emit(f"Parameters of {image.path.name} restored")
+        self.message.emit(f"Parameters of {_name(image.path)} restored")
 
     def reuse_current_seed(self) -> None:
         image = self._require_current()
@@ -1345,7 +1366,7 @@ class GalleryView(QWidget):
             meta = self._metadata(image.path)
             seed = meta.seed if meta is not None else None
         if seed is None:
-            self.message.emit(f"{image.path.name} records no seed")
+            self.message.emit(f"{_name(image.path)} records no seed")
             return
         self.reuse_seed.emit(int(seed))
         self.message.emit(f"Seed {seed} fixed")
@@ -1361,13 +1382,13 @@ class GalleryView(QWidget):
             return False
         pixels = QImage(str(image.path))
         if pixels.isNull():
-            self.message.emit(f"Cannot read {image.path.name} (moved or deleted?)")
+            self.message.emit(f"Cannot read {_name(image.path)} (moved or deleted?)")
             return False
         mime = QMimeData()
         mime.setImageData(pixels)
         mime.setUrls([QUrl.fromLocalFile(str(image.path))])
         QApplication.clipboard().setMimeData(mime)
-        self.message.emit(f"Copied {image.path.name}")
+        self.message.emit(f"Copied {_name(image.path)}")
         return True
 
     def copy_prompt(self) -> bool:
@@ -1379,7 +1400,7 @@ class GalleryView(QWidget):
             meta = self._metadata(image.path)
             prompt = meta.prompt if meta is not None else None
         if not prompt:
-            self.message.emit(f"{image.path.name} records no prompt")
+            self.message.emit(f"{_name(image.path)} records no prompt")
             return False
         QApplication.clipboard().setText(prompt)
         self.message.emit("Prompt copied")
@@ -1433,7 +1454,7 @@ class GalleryView(QWidget):
         self._update_actions()
         self._update_count()
         seconds = max(1, round(self._undo_timer.interval() / 1000))
-        self.message.emit(f"{image.path.name} deleted: Ctrl+Z brings it back (it goes to the trash in {seconds} s)")
+        self.message.emit(f"{_name(image.path)} deleted: Ctrl+Z brings it back (it goes to the trash in {seconds} s)")
 
     def undo_delete(self) -> bool:
         """Bring back the last deleted image, if it has not gone to the trash yet."""
@@ -1446,7 +1467,7 @@ class GalleryView(QWidget):
         self.model.unhide(pending.image.id)
         self.select_image(pending.image.id)
         self._update_count()
-        self.message.emit(f"{pending.image.path.name} restored")
+        self.message.emit(f"{_name(pending.image.path)} restored")
         return True
 
     def pending_delete(self) -> Path | None:
@@ -1478,13 +1499,13 @@ class GalleryView(QWidget):
                 return None
             path = chosen
         folder = self._service.add_folder(path)
-        self.message.emit(f"Adding {folder} to the gallery…")
+        self.message.emit(f"Adding {printable(folder)} to the gallery…")
         return folder
 
     def remove_folder(self, path: str | Path) -> bool:
         removed = self._service.remove_folder(path)
         if removed:
-            self.message.emit(f"{path} removed from the gallery (its files are left alone)")
+            self.message.emit(f"{printable(path)} removed from the gallery (its files are left alone)")
         return removed
 
     def _fill_folder_menu(self) -> None:
@@ -1494,7 +1515,7 @@ class GalleryView(QWidget):
             self._folder_menu.addAction("No folders in the gallery").setEnabled(False)
         for folder in folders:
             pinned = self._service.is_pinned(folder)
-            act = self._folder_menu.addAction(f"{folder}  (output folder)" if pinned else str(folder))
+            act = self._folder_menu.addAction(f"{printable(folder)}  (output folder)" if pinned else printable(folder))
             act.setEnabled(not pinned)
             act.triggered.connect(lambda _=False, f=folder: self.remove_folder(f))
 
@@ -1527,7 +1548,7 @@ class GalleryView(QWidget):
 
     def _on_scan_failed(self, why: str) -> None:
         if why != "cancelled":
-            self.message.emit(f"Library scan failed: {why}")
+            self.message.emit(printable(f"Library scan failed: {why}"))
         self._show_progress(self._service.is_scanning())
 
     # ------------------------------------------------------------------------------------- events

@@ -26,6 +26,14 @@ whether any other connection committed (:meth:`~studio.library.gallery.Gallery.d
 header read, no table touched) and emits ``library_changed`` when one did, so those images appear by
 themselves; folders another process added or removed are then watched or dropped like our own. The
 same poll shows a long scan's batches as they are committed, not only when it ends.
+
+A damaged catalogue (:class:`~studio.library.gallery.CatalogueDamagedError`, found on opening or by any
+query or task later) is rebuilt by itself, once a session: the GUI thread swaps its Gallery for an empty
+in-memory stand-in and closes the file, the gallery thread closes its own connection and moves the file
+aside (:func:`~studio.library.gallery_repair.rebuild_damaged`, keeping the folders), then the GUI opens
+the fresh catalogue, says once what happened and where the old file is (``message``), and rescans. Every
+connection is closed before the move because SQLite deletes a ``-wal`` by name when the last connection
+to a file closes. The app stays up whatever the file holds.
 """
 
 from __future__ import annotations
@@ -57,7 +65,9 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QImage, QImageReader
 
-from studio.library.gallery import IMAGE_SUFFIXES, Gallery, ScanReport
+from studio.library.display import printable
+from studio.library.gallery import IMAGE_SUFFIXES, CatalogueDamagedError, Gallery, GalleryError, ScanReport
+from studio.library.gallery_repair import RecoveryReport, rebuild_damaged
 from studio.library.images import load_image
 from studio.library.thumbnails import ThumbnailCache
 from studio.worker.qimage import pil_to_qimage
@@ -79,6 +89,8 @@ MAX_WATCHED_DIRS = 4096
 """inotify watches are a per-user resource; beyond this, changes are found by Rescan only."""
 POLL_MS = 1000
 """How often the GUI thread checks whether another connection (another process) changed the catalogue."""
+MAX_RECOVERIES = 1
+"""Rebuilds of a damaged catalogue per session (see GalleryService._begin_recovery)."""
 PROGRESS_INTERVAL_S = 0.05
 MAX_PENDING_THUMBNAILS = 512
 PREVIEW_MAX_SIDE = 2048
@@ -89,14 +101,18 @@ _CLOSED = object()
 def describe_report(report: ScanReport) -> str:
     """One line for the status bar. A scan that found nothing to change says so, with how many files
     it checked: after another process catalogued the images (already shown), "0 added" alone reads as
-    if the scan had missed them."""
+    if the scan had missed them. Skipped files are counted as unreadable, the first with its reason."""
     if not (report.added or report.updated or report.removed or report.unreadable):
         files = f"{report.unchanged:,} file{'s' if report.unchanged != 1 else ''}"
         return f"Library scanned: up to date, no changes ({files} checked, {report.seconds:.1f} s)"
     parts = [f"{report.added} added", f"{report.updated} updated", f"{report.removed} removed"]
     if report.unreadable:
         parts.append(f"{report.unreadable} unreadable")
-    return f"Library scanned: {', '.join(parts)} ({report.seconds:.1f} s)"
+    text = f"Library scanned: {', '.join(parts)} ({report.seconds:.1f} s)"
+    if report.skipped:  # the first reason, file names shown harmlessly (they may hold anything)
+        path, reason = report.skipped[0]
+        text += f"; e.g. {printable(os.path.basename(path))}: {printable(reason)}"
+    return text
 
 
 def _first_line(exc: BaseException) -> str:
@@ -172,6 +188,9 @@ class GalleryWorker(QObject):
     watch = Signal(list)  # every directory that should be watched now (str)
     retry = Signal(list)  # directories to look at again later (str)
     failed = Signal(str)
+    damaged = Signal(str)  # the catalogue is damaged (why): our connection to it is closed
+    recovered = Signal(object)  # RecoveryReport: the damaged catalogue was moved aside and a fresh one made
+    recovery_failed = Signal(str)
 
     def __init__(self, db_path: Path, closing: threading.Event, skip: Iterable[Path] = ()):
         super().__init__()
@@ -182,6 +201,7 @@ class GalleryWorker(QObject):
         self._roots: list[Path] = []
         self._dirs: dict[Path, _Dir] = {}
         self._retries: dict[Path, int] = {}
+        self._unsaved_folders: list[Path] = []  # added while the catalogue was damaged: kept for the rebuild
 
     # ------------------------------------------------------------------------------------ plumbing
     def _gallery(self) -> Gallery:
@@ -206,16 +226,47 @@ class GalleryWorker(QObject):
             if task.kind == "scan":
                 self.scan_failed.emit("cancelled")
             return  # shutting down: scans and indexing are skipped, writes still happen
+        asks_scan = task.kind == "scan" or (task.kind == "add_folder" and task.args[1] is not None)
         try:
             getattr(self, f"_do_{task.kind}")(*task.args)
+        except CatalogueDamagedError as exc:
+            self._on_damaged(task, exc)
+            if asks_scan:
+                self.scan_failed.emit("cancelled")  # the rebuild scans again; the service counts this one
         except Exception as exc:  # noqa: BLE001 - one failed task must not stop the thread
             log.warning("gallery task %s failed", task.kind, exc_info=True)
-            if task.kind == "scan" or (task.kind == "add_folder" and task.args[1] is not None):
+            if asks_scan:
                 self.scan_failed.emit(_first_line(exc))  # the service counts the scan it asked for
             else:
-                self.failed.emit(f"Library: {_first_line(exc)}")
+                self.failed.emit(printable(f"Library: {_first_line(exc)}"))
+
+    def _on_damaged(self, task: _Task, exc: CatalogueDamagedError) -> None:
+        """Close our connection to the damaged file (it is about to be moved aside) and tell the
+        service, which repairs it once every connection is closed.  A folder being added is kept for
+        the rebuild, so the user's request is not lost."""
+        log.warning("gallery task %s found the catalogue damaged: %s", task.kind, exc.reason)
+        if task.kind == "add_folder" and task.args[0] not in self._unsaved_folders:
+            self._unsaved_folders.append(task.args[0])
+        self.close()
+        self.damaged.emit(exc.reason)
 
     # ---------------------------------------------------------------------------------------- tasks
+    def _do_recover(self, reason: str, folders: list[Path]) -> None:
+        """Move the damaged catalogue aside and make a fresh one holding the folders the old one still
+        lists, plus ``folders`` and any added meanwhile (the service closed its own connection first and
+        scans them once it has opened the new file)."""
+        self.close()
+        self._roots, self._dirs, self._retries = [], {}, {}
+        wanted = [*folders, *self._unsaved_folders]
+        try:
+            report = rebuild_damaged(self._db_path, folders=wanted, reason=reason, scan=False)
+        except Exception as exc:  # noqa: BLE001 - the app stays up, with an empty gallery, and says why
+            log.warning("rebuilding the damaged gallery catalogue failed", exc_info=True)
+            self.recovery_failed.emit(_first_line(exc))
+            return
+        self._unsaved_folders = []
+        self.recovered.emit(report)
+
     def _do_watch(self) -> None:
         """Snapshot every library folder and publish the directories to watch (no indexing)."""
         self._gallery()
@@ -491,8 +542,13 @@ class GalleryService(QObject):
         self._pinned: set[Path] = set()
         self._scans: list[threading.Event] = []
 
+        self._recovering = False
+        self._recoveries = 0
+        self._readers = 0  # how many times the GUI's Gallery was replaced: tells stale damage reports apart
+        self.recovery: RecoveryReport | None = None
+        """The last rebuild of a damaged catalogue this session (None: none was needed)."""
         # The GUI's reader first: it creates the schema before the worker's connection opens.
-        self._db = Gallery(self._db_path)
+        self._db, damage = self._open_reader()
         self._thumbs = ThumbnailCache(self._thumbnail_dir)
         self._seen_version = self._db.data_version()
         self._known_folders = set(self._db.folders())
@@ -511,6 +567,9 @@ class GalleryService(QObject):
         self._worker.watch.connect(self._on_watch, queued)
         self._worker.retry.connect(self._on_retry, queued)
         self._worker.failed.connect(self.message, queued)
+        self._worker.damaged.connect(self._begin_recovery, queued)
+        self._worker.recovered.connect(self._on_recovered, queued)
+        self._worker.recovery_failed.connect(self._on_recovery_failed, queued)
         self._thread.start()
 
         self._watcher = QFileSystemWatcher(self)
@@ -535,13 +594,114 @@ class GalleryService(QObject):
         self._thumbnail_made.connect(self._on_thumbnail_made, queued)
         self._preview_made.connect(self._on_preview_made, queued)
 
-        if scan_on_start:  # finds what changed while the app was closed, then watches
+        if damage is not None:  # rebuilt first; the rebuild scans and watches
+            self._begin_recovery(damage)
+        elif scan_on_start:  # finds what changed while the app was closed, then watches
             self.scan()
         else:  # watch only: changes made while the app was closed wait for the next scan
             self._send(_Task("watch"))
         app = QCoreApplication.instance()
         if app is not None:  # Qt aborts if a QThread is destroyed while it runs
             app.aboutToQuit.connect(self.shutdown)
+
+    # ----------------------------------------------------------------------- a damaged catalogue
+    def _open_reader(self) -> tuple[Gallery, str | None]:
+        """The GUI thread's Gallery, and why the catalogue is damaged (None when it is not).
+
+        Whatever the file holds, the app stays up: a damaged file gets an empty stand-in until it is
+        rebuilt (:meth:`_begin_recovery`), one that cannot be used otherwise (a newer version's) an
+        empty stand-in and one message.
+        """
+        try:
+            return Gallery(self._db_path, on_damaged=self._on_damage_seen), None
+        except CatalogueDamagedError as exc:
+            return Gallery(":memory:"), exc.reason
+        except GalleryError as exc:
+            log.warning("the gallery catalogue cannot be used", exc_info=True)
+            self._say_later(f"The gallery is unavailable: {_first_line(exc)}")
+            return Gallery(":memory:"), None
+
+    def _say_later(self, text: str) -> None:
+        """Emit ``message`` once control is back in the event loop: said while the service is being
+        made, it would reach no one (the view connects to it afterwards)."""
+
+        def say() -> None:
+            if not self._closed:
+                self.message.emit(printable(text))
+
+        QTimer.singleShot(0, self, say)
+
+    def _on_damage_seen(self, exc: CatalogueDamagedError) -> None:
+        """The GUI's Gallery met damage inside one of its calls: repair once that call is over (unless
+        that Gallery has been replaced meanwhile, by a repair already under way)."""
+        reader = self._readers
+
+        def repair() -> None:
+            if reader == self._readers:
+                self._begin_recovery(exc.reason)
+
+        QTimer.singleShot(0, self, repair)
+
+    @Slot(str)
+    def _begin_recovery(self, reason: str) -> None:
+        """Close the GUI's connection (an empty stand-in answers queries meanwhile) and have the gallery
+        thread, which closes its own first, move the damaged file aside and make a fresh one.
+
+        At most :data:`MAX_RECOVERIES` rebuilds a session: a catalogue damaged again right away points
+        at something a rebuild does not fix (the disk), and moving files aside in a loop would not help.
+        """
+        if self._closed or self._recovering:
+            return
+        if self._recoveries >= MAX_RECOVERIES:
+            self._swap_reader(Gallery(":memory:"))
+            self.message.emit(
+                printable(
+                    f"The gallery catalogue {self._db_path} is damaged again ({reason}); it was rebuilt once "
+                    "already: restart the app, or run `studio gallery repair`"
+                )
+            )
+            self.library_changed.emit()
+            return
+        self._recovering = True
+        self._recoveries += 1
+        self.cancel_scan()
+        self._swap_reader(Gallery(":memory:"))
+        self.library_changed.emit()
+        self._send(_Task("recover", (reason, sorted(self._pinned))))
+
+    @Slot(object)
+    def _on_recovered(self, report: RecoveryReport) -> None:
+        self._recovering = False
+        self.recovery = report
+        if self._closed:
+            return
+        reader, damage = self._open_reader()
+        self._swap_reader(reader)
+        self.message.emit(printable(report.describe()))
+        self.folders_changed.emit()
+        self.library_changed.emit()
+        if damage is not None:
+            self._begin_recovery(damage)
+        else:
+            self.scan()  # the images are the truth: catalogue them again, then watch
+
+    @Slot(str)
+    def _on_recovery_failed(self, why: str) -> None:
+        self._recovering = False
+        self._recoveries = MAX_RECOVERIES  # no second try this session: the gallery stays empty
+        if not self._closed:
+            self.message.emit(
+                printable(f"The gallery catalogue {self._db_path} is damaged and could not be rebuilt: {why}")
+            )
+
+    def _swap_reader(self, reader: Gallery) -> None:
+        old, self._db = self._db, reader
+        self._readers += 1
+        with contextlib.suppress(Exception):
+            old.close()
+        with contextlib.suppress(Exception):
+            self._seen_version = reader.data_version()
+            self._known_folders = set(reader.folders())
 
     # --------------------------------------------------------------------------------- queries
     def gallery(self) -> Gallery:
@@ -642,6 +802,9 @@ class GalleryService(QObject):
             return False
         try:
             write(self._db)
+        except CatalogueDamagedError:  # the repair it starts says what happened
+            self.message.emit("Could not save the rating: the gallery catalogue is damaged and is being rebuilt")
+            return False
         except Exception as exc:  # noqa: BLE001 - a locked or broken database: say so, keep going
             log.warning("saving a mark for image %d failed", image_id, exc_info=True)
             self.message.emit(f"Could not save the rating: {_first_line(exc)}")
@@ -794,7 +957,7 @@ class GalleryService(QObject):
     def _catch_up(self, *, force: bool) -> bool:
         """Emit library_changed when the catalogue changed (or `force`: our thread says it did), and
         remember the version seen, so the poll does not announce the same commit a second time."""
-        if self._closed:
+        if self._closed or self._recovering:
             return False
         try:
             version = self._db.data_version()

@@ -753,6 +753,8 @@ def test_default_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     from studio import settings
 
     monkeypatch.setattr(settings, "data_dir", lambda: tmp_path / "data")
+    assert Gallery.default_path() == tmp_path / "data" / "gallery.sqlite3"  # without opening it
+    assert not Gallery.default_path().exists()
     with Gallery.default() as gallery:
         assert gallery.db_path == tmp_path / "data" / "gallery.sqlite3"
     assert (tmp_path / "data" / "gallery.sqlite3").exists()

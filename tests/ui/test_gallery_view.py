@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -557,3 +558,46 @@ def test_images_catalogued_by_another_process_appear_by_themselves(make_view, li
     with qtbot.waitSignal(view.service.scan_finished, timeout=WAIT_MS):
         view.act_rescan.trigger()
     assert messages[-1].startswith("Library scanned: up to date, no changes (5 files checked")
+
+
+# ------------------------------------------------------------------------------ untrusted text
+HOSTILE = "red \x1b[31mfox\x1b[0m \u202eevil\u202c\rhidden"
+
+
+def test_metadata_text_is_shown_harmlessly_and_copied_exactly(make_view, tmp_path, qtbot):
+    folder = tmp_path / "hostile"
+    make_ours(folder / "trick.png", HOSTILE, model="model\x1b]0;title\x07", negative="bad\u2028line", created=BASE)
+    view = make_view(folder)
+    select(view, "trick.png")
+    shown = view.fields["prompt"].text()
+    assert shown == "red \\x1b[31mfox\\x1b[0m \\u202eevil\\u202c\\rhidden"
+    assert view.fields["model"].text() == "model\\x1b]0;title\\x07"
+    assert view.fields["negative_prompt"].text() == "bad\\u2028line"
+    index = view.model.index(0)
+    tooltip = view.model.data(index, Qt.ItemDataRole.ToolTipRole)
+    accessible = view.model.data(index, Qt.ItemDataRole.AccessibleTextRole)
+    for text in (shown, tooltip, accessible, view.raw.toPlainText(), view.model_filter.itemText(1)):
+        assert not any(char in text for char in "\x1b\u202e\u202c\r\x07\u2028"), repr(text)
+    assert "\\x1b[31mfox" in tooltip and "\\u202eevil" in tooltip and "\\rhidden" in tooltip
+    assert view.model_filter.itemData(1) == "model\x1b]0;title\x07"  # the filter still matches exactly
+    view.act_copy_prompt.trigger()
+    assert QApplication.clipboard().text() == HOSTILE  # the clipboard gets the prompt as it is
+
+
+# ------------------------------------------------------------------------------ damaged catalogue
+def test_damage_found_by_a_search_is_repaired_and_said_once(make_view, library, tmp_path, qtbot):
+    view = make_view(library)
+    messages: list[str] = []
+    view.message.connect(messages.append)
+    with sqlite3.connect(tmp_path / "gallery.sqlite3") as conn:
+        conn.execute("DROP TABLE images_fts_data")  # the search index is broken under the open app
+    conn.close()
+    with qtbot.waitSignal(view.service.scan_finished, timeout=WAIT_MS):
+        qtbot.keyClicks(view.search, "fox")  # the text search meets the damage; the rebuild rescans
+    qtbot.waitUntil(lambda: names(view) == ["snowfox.png", "fox.png"], timeout=WAIT_MS)
+    said = [m for m in messages if "damaged" in m]
+    assert len(said) == 1 and "moved it to" in said[0] and "ratings" in said[0]
+    assert not [m for m in messages if "search failed" in m]
+    view.search.clear()
+    qtbot.waitUntil(lambda: len(names(view)) == 4, timeout=WAIT_MS)
+    assert len([m for m in messages if "damaged" in m]) == 1

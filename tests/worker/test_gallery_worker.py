@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -352,3 +353,102 @@ def test_larger_thumbnails_come_from_a_larger_stored_size(make_service, qtbot, l
     assert blocker.args[0] == 7 and (blocker.args[1].width(), blocker.args[1].height()) == (400, 200)
     stored = ThumbnailCache(service.thumbnail_dir)
     assert stored.cached(path, 512) is not None and stored.cached(path) is None
+
+
+# ------------------------------------------------------------------------- a damaged catalogue
+def catalogue_of(db: Path, folder: Path) -> int:
+    """Catalogue `folder` into `db` (as an earlier session did) and rate one image 5; returns its id."""
+    with Gallery(db) as gallery:
+        gallery.add_folder(folder)
+        gallery.scan()
+        fox = gallery.get_by_path(folder / "fox-0.png")
+        gallery.set_rating(fox.id, 5)
+        return fox.id
+
+
+def damaged_messages(messages: list[str]) -> list[str]:
+    return [m for m in messages if "damaged" in m]
+
+
+def test_a_damaged_catalogue_is_moved_aside_and_rebuilt_on_start(make_service, qtbot, tmp_path, library):
+    db = tmp_path / "db" / "gallery.sqlite3"
+    catalogue_of(db, library)
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE images_fts")  # what the fuzzing found: "no such table: images_fts"
+    conn.close()
+    messages: list[str] = []
+    service = make_service()  # does not raise: an empty stand-in until the rebuild
+    service.message.connect(messages.append)  # as the view does, after the service is made
+    with qtbot.waitSignal(service.scan_finished, timeout=WAIT_MS) as blocker:
+        pass  # the rescan that follows the rebuild
+    assert blocker.args[0].added == 6
+    assert service.gallery().count() == 6 and service.folders() == [library.resolve()]
+    assert [i.path.name for i in service.gallery().search(Query(text="umbrella"))] == ["umbrella.png"]
+    report = service.recovery
+    assert report is not None and report.moved_to.name.startswith("gallery.sqlite3.damaged-")
+    [said] = damaged_messages(messages)
+    assert str(db) in said and "images_fts is missing" in said and str(report.moved_to) in said
+    # The old file is kept whole, with the rating only it knew.
+    with sqlite3.connect(f"file:{report.moved_to}?mode=ro", uri=True) as old:
+        assert old.execute("SELECT MAX(rating) FROM images").fetchone() == (5,)
+    old.close()
+    qtbot.waitUntil(lambda: str(library / "sub") in service.watched_directories(), timeout=WAIT_MS)
+    wait_scan(qtbot, service, service.scan)
+    assert len(damaged_messages(messages)) == 1  # said once
+
+
+def test_a_catalogue_of_garbage_keeps_the_app_up_and_the_output_folder_in_it(make_service, qtbot, tmp_path):
+    db = tmp_path / "db" / "gallery.sqlite3"
+    db.parent.mkdir()
+    db.write_bytes(os.urandom(4096))
+    kept = db.read_bytes()
+    out = tmp_path / "out"
+    make_ours(out / "made.png", "made by the app")
+    messages: list[str] = []
+    service = make_service()
+    service.message.connect(messages.append)
+    assert service.gallery().count() == 0 and service.folders() == []  # the stand-in answers
+    service.ensure_folder(out)  # what the window does next
+    qtbot.waitUntil(lambda: service.gallery().get_by_path(out / "made.png") is not None, timeout=WAIT_MS)
+    assert service.folders() == [out.resolve()]
+    [said] = damaged_messages(messages)
+    assert "file is not a database" in said
+    assert service.recovery.moved_to.read_bytes() == kept  # never deleted: moved aside as it was
+
+
+def test_damage_found_by_a_task_while_running_is_repaired(make_service, qtbot, library):
+    service = make_service()
+    wait_scan(qtbot, service, lambda: service.add_folder(library))
+    messages: list[str] = []
+    service.message.connect(messages.append)
+    with sqlite3.connect(service.gallery().db_path) as conn:
+        conn.execute("DROP TABLE images_fts_data")  # the file opens; a write to the search index fails
+    conn.close()
+    with qtbot.waitSignal(service.scan_finished, timeout=WAIT_MS) as blocker:
+        service.index_paths([make_ours(library / "new.png", "a new fox")])
+    assert blocker.args[0].added == 7  # rebuilt, then everything catalogued again, the new file too
+    assert service.gallery().count() == 7 and service.folders() == [library.resolve()]
+    [said] = damaged_messages(messages)
+    assert "images_fts" in said and "moved it to" in said
+
+
+def test_a_catalogue_from_a_newer_version_leaves_the_app_up_and_the_file_alone(make_service, qtbot, tmp_path):
+    db = tmp_path / "db" / "gallery.sqlite3"
+    Gallery(db).close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE schema_version SET version = 99")
+    conn.close()
+    service = make_service()
+    with qtbot.waitSignal(service.message, timeout=WAIT_MS) as blocker:
+        pass
+    assert "unavailable" in blocker.args[0] and "newer" in blocker.args[0]
+    assert service.gallery().count() == 0
+    assert not list(db.parent.glob("*.damaged-*"))
+
+
+def test_describe_report_names_the_first_skipped_file_harmlessly():
+    report = ScanReport(added=1, unreadable=2, skipped=[("/p/bad\udcff.png", "file name is not valid UTF-8"), ("/p/x", "y")])
+    assert describe_report(report) == (
+        "Library scanned: 1 added, 0 updated, 0 removed, 2 unreadable (0.0 s); "
+        "e.g. bad\\udcff.png: file name is not valid UTF-8"
+    )

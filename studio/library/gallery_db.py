@@ -1,0 +1,354 @@
+"""The gallery's SQLite file itself: its layout, opening it safely, and telling damage from trouble.
+
+Why a module of its own: what can go wrong with the file is independent of what the catalogue does
+with it, and each failure wants a different answer.
+
+* Busy (another process holds a lock): wait and try again.  ``busy_timeout`` covers most statements,
+  but SQLite does not call the busy handler everywhere: switching a brand-new file to WAL, or
+  upgrading a read lock while another connection does the same, fails at once with "database is
+  locked".  So the opening steps retry with backoff (:func:`retry_busy`), and creating or migrating
+  the schema is one ``BEGIN IMMEDIATE`` transaction that re-reads the version once it holds the lock:
+  of several processes creating the same new catalogue, one creates it and the others find it made.
+* Damaged (not a database, malformed pages, a table missing, a version that is not a number): no
+  retry helps, and the raw SQLite message ("no such table: images_fts") tells the user nothing.  It
+  becomes :class:`CatalogueDamagedError`, which names the file, the reason and the fix.  The
+  catalogue is a cache of what the image files say, so the fix is to move the file aside and rebuild
+  it (:mod:`studio.library.gallery_repair`).
+* Anything else (a read-only folder, a disk full, a newer schema): :class:`GalleryError`, and the
+  file is left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "CatalogueDamagedError",
+    "GalleryError",
+    "damage_reason",
+    "is_busy",
+    "open_catalogue",
+    "retry_busy",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 2
+"""Version of the database layout this code writes; older files are migrated forward on open."""
+BUSY_TIMEOUT_S = 10.0
+"""How long a statement waits for another connection's lock before it fails."""
+
+REPAIR_HINT = (
+    "run `studio gallery repair` to move it aside and rebuild it from the image folders "
+    "(the app does this on start)"
+)
+
+
+class GalleryError(RuntimeError):
+    """The catalogue file cannot be used (cannot be opened, made by a newer version, ...)."""
+
+
+class CatalogueDamagedError(GalleryError):
+    """The catalogue file is damaged: not a database, malformed, or missing part of its layout.
+
+    ``db_path`` is the file, ``reason`` what is wrong with it in a few words.  The message says both
+    and the fix, so that every caller can show it as it is.
+    """
+
+    def __init__(self, db_path: str | Path, reason: str) -> None:
+        self.db_path = Path(db_path)
+        self.reason = reason
+        super().__init__(f"The gallery catalogue {db_path} is damaged ({reason}); {REPAIR_HINT}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Telling damage from trouble
+# --------------------------------------------------------------------------------------------------
+
+_DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+_MISSING_PARTS = ("no such table", "no such column", "vtable constructor failed", "malformed")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return text or type(exc).__name__
+
+
+def damage_reason(exc: BaseException) -> str | None:
+    """Why ``exc`` shows the catalogue is damaged, or None when it shows something else.
+
+    Damaged means SQLite reports corruption or "not a database", or a statement of ours finds part of
+    the layout missing ("no such table: images_fts").  Not damaged: locks, I/O and permission errors,
+    a full disk, and the errors the sqlite3 module raises itself (a closed connection), which have no
+    SQLite error code.
+    """
+    if isinstance(exc, CatalogueDamagedError):
+        return exc.reason
+    if not isinstance(exc, sqlite3.DatabaseError) or isinstance(exc, sqlite3.ProgrammingError):
+        return None
+    code = getattr(exc, "sqlite_errorcode", None)
+    text = _first_line(exc)
+    if code is not None and code & 0xFF in _DAMAGE_CODES:
+        return text
+    if (code is None or code & 0xFF == sqlite3.SQLITE_ERROR) and text.startswith(_MISSING_PARTS):
+        return text
+    return None
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Another connection holds a lock we need: trying again later can succeed."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _BUSY_CODES
+    return "locked" in str(exc)
+
+
+def retry_busy(action: Callable[[], T], *, timeout: float = BUSY_TIMEOUT_S) -> T:
+    """``action()``, tried again with growing, jittered pauses while it fails because the database is
+    busy, for at most ``timeout`` seconds; other errors are raised at once.
+
+    Why: the steps that open a catalogue can fail with "database is locked" without SQLite waiting at
+    all (see the module docstring).  ``action`` must be safe to repeat: a pragma, or a transaction that
+    rolled back.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.002
+    while True:
+        try:
+            return action()
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause * (0.5 + random.random()))  # noqa: S311 - jitter, not cryptography
+        pause = min(pause * 2, 0.1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Schema and migrations
+# --------------------------------------------------------------------------------------------------
+
+# Each migration is a list of single statements (not a script: ``executescript`` would commit the
+# surrounding transaction, and a migration must apply completely or not at all).
+_V1: tuple[str, ...] = (
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+    """CREATE TABLE folders (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE,
+        added_at REAL NOT NULL
+    )""",
+    """CREATE TABLE images (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE,
+        folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+        size INTEGER NOT NULL,
+        mtime REAL NOT NULL,
+        width INTEGER,
+        height INTEGER,
+        created REAL NOT NULL,
+        model TEXT,
+        seed INTEGER,
+        steps INTEGER,
+        prompt TEXT,
+        rating INTEGER NOT NULL DEFAULT 0,
+        favourite INTEGER NOT NULL DEFAULT 0,
+        indexed_at REAL NOT NULL
+    )""",
+    "CREATE INDEX images_folder ON images(folder_id)",
+    "CREATE INDEX images_created ON images(created)",
+)
+
+_V2: tuple[str, ...] = (
+    "ALTER TABLE images ADD COLUMN scheduler TEXT",
+    "ALTER TABLE images ADD COLUMN negative_prompt TEXT",
+    "ALTER TABLE images ADD COLUMN source TEXT",
+    # Rows from v1 lack the new columns: an impossible mtime makes the next scan re-read them
+    # (an update, so ids, ratings and favourites are kept).
+    "UPDATE images SET mtime = -1",
+    """CREATE TABLE unreadable (
+        path TEXT PRIMARY KEY,
+        folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+        size INTEGER NOT NULL,
+        mtime REAL NOT NULL,
+        error TEXT,
+        checked_at REAL NOT NULL
+    )""",
+    "CREATE INDEX unreadable_folder ON unreadable(folder_id)",
+    "CREATE INDEX images_model ON images(model, created)",
+    "CREATE INDEX images_rating ON images(rating, created)",
+    "CREATE INDEX images_favourites ON images(created) WHERE favourite = 1",
+    # External content: the text lives once, in images.  No prefix indexes (prefix='2 3'): they enlarge
+    # the index and slow every insert, and prefix queries over a gallery-sized index are fast without
+    # them (bench/gallery.py: 2-4 letter prefixes over 10,000 prompts in a few milliseconds).
+    """CREATE VIRTUAL TABLE images_fts USING fts5(
+        prompt, negative_prompt,
+        content='images', content_rowid='id',
+        tokenize='unicode61 remove_diacritics 2'
+    )""",
+    """CREATE TRIGGER images_fts_insert AFTER INSERT ON images BEGIN
+        INSERT INTO images_fts(rowid, prompt, negative_prompt)
+        VALUES (new.id, new.prompt, new.negative_prompt);
+    END""",
+    """CREATE TRIGGER images_fts_delete AFTER DELETE ON images BEGIN
+        INSERT INTO images_fts(images_fts, rowid, prompt, negative_prompt)
+        VALUES ('delete', old.id, old.prompt, old.negative_prompt);
+    END""",
+    """CREATE TRIGGER images_fts_update AFTER UPDATE OF prompt, negative_prompt ON images
+    WHEN old.prompt IS NOT new.prompt OR old.negative_prompt IS NOT new.negative_prompt BEGIN
+        INSERT INTO images_fts(images_fts, rowid, prompt, negative_prompt)
+        VALUES ('delete', old.id, old.prompt, old.negative_prompt);
+        INSERT INTO images_fts(rowid, prompt, negative_prompt)
+        VALUES (new.id, new.prompt, new.negative_prompt);
+    END""",
+    "INSERT INTO images_fts(images_fts) VALUES ('rebuild')",
+)
+
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V2))
+"""Forward migrations: (version reached, statements).  Append; never edit a released one."""
+
+REQUIRED: tuple[tuple[str, str], ...] = (
+    ("table", "schema_version"),
+    ("table", "folders"),
+    ("table", "images"),
+    ("table", "unreadable"),
+    ("table", "images_fts"),
+    ("trigger", "images_fts_insert"),
+    ("trigger", "images_fts_delete"),
+    ("trigger", "images_fts_update"),
+)
+"""What a current catalogue must hold: without any of these, searches or writes fail.  (A missing index
+only makes queries slower, so indexes are not required.)"""
+
+_OURS = frozenset({"images", "folders"})
+
+
+def _schema(conn: sqlite3.Connection) -> set[tuple[str, str]]:
+    """(type, name) of every table, view, index and trigger in the file."""
+    return {(str(row[0]), str(row[1])) for row in conn.execute("SELECT type, name FROM sqlite_master")}
+
+
+def _version(conn: sqlite3.Connection, db_path: Path, schema: set[tuple[str, str]]) -> int:
+    """The schema version the file records; 0 for a new, empty file."""
+    tables = {name for kind, name in schema if kind == "table"}
+    if "schema_version" not in tables:
+        if tables & _OURS:
+            raise CatalogueDamagedError(db_path, "not a gallery database: it has no schema version")
+        return 0
+    values = [row[0] for row in conn.execute("SELECT version FROM schema_version")]
+    if not values:
+        if tables & _OURS:
+            raise CatalogueDamagedError(db_path, "its schema version is missing")
+        return 0
+    bad = [value for value in values if not isinstance(value, int)]
+    if bad:
+        raise CatalogueDamagedError(
+            db_path, f"its schema version is {str(bad[0])[:40]!r}, not a whole number"
+        )
+    return max(values)
+
+
+def _check_layout(db_path: Path, schema: set[tuple[str, str]]) -> None:
+    for kind, name in REQUIRED:
+        if (kind, name) not in schema:
+            raise CatalogueDamagedError(db_path, f"the {kind} {name} is missing")
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open (SQLite may already have rolled it back itself, and a
+    failing ROLLBACK must not hide the error that led here)."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+def _migrate(conn: sqlite3.Connection, db_path: Path) -> None:
+    """Bring the file to :data:`SCHEMA_VERSION` in one transaction, and check its layout.
+
+    Under ``BEGIN IMMEDIATE`` (one writer at a time) the version is read again: when several processes
+    create or upgrade the same file at once, the first one migrates and the others find it done.
+    """
+    schema = _schema(conn)
+    version = _version(conn, db_path, schema)
+    if version == SCHEMA_VERSION:  # the common case: no write lock taken
+        _check_layout(db_path, schema)
+        return
+    if version > SCHEMA_VERSION:
+        raise GalleryError(_newer(db_path, version))
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = _version(conn, db_path, _schema(conn))
+        if version > SCHEMA_VERSION:
+            raise GalleryError(_newer(db_path, version))
+        for target, statements in MIGRATIONS:
+            if target <= version:
+                continue
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute("DELETE FROM schema_version")
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (target,))
+            logger.info("gallery: migrated %s to schema %d", db_path, target)
+        _check_layout(db_path, _schema(conn))
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
+def _newer(db_path: Path, version: int) -> str:
+    return (
+        f"{db_path} was written by a newer Latent Studio (schema {version}; this version "
+        f"understands up to {SCHEMA_VERSION})"
+    )
+
+
+def _set_up(conn: sqlite3.Connection, db_path: Path, memory: bool) -> None:
+    mode = retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+    if str(mode).lower() != "wal" and not memory:
+        logger.warning("gallery: WAL not available for %s (journal mode %s)", db_path, mode)
+    conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; a cache needs no more
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA temp_store = MEMORY")  # the staging tables of batched writes
+    retry_busy(lambda: _migrate(conn, db_path))
+
+
+def open_catalogue(db_path: str | Path) -> sqlite3.Connection:
+    """A connection to the catalogue at ``db_path`` (``":memory:"`` for a private, empty one), in WAL
+    mode, at :data:`SCHEMA_VERSION`, its layout checked.
+
+    Raises :class:`CatalogueDamagedError` when the file is damaged and :class:`GalleryError` when it
+    cannot be used for another reason; the connection is closed then.
+    """
+    memory = str(db_path) == ":memory:"
+    shown = Path(db_path)
+    try:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction is exactly as
+        # long as we mean it to be (Python's implicit transactions would also wrap DDL oddly).
+        conn = sqlite3.connect(str(db_path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise GalleryError(f"cannot open the gallery database {db_path}: {_first_line(exc)}") from exc
+    try:
+        _set_up(conn, shown, memory)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        reason = damage_reason(exc)
+        if reason is not None:
+            raise CatalogueDamagedError(shown, reason) from exc
+        raise GalleryError(f"cannot use the gallery database {db_path}: {_first_line(exc)}") from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
