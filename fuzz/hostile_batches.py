@@ -24,26 +24,34 @@ PARAMETERS = ["num_inference_steps", "guidance_scale", "guidance_rescale", "nega
               "seed", "scheduler"]
 
 
-def mutate(rng: random.Random) -> object:
-    data = copy.deepcopy(SAMPLE)
+def _mutate_once(data: dict, rng: random.Random) -> object:
+    """One change; earlier changes may have replaced the parts it would touch (then it raises)."""
     body = data["input_data"]
+    kind = rng.randrange(9)
+    if kind <= 2:
+        body["parameters"][rng.choice(PARAMETERS)] = hostile_text.value(rng)
+    elif kind == 3:
+        body["data"][rng.randrange(len(body["data"]))] = rng.choice([hostile_text.text(rng), hostile_text.value(rng)])
+    elif kind == 4:
+        body["columns"] = hostile_text.value(rng)
+    elif kind == 5:
+        body["data"] = rng.choice([[], hostile_text.value(rng), [[hostile_text.text(rng)]], [{"prompt": 5}]])
+    elif kind == 6:
+        body["parameters"] = rng.choice([hostile_text.value(rng), {hostile_text.text(rng)[:30]: 1}])
+    elif kind == 7:
+        data["input_data"] = hostile_text.value(rng)
+    else:
+        return hostile_text.value(rng)
+    return data
+
+
+def mutate(rng: random.Random) -> object:
+    data: object = copy.deepcopy(SAMPLE)
     for _ in range(rng.randrange(1, 4)):
-        kind = rng.randrange(9)
-        if kind <= 2:
-            body["parameters"][rng.choice(PARAMETERS)] = hostile_text.value(rng)
-        elif kind == 3:
-            body["data"][rng.randrange(len(body["data"]))] = rng.choice([hostile_text.text(rng), hostile_text.value(rng)])
-        elif kind == 4:
-            body["columns"] = hostile_text.value(rng)
-        elif kind == 5:
-            body["data"] = rng.choice([[], hostile_text.value(rng), [[hostile_text.text(rng)]], [{"prompt": 5}]])
-        elif kind == 6:
-            body["parameters"] = rng.choice([hostile_text.value(rng), {hostile_text.text(rng)[:30]: 1}])
-        elif kind == 7:
-            data["input_data"] = hostile_text.value(rng)
-        else:
-            data = hostile_text.value(rng)
-            break
+        try:
+            data = _mutate_once(data, rng)  # type: ignore[arg-type]
+        except (TypeError, ValueError, IndexError, KeyError):
+            continue
     return data
 
 

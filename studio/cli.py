@@ -185,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             # Options given here apply to this run only: the window must not save them as preferences.
             return run(model=args.model, output_dir=args.output_dir)
+        _quiet_logs()
         with _interrupt_sets(_INTERRUPTED):
             return args.func(args)
     except UnknownModelError as exc:  # a spelling that names no model: bad input
@@ -221,6 +222,16 @@ def _quiet_warnings() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
+
+
+def _quiet_logs() -> None:
+    """A command reports in its own words (a scan lists what it skipped); our log records are for the app,
+    and without a handler Python's last-resort one would print them raw on stderr."""
+    import logging
+
+    studio_log = logging.getLogger("studio")
+    if not studio_log.handlers:
+        studio_log.addHandler(logging.NullHandler())
 
 
 # Set by Ctrl+C while a command runs: download threads see it at their next chunk and stop (Cancelled),

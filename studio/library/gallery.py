@@ -239,9 +239,13 @@ def _image_size(path: str) -> tuple[int, int]:
     return width, height
 
 
-def _reason(exc: BaseException) -> str:
-    """Why a file was skipped, in one storable line."""
-    line = next((part.strip() for part in str(exc).splitlines() if part.strip()), "")
+def _reason(exc: BaseException, path: str | None = None) -> str:
+    """Why a file was skipped, in one storable line. Readers' messages start with the file's name: the
+    report already names it, and a name may hold a line break that would cut the reason short."""
+    text = str(exc)
+    if path is not None:
+        text = text.removeprefix(f"{path}: ").removeprefix(f"{os.path.basename(path)}: ")
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
     return text_value(line, MAX_REASON_CHARS) or type(exc).__name__
 
 
@@ -692,11 +696,11 @@ class Gallery:
             meta = read_metadata(path)
             width, height = _image_size(path)
         except Exception as exc:  # noqa: BLE001 - MetadataError, OSError, whatever a corrupt header raises
-            return _reason(exc)
+            return _reason(exc, path)
         try:
             return _image_row(path, folder_id, size, mtime, (width, height), meta)
         except Exception as exc:  # noqa: BLE001 - a reader that returned something unexpected
-            return f"unusable metadata: {_reason(exc)}"
+            return f"unusable metadata: {_reason(exc, path)}"
 
     @staticmethod
     def _eligible(path: str, folder: str) -> bool:
