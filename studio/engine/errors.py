@@ -3,7 +3,7 @@
 A RequestError is the user's mistake (exit 2). ModelNotFoundError is a RequestError only so that every
 front end shows its message as it is (it is written for users); it is a failure (exit 1): the model was
 named correctly but cannot be had right now. UnknownModelError, a spelling that names no model at all, is
-bad input again (exit 2).
+bad input again (exit 2), and so is InvalidModelError: a model file or folder that is broken or absurd.
 """
 
 from __future__ import annotations
@@ -11,6 +11,13 @@ from __future__ import annotations
 
 class RequestError(ValueError):
     """A request the engine refuses, with a message a user can act on (CLI exit 2)."""
+
+
+class InvalidModelError(RequestError):
+    """A model file or folder that is malformed or describes an impossible model: a crafted or corrupt
+    safetensors header, a config with absurd or zero sizes, an emptied tokenizer. Bad input (CLI exit 2),
+    raised before anything is built, as one line naming the file (and the component and field), so that a
+    crafted file is refused in milliseconds instead of failing minutes later inside a library."""
 
 
 class ModelNotFoundError(RequestError):

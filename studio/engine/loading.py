@@ -8,7 +8,6 @@ model repository. Weights are safetensors unless the user opted in to pickles (t
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import threading
@@ -18,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from studio.engine.catalog import CatalogEntry, ModelDefaults, family_defaults, lookup
-from studio.engine.errors import Cancelled, ModelNotFoundError, RequestError, UnknownModelError, first_line
+from studio.engine.errors import (
+    Cancelled,
+    InvalidModelError,
+    ModelNotFoundError,
+    RequestError,
+    UnknownModelError,
+    first_line,
+)
+from studio.engine.model_checks import check_model_folder, read_config
 from studio.engine.precision import auto_cpu_dtype, cpu_has_native_bf16, place_pipeline, vae_dtype_name
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -590,13 +597,12 @@ def local_model_kind(spec: str) -> tuple[str, str | None]:
 
 
 def _read_json(path: Path) -> dict:
+    """A config of a model folder ({} when it is absent), read defensively: the folder may be crafted, and
+    a config nested 100,000 deep must be an `InvalidModelError` here, not a RecursionError in a picker."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return read_config(path)
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as exc:
-        raise RequestError(f"{path}: unreadable config ({exc})") from None
-    return data if isinstance(data, dict) else {}
 
 
 def check_folder_layout(folder: Path, family: str) -> None:
@@ -626,6 +632,9 @@ def load_folder(folder: Path, family: str, placement: Placement, *, allow_pickle
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     check_folder_layout(folder, family)
+    # Sane sizes, a usable tokenizer and configs that match their weights, before anything is built: an
+    # absurd config would otherwise fail minutes later inside torch's allocator.
+    check_model_folder(folder, family, safety=safety)
     dtype = placement.dtype
     use_st = None if allow_pickle else True
     try:
@@ -646,7 +655,7 @@ def load_folder(folder: Path, family: str, placement: Placement, *, allow_pickle
             raise RequestError(f"{folder}: unsupported text encoder {te_arch!r} (expected a CLIP text model)")
         te_cls = CLIPTextModelWithProjection if te_arch == "CLIPTextModelWithProjection" else CLIPTextModel
         text_encoder = te_cls.from_pretrained(folder, subfolder="text_encoder", torch_dtype=dtype, use_safetensors=use_st)
-        tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
+        tokenizer = _load_tokenizer(folder, CLIPTokenizer)
         sched_config = _read_json(folder / "scheduler" / "scheduler_config.json")
         sched_cls_name = str(sched_config.get("_class_name", "PNDMScheduler"))
         sched_cls = getattr(diffusers, sched_cls_name, None) if sched_cls_name.endswith("Scheduler") else None
@@ -677,6 +686,17 @@ def load_folder(folder: Path, family: str, placement: Placement, *, allow_pickle
     pipe.set_progress_bar_config(disable=True)
     place_pipeline(pipe, placement)
     return pipe
+
+
+def _load_tokenizer(folder: Path, tokenizer_class):
+    """The folder's tokenizer. `check_model_folder` has checked its files; what the tokenizers library still
+    refuses (it raises a bare Exception, naming no file) is one line naming the folder (bad input)."""
+    try:
+        return tokenizer_class.from_pretrained(folder, subfolder="tokenizer")
+    except OSError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - tokenizers raises plain Exception for a broken vocabulary
+        raise InvalidModelError(f"{folder / 'tokenizer'}: cannot be loaded ({first_line(exc)[:300]})") from None
 
 
 def _explain_load_error(folder: Path, exc: Exception, allow_pickle: bool) -> str:

@@ -4,7 +4,6 @@ ships with. Configs and safetensors headers only: no weights, no torch, millisec
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from studio.engine.catalog import CATALOG
@@ -17,14 +16,18 @@ __all__ = ["check_local_model", "default_scheduler_name"]
 def check_local_model(spec: str) -> str:
     """The family of a local diffusers folder or .safetensors file; RequestError (one line) when it is
     not a Stable-Diffusion-shaped model we can load, so a wrong choice is refused when it is added, not
-    when the first generation fails."""
+    when the first generation fails. A crafted or broken file or folder (a malformed safetensors header,
+    absurd config sizes, an emptied tokenizer) is an `InvalidModelError`, a RequestError too: configs,
+    tokenizer files and headers are read, never weights."""
     from studio.engine.loading import check_folder_layout, detect_folder_family
+    from studio.engine.model_checks import check_model_folder
     from studio.engine.single_file import family_from_shapes, read_safetensors_header
 
     path = Path(spec).expanduser()
     if path.is_dir():
         family = detect_folder_family(path)
         check_folder_layout(path, family)
+        check_model_folder(path, family)
         return family
     if not path.is_file():
         raise RequestError(f"{path}: no such file or folder")
@@ -38,11 +41,14 @@ def check_local_model(spec: str) -> str:
 
 
 def _read_config(path: Path) -> dict:
+    """A config, or {} when it is absent or unusable: what it names is a hint, and a crafted one (nested
+    100,000 deep, say) must not break the form that asks."""
+    from studio.engine.model_checks import read_config
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_config(path)
+    except (OSError, RequestError):
         return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _shipped_scheduler_config(family: str) -> dict:

@@ -27,6 +27,7 @@ Importing this module is cheap: torch, diffusers, transformers and safetensors a
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -34,8 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from studio.engine.errors import RequestError
+from studio.engine.errors import InvalidModelError
+from studio.engine.model_checks import check_config_folder, read_config
 from studio.engine.resources import clip_tokenizer_dir, component_configs_dir
+from studio.library import safe_json
 
 if TYPE_CHECKING:
     import torch
@@ -79,6 +82,15 @@ WANTED_PREFIXES = (UNET_PREFIX, VAE_PREFIX, TEXT_PREFIX)
 _CLIP_UNNESTED = tuple(CLIP_PREFIX + part for part in ("embeddings.", "encoder.", "final_layer_norm."))
 
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
+MAX_HEADER_DEPTH = 8  # a header nests 3 levels (the object, a tensor's entry, its shape)
+MAX_RANK = 8  # real tensors have at most 5 dimensions
+MAX_DIMENSION = 2**40  # bytes also bound each dimension, except in tensors with another dimension 0
+# Bits per element of every dtype the safetensors library knows (the sub-byte ones are packed).
+DTYPE_BITS = {
+    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8,
+    "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6, "I16": 16, "U16": 16, "F16": 16, "BF16": 16,
+    "I32": 32, "U32": 32, "F32": 32, "I64": 64, "U64": 64, "F64": 64, "C64": 64,
+}  # fmt: skip
 CONFIG_FILES = (
     "unet/config.json",
     "vae/config.json",
@@ -89,7 +101,7 @@ CONFIG_FILES = (
 Shapes = Mapping[str, tuple[int, ...]]
 
 
-class SingleFileError(RequestError):
+class SingleFileError(InvalidModelError):
     """A single-file checkpoint that cannot be loaded: one line naming the file and saying why (exit 2)."""
 
     def __init__(self, path: str | os.PathLike[str], message: str):
@@ -139,8 +151,8 @@ def _check_suffix(path: Path, allow_ckpt: bool) -> None:
 def read_checkpoint_header(path: str | os.PathLike[str]) -> dict[str, tuple[int, ...]]:
     """Tensor name -> shape of a ``.safetensors`` file, from its JSON header alone (no tensor is read).
 
-    Validates the header (size, JSON, dtype/shape/offsets of every entry, data within the file) so that an
-    empty, truncated or foreign file is a `SingleFileError` here rather than a crash later.
+    Validates the header (`read_safetensors_header`) so that an empty, truncated, foreign or crafted file
+    is a `SingleFileError` here rather than a crash later.
     """
     return read_safetensors_header(path)[0]
 
@@ -148,7 +160,19 @@ def read_checkpoint_header(path: str | os.PathLike[str]) -> dict[str, tuple[int,
 def read_safetensors_header(
     path: str | os.PathLike[str],
 ) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
-    """(tensor name -> shape, string ``__metadata__``) of a ``.safetensors`` file, validated (see above)."""
+    """(tensor name -> shape, ``__metadata__``) of a ``.safetensors`` file, from its header, validated.
+
+    Every caller (the window's pickers, ``studio models``, the loaders) goes through here, and the file may
+    be crafted, so the header is checked at least as strictly as the safetensors library checks it before
+    it reads a tensor: an 8-byte little-endian length within the file and under `MAX_HEADER_BYTES`; UTF-8
+    JSON nested no deeper than `MAX_HEADER_DEPTH`, without NaN/Infinity or repeated names; an object whose
+    ``__metadata__`` maps strings to strings and whose every other entry has a known ``dtype``, a
+    ``shape`` of at most `MAX_RANK` non-negative integers (`MAX_DIMENSION` at most), and ``data_offsets``
+    spanning exactly the bytes that dtype and shape need, the tensors together covering the data section
+    exactly, without overlap or gap. The first violation is one `SingleFileError` (an `InvalidModelError`,
+    CLI exit 2) naming the file and what is wrong; nothing else can escape (no OverflowError or
+    RecursionError from a crafted header).
+    """
     path = Path(path)
     _check_file(path)
     if _is_pickle(path):
@@ -158,42 +182,123 @@ def read_safetensors_header(
             "(detect_family / load_single_file with allow_ckpt=True read it restricted to tensors)",
         )
     _check_suffix(path, allow_ckpt=False)
-    size = path.stat().st_size
-    corrupt = "is not a valid .safetensors file (corrupt, truncated or another format)"
-    if size < 10:
-        raise SingleFileError(path, corrupt)
-    with path.open("rb") as handle:
-        header_len = int.from_bytes(handle.read(8), "little")
-        if header_len < 2 or header_len > MAX_HEADER_BYTES or header_len > size - 8:
-            raise SingleFileError(path, corrupt)
-        raw = handle.read(header_len)
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise SingleFileError(path, corrupt) from None
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size < 8:
+                raise _invalid(path, f"it is {size} bytes long, too short for the 8-byte header length")
+            header_len = int.from_bytes(handle.read(8), "little")
+            if header_len > MAX_HEADER_BYTES:
+                raise _invalid(
+                    path, f"its header length {header_len:,} is over the {MAX_HEADER_BYTES:,}-byte limit"
+                )
+            if header_len > size - 8:
+                raise _invalid(
+                    path, f"its header length {header_len:,} runs past the end of the file ({size:,} bytes)"
+                )
+            if header_len < 2:
+                raise _invalid(path, f"its header length {header_len} is too short for a JSON object")
+            raw = handle.read(header_len)
+    except OSError as exc:
+        raise SingleFileError(path, f"cannot be read ({exc.strerror or exc})") from None
+    if len(raw) != header_len:  # the file shrank while we read it
+        raise SingleFileError(path, "is truncated: its header ends early")
+    try:
+        header = safe_json.loads(raw, max_depth=MAX_HEADER_DEPTH, allow_constants=False, unique_keys=True)
+    except safe_json.JSONRefused as exc:
+        raise _invalid(path, f"its header {exc}") from None
+    return _validated_header(path, header, size - 8 - header_len)
+
+
+def _invalid(path: Path, detail: str) -> SingleFileError:
+    return SingleFileError(path, f"is not a valid .safetensors file: {detail}")
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    names = {dict: "an object", list: "a list", str: "a string", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A header value in a message: strings quoted, anything else as JSON wrote it (true, 1e+30)."""
+    text = repr(value) if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int  # not bool, not float (1e30 parses as a float)
+
+
+def _validated_header(
+    path: Path, header: Any, data_len: int
+) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """`read_safetensors_header`'s checks of the parsed header against the `data_len` bytes after it."""
     if not isinstance(header, dict):
-        raise SingleFileError(path, corrupt)
+        raise _invalid(path, f"its header is {_json_kind(header)}, not a JSON object")
     metadata = header.pop("__metadata__", None)
-    metadata = (
-        {k: v for k, v in metadata.items() if isinstance(k, str) and isinstance(v, str)}
-        if isinstance(metadata, dict) else {}
-    )
-    data_len = size - 8 - header_len
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise _invalid(path, f"its __metadata__ is {_json_kind(metadata)}, not an object of strings")
+    for key, value in metadata.items():
+        if not isinstance(value, str):
+            raise _invalid(path, f"__metadata__[{_shown(key)}] is {_json_kind(value)}, not a string")
     shapes: dict[str, tuple[int, ...]] = {}
+    spans: list[tuple[int, int, str]] = []
     for name, info in header.items():
-        try:
-            shape = tuple(int(d) for d in info["shape"])
-            begin, end = (int(x) for x in info["data_offsets"])
-            valid = isinstance(info["dtype"], str) and all(d >= 0 for d in shape) and 0 <= begin <= end
-        except (KeyError, TypeError, ValueError):
-            raise SingleFileError(path, corrupt) from None
-        if not valid:
-            raise SingleFileError(path, corrupt)
+        tensor = f"tensor {_shown(name)}"
+        if not isinstance(info, dict):
+            raise _invalid(path, f"{tensor} is described by {_json_kind(info)}, not an object")
+        missing = [key for key in ("dtype", "shape", "data_offsets") if key not in info]
+        if missing:
+            raise _invalid(path, f"{tensor} has no {', '.join(missing)}")
+        dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
+            raise _invalid(path, f"{tensor} has an unknown dtype {_shown(dtype, 30)}")
+        if not isinstance(shape, list):
+            raise _invalid(path, f"{tensor} has a shape that is {_json_kind(shape)}, not a list")
+        if len(shape) > MAX_RANK:
+            raise _invalid(path, f"{tensor} has {len(shape):,} dimensions (at most {MAX_RANK})")
+        for dim in shape:
+            if not _is_int(dim):
+                raise _invalid(path, f"{tensor} has a dimension {_shown(dim, 30)}, not a whole number")
+            if dim < 0:
+                raise _invalid(path, f"{tensor} has a negative dimension {dim}")
+            if dim > MAX_DIMENSION:
+                raise _invalid(path, f"{tensor} has a dimension of {dim:,}, larger than any real tensor's")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(x) for x in offsets)):
+            raise _invalid(path, f"{tensor} has data_offsets {_shown(offsets, 40)}, not two whole numbers")
+        begin, end = offsets
+        if not 0 <= begin <= end:
+            raise _invalid(path, f"{tensor} has data_offsets [{begin}, {end}], not 0 <= begin <= end")
         if end > data_len:
-            raise SingleFileError(path, "is truncated: its tensors extend past the end of the file")
-        shapes[name] = shape
+            raise SingleFileError(
+                path,
+                f"is truncated: {tensor} ends at byte {end:,} of the data, which holds only {data_len:,} bytes",
+            )
+        bits = math.prod(shape) * DTYPE_BITS[dtype]
+        if bits != 8 * (end - begin):
+            needs = f"{bits // 8:,} bytes" if bits % 8 == 0 else f"{bits:,} bits"
+            raise _invalid(
+                path, f"{tensor} ({dtype} {shape}) needs {needs}, but its data_offsets span {end - begin:,}"
+            )
+        shapes[name] = tuple(shape)
+        spans.append((begin, end, name))
     if not shapes:
         raise SingleFileError(path, f"holds no tensors; {SUPPORTED}")
+    position, previous = 0, None
+    for begin, end, name in sorted(spans):
+        if begin < position:
+            raise _invalid(path, f"tensors {_shown(previous)} and {_shown(name)} overlap in the data")
+        if begin > position:
+            raise _invalid(path, f"bytes {position:,}..{begin:,} of the data belong to no tensor")
+        position, previous = end, name
+    if position != data_len:
+        raise _invalid(path, f"{data_len - position:,} bytes after its last tensor belong to no tensor")
     return shapes, metadata
 
 
@@ -526,23 +631,19 @@ def _load_safetensors(path: Path, keys: list[str]) -> dict[str, torch.Tensor]:
         raise SingleFileError(path, f"could not be read: {exc}") from None
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    with path.open(encoding="utf-8") as handle:
-        return json.load(handle)
-
-
 def _check_against_configs(path: Path, shapes: Shapes, family: str, config_dir: Path) -> None:
     """Fail early, in one line, when the file's widths do not match the component configs."""
     missing = [name for name in CONFIG_FILES if not (config_dir / name).is_file()]
     if missing:
         raise SingleFileError(path, f"component config folder {config_dir} lacks {', '.join(missing)}")
+    check_config_folder(config_dir, family)  # sane sizes before anything is built from them
     for prefix, what in ((UNET_PREFIX, "UNet"), (VAE_PREFIX, "VAE"), (TEXT_PREFIX, "text encoder")):
         if not any(key.startswith(prefix) for key in shapes):
             raise SingleFileError(
                 path, f"holds no {what} weights ({prefix}*); a complete checkpoint is needed"
             )
-    unet = _read_json(config_dir / "unet" / "config.json")
-    text = _read_json(config_dir / "text_encoder" / "config.json")
+    unet = read_config(config_dir / "unet" / "config.json")
+    text = read_config(config_dir / "text_encoder" / "config.json")
     conv_in = shapes[CONV_IN]
     context = next(
         shape[1]
@@ -599,7 +700,7 @@ def _scheduler(config_dir: Path):
     import diffusers
     from diffusers import SchedulerMixin
 
-    config = _read_json(config_dir / "scheduler" / "scheduler_config.json")
+    config = read_config(config_dir / "scheduler" / "scheduler_config.json")
     name = config.get("_class_name", "")
     cls = getattr(diffusers, name, None) if isinstance(name, str) else None
     if not (isinstance(cls, type) and issubclass(cls, SchedulerMixin)):

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from studio.engine.catalog import CATALOG, FAMILY_SIZE_MULTIPLE, ModelDefaults, family_defaults
 from studio.engine.devices import device_choices
-from studio.engine.errors import RequestError
+from studio.engine.errors import RequestError, first_line
 from studio.engine.loading import local_model_kind
 from studio.engine.model_info import check_local_model, default_scheduler_name
 from studio.engine.request import MAX_BATCH, MAX_SEED, MAX_SIDE, GenerationRequest
@@ -202,11 +202,19 @@ class ParametersPanel(QWidget):
         self.select_model(spec)
 
     def try_add_local_model(self, spec: str) -> bool:
-        """Add a folder or file the user chose, if it is a model; otherwise say why and change nothing."""
+        """Add a folder or file the user chose, if it is a model; otherwise say why and change nothing.
+
+        The file may be anything, crafted included: `check_local_model` names every problem it knows as a
+        RequestError (an InvalidModelError for a malformed header or an absurd config). Anything else it
+        raises is still a refusal in the status bar, never a traceback that leaves the window half-updated.
+        """
         try:
             check_local_model(spec)
         except RequestError as exc:
             self.message.emit(f"Not added: {exc}")
+            return False
+        except Exception as exc:  # noqa: BLE001 - an unreadable pick must not take the window down
+            self.message.emit(f"Not added: {Path(spec).name}: cannot be read as a model ({first_line(exc)})")
             return False
         self.add_local_model(spec)
         self.message.emit(f"Added {Path(spec).name}")

@@ -208,3 +208,33 @@ def test_a_hostile_file_name_in_an_error_is_escaped(capsys, tmp_path):
     assert code == 2
     assert_terminal_safe(err)
     assert "evil\\x1b]0;owned\\x07.png" in err
+
+
+# ------------------------------------------------------------------------------ crafted model files
+
+
+def test_a_crafted_safetensors_header_is_bad_input(capsys, tmp_path):
+    import struct
+
+    header = b'{"w": {"dtype": "F32", "shape": [Infinity], "data_offsets": [0, 4]}}'
+    crafted = tmp_path / "crafted.safetensors"
+    crafted.write_bytes(struct.pack("<Q", len(header)) + header + b"\x00" * 4)
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "generate", "--prompt", "x", "--model", str(crafted), "--output-dir", str(out),
+                       "--device", "cpu")
+    assert_one_line_usage_error(code, err, "crafted.safetensors", "Infinity")
+    assert not out.exists()
+
+
+def test_a_model_folder_with_an_absurd_config_is_bad_input(capsys, tmp_path, tiny_sd1):
+    import shutil
+
+    folder = tmp_path / "absurd"
+    shutil.copytree(tiny_sd1, folder)
+    config = folder / "unet" / "config.json"
+    data = json.loads(config.read_text())
+    data["block_out_channels"] = [10**9, *data["block_out_channels"][1:]]
+    config.write_text(json.dumps(data))
+    code, _, err = run(capsys, "generate", "--prompt", "x", "--model", str(folder), "--output-dir",
+                       str(tmp_path / "out"), "--device", "cpu", "--steps", "1")
+    assert_one_line_usage_error(code, err, "unet/config.json", "block_out_channels[0] = 1000000000", "out of range")

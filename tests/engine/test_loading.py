@@ -366,3 +366,27 @@ def test_a_misspelt_model_is_bad_input_a_missing_one_a_failure():
     with pytest.raises(UnknownModelError):
         resolve_source("no such model")
     assert issubclass(UnknownModelError, ModelNotFoundError) and issubclass(ModelNotFoundError, RequestError)
+
+
+def test_crafted_files_and_configs_are_bad_input_not_crashes(tiny_sd1, tmp_path):
+    """A header with Infinity in a shape, a config nested 100,000 deep: an InvalidModelError (a RequestError:
+    CLI exit 2) naming the file when loaded, a plain guess for the forms that only want the family."""
+    from studio.engine.errors import InvalidModelError
+    from studio.engine.loading import detect_folder_family, local_model_kind
+
+    header = b'{"w": {"dtype": "F32", "shape": [Infinity], "data_offsets": [0, 4]}}'
+    crafted = tmp_path / "crafted.safetensors"
+    crafted.write_bytes(len(header).to_bytes(8, "little") + header + bytes(4))
+    with pytest.raises(InvalidModelError, match=r"crafted\.safetensors: is not a valid \.safetensors file: its header holds Infinity"):
+        Engine(device="cpu", preview="none").load(str(crafted))
+    assert local_model_kind(str(crafted)) == ("sd1", None)
+
+    folder = tmp_path / "nested"
+    shutil.copytree(tiny_sd1, folder)
+    (folder / "unet" / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InvalidModelError, match=r"unet/config\.json: is nested more than 32 levels deep"):
+        detect_folder_family(folder)
+    with pytest.raises(InvalidModelError, match=r"unet/config\.json: is nested more than 32 levels deep"):
+        Engine(device="cpu", preview="none").load(str(folder))
+    assert local_model_kind(str(folder)) == ("sd1", None)
+    assert issubclass(InvalidModelError, RequestError) and not issubclass(InvalidModelError, ModelNotFoundError)

@@ -48,3 +48,14 @@ def test_default_scheduler_names(tiny_sd1, tiny_sd2):
     assert default_scheduler_name(str(tiny_sd1)) == "PNDM"  # a folder's own config
     assert default_scheduler_name(str(tiny_sd2)) == "DDIM"
     assert default_scheduler_name("/no/such/model") is None
+
+
+def test_a_crafted_scheduler_config_names_no_scheduler_instead_of_crashing(tiny_sd1, tmp_path):
+    import shutil
+
+    folder = tmp_path / "nested"
+    shutil.copytree(tiny_sd1, folder)
+    (folder / "scheduler" / "scheduler_config.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert default_scheduler_name(str(folder)) is None  # a hint only; loading the folder says what is wrong
+    with pytest.raises(RequestError, match=r"scheduler_config\.json: is nested more than 32 levels deep"):
+        check_local_model(str(folder))

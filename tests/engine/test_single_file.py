@@ -334,6 +334,21 @@ def test_truncated_file_is_refused(exports, tmp_path):
         detect_family(path)
 
 
+def test_absurd_component_configs_are_refused_before_anything_is_built(exports, tmp_path):
+    """The configs a single file is built from get the same checks as a model folder's (building that UNet
+    would fail inside torch with a message about tensor sizes)."""
+    import shutil
+
+    from studio.engine.errors import InvalidModelError
+
+    configs = tmp_path / "configs"
+    shutil.copytree(exports["sd1"]["configs"], configs)
+    unet = configs / "unet" / "config.json"
+    unet.write_text(json.dumps({**json.loads(unet.read_text()), "block_out_channels": [1e9, 64]}))
+    with pytest.raises(InvalidModelError, match=r"unet/config\.json: block_out_channels\[0\] = 1000000000 is out of range"):
+        load_single_file(exports["sd1"]["path"], config_dir=configs)
+
+
 def test_missing_file_folder_and_unknown_suffix(tmp_path):
     with pytest.raises(SingleFileError, match="no such file"):
         load_single_file(tmp_path / "absent.safetensors")
@@ -440,17 +455,135 @@ def test_a_sidecar_we_cannot_follow_is_a_clear_error_before_any_weight_is_read(e
     assert "model.yaml" in str(info.value) and "\n" not in str(info.value)
 
 
-def test_header_metadata_keeps_strings_only(tmp_path):
-    """Metadata is untrusted text: whatever a header holds, only str -> str pairs come back."""
+def test_header_metadata_is_read_as_strings(tmp_path):
     header = {
-        "__metadata__": {"modelspec.prediction_type": "v", "odd": {"nested": 1}, "n": 3},
+        "__metadata__": {"modelspec.prediction_type": "v", "format": "pt"},
         "w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
     }
-    raw = json.dumps(header).encode()
-    path = tmp_path / "m.safetensors"
-    path.write_bytes(len(raw).to_bytes(8, "little") + raw + b"\0" * 4)
+    path = _crafted(tmp_path / "m.safetensors", header, data=b"\0" * 4)
     shapes, metadata = read_safetensors_header(path)
-    assert (shapes, metadata) == ({"w": (1,)}, {"modelspec.prediction_type": "v"})
+    assert (shapes, metadata) == ({"w": (1,)}, {"modelspec.prediction_type": "v", "format": "pt"})
+
+
+# ------------------------------------------------------------------------------------ crafted headers
+
+
+def _crafted(path: Path, header: dict | bytes, *, data: bytes = b"", length: int | None = None) -> Path:
+    """A file laid out as .safetensors: 8-byte little-endian header length, header, data. `length`
+    overrides the length field (a lie about the header's size)."""
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    size = len(raw) if length is None else length
+    path.write_bytes(size.to_bytes(8, "little") + raw + data)
+    return path
+
+
+def _one(shape=(1,), dtype="F32", offsets=(0, 4), name="model.diffusion_model.input_blocks.0.0.weight") -> bytes:
+    """A one-tensor header with the given fields written verbatim (so that they can be non-JSON)."""
+    return (
+        f'{{"{name}": {{"dtype": "{dtype}", "shape": [{", ".join(map(str, shape))}], '
+        f'"data_offsets": [{", ".join(map(str, offsets))}]}}}}'
+    ).encode()
+
+
+F32 = {"dtype": "F32", "shape": [1]}
+CRAFTED = {
+    # name: (header, data, length field or None, what the message must say)
+    "infinity-shape": (_one(shape=("Infinity",)), b"\0" * 4, None, "holds Infinity, which is not a number JSON allows"),
+    "nan-shape": (_one(shape=("NaN",)), b"\0" * 4, None, "holds NaN"),
+    "negative-dimension": (_one(shape=(-1,)), b"\0" * 4, None, "negative dimension -1"),
+    "float-dimension": (_one(shape=(2.5,)), b"\0" * 4, None, "dimension 2.5, not a whole number"),
+    "bool-dimension": (_one(shape=("true",)), b"\0" * 4, None, "dimension true, not a whole number"),
+    "1e30-dimension": (_one(shape=("1e30",)), b"\0" * 4, None, r"dimension 1e\+30, not a whole number"),
+    "30-digit-dimension": (_one(shape=(10**30,)), b"\0" * 4, None, "an integer of 31 digits"),
+    "huge-zero-sized-tensor": (_one(shape=(0, 2**50), offsets=(0, 0)), b"", None, "larger than any real tensor"),
+    "huge-rank": (_one(shape=(1,) * 100_000), b"\0" * 4, None, "100,000 dimensions"),
+    "nested-100k-deep": (
+        b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", b"", None, "nested more than 8 levels deep"
+    ),
+    "unbalanced-brackets": (b'{"a": [[[}', b"", None, "brackets do not match"),
+    "header-length-past-the-file": (_one(), b"\0" * 4, 10_000, r"header length 10,000 runs past the end"),
+    "header-length-2-63": (_one(), b"\0" * 4, 2**63, "over the 100,000,000-byte limit"),
+    "offsets-outside-the-file": (_one(offsets=(0, 4_000_000)), b"\0" * 4, None, "is truncated: tensor"),
+    "offsets-reversed": (_one(offsets=(4, 0)), b"\0" * 4, None, r"not 0 <= begin <= end"),
+    "offsets-not-two-numbers": (_one(offsets=(0,)), b"\0" * 4, None, "not two whole numbers"),
+    "overlapping-offsets": (
+        {"a": {**F32, "data_offsets": [0, 4]}, "b": {**F32, "data_offsets": [2, 6]}}, b"\0" * 6, None, "overlap"
+    ),
+    "gap-between-tensors": (
+        {"a": {**F32, "data_offsets": [0, 4]}, "b": {**F32, "data_offsets": [8, 12]}},
+        b"\0" * 12,
+        None,
+        "bytes 4..8 of the data belong to no tensor",
+    ),
+    "stray-bytes-after": (_one(), b"\0" * 9, None, "5 bytes after its last tensor"),
+    "byte-count-wrong": (_one(shape=(2, 3)), b"\0" * 4, None, r"\(F32 \[2, 3\]\) needs 24 bytes, but its data_offsets span 4"),
+    "unknown-dtype": (_one(dtype="F33"), b"\0" * 4, None, "unknown dtype 'F33'"),
+    "dtype-not-a-string": ({"a": {**F32, "dtype": 7, "data_offsets": [0, 4]}}, b"\0" * 4, None, "unknown dtype 7"),
+    "entry-not-an-object": ({"a": [1, 2]}, b"", None, "is described by a list, not an object"),
+    "entry-without-offsets": ({"a": F32}, b"", None, "has no data_offsets"),
+    "repeated-name": (b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "a": {}}', b"\0" * 4, None, "names 'a' twice"),
+    "metadata-non-string": (
+        {"__metadata__": {"steps": 20}, "a": {**F32, "data_offsets": [0, 4]}}, b"\0" * 4, None,
+        r"__metadata__\['steps'\] is a number, not a string",
+    ),
+    "metadata-not-an-object": ({"__metadata__": ["x"], "a": {**F32, "data_offsets": [0, 4]}}, b"\0" * 4, None, "__metadata__ is a list"),
+    "json-list": (b"[1, 2, 3]", b"", None, "its header is a list, not a JSON object"),
+    "invalid-utf8": (b'{"\xff\xfe": 1}', b"", None, "not UTF-8 text"),
+    "not-json": (b"{this is not json}", b"", None, "is not valid JSON"),
+    "length-too-small": (b"{", b"", 1, "header length 1 is too short"),
+}
+
+
+@pytest.mark.parametrize(("header", "data", "length", "expected"), CRAFTED.values(), ids=CRAFTED.keys())
+def test_a_crafted_header_is_one_clear_refusal(tmp_path, header, data, length, expected):
+    """Every caller reads headers through read_safetensors_header: a crafted one is a SingleFileError (an
+    InvalidModelError: bad input, CLI exit 2) naming the file and the problem, never another exception."""
+    from studio.engine.errors import InvalidModelError
+    from studio.engine.loading import local_model_kind
+    from studio.engine.model_info import check_local_model
+
+    path = _crafted(tmp_path / "crafted.safetensors", header, data=data, length=length)
+    with pytest.raises(SingleFileError, match=expected) as err:
+        read_safetensors_header(path)
+    message = str(err.value)
+    assert isinstance(err.value, InvalidModelError) and message.startswith(f"{path}: ") and "\n" not in message
+    with pytest.raises(SingleFileError) as again:
+        check_local_model(str(path))  # the window's "Add a checkpoint": the same one message
+    assert str(again.value) == message
+    assert local_model_kind(str(path)) == ("sd1", None)  # a form's guess: no crash
+
+
+@pytest.mark.parametrize(("content", "expected"), [(b"", r"is empty \(0 bytes\)"), (b"\x08" + b"\0" * 6, "7 bytes long")])
+def test_files_too_short_for_a_header_are_refused(tmp_path, content, expected):
+    path = tmp_path / "short.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(SingleFileError, match=expected):
+        read_safetensors_header(path)
+    with pytest.raises(SingleFileError, match=expected):
+        load_single_file(path)
+
+
+def test_files_safetensors_writes_are_valid(tmp_path):
+    """Every dtype, scalars, empty tensors and metadata as the safetensors library writes them (it pads the
+    header with spaces and orders the data by dtype) read back exactly."""
+    from safetensors.torch import save_file
+
+    tensors = {
+        "f32": torch.zeros(2, 3),
+        "f16": torch.zeros(5, dtype=torch.float16),
+        "bf16": torch.zeros(1, 1, 3, dtype=torch.bfloat16),
+        "f8": torch.zeros(7, dtype=torch.float8_e4m3fn),
+        "i64": torch.zeros(3, dtype=torch.int64),
+        "bool": torch.zeros(3, dtype=torch.bool),
+        "c64": torch.zeros(2, dtype=torch.complex64),
+        "scalar": torch.tensor(1.5),
+        "empty": torch.zeros(0, 4),
+    }
+    path = tmp_path / "all.safetensors"
+    save_file(tensors, str(path), metadata={"format": "pt", "note": "[{]}\" \u00e9"})
+    shapes, metadata = read_safetensors_header(path)
+    assert shapes == {name: tuple(t.shape) for name, t in tensors.items()}
+    assert metadata == {"format": "pt", "note": "[{]}\" \u00e9"}
 
 
 # ------------------------------------------------------------------------------------------- pickles

@@ -125,3 +125,53 @@ def test_a_folder_that_is_not_a_model_is_refused_and_entries_can_be_removed(pane
     panel.remove_local_action.trigger()
     assert panel.local_models() == [] and panel.model_spec() != str(tiny_sd1)
     assert not panel.remove_local_action.isEnabled()  # a catalogue model is removed in Models, not here
+
+
+def _safetensors(path, header: bytes) -> str:
+    """A file laid out as .safetensors around a (crafted) header, with 4 bytes of data."""
+    path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(4))
+    return str(path)
+
+
+def test_crafted_files_and_folders_are_refused_with_one_message(panel, tiny_sd1, tmp_path):
+    """What a fuzzer fed the model picker: each is refused in the status bar, nothing else changes."""
+    import shutil
+
+    messages = []
+    panel.message.connect(messages.append)
+    before = panel.model_spec()
+    infinity = _safetensors(
+        tmp_path / "infinity.safetensors", b'{"w": {"dtype": "F32", "shape": [Infinity], "data_offsets": [0, 4]}}'
+    )
+    deep = _safetensors(tmp_path / "deep.safetensors", b'{"w": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    absurd = tmp_path / "absurd"
+    shutil.copytree(tiny_sd1, absurd)
+    unet_config = absurd / "unet" / "config.json"
+    unet_config.write_text(json.dumps({**json.loads(unet_config.read_text()), "block_out_channels": [1e9, 64]}))
+    for spec, reason in (
+        (infinity, "its header holds Infinity"),
+        (deep, "its header is nested more than 8 levels deep"),
+        (str(absurd), "unet/config.json: block_out_channels[0] = 1000000000 is out of range (1..8192)"),
+    ):
+        messages.clear()
+        assert not panel.try_add_local_model(spec)
+        assert len(messages) == 1 and messages[0].startswith(f"Not added: {spec}") and reason in messages[0]
+        assert "\n" not in messages[0]
+    assert panel.local_models() == [] and panel.model_spec() == before
+
+
+def test_unchecked_crafted_models_leave_the_form_working(panel, tiny_sd1, tmp_path):
+    """--model and restored preferences add a model unchecked: the form then guesses its family from what
+    it can read (a crafted header or config reads as nothing), and the load says what is wrong."""
+    import shutil
+
+    crafted = _safetensors(
+        tmp_path / "infinity.safetensors", b'{"w": {"dtype": "F32", "shape": [Infinity], "data_offsets": [0, 4]}}'
+    )
+    folder = tmp_path / "nested"
+    shutil.copytree(tiny_sd1, folder)
+    (folder / "scheduler" / "scheduler_config.json").write_text("[" * 100_000 + "]" * 100_000)
+    for spec in (crafted, str(folder)):
+        panel.add_local_model(spec)
+        assert panel.model_spec() == spec and panel.family() == "sd1"
+        assert panel.scheduler.itemText(0).startswith("Model default")

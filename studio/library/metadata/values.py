@@ -10,12 +10,13 @@ later (``dataclasses.asdict``, ``copy.deepcopy``, ``json.dumps``).  :func:`clean
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from studio.library.safe_json import nesting_problem
 
 STUDIO_KEY = "latent-studio"
 """PNG iTXt key (and ``app`` value) of our JSON."""
@@ -194,25 +195,6 @@ def truncate(text: str, limit: int = RAW_LIMIT) -> str:
     return text[:limit] + f"… [truncated, {len(text)} characters]"
 
 
-_JSON_STRING_RE = re.compile(r'"[^"]*"?')  # escapes removed first; unclosed: to the end
-_NOT_BRACKET_RE = re.compile(r"[^\[\]{}]+")
-_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
-
-
-def json_depth(text: str) -> int:
-    """How deeply the JSON text nests arrays and objects (brackets inside strings do not count).
-
-    Linear and cheap (escapes dropped, then strings, then everything but brackets, then one step per
-    bracket), so a hostile document is measured without parsing it.  Mismatched brackets give some
-    number, and the parser then rejects the text.
-    """
-    # Escaped backslashes first (left to right), then escaped quotes: what is left of a string has no
-    # backslash, so a string is simply quote, non-quotes, quote.
-    plain = text.replace("\\\\", "").replace('\\"', "")
-    brackets = _NOT_BRACKET_RE.sub("", _JSON_STRING_RE.sub("", plain))
-    return max(itertools.accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
-
-
 def _parse_int(text: str) -> int | None:
     return int(text) if len(text) <= MAX_INT_DIGITS else None
 
@@ -241,7 +223,7 @@ def safe_json(text: str | None) -> Any:
     if not stripped or stripped[0] not in "{[":
         return None
     try:
-        if json_depth(stripped) > MAX_JSON_DEPTH:
+        if nesting_problem(stripped.encode("utf-8", "surrogatepass"), MAX_JSON_DEPTH):
             return None
         data = json.loads(
             stripped, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
