@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 CATEGORIES = ("images", "batches", "headers", "kills", "concurrent")
-BASE_COUNTS = {"images": 600, "batches": 500, "headers": 400, "kills": 12, "concurrent": 4}
+BASE_COUNTS = {"images": 600, "batches": 500, "headers": 400, "kills": 16, "concurrent": 12}
 """Counts at --scale 1: about 2,000 CLI runs; a few minutes on two cores."""
 
 
@@ -76,6 +76,9 @@ def main(argv: list[str]) -> int:
     if "concurrent" in categories:
         outcomes += faults.concurrent_catalogues(work, counts["concurrent"])
     if "kills" in categories:
+        from studio.engine.loading import quiet_libraries
+
+        quiet_libraries()  # before the pipeline imports: the report stays readable
         from studio.engine.tiny import make_tiny_model
 
         model = make_tiny_model(work / "tiny-sd1", "sd1", seed=0)

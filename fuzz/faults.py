@@ -45,29 +45,57 @@ def _incomplete(folder: Path, *, temporaries: bool) -> list[str]:
 
 
 def generate_argv(model: Path, folder: Path, seed: int) -> list[str]:
-    return [*studio_command(), "generate", "--prompt", "a castle", "--model", str(model), "--steps", "2",
-            "--width", "64", "--height", "64", "--batch", "6", "--seed", str(seed), "--device", "cpu",
+    # Large noisy images and a batch: saving (encode, temp file, publish) is a good part of the run.
+    return [*studio_command(), "generate", "--prompt", "a castle", "--model", str(model), "--steps", "1",
+            "--width", "512", "--height", "512", "--batch", "8", "--seed", str(seed), "--device", "cpu",
             "--output-dir", str(folder)]
 
 
+def _files(folder: Path) -> set[str]:
+    return {str(p) for p in folder.rglob("*") if not p.is_dir()} if folder.exists() else set()
+
+
+def _kill_when_saving(child: subprocess.Popen, folder: Path, extra: float, limit: float) -> float:
+    """SIGKILL `child` `extra` seconds after a new file shows up in `folder` (its saving began), or at
+    `limit` seconds; returns when it was killed (seconds after the start)."""
+    started = time.monotonic()
+    before = _files(folder)
+    while time.monotonic() - started < limit and child.poll() is None:
+        if _files(folder) - before:
+            time.sleep(extra)
+            break
+        time.sleep(0.002)
+    if child.poll() is None:
+        os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    return time.monotonic() - started
+
+
 def kills(work: Path, rng: random.Random, count: int, model: Path) -> list[Outcome]:
-    """`count` generations killed at a random moment; delays spread over a measured whole run, most of
-    them late (when the images are being saved)."""
+    """`count` generations killed: half at a random moment of a whole run, half a random moment after
+    their first file appeared (inside the saving of a batch of large images)."""
     folder = work / "kills"
     started = time.monotonic()
     done = subprocess.run(generate_argv(model, folder, 0), capture_output=True, text=True, timeout=300)
     whole = time.monotonic() - started
     outcomes = [Outcome("kills", "a complete run", None if done.returncode == 0 else f"exit {done.returncode}")]
+    seen: set[str] = set()
     for n in range(count):
-        delay = whole * (rng.uniform(0.6, 1.05) if rng.random() < 0.7 else rng.uniform(0, 0.6))
         child = subprocess.Popen(generate_argv(model, folder, n + 1), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            child.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            os.kill(child.pid, signal.SIGKILL)
-            child.wait()
-        bad = _incomplete(folder, temporaries=False)
-        outcomes.append(Outcome("kills", f"kill at {delay:.2f} s", f"left {bad[0]}" if bad else None))
+        if n % 2:
+            at = _kill_when_saving(child, folder, rng.uniform(0, 0.5), limit=whole * 2)
+            name = f"kill {at:.2f} s into a {whole:.2f} s run, while saving"
+        else:
+            delay = whole * rng.uniform(0, 1.02)
+            try:
+                child.wait(timeout=delay)
+            except subprocess.TimeoutExpired:
+                os.kill(child.pid, signal.SIGKILL)
+                child.wait()
+            name = f"kill {delay:.2f} s into a {whole:.2f} s run"
+        bad = [b for b in _incomplete(folder, temporaries=False) if b not in seen]  # new ones only
+        seen.update(bad)
+        outcomes.append(Outcome("kills", name, f"left {bad[0]}" if bad else None))
     done = subprocess.run(generate_argv(model, folder, 999), capture_output=True, text=True, timeout=300)
     bad = _incomplete(folder, temporaries=True) if done.returncode == 0 else [f"exit {done.returncode}"]
     outcomes.append(Outcome("kills", "the run after the kills", f"{bad[0]}" if bad else None))

@@ -93,11 +93,14 @@ def mutate(rng: random.Random) -> tuple[str, bytes]:
 
 
 def picker_check(path: Path) -> str | None:
-    """The model picker's question about the file: answered, or refused with one of our bad-input errors."""
+    """What the window asks of a picked file: `check_local_model` refuses it with one of our bad-input
+    errors, and `local_model_kind` (the form's cheap guess of family and sizes) answers without raising."""
     from studio.engine.loading import local_model_kind
+    from studio.engine.model_info import check_local_model
 
+    local_model_kind(str(path))
     try:
-        local_model_kind(str(path))
+        check_local_model(str(path))
     except ValueError as exc:
         if type(exc).__module__.startswith("studio."):
             return None
