@@ -75,7 +75,7 @@ class RecoveryReport:
             text += f"; {self.scan.added} images catalogued again"
         if self.missing:
             text += f"; {len(self.missing)} folder{'s' if len(self.missing) != 1 else ''} no longer found"
-        return text
+        return text + "."
 
 
 def check_catalogue(db_path: str | os.PathLike[str]) -> str | None:

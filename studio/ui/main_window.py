@@ -651,6 +651,7 @@ class MainWindow(QMainWindow):
             self.gallery_view.reuse_seed.connect(self.parameters.set_seed)
             self.gallery_view.send_to_canvas.connect(lambda path: self.canvas.load_file(Path(path)))
             self.gallery_view.message.connect(self.show_message)  # forwards the service's messages too
+            self.gallery_service.catalogue_rebuilt.connect(self._tell_catalogue_rebuilt)
             output = self.output_path()
             output.mkdir(parents=True, exist_ok=True)
             self.gallery_service.ensure_folder(output)
@@ -659,6 +660,18 @@ class MainWindow(QMainWindow):
             self.gallery_service.check_for_changes()  # what `studio gallery scan` added meanwhile, at once
         if self.tabs.currentIndex() != GALLERY_PAGE:
             self.tabs.setCurrentIndex(GALLERY_PAGE)
+
+    def _tell_catalogue_rebuilt(self, report) -> QMessageBox:
+        """A damaged catalogue was moved aside and rebuilt: said in a box, not only the status bar (the
+        scan that follows would replace that line at once), since ratings stay in the old file."""
+        from studio.library.display import printable
+        from studio.ui.questions import ask
+
+        return ask(
+            self, "Gallery catalogue rebuilt", printable(report.describe()), name="catalogue-rebuilt",
+            choices=[("OK", QMessageBox.ButtonRole.AcceptRole, lambda: None)], cancel=False,
+            icon=QMessageBox.Icon.Information,
+        )
 
     # ----------------------------------------------------------------------------------------- models
     def open_models(self, select: str | None = None) -> None:

@@ -515,6 +515,7 @@ class GalleryService(QObject):
     preview_ready = Signal(str, QImage)  # path, decoded image (at most PREVIEW_MAX_SIDE)
     preview_failed = Signal(str, str)  # path, why
     message = Signal(str)
+    catalogue_rebuilt = Signal(object)  # RecoveryReport: a damaged catalogue was moved aside and rebuilt
     shutting_down = Signal()  # first thing shutdown() does: views finish pending work (a delete)
 
     _task = Signal(object)
@@ -678,6 +679,7 @@ class GalleryService(QObject):
         reader, damage = self._open_reader()
         self._swap_reader(reader)
         self.message.emit(printable(report.describe()))
+        self.catalogue_rebuilt.emit(report)
         self.folders_changed.emit()
         self.library_changed.emit()
         if damage is not None:

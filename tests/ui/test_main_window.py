@@ -256,6 +256,23 @@ def test_no_two_mnemonics_collide(make_window):
     assert keys["g"] == ["menu &Generate"] and keys["h"] == ["menu &Help"]
 
 
+def test_a_damaged_catalogue_is_rebuilt_and_said_once_in_a_box(make_window, qtbot, tmp_path):
+    from PySide6.QtWidgets import QMessageBox
+
+    db = tmp_path / "gallery.sqlite3"
+    db.write_bytes(b"not a database " * 100)
+    window = make_window(gallery_db=db, thumbnail_dir=tmp_path / "thumbs")
+    window.act_gallery.trigger()
+    qtbot.waitUntil(lambda: window.findChild(QMessageBox, "catalogue-rebuilt") is not None, timeout=30_000)
+    box = window.findChild(QMessageBox, "catalogue-rebuilt")
+    aside = [p.name for p in tmp_path.iterdir() if p.name.startswith("gallery.sqlite3.damaged-")]
+    assert len(aside) == 1 and aside[0] in box.text() and "ratings and favourites" in box.text()
+    box.buttons()[0].click()
+    with qtbot.waitSignal(window.gallery_service.scan_finished, timeout=30_000):
+        window.gallery_service.scan()
+    assert len(window.findChildren(QMessageBox, "catalogue-rebuilt")) == 1  # said once
+
+
 def test_escape_in_the_gallery_search_does_not_cancel_the_generation(make_window, qtbot, tmp_path):
     window = make_window(gallery_db=tmp_path / "g.sqlite3", thumbnail_dir=tmp_path / "thumbs")
     fast(window, steps=200)
