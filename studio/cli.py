@@ -39,8 +39,9 @@ class _Parser(argparse.ArgumentParser):
         # argparse reports unknown options from the top-level parser, as "studio"; name the sub-command's help.
         parsed, extras = self.parse_known_args(args, namespace)
         if extras and getattr(parsed, "dash_words", None) is not None:
-            # `gallery search dragon -castle`: a leading dash is the query's exclusion syntax, not an option.
-            words = [e for e in extras if e.startswith("-") and not e.startswith("--") and len(e) > 1]
+            # `gallery search dragon -castle fire`: a leading dash is the query's exclusion syntax, not an
+            # option; argparse stops taking words at the first one, so the rest arrive here too.
+            words = [e for e in extras if not e.startswith("--") and e != "-"]
             parsed.dash_words = words
             extras = [e for e in extras if e not in words]
         if extras:
@@ -140,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     # No -h: `search -horse` is a query excluding "horse" (the search syntax), not -h with "orse".
     search = _command(
         gsub, "search", add_help=False, help="full-text search over prompts",
-        description='Words must all match; "a phrase", prefix*, OR between words, -word excludes a word.',
+        description='Every word must match (as the start of a word); "a phrase" matches as written; '
+        "-word excludes a word; neg:word looks in the negative prompt.",
     )
     search.add_argument("--help", action="help", help="show this help message and exit")
     search.add_argument("text", nargs="*", metavar="WORD", help="query words; -word excludes a word")
@@ -525,7 +527,7 @@ def cmd_batch(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from studio.library.display import printable
+    from studio.library.display import json_text, printable
     from studio.library.metadata import read_metadata
 
     if not args.image.exists():
@@ -537,7 +539,7 @@ def cmd_info(args) -> int:
         print(f"studio: no generation parameters found in {printable(str(args.image))}", file=sys.stderr)
         return EXIT_FAILURE
     if args.json:
-        print(json.dumps(meta.to_dict(), indent=2, ensure_ascii=False))
+        print(json_text(meta.to_dict()))
         return 0
     # Text from the file is untrusted: escapes, carriage returns, bidi overrides are shown, not obeyed.
     lines = [("source", meta.source), *meta.to_request_fields().items()]
@@ -668,7 +670,7 @@ def cmd_gallery_repair(args) -> int:
 
 
 def cmd_gallery_search(args) -> int:
-    from studio.library.display import printable
+    from studio.library.display import json_text, printable
     from studio.library.gallery import Query
 
     text = " ".join([*args.text, *args.dash_words])
@@ -683,7 +685,7 @@ def cmd_gallery_search(args) -> int:
             }
             for i in images
         ]
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        print(json_text(rows))
         return 0
     for image in images:
         prompt = " ".join((image.prompt or "").split())[:80]

@@ -18,14 +18,13 @@ how a config that does not match its weights turns into a huge allocation instea
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from studio.engine.errors import InvalidModelError
-from studio.library.safe_json import JSONRefused, loads
+from studio.library.safe_json import JSONRefused, kind, loads, shown
 
 __all__ = [
     "MAX_PARAMETERS",
@@ -136,7 +135,7 @@ def read_config(path: Path, *, max_bytes: int = MAX_CONFIG_BYTES) -> dict[str, A
     except OSError as exc:
         raise InvalidModelError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     if not isinstance(data, dict):
-        raise InvalidModelError(f"{path}: holds {_kind(data)}, not a JSON object")
+        raise InvalidModelError(f"{path}: holds {kind(data)}, not a JSON object")
     return data
 
 
@@ -148,29 +147,6 @@ def _optional_config(path: Path, *, max_bytes: int = MAX_CONFIG_BYTES) -> dict[s
 
 
 # ------------------------------------------------------------------------------------------- fields
-
-
-def _kind(value: Any) -> str:
-    """How a JSON value is named in messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return "an object" if isinstance(value, Mapping) else type(value).__name__
-
-
-def _shown(value: Any) -> str:
-    """A config value in a message: strings quoted, literals as JSON writes them (true, null)."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))  # 1e9 reads as 1000000000 in a message
-    text = repr(value) if isinstance(value, str | float) else json.dumps(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _entries(count: int) -> str:
@@ -197,10 +173,10 @@ class _Fields:
         range rather than "not an integer", which would hide the bigger problem)."""
         if isinstance(value, float) and math.isfinite(value) and value.is_integer():
             if not low <= value <= high:
-                self.fail(f"{name} = {_shown(value)} is out of range ({low}..{high})")
+                self.fail(f"{name} = {shown(value)} is out of range ({low}..{high})")
             self.fail(f"{name} = {value!r} is not an integer (write {int(value)})")
         if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(f"{name} = {_shown(value)} is {_kind(value)}, not an integer")
+            self.fail(f"{name} = {shown(value)} is {kind(value)}, not an integer")
         if not low <= value <= high:
             self.fail(f"{name} = {value} is out of range ({low}..{high})")
         return value
@@ -217,7 +193,7 @@ class _Fields:
         """A list of 1..MAX_BLOCKS ints (exactly `length` when given)."""
         value = self.get(key)
         if not isinstance(value, list | tuple):
-            self.fail(f"{key} is {_kind(value)}, not a list of integers")
+            self.fail(f"{key} is {kind(value)}, not a list of integers")
         self._check_length(key, value, length)
         return [self.check_int(item, f"{key}[{i}]", low, high) for i, item in enumerate(value)]
 
@@ -243,7 +219,7 @@ class _Fields:
     def strings(self, key: str, *, length: int) -> list[str]:
         value = self.get(key)
         if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
-            self.fail(f"{key} is {_kind(value)}, not a list of block names")
+            self.fail(f"{key} is {kind(value)}, not a list of block names")
         self._check_length(key, value, length)
         return list(value)
 
@@ -381,7 +357,7 @@ def check_safety_checker_config(config: Mapping[str, Any], where: str) -> int:
     for key in ("text_config", "vision_config"):
         value = config.get(key, {})
         if value is not None and not isinstance(value, Mapping):
-            f.fail(f"{key} is {_kind(value)}, not an object")
+            f.fail(f"{key} is {kind(value)}, not an object")
     text = _Fields(f"{where} (text_config)", config.get("text_config") or {}, _CLIP_TEXT_DEFAULTS)
     _clip_fields(text, vocab=True)
     vision = _Fields(f"{where} (vision_config)", config.get("vision_config") or {}, _CLIP_VISION_DEFAULTS)
@@ -420,7 +396,7 @@ def check_deci_unet_config(config: Mapping[str, Any], where: str) -> int:
     outer.integer("out_channels", 1, MAX_CHANNELS)
     nested = config.get("configurations", config)  # the published nested layout, or flat fields
     if not isinstance(nested, Mapping):
-        outer.fail(f"configurations is {_kind(nested)}, not an object")
+        outer.fail(f"configurations is {kind(nested)}, not an object")
     f = _Fields(f"{where} (configurations)", nested)
     f.blocks_key = "down_blocks_out_channels"
     f.size("sample_size", 1, MAX_LATENT_SIZE)
@@ -449,13 +425,13 @@ def check_deci_unet_config(config: Mapping[str, Any], where: str) -> int:
 def _check_vocab(where: str, vocab: Any) -> int:
     """A BPE vocabulary (token -> id); returns its highest id."""
     if not isinstance(vocab, Mapping):
-        raise InvalidModelError(f"{where}: the vocabulary is {_kind(vocab)}, not an object of token ids")
+        raise InvalidModelError(f"{where}: the vocabulary is {kind(vocab)}, not an object of token ids")
     if not vocab:
         raise InvalidModelError(f"{where}: the vocabulary is empty; a tokenizer needs its tokens")
     if len(vocab) > MAX_VOCAB:
         raise InvalidModelError(f"{where}: {len(vocab):,} tokens, more than {MAX_VOCAB:,}")
     f = _Fields(where, {})
-    return max(f.check_int(i, f"the id of {_shown(token)}", 0, MAX_VOCAB - 1) for token, i in vocab.items())
+    return max(f.check_int(i, f"the id of {shown(token)}", 0, MAX_VOCAB - 1) for token, i in vocab.items())
 
 
 def _merge_parts(where: str, index: int, merge: Any) -> tuple[str, str]:
@@ -466,7 +442,7 @@ def _merge_parts(where: str, index: int, merge: Any) -> tuple[str, str]:
     else:
         parts = []
     if len(parts) != 2 or not all(isinstance(part, str) and part for part in parts):
-        raise InvalidModelError(f"{where}: merge {index + 1} ({_shown(merge)}) is not a pair of tokens")
+        raise InvalidModelError(f"{where}: merge {index + 1} ({shown(merge)}) is not a pair of tokens")
     return parts[0], parts[1]
 
 
@@ -488,51 +464,62 @@ def _check_merges(where: str, merges: Sequence[Any], vocab: Mapping[str, Any], p
 
 
 def check_tokenizer(folder: Path, vocab_size: int | None = None) -> None:
-    """The CLIP BPE tokenizer in `folder` (a model's ``tokenizer/``), in the files ``CLIPTokenizer`` reads:
-    ``tokenizer.json`` when there is one, else ``vocab.json`` + ``merges.txt``. Its vocabulary must not be
-    empty, its merges present and consistent, and its ids within the text encoder's `vocab_size` (an id
-    beyond it fails at the first prompt that uses it)."""
+    """The CLIP BPE tokenizer in `folder` (a model's ``tokenizer/``), in every layout it holds: which one
+    ``CLIPTokenizer`` reads depends on the transformers version (5.x prefers ``tokenizer.json``, 4.x's
+    slow class reads ``vocab.json`` + ``merges.txt``), so a sound one must not hide an emptied other.
+    Its vocabulary must not be empty, its merges present and consistent, and its ids within the text
+    encoder's `vocab_size` (an id beyond it fails at the first prompt that uses it)."""
     fast = folder / "tokenizer.json"
+    vocab_path, merges_path = folder / "vocab.json", folder / "merges.txt"
+    checked: list[tuple[int, Path]] = []
     if fast.is_file():
-        data = read_config(fast, max_bytes=MAX_TOKENIZER_BYTES)
-        model = data.get("model")
-        if not isinstance(model, Mapping):
-            raise InvalidModelError(f"{fast}: has no \"model\" object")
-        if model.get("type", "BPE") != "BPE":
-            raise InvalidModelError(f"{fast}: a {_shown(model.get('type'))} tokenizer; CLIP's is BPE")
-        vocab = model.get("vocab")
-        top = _check_vocab(str(fast), vocab)
-        merges = model.get("merges")
-        if merges is not None and not isinstance(merges, list):
-            raise InvalidModelError(f"{fast}: merges is {_kind(merges)}, not a list")
-        prefix = model.get("continuing_subword_prefix")
-        _check_merges(str(fast), merges or [], vocab, prefix if isinstance(prefix, str) else "")
-        added = data.get("added_tokens") or []
-        ids = [t.get("id") for t in added if isinstance(t, Mapping)] if isinstance(added, list) else []
-        top = max([top, *(i for i in ids if isinstance(i, int) and not isinstance(i, bool))])
-        source = fast
-    else:
-        vocab_path, merges_path = folder / "vocab.json", folder / "merges.txt"
+        checked.append(_check_fast_tokenizer(fast))
+    if not fast.is_file() or (vocab_path.is_file() and merges_path.is_file()):
         missing = [p.name for p in (vocab_path, merges_path) if not p.is_file()]
         if missing:
             raise InvalidModelError(
                 f"{folder}: no tokenizer.json, and {' and '.join(missing)} missing: the tokenizer is incomplete"
             )
-        vocab = read_config(vocab_path, max_bytes=MAX_TOKENIZER_BYTES)
-        top = _check_vocab(str(vocab_path), vocab)
-        if merges_path.stat().st_size > MAX_TOKENIZER_BYTES:
-            raise InvalidModelError(f"{merges_path}: larger than {MAX_TOKENIZER_BYTES:,} bytes")
-        lines = merges_path.read_text(encoding="utf-8", errors="replace").splitlines()
-        if lines and lines[0].startswith("#version"):  # the header line the tokenizers skip
-            lines = lines[1:]
-        merges = [line for line in lines if line.strip()]
-        _check_merges(str(merges_path), merges, vocab)
-        source = vocab_path
-    if vocab_size is not None and top >= vocab_size:
-        raise InvalidModelError(
-            f"{source}: token ids go up to {top}, but the text encoder has only {vocab_size} embeddings "
-            "(vocab_size in text_encoder/config.json)"
-        )
+        checked.append(_check_slow_tokenizer(vocab_path, merges_path))
+    for top, source in checked:
+        if vocab_size is not None and top >= vocab_size:
+            raise InvalidModelError(
+                f"{source}: token ids go up to {top}, but the text encoder has only {vocab_size} embeddings "
+                "(vocab_size in text_encoder/config.json)"
+            )
+
+
+def _check_fast_tokenizer(fast: Path) -> tuple[int, Path]:
+    """(highest token id, the file) of a ``tokenizer.json``, checked."""
+    data = read_config(fast, max_bytes=MAX_TOKENIZER_BYTES)
+    model = data.get("model")
+    if not isinstance(model, Mapping):
+        raise InvalidModelError(f"{fast}: has no \"model\" object")
+    if model.get("type", "BPE") != "BPE":
+        raise InvalidModelError(f"{fast}: a {shown(model.get('type'))} tokenizer; CLIP's is BPE")
+    vocab = model.get("vocab")
+    top = _check_vocab(str(fast), vocab)
+    merges = model.get("merges")
+    if merges is not None and not isinstance(merges, list):
+        raise InvalidModelError(f"{fast}: merges is {kind(merges)}, not a list")
+    prefix = model.get("continuing_subword_prefix")
+    _check_merges(str(fast), merges or [], vocab, prefix if isinstance(prefix, str) else "")
+    added = data.get("added_tokens") or []
+    ids = [t.get("id") for t in added if isinstance(t, Mapping)] if isinstance(added, list) else []
+    return max([top, *(i for i in ids if isinstance(i, int) and not isinstance(i, bool))]), fast
+
+
+def _check_slow_tokenizer(vocab_path: Path, merges_path: Path) -> tuple[int, Path]:
+    """(highest token id, the vocabulary file) of a ``vocab.json`` + ``merges.txt`` pair, checked."""
+    vocab = read_config(vocab_path, max_bytes=MAX_TOKENIZER_BYTES)
+    top = _check_vocab(str(vocab_path), vocab)
+    if merges_path.stat().st_size > MAX_TOKENIZER_BYTES:
+        raise InvalidModelError(f"{merges_path}: larger than {MAX_TOKENIZER_BYTES:,} bytes")
+    lines = merges_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    if lines and lines[0].startswith("#version"):  # the header line the tokenizers skip
+        lines = lines[1:]
+    _check_merges(str(merges_path), [line for line in lines if line.strip()], vocab)
+    return top, vocab_path
 
 
 # --------------------------------------------------------------------------------------------- folders
@@ -611,7 +598,7 @@ def check_config_folder(folder: Path, family: str) -> dict[str, int]:
         crosses = cross if isinstance(cross, list) else [cross]
         if any(c != width for c in crosses):
             raise InvalidModelError(
-                f"{folder / unet_name / 'config.json'}: cross_attention_dim = {_shown(cross)} does not match the "
+                f"{folder / unet_name / 'config.json'}: cross_attention_dim = {shown(cross)} does not match the "
                 f"text encoder's hidden_size = {width} ({te_path})"
             )
     return bounds

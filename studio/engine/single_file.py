@@ -26,7 +26,6 @@ Importing this module is cheap: torch, diffusers, transformers and safetensors a
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -214,21 +213,6 @@ def _invalid(path: Path, detail: str) -> SingleFileError:
     return SingleFileError(path, f"is not a valid .safetensors file: {detail}")
 
 
-def _json_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    names = {dict: "an object", list: "a list", str: "a string", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
-
-
-def _shown(value: Any, limit: int = 60) -> str:
-    """A header value in a message: strings quoted, anything else as JSON wrote it (true, 1e+30)."""
-    text = repr(value) if isinstance(value, str) else json.dumps(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _is_int(value: Any) -> bool:
     return type(value) is int  # not bool, not float (1e30 parses as a float)
 
@@ -238,40 +222,40 @@ def _validated_header(
 ) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
     """`read_safetensors_header`'s checks of the parsed header against the `data_len` bytes after it."""
     if not isinstance(header, dict):
-        raise _invalid(path, f"its header is {_json_kind(header)}, not a JSON object")
+        raise _invalid(path, f"its header is {safe_json.kind(header)}, not a JSON object")
     metadata = header.pop("__metadata__", None)
     if metadata is None:
         metadata = {}
     if not isinstance(metadata, dict):
-        raise _invalid(path, f"its __metadata__ is {_json_kind(metadata)}, not an object of strings")
+        raise _invalid(path, f"its __metadata__ is {safe_json.kind(metadata)}, not an object of strings")
     for key, value in metadata.items():
         if not isinstance(value, str):
-            raise _invalid(path, f"__metadata__[{_shown(key)}] is {_json_kind(value)}, not a string")
+            raise _invalid(path, f"__metadata__[{safe_json.shown(key)}] is {safe_json.kind(value)}, not a string")
     shapes: dict[str, tuple[int, ...]] = {}
     spans: list[tuple[int, int, str]] = []
     for name, info in header.items():
-        tensor = f"tensor {_shown(name)}"
+        tensor = f"tensor {safe_json.shown(name)}"
         if not isinstance(info, dict):
-            raise _invalid(path, f"{tensor} is described by {_json_kind(info)}, not an object")
+            raise _invalid(path, f"{tensor} is described by {safe_json.kind(info)}, not an object")
         missing = [key for key in ("dtype", "shape", "data_offsets") if key not in info]
         if missing:
             raise _invalid(path, f"{tensor} has no {', '.join(missing)}")
         dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
         if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
-            raise _invalid(path, f"{tensor} has an unknown dtype {_shown(dtype, 30)}")
+            raise _invalid(path, f"{tensor} has an unknown dtype {safe_json.shown(dtype, 30)}")
         if not isinstance(shape, list):
-            raise _invalid(path, f"{tensor} has a shape that is {_json_kind(shape)}, not a list")
+            raise _invalid(path, f"{tensor} has a shape that is {safe_json.kind(shape)}, not a list")
         if len(shape) > MAX_RANK:
             raise _invalid(path, f"{tensor} has {len(shape):,} dimensions (at most {MAX_RANK})")
         for dim in shape:
             if not _is_int(dim):
-                raise _invalid(path, f"{tensor} has a dimension {_shown(dim, 30)}, not a whole number")
+                raise _invalid(path, f"{tensor} has a dimension {safe_json.shown(dim, 30)}, not a whole number")
             if dim < 0:
                 raise _invalid(path, f"{tensor} has a negative dimension {dim}")
             if dim > MAX_DIMENSION:
                 raise _invalid(path, f"{tensor} has a dimension of {dim:,}, larger than any real tensor's")
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(x) for x in offsets)):
-            raise _invalid(path, f"{tensor} has data_offsets {_shown(offsets, 40)}, not two whole numbers")
+            raise _invalid(path, f"{tensor} has data_offsets {safe_json.shown(offsets, 40)}, not two whole numbers")
         begin, end = offsets
         if not 0 <= begin <= end:
             raise _invalid(path, f"{tensor} has data_offsets [{begin}, {end}], not 0 <= begin <= end")
@@ -293,7 +277,7 @@ def _validated_header(
     position, previous = 0, None
     for begin, end, name in sorted(spans):
         if begin < position:
-            raise _invalid(path, f"tensors {_shown(previous)} and {_shown(name)} overlap in the data")
+            raise _invalid(path, f"tensors {safe_json.shown(previous)} and {safe_json.shown(name)} overlap in the data")
         if begin > position:
             raise _invalid(path, f"bytes {position:,}..{begin:,} of the data belong to no tensor")
         position, previous = end, name

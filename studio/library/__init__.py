@@ -26,7 +26,7 @@ from studio.library.metadata import (
     pnginfo_for,
     read_metadata,
 )
-from studio.library.naming import DEFAULT_TEMPLATE, discard_placeholder, output_path
+from studio.library.naming import DEFAULT_TEMPLATE, output_path
 
 __all__ = [
     "DEFAULT_TEMPLATE",
@@ -38,7 +38,6 @@ __all__ = [
     "MetadataError",
     "SaveError",
     "atomic_write_bytes",
-    "discard_placeholder",
     "encode_image",
     "exif_for",
     "format_parameters",

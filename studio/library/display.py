@@ -2,7 +2,8 @@
 (ESC sequences that recolour, retitle or rewrite the terminal), carriage returns and backspaces that
 hide what came before, bells, bidi overrides that reverse what a reader sees, and lone surrogates that
 cannot be encoded at all. Every text output of metadata (the CLI's text mode, the window's labels)
-passes through :func:`printable`; JSON output is already safe through its own escaping.
+passes through :func:`printable`. JSON output goes through :func:`json_text`: ``json.dumps`` escapes
+only the C0 controls, and would pass C1 controls (U+009B is a CSI), DEL and bidi overrides raw.
 
 Text that goes into an editable field (a restored prompt) is different: escapes shown as ``\\x1b``
 would become part of the prompt, so :func:`strip_controls` removes the harmful characters instead and
@@ -11,10 +12,12 @@ says how many, for the caller to tell the user.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
+from typing import Any
 
-__all__ = ["BIDI_CONTROLS", "printable", "strip_controls"]
+__all__ = ["BIDI_CONTROLS", "json_text", "printable", "strip_controls"]
 
 BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 """The bidi embedding, override and isolate controls (LRE RLE PDF LRO RLO, LRI RLI FSI PDI): they
@@ -74,3 +77,16 @@ def strip_controls(text: str) -> tuple[str, int]:
     text, removed = _UNWANTED_RE.subn("", text)
     text, replaced = _SURROGATE_RE.subn("\ufffd", text)
     return text, removed + replaced
+
+
+# What json.dumps(ensure_ascii=False) leaves raw that can act on a terminal or reorder text: DEL, the C1
+# controls, the bidi controls, the line and paragraph separators, and lone surrogates (unencodable).
+_JSON_UNSAFE_RE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff" + BIDI_CONTROLS + "]")
+
+
+def json_text(data: Any, *, indent: int | None = 2) -> str:
+    """`data` as JSON for a terminal or a pipe: readable (non-ASCII letters stay as they are), exact (a
+    JSON reader gets every character back), and inert (every character above escaped as ``\\uXXXX``;
+    they can only occur inside strings, where the escape means the same character)."""
+    text = json.dumps(data, indent=indent, ensure_ascii=False)
+    return _JSON_UNSAFE_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)

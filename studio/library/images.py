@@ -248,9 +248,15 @@ def _host_tag(host: str) -> str:
 
 @functools.cache
 def _this_host_tag() -> str:
-    """This machine, and on Linux this pid namespace: containers sharing a host name and a folder do
-    not see each other's processes, so each must not judge the other's writers dead."""
+    """This machine, and on Linux this boot and pid namespace. Containers sharing a host name and a folder
+    do not see each other's processes; and the initial pid namespace has the same id on every Linux
+    host, so two machines of the same name saving into one network folder are told apart by their boot
+    id. Each must not judge the other's writers dead."""
     host = socket.gethostname()
+    for source in ("/proc/sys/kernel/random/boot_id", "/etc/machine-id"):
+        with contextlib.suppress(OSError), open(source, encoding="ascii", errors="replace") as stream:
+            host += "|" + stream.read(64).strip()
+            break
     with contextlib.suppress(OSError):
         host += "|" + os.readlink("/proc/self/ns/pid")
     return _host_tag(host)

@@ -42,7 +42,6 @@ __all__ = [
     "PLACEHOLDERS",
     "TEMP_NAME_MAX_BYTES",
     "OutputName",
-    "discard_placeholder",
     "output_path",
     "plan_output",
     "render_template",
@@ -388,21 +387,3 @@ def output_path(
     :func:`studio.library.images.save_new_image` (as :func:`studio.library.saving.save_result` does).
     """
     return plan_output(folder, fields, template=template, ext=ext, now=now).first_free()
-
-
-def discard_placeholder(path: str | os.PathLike[str]) -> bool:
-    """Remove an empty placeholder file such as older versions of :func:`output_path` reserved (it no
-    longer creates any).  Only an empty regular file is removed, so a real image can never be deleted by
-    mistake.  Returns True if removed."""
-    target = Path(path)
-    try:
-        info = target.lstat()
-    except OSError:
-        return False
-    if not os.path.isfile(target) or target.is_symlink() or info.st_size != 0:
-        return False
-    try:
-        target.unlink()
-    except OSError:
-        return False
-    return True

@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["JSONRefused", "loads", "nesting_problem"]
+__all__ = ["JSONRefused", "kind", "loads", "nesting_problem", "shown"]
 
 MAX_INT_DIGITS = 20  # 2**64 - 1 has 20 digits; nothing in a model file needs more
 
@@ -113,3 +113,28 @@ def loads(
         raise JSONRefused(f"is nested more than {max_depth} levels deep") from None
     except ValueError as exc:
         raise JSONRefused(f"is not valid JSON ({str(exc).splitlines()[0][:120]})") from None
+
+
+def kind(value: Any) -> str:
+    """How a JSON value is named in a message ("a number", "a list", "null")."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return "an object" if isinstance(value, dict) else type(value).__name__
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A JSON value in a message, cut short: strings quoted, a modest whole float as an integer (1e9 reads
+    as 1000000000), anything else as JSON writes it (true, null, Infinity, 1e+30)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        text = str(int(value))
+    else:
+        text = repr(value) if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -13,7 +13,7 @@ from PIL import Image, PngImagePlugin
 
 from studio.cli import main
 
-HOSTILE = "a red p\x1b[31mRED \x1b]0;title\x07 back\rspace\x08 \u202eevil"
+HOSTILE = "a red p\x1b[31mRED \x1b]0;title\x07 back\rspace\x08 \u202eevil \x9b2J"
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def assert_one_line_usage_error(code: int, err: str, *fragments: str) -> None:
 
 def assert_terminal_safe(text: str) -> None:
     """Nothing that acts on a terminal: no ESC, BEL, CR, backspace, bidi override (escaped forms are fine)."""
-    for char in ("\x1b", "\x07", "\r", "\x08", "\u202e"):
+    for char in ("\x1b", "\x07", "\r", "\x08", "\u202e", "\x9b"):
         assert char not in text, repr(text)
 
 
@@ -164,10 +164,11 @@ def test_info_shows_escapes_instead_of_obeying_them(capsys, tmp_path):
     assert_terminal_safe(out)
     prompt = next(line for line in out.splitlines() if line.startswith("prompt: "))
     assert prompt.startswith("prompt: a red p\\x1b[31mRED \\x1b]0;title\\x07 back\\")  # \r read as a line end
-    assert prompt.endswith("space\\x08 \\u202eevil")
+    assert prompt.endswith("space\\x08 \\u202eevil \\x9b2J")
     assert "model: m\\x1b[2J" in out.splitlines()
     code, out, _ = run(capsys, "info", "--json", str(tmp_path / "esc.png"))
-    assert json.loads(out)["prompt"] == HOSTILE.replace("\r", "\n")  # JSON keeps the text, escaped by JSON itself
+    assert_terminal_safe(out)  # json.dumps alone would pass C1 controls and bidi overrides raw
+    assert json.loads(out)["prompt"] == HOSTILE.replace("\r", "\n")  # yet JSON keeps the exact text
 
 
 def test_gallery_search_shows_escapes_and_accepts_a_leading_dash(capsys, tmp_path):
@@ -188,6 +189,11 @@ def test_gallery_search_shows_escapes_and_accepts_a_leading_dash(capsys, tmp_pat
     assert [Path(line.split("\t")[0]).name for line in out.splitlines()] == ["esc.png"]
     code, out, _ = run(capsys, "gallery", "--db", db, "search", "-castle", "-horse", "--limit", "5")
     assert code == 0 and [Path(line.split("\t")[0]).name for line in out.splitlines()] == ["esc.png"]
+    code, out, _ = run(capsys, "gallery", "--db", db, "search", "-castle", "red", "--limit", "5")  # words after
+    assert code == 0 and [Path(line.split("\t")[0]).name for line in out.splitlines()] == ["esc.png"]
+    code, out, _ = run(capsys, "gallery", "--db", db, "search", "red", "--json")
+    assert_terminal_safe(out)
+    assert HOSTILE.replace("\r", "\n") in {row["prompt"] for row in json.loads(out)}
 
 
 @pytest.mark.parametrize("limit", ["99999999999999999999", "0", "-1", "ten"])

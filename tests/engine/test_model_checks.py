@@ -206,6 +206,15 @@ def test_tiny_models_and_both_tokenizer_layouts_pass(tiny_sd1, tiny_sd2, tiny_de
     check_tokenizer(slow, vocab_size=49408)  # vocab.json + merges.txt, as SD repositories ship them
 
 
+def test_a_sound_tokenizer_json_does_not_hide_an_emptied_vocab_json(tmp_path):
+    """transformers 4.x's slow CLIPTokenizer reads vocab.json + merges.txt even beside tokenizer.json."""
+    both = tmp_path / "both"
+    shutil.copytree(clip_tokenizer_dir(), both)
+    (both / "vocab.json").write_text("{}")
+    with pytest.raises(InvalidModelError, match=r"vocab\.json: the vocabulary is empty"):
+        check_tokenizer(both, vocab_size=49408)
+
+
 def test_a_folder_that_passes_still_loads_and_generates(tiny_sd1, tmp_path):
     """Cases at the edges of the bounds that real folders have: a slow tokenizer, no safety checker."""
     from studio.engine import GenerationRequest

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from studio.library.display import BIDI_CONTROLS, printable, strip_controls
@@ -56,3 +58,14 @@ def test_strip_controls_replaces_lone_surrogates() -> None:
     text, changed = strip_controls("bad \ud800 and \udcff")
     assert (text, changed) == ("bad \ufffd and \ufffd", 2)
     text.encode("utf-8")
+
+
+def test_json_text_is_exact_readable_and_inert():
+    from studio.library.display import json_text
+
+    data = {"prompt": "a\x9b31m \u202eevil\x7f\u2028 日本 \ud800 \x1b[2J", "n": [1, None]}
+    text = json_text(data)
+    assert json.loads(text) == data  # every character comes back
+    assert "日本" in text  # letters stay readable
+    assert all(c not in text for c in "\x9b\u202e\x7f\u2028\x1b")
+    text.encode("utf-8")  # a lone surrogate would make printing fail

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from studio.library import DEFAULT_TEMPLATE, discard_placeholder, load_image, output_path
+from studio.library import DEFAULT_TEMPLATE, load_image, output_path
 from studio.library.images import save_new_image
 from studio.library.naming import (
     MAX_COMPONENT_BYTES,
@@ -98,18 +98,6 @@ def test_saved_name_is_the_planned_one(tmp_path: Path) -> None:
     assert path == output_path(tmp_path, FIELDS, now=NOW).with_name(path.name)
     assert load_image(path).getpixel((0, 0)) == (5, 6, 7)
     assert _all_files(tmp_path) == ["2025-06-01", f"2025-06-01/{path.name}"]
-
-
-def test_discard_placeholder_only_removes_empty_files(tmp_path: Path) -> None:
-    path = tmp_path / "placeholder.png"  # what older versions reserved names with
-    path.write_bytes(b"")
-    assert discard_placeholder(path) is True
-    assert not path.exists()
-    assert discard_placeholder(path) is False
-    real = tmp_path / "real.png"
-    real.write_bytes(b"not empty")
-    assert discard_placeholder(real) is False and real.exists()
-    assert discard_placeholder(tmp_path) is False
 
 
 # --------------------------------------------------------------------------------------------------
