@@ -8,6 +8,18 @@ bad input again (exit 2), and so is InvalidModelError: a model file or folder th
 
 from __future__ import annotations
 
+from studio.library.display import first_line
+
+__all__ = [
+    "Cancelled",
+    "GenerationError",
+    "InvalidModelError",
+    "ModelNotFoundError",
+    "RequestError",
+    "UnknownModelError",
+    "first_line",  # defined with the other message helpers in studio.library.display
+]
+
 
 class RequestError(ValueError):
     """A request the engine refuses, with a message a user can act on (CLI exit 2)."""
@@ -36,10 +48,3 @@ class Cancelled(Exception):  # noqa: N818 - the public API name of design.md sec
 
 class GenerationError(RuntimeError):
     """A failure inside a generation (out of memory, a broken model), with a readable message."""
-
-
-def first_line(exc: BaseException) -> str:
-    """An exception as one line for a message: its first non-empty line, else its type's name (library
-    errors are often several lines, and a message cut mid-sentence helps nobody)."""
-    lines = str(exc).strip().splitlines()
-    return lines[0].strip() if lines else type(exc).__name__

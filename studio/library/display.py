@@ -17,7 +17,7 @@ import re
 import unicodedata
 from typing import Any
 
-__all__ = ["BIDI_CONTROLS", "json_text", "printable", "strip_controls"]
+__all__ = ["BIDI_CONTROLS", "first_line", "json_text", "printable", "strip_controls"]
 
 BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 """The bidi embedding, override and isolate controls (LRE RLE PDF LRO RLO, LRI RLI FSI PDI): they
@@ -90,3 +90,9 @@ def json_text(data: Any, *, indent: int | None = 2) -> str:
     they can only occur inside strings, where the escape means the same character)."""
     text = json.dumps(data, indent=indent, ensure_ascii=False)
     return _JSON_UNSAFE_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line for a message: its first non-empty line, else its type's name (library
+    errors are often several lines, and a message cut mid-sentence helps nobody)."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)

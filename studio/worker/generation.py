@@ -34,6 +34,7 @@ from studio.worker.qimage import pil_to_qimage
 if TYPE_CHECKING:
     from studio.engine import Engine, StepEvent
 
+from studio.library.display import first_line  # noqa: E402
 from studio.library.folders import FolderError, check_writable_folder  # noqa: E402
 from studio.library.images import sweep_stale_temp_files  # noqa: E402
 from studio.library.saving import save_result  # noqa: E402 - shared with the CLI
@@ -52,13 +53,6 @@ MAX_MESSAGE_CHARS = 400
 
 
 # ----------------------------------------------------------------------------------------- messages
-
-
-def _first_line(exc: BaseException) -> str:
-    for line in str(exc).splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
 
 
 def model_label(model: str) -> str:
@@ -90,14 +84,14 @@ def describe_failure(exc: BaseException, phase: str = "generating", model: str =
     if isinstance(exc, MemoryError):
         text = "out of memory: try a smaller size or batch, or close other programs"
     elif isinstance(exc, RequestError | GenerationError | FolderError):
-        text = _first_line(exc) or type(exc).__name__
+        text = first_line(exc)
     else:
-        detail = _first_line(exc)
-        detail = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+        detail = first_line(exc)
+        detail = detail if detail == type(exc).__name__ else f"{type(exc).__name__}: {detail}"
         if phase == "loading":
             text = f"could not load model {model_label(model)}: {detail}"
         elif phase == "saving":  # SaveError says "cannot save PATH: why" already
-            line = _first_line(exc)
+            line = first_line(exc)
             text = line if line.startswith("cannot save") else f"could not save the image: {detail}"
         else:
             text = f"generation failed: {detail}"
