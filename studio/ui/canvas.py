@@ -76,7 +76,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.library.display import printable
 from studio.library.images import MAX_PIXELS, ImageLoadError, load_image, to_rgb
+from studio.ui.plain_text import plain_tooltip
 from studio.ui.qt_images import pil_to_qimage, qimage_to_png_bytes
 
 __all__ = ["FIT_MODES", "WEB_REFUSAL", "ImageCanvas", "prepare_image"]
@@ -779,12 +781,13 @@ class ImageCanvas(QWidget):
             text = f"Output {width}×{height}" + (" — loading…" if self.is_loading() else "")
             tip = ""
         else:
-            name = Path(self._source_label).name or self._source_label
+            name = printable(Path(self._source_label).name or self._source_label)
             src_w, src_h = self._source.size
             text = f"{name} — {src_w}×{src_h} → {width}×{height}"
             tip = self._source_label
-        self._info.set_full_text(text)
-        self._info.setToolTip(tip or text)
+        self._info.set_full_text(text)  # a plain-text label
+        # The whole path: its folders' names may hold anything ("<img src=...>" split across them).
+        self._info.setToolTip(plain_tooltip(tip or text))
         self._clear_button.setEnabled(self._source is not None or self.is_loading())
         self._view.update()
 

@@ -89,6 +89,7 @@ from PySide6.QtWidgets import (
 from studio.library.display import printable
 from studio.library.gallery import CatalogueDamagedError, GalleryImage, Query
 from studio.library.metadata import ImageMetadata, read_metadata
+from studio.ui.plain_text import menu_text, plain_label, plain_tooltip
 from studio.worker.gallery import GalleryService, describe_report
 
 __all__ = ["IMAGE_ROLE", "GalleryModel", "GalleryView"]
@@ -163,7 +164,9 @@ def _bytes(pixmap: QPixmap) -> int:
 
 def _tooltip(image: GalleryImage) -> str:
     """Prompt, model, seed, size and path. Every piece from the file goes through ``printable``: a
-    prompt may carry terminal escapes, bidi overrides or carriage returns, shown as visible escapes."""
+    prompt may carry terminal escapes, bidi overrides or carriage returns, shown as visible escapes;
+    and the whole is a :func:`plain_tooltip`: a prompt "<img src=...>" is shown, never rendered as HTML
+    (which would load the local file it names)."""
     prompt = image.prompt or ""
     if len(prompt) > 300:
         prompt = prompt[:299] + "…"
@@ -175,7 +178,7 @@ def _tooltip(image: GalleryImage) -> str:
     if line:
         lines.append(line)
     lines.append(printable(image.path))
-    return "\n".join(lines)
+    return plain_tooltip("\n".join(lines))
 
 
 def _name(path: Path) -> str:
@@ -656,6 +659,7 @@ class _ImagePreview(QLabel):
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         self.setAccessibleName("Selected image")
         self.setWordWrap(True)
+        self.setTextFormat(Qt.TextFormat.PlainText)
         self._source = QPixmap()
         self._placeholder = ""
 
@@ -793,7 +797,7 @@ class GalleryView(QWidget):
         self.stop_scan_button = QToolButton(text="Stop", toolTip="Stop scanning (what was found so far is kept)")
         self.stop_scan_button.setVisible(False)
         self._scan_stopped = False
-        self.count_label = QLabel(accessibleName="Number of images")
+        self.count_label = plain_label(accessibleName="Number of images")
         self.size_slider = QSlider(Qt.Orientation.Horizontal, accessibleName="Thumbnail size")
         self.size_slider.setRange(MIN_ICON_SIZE, MAX_ICON_SIZE)
         self.size_slider.setSingleStep(ICON_STEP)
@@ -838,8 +842,7 @@ class GalleryView(QWidget):
         self.preview = _ImagePreview()
         self.preview.installEventFilter(self)
         self.preview.set_placeholder(NO_SELECTION)
-        self.caption = QLabel(NO_SELECTION, accessibleName="Shown image", wordWrap=True)
-        self.caption.setTextFormat(Qt.TextFormat.PlainText)
+        self.caption = plain_label(NO_SELECTION, accessibleName="Shown image", wordWrap=True)  # a file name
         self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         caption_font = QFont(self.caption.font())
         caption_font.setBold(True)
@@ -862,9 +865,8 @@ class GalleryView(QWidget):
             ("created", "Created"),
             ("file", "File"),
         ):
-            value = QLabel(wordWrap=True, accessibleName=label)
+            value = plain_label(wordWrap=True, accessibleName=label)  # prompts, model names: never HTML
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            value.setTextFormat(Qt.TextFormat.PlainText)
             self.fields[key] = value
             form.addRow(f"{label}:", value)
         self.rating = QSpinBox(minimum=0, maximum=5, accessibleName="Rating")
@@ -1515,7 +1517,8 @@ class GalleryView(QWidget):
             self._folder_menu.addAction("No folders in the gallery").setEnabled(False)
         for folder in folders:
             pinned = self._service.is_pinned(folder)
-            act = self._folder_menu.addAction(f"{printable(folder)}  (output folder)" if pinned else printable(folder))
+            shown = menu_text(printable(folder))  # a "&" in a folder's name is shown, not a mnemonic
+            act = self._folder_menu.addAction(f"{shown}  (output folder)" if pinned else shown)
             act.setEnabled(not pinned)
             act.triggered.connect(lambda _=False, f=folder: self.remove_folder(f))
 

@@ -9,6 +9,7 @@ signals carrying QImages.
 
 from __future__ import annotations
 
+import html
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
@@ -18,7 +19,6 @@ from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
     QGroupBox,
-    QLabel,
     QMainWindow,
     QMessageBox,
     QScrollArea,
@@ -37,6 +37,7 @@ from studio.settings import APP_NAME, Preferences, preferences_path
 from studio.ui.canvas import FIT_MODES, PASTE_KEYS, ImageCanvas
 from studio.ui.icons import icon
 from studio.ui.parameters import ParametersPanel
+from studio.ui.plain_text import one_line, plain_label
 from studio.ui.preview import PreviewPane
 from studio.ui.prompt_editor import PromptEditor
 from studio.ui.questions import ask
@@ -146,7 +147,7 @@ class MainWindow(QMainWindow):
         self.tabs.currentChanged.connect(lambda index: index == GALLERY_PAGE and self.open_gallery())
         self.setCentralWidget(self.tabs)
 
-        self.status_model = QLabel(accessibleName="Model and device")
+        self.status_model = plain_label(accessibleName="Model and device")  # a local model's name: not HTML
         self._ran_on: tuple[str, str] | None = None  # (device, dtype) of the last image made
         self.statusBar().addPermanentWidget(self.status_model)
 
@@ -730,12 +731,14 @@ class MainWindow(QMainWindow):
         fields = meta.to_request_fields()
         summary = ", ".join(f"{k} {_shown(v)}" for k, v in fields.items() if k in ("seed", "steps", "model"))
         box = QMessageBox(
-            QMessageBox.Icon.Question, "Restore parameters?",
-            f"{_shown(path.name)} was made with {_shown(meta.source)}.\n"
-            f"Restore its prompt and parameters ({summary})?",
+            QMessageBox.Icon.Question, "Restore parameters?", "",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self,
         )
-        box.setTextFormat(Qt.TextFormat.PlainText)
+        box.setTextFormat(Qt.TextFormat.PlainText)  # before the text: it is never parsed as HTML
+        box.setText(
+            f"{_shown(path.name)} was made with {_shown(meta.source)}.\n"
+            f"Restore its prompt and parameters ({summary})?"
+        )
         box.button(QMessageBox.StandardButton.Yes).clicked.connect(lambda: self.apply_image_fields(fields, path.name))
         box.open()  # not modal-blocking: the window keeps running (and tests can answer it)
         return box
@@ -821,7 +824,9 @@ class MainWindow(QMainWindow):
             self.prefs.theme = key
 
     def show_message(self, text: str) -> None:
-        self.statusBar().showMessage(text, STATUS_MS)
+        """One line in the status bar (which paints plain text); messages name files, models and
+        errors, so their control characters are made visible and line breaks become spaces."""
+        self.statusBar().showMessage(one_line(text), STATUS_MS)
 
     def show_shortcuts(self) -> None:
         from studio.ui.shortcuts import ShortcutsDialog
@@ -852,16 +857,17 @@ def about_text() -> str:
     from PySide6 import __version__ as pyside_version
     from PySide6.QtCore import qVersion
 
-    def version(name: str) -> str:
+    def version(name: str) -> str:  # the box is rich text: every value put in it is escaped
         try:
-            return importlib_metadata.version(name)
+            return html.escape(importlib_metadata.version(name))
         except importlib_metadata.PackageNotFoundError:
             return "not installed"
 
     return (
-        f"<b>{APP_NAME}</b> {__version__}<br>Local text-to-image and image-to-image.<br><br>"
+        f"<b>{html.escape(APP_NAME)}</b> {html.escape(__version__)}<br>"
+        "Local text-to-image and image-to-image.<br><br>"
         f"torch {version('torch')}<br>diffusers {version('diffusers')}<br>transformers {version('transformers')}<br>"
-        f"Qt {qVersion()} (PySide6 {pyside_version})"
+        f"Qt {html.escape(qVersion())} (PySide6 {html.escape(pyside_version)})"
     )
 
 

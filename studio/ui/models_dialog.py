@@ -4,6 +4,10 @@ the trash, reveal the folder; and the local folders and files the user added.
 A download is a deliberate step here rather than a surprise inside the first generation. It runs in
 the :class:`~studio.worker.downloads.DownloadService` thread; the dialog can be closed meanwhile (the
 download goes on, and the busy row says so when it is opened again).
+
+Local models are paths the user picked, and their folders' names may hold anything (a name like
+"<img src=...>"); error messages quote them. The note is plain text and tooltips are plain tooltips
+(:mod:`studio.ui.plain_text`), so none of it is ever rendered as HTML.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from PySide6.QtWidgets import (
     QDialog,
     QHBoxLayout,
     QHeaderView,
-    QLabel,
     QMessageBox,
     QProgressBar,
     QPushButton,
@@ -26,7 +29,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.library.display import printable
 from studio.ui.parameters import ParametersPanel
+from studio.ui.plain_text import plain_label, plain_tooltip
 from studio.ui.questions import ask
 from studio.worker.downloads import DownloadService
 
@@ -79,7 +84,7 @@ class ModelsDialog(QDialog):
 
         self.progress = QProgressBar(accessibleName="Download progress", textVisible=True)
         self.progress.setVisible(False)
-        self.note = QLabel(wordWrap=True, accessibleName="Model details")
+        self.note = plain_label(wordWrap=True, accessibleName="Model details")  # paths, errors: never HTML
         self.note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         self.download_button = QPushButton("&Download")
@@ -151,10 +156,11 @@ class ModelsDialog(QDialog):
         for spec in self._parameters.local_models():
             path = Path(spec)
             exists = path.exists()
-            item = QTreeWidgetItem(self._local_root, [path.name, "available" if exists else "missing", _local_size(path), spec])
+            texts = [printable(path.name), "available" if exists else "missing", _local_size(path), printable(spec)]
+            item = QTreeWidgetItem(self._local_root, texts)
             item.setData(0, ID_ROLE, spec)
             item.setData(0, KIND_ROLE, "local")
-            item.setToolTip(3, spec)
+            item.setToolTip(3, plain_tooltip(spec))
         if selected:
             self.select(selected)
         self._update()
@@ -177,7 +183,7 @@ class ModelsDialog(QDialog):
         where = str(status.path) if status.path else f"{status.repo}@{status.revision[:7]}"
         for column, text in enumerate((status.name, state, format_bytes(status.size_on_disk) if status.size_on_disk else "–", where)):
             item.setText(column, text)
-        item.setToolTip(3, f"{status.repo} @ {status.revision}")
+        item.setToolTip(3, plain_tooltip(f"{status.repo} @ {status.revision}"))
 
     def rows(self) -> dict[str, tuple[str, ...]]:
         """Each row's texts by model id or path (what the user reads)."""
@@ -223,7 +229,7 @@ class ModelsDialog(QDialog):
         if status is not None:
             self.note.setText(f"{status.name}: {status.notes}" if status.notes else status.name)
         elif kind == "local":
-            self.note.setText(key)
+            self.note.setText(printable(key))
         else:
             self.note.setText("")
         self._show_progress(key)
@@ -285,7 +291,7 @@ class ModelsDialog(QDialog):
             return False
         if QDesktopServices.openUrl(QUrl.fromLocalFile(str(path))):
             return True
-        self.note.setText(f"No file manager could open {path}")
+        self.note.setText(f"No file manager could open {printable(path)}")
         return False
 
     def use_selected(self) -> None:
@@ -326,7 +332,7 @@ class ModelsDialog(QDialog):
     def _on_failed(self, key: str, message: str) -> None:
         self._progress.pop(key, None)
         self.refresh()
-        self.note.setText(f"{key}: {message}")
+        self.note.setText(printable(f"{key}: {message}", keep_newlines=True))
 
     def _on_cancelled(self, key: str) -> None:
         self._progress.pop(key, None)

@@ -33,7 +33,9 @@ from studio.engine.loading import local_model_kind
 from studio.engine.model_info import check_local_model, default_scheduler_name
 from studio.engine.request import MAX_BATCH, MAX_SEED, MAX_SIDE, GenerationRequest
 from studio.engine.schedulers import names as scheduler_names
+from studio.library.display import printable
 from studio.settings import Preferences
+from studio.ui.plain_text import plain_label, plain_tooltip
 from studio.ui.wheel_guard import guard_wheel
 
 SIZE_PRESETS = {
@@ -91,7 +93,7 @@ class ParametersPanel(QWidget):
         add.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         self.add_button = add
         form.addRow("&Model", _row(self.model, add))
-        self.model_note = QLabel(wordWrap=True)
+        self.model_note = plain_label(wordWrap=True, accessibleName="Model note")  # never HTML
         self.model_note.setStyleSheet("color: palette(mid);")
         form.addRow("", self.model_note)
 
@@ -131,7 +133,7 @@ class ParametersPanel(QWidget):
         swap.clicked.connect(self._swap_size)
         form.addRow("Si&ze", _row(self.width, QLabel("×"), self.height, swap))
         form.addRow("", self.presets)
-        self.size_note = QLabel(wordWrap=True, accessibleName="Size warning")  # wraps: never widens the panel
+        self.size_note = plain_label(wordWrap=True, accessibleName="Size warning")  # wraps: never widens it
         self.size_note.setStyleSheet("color: palette(mid);")
         self.size_note.setVisible(False)
         form.addRow("", self.size_note)
@@ -150,7 +152,7 @@ class ParametersPanel(QWidget):
             item = self.device.model().item(self.device.count() - 1)
             item.setEnabled(choice.available)
             if choice.reason:
-                item.setToolTip(choice.reason)
+                item.setToolTip(plain_tooltip(choice.reason))  # may quote a driver's error message
         self.dtype = QComboBox(accessibleName="Precision")
         for label, value, tip in PRECISIONS:
             self.dtype.addItem(label, value)
@@ -182,7 +184,7 @@ class ParametersPanel(QWidget):
         for entry in CATALOG.values():
             self.model.addItem(entry.name, entry.id)
         for spec in self._local_models:
-            self.model.addItem(f"{Path(spec).name}  (local)", spec)
+            self.model.addItem(_local_name(spec), spec)
         if current:
             self.select_model(current)
         self.model.blockSignals(False)
@@ -243,7 +245,7 @@ class ParametersPanel(QWidget):
         index = self.model.findData(spec)
         if index < 0 and spec:
             self._local_models.append(spec)
-            self.model.addItem(f"{Path(spec).name}  (local)", spec)
+            self.model.addItem(_local_name(spec), spec)
             index = self.model.count() - 1
         if index >= 0:
             self.model.setCurrentIndex(index)
@@ -470,6 +472,12 @@ class ParametersPanel(QWidget):
         prefs.dtype = str(self.dtype.currentData())
         prefs.safety_checker = self.safety.isChecked()
         prefs.local_models = self.local_models()
+
+
+def _local_name(spec: str) -> str:
+    """A local model as the model list shows it: its folder's or file's name (which may hold anything:
+    control characters are shown as escapes; the list itself shows plain text)."""
+    return f"{printable(Path(spec).name)}  (local)"
 
 
 class _SeedValidator(QIntValidator):

@@ -4,21 +4,18 @@ Previews are QImages made in the worker thread; the QPixmap is made here, in the
 scaled smoothly at paint time so resizing the window never re-requests anything.
 
 Captions and tooltips show text that may come from files (prompts, file names): it is always plain
-text (never interpreted as HTML) with control characters made visible (:func:`printable`).
+text (never interpreted as HTML, see :mod:`studio.ui.plain_text`) with control characters made visible.
 """
 
 from __future__ import annotations
 
-import html
 import time
 
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QImage, QPainter, QPixmap, QTextOption
-from PySide6.QtGui import Qt as QtGuiNamespace
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
-    QLabel,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -28,22 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.library.display import printable
-
-
-def one_line(text: str) -> str:
-    """`text` for a one-line label: line breaks become spaces, every other harmful character is
-    shown as an escape (a caption must neither grow nor act on the layout)."""
-    return printable(str(text).replace("\r\n", " ").replace("\n", " "))
-
-
-def plain_tooltip(text: str) -> str:
-    """A tooltip showing `text` literally.  Qt renders a tooltip as HTML whenever it looks like HTML
-    (``Qt.mightBeRichText``: a file name or prompt with "<b>" in it), so such text is escaped into
-    HTML that displays exactly it; control characters are made visible, line breaks kept."""
-    shown = printable(text, keep_newlines=True)
-    if not QtGuiNamespace.mightBeRichText(shown):
-        return shown
-    return "<p style='white-space:pre-wrap'>" + html.escape(shown).replace("\n", "<br>") + "</p>"
+from studio.ui.plain_text import one_line, plain_label, plain_tooltip
 
 
 class ImageView(QWidget):
@@ -136,8 +118,7 @@ class PreviewPane(QWidget):
         self.progress.setTextVisible(True)
         self.progress.setFormat("Idle")
         self.progress.setValue(0)
-        self.caption = QLabel(accessibleName="Image caption")
-        self.caption.setTextFormat(Qt.TextFormat.PlainText)  # prompts and file names are not HTML
+        self.caption = plain_label(accessibleName="Image caption")  # prompts and file names are not HTML
         self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.caption.setWordWrap(True)
         self.caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)

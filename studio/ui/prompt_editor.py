@@ -33,8 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.library.display import printable
-from studio.ui.preview import plain_tooltip
+from studio.ui.plain_text import menu_text, plain_tooltip, single_spaced
 from studio.ui.token_counter import CHUNK_LENGTH, TokenCounter, shared_counter
 from studio.ui.weights import STEP, nudge
 
@@ -71,12 +70,6 @@ def _from_utf16(text: str, position: int) -> int:
             return index
         units += 2 if ord(ch) > 0xFFFF else 1
     return len(text)
-
-
-def _one_line(text: str) -> str:
-    """A prompt as a menu label: whitespace runs become one space, control characters are shown as
-    escapes (a prompt restored from a file may hold anything)."""
-    return printable(" ".join(text.split()))
 
 
 # ----------------------------------------------------------------------------------------- field
@@ -349,9 +342,9 @@ class PromptEditor(QWidget):
         menu.clear()
         metrics = menu.fontMetrics()
         for index, (prompt, negative) in enumerate(self._history[:HISTORY_MENU_SIZE]):
-            label = _one_line(prompt) or "(empty prompt)"
+            label = single_spaced(prompt) or "(empty prompt)"
             label = metrics.elidedText(label, Qt.TextElideMode.ElideRight, _MENU_LABEL_PX)
-            action = menu.addAction(label.replace("&", "&&"))
+            action = menu.addAction(menu_text(label))
             tip = prompt if not negative else f"{prompt}\n\nNegative prompt: {negative}"
             action.setToolTip(plain_tooltip(tip[:2000]))  # shown literally, never as HTML
             action.triggered.connect(lambda _checked=False, i=index: self.restore_history_entry(i))

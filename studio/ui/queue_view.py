@@ -3,17 +3,41 @@
 Uses only the public API of :class:`~studio.worker.GenerationService` (its ``queue_model``, ``cancel``,
 ``cancel_all``, ``move``): the queue's rules (the running job stays first, a cancelled running job
 leaves when the worker has stopped) live in the service, not here.
+
+Prompts come from the user and from files (an image's restored metadata, the queue kept from the last
+session), so the list shows the service's model through :class:`PlainJobs`: a row's tooltip is a plain
+tooltip (a prompt "<img src=...>" is shown, never rendered as HTML) and its text shows control
+characters as escapes.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QItemSelectionModel, Qt
+from typing import Any
+
+from PySide6.QtCore import QIdentityProxyModel, QItemSelectionModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QAbstractItemView, QHBoxLayout, QListView, QPushButton, QVBoxLayout, QWidget
 
+from studio.library.display import printable
+from studio.ui.plain_text import plain_tooltip
 from studio.worker import JOB_ID_ROLE, STATUS_ROLE, GenerationService, JobStatus
 
-__all__ = ["QueueView"]
+__all__ = ["PlainJobs", "QueueView"]
+
+
+class PlainJobs(QIdentityProxyModel):
+    """The job queue model, row for row, with its texts fit to show: the tooltip (the whole prompt,
+    the negative prompt, the model) through :func:`plain_tooltip`, the row's text through
+    :func:`printable`. Every other role is the service model's own."""
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        value = super().data(index, role)
+        if isinstance(value, str):
+            if role == Qt.ItemDataRole.ToolTipRole:
+                return plain_tooltip(value)
+            if role == Qt.ItemDataRole.DisplayRole:
+                return printable(value)
+        return value
 
 
 class QueueView(QWidget):
@@ -29,7 +53,9 @@ class QueueView(QWidget):
         self._selected_leaving = False
         service.queue_model.rowsAboutToBeRemoved.connect(self._on_rows_leaving)
         service.queue_model.rowsRemoved.connect(self._on_rows_left)
-        self.list_view.setModel(service.queue_model)
+        self.jobs_model = PlainJobs(self)  # connected to the service's model after the slots above
+        self.jobs_model.setSourceModel(service.queue_model)
+        self.list_view.setModel(self.jobs_model)
         self.list_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.list_view.setUniformItemSizes(True)
         self.list_view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -89,9 +115,9 @@ class QueueView(QWidget):
         return self.service.queue_model.index(row).data(JOB_ID_ROLE)
 
     def select_job(self, job_id: int) -> bool:
-        model = self.service.queue_model
+        model = self.jobs_model  # the view's indexes
         for row in range(model.rowCount()):
-            index = model.index(row)
+            index = model.index(row, 0)
             if index.data(JOB_ID_ROLE) == job_id:
                 self.list_view.selectionModel().setCurrentIndex(
                     index, QItemSelectionModel.SelectionFlag.ClearAndSelect

@@ -14,7 +14,7 @@ from PySide6.QtGui import QDesktopServices, QIcon, QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import QApplication, QListView, QListWidget, QListWidgetItem, QMenu, QWidget
 
 from studio.library.display import printable
-from studio.ui.preview import plain_tooltip
+from studio.ui.plain_text import plain_tooltip
 
 THUMB = 96
 

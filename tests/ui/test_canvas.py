@@ -223,6 +223,25 @@ def test_several_files_use_the_first_image_and_say_so(qtbot, canvas, tmp_path, b
     assert "3 items dropped" in blocker.args[0] and "bands.png" in blocker.args[0]
 
 
+def test_a_path_that_spells_html_is_shown_literally(qtbot, canvas, tmp_path):
+    """Folder names may join into markup: ".../<img src="/dev/zero">/..." across three folders. Shown as
+    HTML (a tooltip's default when text looks like it), Qt would read /dev/zero and abort."""
+    folder = tmp_path / '<img src="' / "dev" / 'null">'
+    folder.mkdir(parents=True)
+    path = folder / "<b>bands.png"  # no "/" in a file's own name
+    bands_image().save(path, format="PNG")
+    info = canvas._info
+    assert info.textFormat() == Qt.TextFormat.PlainText  # before any text from the path reaches it
+    with qtbot.waitSignal(canvas.image_changed, timeout=TIMEOUT):
+        assert canvas.load_file(path)
+    assert canvas.source_label() == str(path)
+    assert info.full_text().startswith("<b>bands.png — 400×100")  # the name, as plain text
+    tip = info.toolTip()
+    assert 'src="/dev/null"' in str(path) and "<img" not in tip and "<b>" not in tip
+    assert tip.startswith("<p style='white-space:pre-wrap'>")  # escaped: shows the path, renders nothing
+    assert tip.endswith("&lt;img src=&quot;/dev/null&quot;&gt;/&lt;b&gt;bands.png</p>")
+
+
 # ------------------------------------------------------------------------------------------ refusals
 
 

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import html
 import shutil
 import sqlite3
 import threading
@@ -582,6 +583,31 @@ def test_metadata_text_is_shown_harmlessly_and_copied_exactly(make_view, tmp_pat
     assert view.model_filter.itemData(1) == "model\x1b]0;title\x07"  # the filter still matches exactly
     view.act_copy_prompt.trigger()
     assert QApplication.clipboard().text() == HOSTILE  # the clipboard gets the prompt as it is
+
+
+HTML_PAYLOAD = '<img src="/dev/null"><b>bold</b>'
+"""Rendered as HTML, Qt would read /dev/zero for the image and abort: only formats and escaping are
+checked here, so nothing ever renders it (the formats are checked before the text arrives)."""
+
+
+def test_html_in_prompts_and_model_names_is_never_rendered(make_view, tmp_path, qtbot):
+    folder = tmp_path / "html"
+    make_ours(folder / "page.png", HTML_PAYLOAD, model=HTML_PAYLOAD, negative=HTML_PAYLOAD, created=BASE)
+    view = make_view(folder)
+    labels = [view.caption, view.count_label, view.preview, *view.fields.values()]
+    assert all(label.textFormat() == Qt.TextFormat.PlainText for label in labels)
+    select(view, "page.png")
+    for key in ("prompt", "negative_prompt", "model"):
+        assert view.fields[key].text() == HTML_PAYLOAD  # shown exactly, as plain text
+    assert HTML_PAYLOAD in view.raw.toPlainText()  # a QPlainTextEdit: never HTML
+    assert view.model_filter.itemText(1) == HTML_PAYLOAD  # combo box entries are plain text
+
+    index = view.grid.model().index(0, 0)
+    tooltip = index.data(Qt.ItemDataRole.ToolTipRole)  # what hovering the thumbnail shows
+    assert tooltip.startswith("<p style='white-space:pre-wrap'>")  # escaped into HTML showing the text
+    assert "<img" not in tooltip and "<b>" not in tooltip
+    first, model_line = tooltip.split("<br>")[:2]
+    assert first.endswith(html.escape(HTML_PAYLOAD)) and model_line.startswith(html.escape(HTML_PAYLOAD))
 
 
 # ------------------------------------------------------------------------------ damaged catalogue

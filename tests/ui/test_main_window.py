@@ -553,3 +553,53 @@ def test_captions_and_tooltips_show_file_text_literally(make_window, tmp_path):
     assert "&lt;i&gt;" in caption.toolTip() and "\x07" not in caption.toolTip()
     window.preview.start("Starting…", "Job #1: a\x1b[2Jb")
     assert caption.text() == "Job #1: a\\x1b[2Jb"
+
+
+HTML_PAYLOAD = '<img src="/dev/null"><b>bold</b>'
+"""Rendered as HTML, Qt would read /dev/zero for the image and abort (std::bad_alloc): these tests
+check formats and escaping only, formats before the text arrives, and never hover a tooltip."""
+
+
+def test_html_from_files_is_never_rendered_in_the_window(make_window, tmp_path):
+    from PIL import Image, PngImagePlugin
+    from PySide6.QtGui import QImage
+    from PySide6.QtWidgets import QMessageBox
+
+    window = make_window()
+    plain = Qt.TextFormat.PlainText
+    parameters = window.parameters
+    labels = (window.status_model, parameters.model_note, parameters.size_note, window.preview.caption)
+    assert all(label.textFormat() == plain for label in labels)
+
+    # A local model whose folder name looks like HTML: the status bar's model label shows it.
+    model_dir = tmp_path / "<b>model"
+    window.parameters.add_local_model(str(model_dir))
+    assert window.status_model.text().startswith("<b>model  (local) · ")
+
+    # An image dropped on the window: its prompt and model name are markup.
+    info = PngImagePlugin.PngInfo()
+    parameters = f"{HTML_PAYLOAD}\nSteps: 9, Seed: 5, CFG scale: 6, Size: 64x64, Model: {HTML_PAYLOAD}"
+    info.add_itxt("parameters", parameters)
+    png = tmp_path / "<b>page.png"
+    Image.new("RGB", (64, 64)).save(png, pnginfo=info)
+    box = window.offer_restore(png)
+    assert box is not None and box.textFormat() == plain
+    assert box.text().startswith("<b>page.png was made with") and f"model {HTML_PAYLOAD}" in box.text()
+    box.button(QMessageBox.StandardButton.Yes).click()
+    assert window.prompt_editor.prompt() == HTML_PAYLOAD  # a plain-text editor: the text as written
+    message = window.statusBar().currentMessage()  # the status bar paints plain text
+    assert f"model '{HTML_PAYLOAD}', which is not available here" in message and "\n" not in message
+
+    # A result saved under folders whose names join into markup.
+    folder = tmp_path / '<img src="' / "dev" / 'null">'
+    window.results.add_result(folder / "r.png", QImage(8, 8, QImage.Format.Format_RGB32), 7, {})
+    item = window.results.item(0)
+    tip = item.toolTip()
+    assert item.text() == "7" and tip.startswith("<p style='white-space:pre-wrap'>")
+    assert "<img" not in tip and "&lt;img src=&quot;/dev/null&quot;&gt;/r.png<br>seed 7" in tip
+
+
+def test_status_messages_are_one_line_with_control_characters_shown(make_window):
+    window = make_window()
+    window.show_message("Cannot read a\x1b[2Jb.png:\nno such file\u202e")
+    assert window.statusBar().currentMessage() == "Cannot read a\\x1b[2Jb.png: no such file\\u202e"

@@ -120,3 +120,19 @@ def test_local_entries_are_added_checked_and_removed(qtbot, dialog, tiny_sd2, tm
     assert dialog.select(str(tiny_sd2)) and dialog.remove_button.text() == "&Remove from list"
     dialog.remove_selected()
     assert str(tiny_sd2) not in dialog.rows() and panel.local_models() == []
+
+
+def test_a_local_model_path_that_spells_html_is_shown_literally(qtbot, dialog, tmp_path):
+    """Folders whose names join into "<img src="/dev/zero">": shown as HTML, Qt would read /dev/zero and
+    abort. Formats and escaping are checked; nothing is rendered or hovered."""
+    from PySide6.QtCore import Qt
+
+    assert dialog.note.textFormat() == Qt.TextFormat.PlainText  # before the path reaches it
+    spec = str(tmp_path / '<img src="' / "dev" / 'null">' / "<b>model")
+    dialog._parameters.add_local_model(spec)  # unchecked, as the command line's --model
+    dialog.refresh()
+    assert dialog.select(spec)
+    assert dialog.note.text() == spec and dialog.rows()[spec] == ("<b>model", "missing", "–", spec)
+    tip = dialog.tree.currentItem().toolTip(3)
+    assert tip.startswith("<p style='white-space:pre-wrap'>") and "<img" not in tip and "<b>" not in tip
+    assert "&lt;img src=&quot;/dev/null&quot;&gt;/&lt;b&gt;model" in tip

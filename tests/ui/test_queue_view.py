@@ -7,7 +7,7 @@ from PySide6.QtCore import Qt
 
 from studio.engine import Engine, GenerationRequest
 from studio.ui.queue_view import QueueView
-from studio.worker import GenerationService, JobStatus
+from studio.worker import JOB_ID_ROLE, GenerationService, JobStatus
 
 WAIT_MS = 30_000
 
@@ -40,7 +40,7 @@ def order(service: GenerationService) -> list[str]:
 
 def test_buttons_reorder_and_cancel_through_the_service(qtbot, queue):
     view, service, running, (b, c, d) = queue
-    assert view.list_view.model() is service.queue_model
+    assert view.list_view.model().sourceModel() is service.queue_model  # shown through PlainJobs
     assert order(service) == ["long", "b", "c", "d"]
 
     assert view.select_job(d.id)
@@ -99,3 +99,36 @@ def test_cancel_all_button(qtbot, queue):
     assert [job.status for job in queued] == [JobStatus.CANCELLED] * 3
     assert running.status is JobStatus.CANCELLED and service.queue_model.rowCount() == 0
     assert not view.cancel_all_button.isEnabled() and not view.cancel_button.isEnabled()
+
+
+HTML_PROMPT = '<img src="/dev/null"><b>bold</b>\x1b[2J'
+"""A prompt restored from a crafted image (or the kept queue): rendered as HTML, Qt would read
+/dev/zero and abort. Only the texts the view hands Qt are checked; nothing is hovered or rendered."""
+
+
+def test_a_prompt_that_spells_html_is_shown_literally(qtbot, tmp_path, tiny_sd1):
+    import html
+
+    from PySide6.QtGui import Qt as QtGui
+
+    service = GenerationService(tmp_path / "out", engine_factory=lambda: Engine(device="cpu", preview="none"))
+    view = QueueView(service)
+    qtbot.addWidget(view)
+    try:
+        first = service.submit(request(tiny_sd1, "long", 400))
+        job = service.submit(request(tiny_sd1, HTML_PROMPT, 2))
+        assert view.select_job(job.id) and view.selected_job_id() == job.id
+        index = view.list_view.model().index(view.selected_row(), 0)  # the row as the list shows it
+        row_text = index.data(Qt.ItemDataRole.DisplayRole)
+        assert row_text.startswith(f"#{job.id} · queued · <img src=") and "\x1b" not in row_text  # plain
+        tooltip = index.data(Qt.ItemDataRole.ToolTipRole)  # what hovering the row would show
+        assert QtGui.mightBeRichText(tooltip) and tooltip.startswith("<p style='white-space:pre-wrap'>")
+        assert "<img" not in tooltip and "<b>" not in tooltip and "\x1b" not in tooltip
+        assert html.escape('<img src="/dev/null"><b>bold</b>\\x1b[2J') in tooltip  # the prompt, escaped
+        assert index.data(JOB_ID_ROLE) == job.id  # every other role is the service model's own
+        other = view.list_view.model().index(0, 0)
+        tip = Qt.ItemDataRole.ToolTipRole
+        assert other.data(tip) == service.queue_model.index(0).data(tip)  # plain text: left as it is
+        assert other.data(JOB_ID_ROLE) == first.id
+    finally:
+        assert service.shutdown(timeout_ms=WAIT_MS)
