@@ -136,7 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
         gsub, "repair",
         help="move a damaged catalogue aside (never deleted) and rebuild it from its image folders",
     )
-    repair.add_argument("--force", action="store_true", help="rebuild even a catalogue that looks healthy")
+    repair.add_argument(
+        "--force", action="store_true",
+        help="rebuild even a catalogue that looks healthy; also replaces a file that is not a gallery catalogue "
+        "(it is moved aside, never deleted)",
+    )
     repair.set_defaults(func=cmd_gallery_repair)
     # No -h: `search -horse` is a query excluding "horse" (the search syntax), not -h with "orse".
     search = _command(
@@ -646,10 +650,11 @@ def cmd_gallery_scan(args) -> int:
         f"added {report.added}, updated {report.updated}, removed {report.removed}, "
         f"skipped {report.unreadable} (unchanged {report.unchanged}) in {report.seconds:.1f} s"
     )
-    for path, reason in report.skipped[:SKIPPED_SHOWN]:
+    shown = report.skipped[:SKIPPED_SHOWN]  # the report keeps the first ones; it counts them all
+    for path, reason in shown:
         print(f"  skipped {printable(path)}: {printable(reason)}")
-    if len(report.skipped) > SKIPPED_SHOWN:
-        print(f"  … and {len(report.skipped) - SKIPPED_SHOWN} more skipped")
+    if report.unreadable > len(shown):
+        print(f"  … and {report.unreadable - len(shown)} more skipped")
     return 0
 
 

@@ -56,8 +56,11 @@ from studio.library.gallery_db import (
     MIGRATIONS,
     SCHEMA_VERSION,
     CatalogueDamagedError,
+    FileId,
     GalleryError,
+    NotACatalogueError,
     damage_reason,
+    file_id,
     open_catalogue,
 )
 from studio.library.gallery_rows import GalleryImage, image_from_row, int64_value, path_problem, text_value
@@ -73,6 +76,7 @@ __all__ = [
     "Gallery",
     "GalleryError",
     "GalleryImage",
+    "NotACatalogueError",
     "Query",
     "ScanProgress",
     "ScanReport",
@@ -88,6 +92,11 @@ BATCH_SECONDS = 1.0
 """A batch is also committed after this long, so images appear in the GUI while a slow scan runs."""
 PROGRESS_EVERY = 100
 """Files between two progress callbacks (plus one at the start and one at the end)."""
+MAX_SKIPPED = 1000
+"""Skipped files a :class:`ScanReport` lists with their reason; ``unreadable`` counts them all (a folder
+of a million broken files must not keep a million reasons in memory, nor log a million lines)."""
+MAX_UNSTORABLE = 100_000
+"""Files with unstorable names (not valid UTF-8) a :class:`Gallery` remembers for the session."""
 
 MAX_PROMPT_CHARS = 10_000
 """Prompts are capped (untrusted files): real ones are a few hundred characters, a few thousand at most."""
@@ -118,10 +127,12 @@ class ScanProgress:
 @dataclass(slots=True)
 class ScanReport:
     """What a scan changed.  ``unreadable`` counts the files skipped in this scan, and ``skipped`` lists
-    them as (path, reason): not an image, a file name that is not valid UTF-8, metadata that could not
-    be stored...  A broken file that has not changed since it last failed is not opened again and
-    counts as ``unchanged``.  Paths are as the file system gave them: print them with
-    :func:`studio.library.display.printable` (they may hold surrogate escapes)."""
+    the first :data:`MAX_SKIPPED` of them as (path, reason): not an image, a file name that is not
+    valid UTF-8, metadata that could not be stored...  A broken file that has not changed since it last
+    failed is not opened again and counts as ``unchanged`` (one whose name cannot be stored is
+    remembered by the :class:`Gallery` object only: for the rest of its session).  Paths are as the
+    file system gave them: print them with :func:`studio.library.display.printable` (they may hold
+    surrogate escapes)."""
 
     added: int = 0
     updated: int = 0
@@ -367,7 +378,7 @@ def _guarded(method: Callable[Concatenate[Gallery, _P], _R]) -> Callable[Concate
             reason = damage_reason(exc)
             if reason is None:
                 raise
-            damaged = CatalogueDamagedError(self.db_path, reason)
+            damaged = CatalogueDamagedError(self.db_path, reason, self.file_id)
             self._damaged(damaged)
             raise damaged from exc
 
@@ -397,9 +408,12 @@ class _Batch:
         self._since = time.monotonic()
 
     def skip(self, path: str, reason: str) -> None:
-        logger.warning("gallery: skipping %s: %s", printable(path), printable(reason))
         self.report.unreadable += 1
-        self.report.skipped.append((path, reason))
+        if len(self.report.skipped) < MAX_SKIPPED:
+            logger.warning("gallery: skipping %s: %s", printable(path), printable(reason))
+            self.report.skipped.append((path, reason))
+        elif len(self.report.skipped) == self.report.unreadable - 1:  # said once, at the first one left out
+            logger.warning("gallery: more than %d files skipped; only the first are listed", MAX_SKIPPED)
 
     def unreadable(self, path: str, reason: str, row: tuple[Any, ...]) -> None:
         """A file that is not a readable image: skipped, and remembered so it is not read again until
@@ -494,7 +508,8 @@ class Gallery:
 
     ``on_damaged`` is called (in the calling thread, before the error is raised) whenever an
     operation finds the catalogue damaged: an owner that shares this object with many callers (the
-    app's GUI thread) learns of it wherever it shows, and can start a repair.
+    app's GUI thread) learns of it wherever it shows, and can start a repair.  It can be set later
+    too (:attr:`on_damaged`).  Once damage has been seen, nothing more is written by :meth:`close`.
     """
 
     def __init__(
@@ -503,12 +518,24 @@ class Gallery:
         *,
         on_damaged: Callable[[CatalogueDamagedError], None] | None = None,
     ) -> None:
-        self.db_path = Path(db_path) if str(db_path) != ":memory:" else Path(":memory:")
-        self._on_damaged = on_damaged
-        if str(db_path) != ":memory:":
+        memory = str(db_path) == ":memory:"
+        self.db_path = Path(db_path) if not memory else Path(":memory:")
+        self.on_damaged = on_damaged
+        self.damage_seen: CatalogueDamagedError | None = None
+        """The first damage this object met (then :meth:`close` runs no ``PRAGMA optimize``)."""
+        # Files whose names cannot be stored, as they were when skipped: a rescan counts them as
+        # unchanged rather than skipping them again (in memory: this object's session only).
+        self._unstorable: dict[str, tuple[int, int, float]] = {}  # path -> (folder id, size, mtime)
+        if not memory:
             self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        before = None if memory else file_id(self.db_path)
         self._conn = open_catalogue(db_path)
         self._conn.text_factory = _decode
+        # The file this object reads: damage it meets later names this one (a new file made meanwhile
+        # by another process's repair is not this one, and is not to be moved aside).
+        if before is None and not memory:
+            before = file_id(self.db_path)  # made by this open (or by a process creating it at once)
+        self.file_id: FileId | None = before
 
     @staticmethod
     def default_path() -> Path:
@@ -523,13 +550,15 @@ class Gallery:
         """The app's catalogue, at :meth:`default_path`."""
         return cls(cls.default_path())
 
-    def close(self) -> None:
-        """Close the connection (idempotent).  ``PRAGMA optimize`` first keeps query plans good."""
+    def close(self, *, optimize: bool = True) -> None:
+        """Close the connection (idempotent).  ``PRAGMA optimize`` first keeps query plans good; it is
+        skipped when ``optimize`` is false or once damage has been seen (a damaged file is not written)."""
         conn = getattr(self, "_conn", None)
         if conn is None:
             return
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("PRAGMA optimize")
+        if optimize and self.damage_seen is None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA optimize")
         conn.close()
         self._conn = None  # type: ignore[assignment]
 
@@ -550,8 +579,9 @@ class Gallery:
     @_guarded
     def check_integrity(self) -> str | None:
         """What is wrong with the file, or None when SQLite's ``quick_check`` and FTS5's own check of
-        the search index find nothing.  Reads the whole file (seconds for a large catalogue): for
-        ``studio gallery repair``, not for every open, which checks only the header and layout."""
+        the search index find nothing.  Reads the whole file (seconds for a large catalogue), not for
+        every open, which checks only the header and layout.  (A file suspected of damage is checked
+        read-only instead: :func:`studio.library.gallery_repair.check_catalogue`.)"""
         rows = [str(row[0]) for row in self._conn.execute("PRAGMA quick_check(3)")]
         if rows != ["ok"]:
             found = " ".join(" ".join(rows).replace("*** in database main ***", "").split())
@@ -575,10 +605,14 @@ class Gallery:
         self.close()
 
     def _damaged(self, exc: CatalogueDamagedError) -> None:
-        if self._on_damaged is None:
+        if exc.file_id is None and exc.db_path == self.db_path:
+            exc.file_id = self.file_id
+        if self.damage_seen is None:
+            self.damage_seen = exc
+        if self.on_damaged is None:
             return
         try:
-            self._on_damaged(exc)
+            self.on_damaged(exc)
         except Exception:  # noqa: BLE001 - the caller gets the damage error all the same
             logger.warning("gallery: the on_damaged callback failed", exc_info=True)
 
@@ -846,6 +880,11 @@ class Gallery:
                         gone.append(path)
         if gone_images or gone_bad:
             self._write(lambda conn: self._delete_paths(conn, gone_images, gone_bad))
+        walked = {folder_id: failed for folder_id, _root, failed in complete}
+        for path, (folder_id, _size, _mtime) in list(self._unstorable.items()):  # gone: forgotten too
+            failed = walked.get(folder_id)
+            if failed is not None and path not in seen and not any(_inside(path, bad) for bad in failed):
+                del self._unstorable[path]
         return len(gone_images)
 
     def _read_found(
@@ -888,8 +927,12 @@ class Gallery:
         """One file's part of a scan: unchanged, skipped (with the reason), or read into the batch."""
         path, folder_id, size, mtime = file
         problem = path_problem(path)
-        if problem is not None:  # not storable, so not remembered as unreadable either
-            batch.skip(path, problem)
+        if problem is not None:  # not storable: remembered in memory only, for this session
+            if self._unstorable.get(path) == (folder_id, size, mtime):
+                batch.report.unchanged += 1
+            else:
+                self._remember_unstorable(path, folder_id, size, mtime)
+                batch.skip(path, problem)
             return
         if (row is not None and row[1] == size and row[2] == mtime) or (
             bad is not None and bad[1] == size and bad[2] == mtime
@@ -901,6 +944,10 @@ class Gallery:
             batch.unreadable(path, result, (path, folder_id, size, mtime, result, time.time()))
         else:
             batch.image(result, "added" if row is None else "updated", clear=bad is not None)
+
+    def _remember_unstorable(self, path: str, folder_id: int, size: int, mtime: float) -> None:
+        if path in self._unstorable or len(self._unstorable) < MAX_UNSTORABLE:
+            self._unstorable[path] = (folder_id, size, mtime)
 
     def _known(self, table: str, folder_ids: list[int]) -> dict[str, tuple[int, int, float]]:
         """path -> (folder id, size, mtime) of the rows in ``table`` for these folders."""
@@ -955,6 +1002,7 @@ class Gallery:
         try:
             info = os.stat(text)
         except OSError:
+            self._unstorable.pop(text, None)
             self.forget(text)
             return "removed"
         if folder is None or not self._eligible(text, folder[1]) or not stat.S_ISREG(info.st_mode):
@@ -963,6 +1011,9 @@ class Gallery:
             return "unchanged"  # a placeholder being written: the next event brings the image
         problem = path_problem(text)
         if problem is not None:
+            if self._unstorable.get(text) == (folder[0], info.st_size, info.st_mtime):
+                return "unchanged"  # said already this session
+            self._remember_unstorable(text, folder[0], info.st_size, info.st_mtime)
             logger.warning("gallery: skipping %s: %s", printable(text), problem)
             return "unreadable"
         file = (text, folder[0], info.st_size, info.st_mtime)

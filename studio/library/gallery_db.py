@@ -14,28 +14,45 @@ with it, and each failure wants a different answer.
   becomes :class:`CatalogueDamagedError`, which names the file, the reason and the fix.  The
   catalogue is a cache of what the image files say, so the fix is to move the file aside and rebuild
   it (:mod:`studio.library.gallery_repair`).
+* Not ours (a valid SQLite file that holds tables but not our schema marker: someone's own
+  ``photos.db`` passed with ``--db``): :class:`NotACatalogueError`, a plain :class:`GalleryError`.  It is
+  never called damaged (a repair would move it aside) and nothing is written into it: it is recognised
+  before the switch to WAL and before any table of ours is created.  Our marker is the
+  ``schema_version`` table beside a ``folders`` or ``images`` table (or, for a catalogue that lost that
+  table, the whole set of our tables: see ``_FINGERPRINT``); a file with no tables at all is a new,
+  empty catalogue.
 * Anything else (a read-only folder, a disk full, a newer schema): :class:`GalleryError`, and the
   file is left alone.
+
+Checks that must not write (``studio gallery repair`` looking at a suspect file) open the file
+read-only (:func:`connect_readonly`) and use :func:`inspect_layout`, which migrates nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import quote
 
 __all__ = [
     "BUSY_TIMEOUT_S",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "CatalogueDamagedError",
+    "FileId",
     "GalleryError",
+    "NotACatalogueError",
+    "connect_readonly",
     "damage_reason",
+    "file_id",
+    "inspect_layout",
     "is_busy",
     "open_catalogue",
     "retry_busy",
@@ -44,6 +61,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+FileId = tuple[int, int]
+"""(st_dev, st_ino): which file a path named when it was looked at.  A repair compares the file found
+damaged with the one it is about to move aside, so that it never moves a catalogue another process has
+just rebuilt."""
 
 SCHEMA_VERSION = 2
 """Version of the database layout this code writes; older files are migrated forward on open."""
@@ -64,13 +86,42 @@ class CatalogueDamagedError(GalleryError):
     """The catalogue file is damaged: not a database, malformed, or missing part of its layout.
 
     ``db_path`` is the file, ``reason`` what is wrong with it in a few words.  The message says both
-    and the fix, so that every caller can show it as it is.
+    and the fix, so that every caller can show it as it is.  ``file_id`` is the identity of the file
+    that was found damaged (see :data:`FileId`; None when unknown): pass it to
+    :func:`~studio.library.gallery_repair.rebuild_damaged`.
     """
 
-    def __init__(self, db_path: str | Path, reason: str) -> None:
+    def __init__(self, db_path: str | Path, reason: str, file_id: FileId | None = None) -> None:
         self.db_path = Path(db_path)
         self.reason = reason
+        self.file_id = file_id
         super().__init__(f"The gallery catalogue {db_path} is damaged ({reason}); {REPAIR_HINT}")
+
+
+class NotACatalogueError(GalleryError):
+    """The file is a valid SQLite database, but not a gallery catalogue (someone's own ``photos.db``).
+
+    Not damage: it is left as it is, and a repair refuses it unless forced.
+    """
+
+    def __init__(self, db_path: str | Path, tables: Iterable[str], *, advice: str = "") -> None:
+        self.db_path = Path(db_path)
+        names = sorted(tables)
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        self.tables = names
+        super().__init__(
+            f"{db_path} is not a Latent Studio gallery catalogue (an SQLite database of something else, "
+            f"with the tables {shown}); it was left as it is" + (f"; {advice}" if advice else "")
+        )
+
+
+def file_id(path: str | os.PathLike[str]) -> FileId | None:
+    """The identity (st_dev, st_ino) of the file at ``path`` now, or None when there is none."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (info.st_dev, info.st_ino)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -220,20 +271,36 @@ _V2: tuple[str, ...] = (
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V2))
 """Forward migrations: (version reached, statements).  Append; never edit a released one."""
 
-REQUIRED: tuple[tuple[str, str], ...] = (
-    ("table", "schema_version"),
-    ("table", "folders"),
-    ("table", "images"),
-    ("table", "unreadable"),
-    ("table", "images_fts"),
-    ("trigger", "images_fts_insert"),
-    ("trigger", "images_fts_delete"),
-    ("trigger", "images_fts_update"),
+_FTS_SHADOWS: tuple[tuple[str, str], ...] = tuple(
+    ("table", f"images_fts_{part}") for part in ("data", "idx", "docsize", "config")
 )
-"""What a current catalogue must hold: without any of these, searches or writes fail.  (A missing index
-only makes queries slower, so indexes are not required.)"""
+
+REQUIRED_BY_VERSION: dict[int, tuple[tuple[str, str], ...]] = {
+    1: (("table", "schema_version"), ("table", "folders"), ("table", "images")),
+    2: (
+        ("table", "schema_version"),
+        ("table", "folders"),
+        ("table", "images"),
+        ("table", "unreadable"),
+        ("table", "images_fts"),
+        *_FTS_SHADOWS,
+        ("trigger", "images_fts_insert"),
+        ("trigger", "images_fts_delete"),
+        ("trigger", "images_fts_update"),
+    ),
+}
+"""What a catalogue at each version must hold: without any of these, searches or writes fail.  (A missing
+index only makes queries slower, so indexes are not required.)  The search index's shadow tables are
+listed too: without one the file opens, and only a text search or a write would find it."""
+
+REQUIRED = REQUIRED_BY_VERSION[SCHEMA_VERSION]
+"""What a current catalogue must hold."""
 
 _OURS = frozenset({"images", "folders"})
+_FINGERPRINT = frozenset({"images", "folders", "unreadable", "images_fts"})
+"""Tables that together are ours even without the ``schema_version`` marker (a catalogue that lost it is
+damaged): no other program's database is expected to hold all four.  ``images`` or ``folders`` alone
+(someone's ``photos.db``) is not enough."""
 
 
 def _schema(conn: sqlite3.Connection) -> set[tuple[str, str]]:
@@ -242,29 +309,94 @@ def _schema(conn: sqlite3.Connection) -> set[tuple[str, str]]:
 
 
 def _version(conn: sqlite3.Connection, db_path: Path, schema: set[tuple[str, str]]) -> int:
-    """The schema version the file records; 0 for a new, empty file."""
-    tables = {name for kind, name in schema if kind == "table"}
-    if "schema_version" not in tables:
-        if tables & _OURS:
-            raise CatalogueDamagedError(db_path, "not a gallery database: it has no schema version")
+    """The schema version the file records; 0 for a new, empty file (no tables, views or triggers).
+
+    Raises :class:`NotACatalogueError` for a file that holds something but not our marker (the
+    ``schema_version`` table beside a ``folders`` or ``images`` table): another program's database.
+    One holding all of our tables but the marker is ours, damaged.
+    """
+    objects = {(kind, name) for kind, name in schema if not name.startswith("sqlite_")}
+    if not objects:
         return 0
+    tables = {name for kind, name in objects if kind == "table"}
+    if "schema_version" not in tables and tables >= _FINGERPRINT:
+        raise CatalogueDamagedError(db_path, "it has no schema version table")
+    if "schema_version" not in tables or not tables & _OURS:
+        raise NotACatalogueError(db_path, tables or {name for _kind, name in objects})
     values = [row[0] for row in conn.execute("SELECT version FROM schema_version")]
     if not values:
-        if tables & _OURS:
-            raise CatalogueDamagedError(db_path, "its schema version is missing")
-        return 0
+        raise CatalogueDamagedError(db_path, "its schema version is missing")
     bad = [value for value in values if not isinstance(value, int)]
     if bad:
         raise CatalogueDamagedError(
             db_path, f"its schema version is {str(bad[0])[:40]!r}, not a whole number"
         )
-    return max(values)
+    version = max(values)
+    if version < 1:
+        raise CatalogueDamagedError(db_path, f"its schema version is {version}")
+    return version
 
 
-def _check_layout(db_path: Path, schema: set[tuple[str, str]]) -> None:
-    for kind, name in REQUIRED:
+_IMAGE_COLUMNS_V1 = (
+    "id", "path", "folder_id", "size", "mtime", "width", "height", "created", "model", "seed", "steps",
+    "prompt", "rating", "favourite", "indexed_at",
+)
+COLUMNS_BY_VERSION: dict[int, dict[str, tuple[str, ...]]] = {
+    1: {"schema_version": ("version",), "folders": ("id", "path", "added_at"), "images": _IMAGE_COLUMNS_V1},
+    2: {
+        "schema_version": ("version",),
+        "folders": ("id", "path", "added_at"),
+        "images": (*_IMAGE_COLUMNS_V1, "scheduler", "negative_prompt", "source"),
+        "unreadable": ("path", "folder_id", "size", "mtime", "error", "checked_at"),
+    },
+}
+"""The columns our statements use, per table and version (a column renamed or dropped by hand would
+fail every query that names it: the file opens, and nothing works)."""
+
+
+def _check_layout(
+    conn: sqlite3.Connection, db_path: Path, schema: set[tuple[str, str]], version: int = SCHEMA_VERSION
+) -> None:
+    for kind, name in REQUIRED_BY_VERSION.get(version, REQUIRED):
         if (kind, name) not in schema:
             raise CatalogueDamagedError(db_path, f"the {kind} {name} is missing")
+    for table, columns in COLUMNS_BY_VERSION.get(version, COLUMNS_BY_VERSION[SCHEMA_VERSION]).items():
+        present = {str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})")}
+        missing = [column for column in columns if column not in present]
+        if missing:
+            raise CatalogueDamagedError(db_path, f"the column {table}.{missing[0]} is missing")
+
+
+def inspect_layout(conn: sqlite3.Connection, db_path: str | Path) -> int:
+    """The schema version of the file behind ``conn`` (0: empty), its layout checked for that version;
+    reads only, migrates nothing (for a read-only connection).
+
+    Raises :class:`NotACatalogueError` (another program's database), :class:`CatalogueDamagedError`,
+    :class:`GalleryError` for a newer version's file, and sqlite3 errors as they come.
+    """
+    shown = Path(db_path)
+    schema = _schema(conn)
+    version = _version(conn, shown, schema)
+    if version > SCHEMA_VERSION:
+        raise GalleryError(_newer(shown, version))
+    if version:
+        _check_layout(conn, shown, schema, version)
+    return version
+
+
+def readonly_uri(db_path: str | os.PathLike[str], options: str = "mode=ro") -> str:
+    """An SQLite URI opening ``db_path`` with ``options`` (``mode=ro``: read-only)."""
+    return "file:" + quote(os.fspath(Path(db_path).absolute()), safe="/") + "?" + options
+
+
+def connect_readonly(db_path: str | os.PathLike[str], *, timeout: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
+    """A read-only connection to ``db_path`` (``mode=ro``): nothing it runs can change the database or
+    its ``-wal`` (a read-only connection never checkpoints; beside a WAL database SQLite may create an
+    empty ``-wal`` and the ``-shm`` index if they are absent).  Text that is not valid UTF-8 reads as
+    U+FFFD."""
+    conn = sqlite3.connect(readonly_uri(db_path), uri=True, timeout=timeout, isolation_level=None)
+    conn.text_factory = lambda data: data.decode("utf-8", "replace")
+    return conn
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -284,7 +416,7 @@ def _migrate(conn: sqlite3.Connection, db_path: Path) -> None:
     schema = _schema(conn)
     version = _version(conn, db_path, schema)
     if version == SCHEMA_VERSION:  # the common case: no write lock taken
-        _check_layout(db_path, schema)
+        _check_layout(conn, db_path, schema)
         return
     if version > SCHEMA_VERSION:
         raise GalleryError(_newer(db_path, version))
@@ -301,7 +433,7 @@ def _migrate(conn: sqlite3.Connection, db_path: Path) -> None:
             conn.execute("DELETE FROM schema_version")
             conn.execute("INSERT INTO schema_version (version) VALUES (?)", (target,))
             logger.info("gallery: migrated %s to schema %d", db_path, target)
-        _check_layout(db_path, _schema(conn))
+        _check_layout(conn, db_path, _schema(conn))
         conn.execute("COMMIT")
     except BaseException:
         _rollback(conn)
@@ -316,6 +448,9 @@ def _newer(db_path: Path, version: int) -> str:
 
 
 def _set_up(conn: sqlite3.Connection, db_path: Path, memory: bool) -> None:
+    # Another program's database is recognised before anything is written (the WAL switch rewrites
+    # the header): it is left exactly as it was.
+    retry_busy(lambda: _version(conn, db_path, _schema(conn)))
     mode = retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
     if str(mode).lower() != "wal" and not memory:
         logger.warning("gallery: WAL not available for %s (journal mode %s)", db_path, mode)
@@ -334,6 +469,8 @@ def open_catalogue(db_path: str | Path) -> sqlite3.Connection:
     """
     memory = str(db_path) == ":memory:"
     shown = Path(db_path)
+    # The file as it was before opening: should it be damaged, a repair moves this one and no other.
+    seen = None if memory else file_id(db_path)
     try:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction is exactly as
         # long as we mean it to be (Python's implicit transactions would also wrap DDL oddly).
@@ -346,8 +483,13 @@ def open_catalogue(db_path: str | Path) -> sqlite3.Connection:
         conn.close()
         reason = damage_reason(exc)
         if reason is not None:
-            raise CatalogueDamagedError(shown, reason) from exc
+            raise CatalogueDamagedError(shown, reason, seen) from exc
         raise GalleryError(f"cannot use the gallery database {db_path}: {_first_line(exc)}") from exc
+    except CatalogueDamagedError as exc:
+        conn.close()
+        if exc.file_id is None:
+            exc.file_id = seen
+        raise
     except BaseException:
         conn.close()
         raise

@@ -27,13 +27,18 @@ header read, no table touched) and emits ``library_changed`` when one did, so th
 themselves; folders another process added or removed are then watched or dropped like our own. The
 same poll shows a long scan's batches as they are committed, not only when it ends.
 
-A damaged catalogue (:class:`~studio.library.gallery.CatalogueDamagedError`, found on opening or by any
-query or task later) is rebuilt by itself, once a session: the GUI thread swaps its Gallery for an empty
-in-memory stand-in and closes the file, the gallery thread closes its own connection and moves the file
-aside (:func:`~studio.library.gallery_repair.rebuild_damaged`, keeping the folders), then the GUI opens
-the fresh catalogue, says once what happened and where the old file is (``message``), and rescans. Every
-connection is closed before the move because SQLite deletes a ``-wal`` by name when the last connection
-to a file closes. The app stays up whatever the file holds.
+A damaged catalogue (:class:`~studio.library.gallery.CatalogueDamagedError`, found on opening, by the
+first reads, or by any query or task later) is rebuilt by itself, once a session: the GUI thread swaps
+its Gallery for an empty in-memory stand-in and closes the file, the gallery thread closes its own
+connection and moves the file aside (:func:`~studio.library.gallery_repair.rebuild_damaged`, keeping the
+folders), then the GUI opens the fresh catalogue, says once what happened and where the old file is
+(``message``), and rescans. Every connection is closed before the move because SQLite deletes a ``-wal``
+by name when the last connection to a file closes; none of them writes to the damaged file as it closes
+(no ``PRAGMA optimize``). The repair names the file found damaged (its st_dev/st_ino): should
+``studio gallery repair`` in a terminal have rebuilt it meanwhile, that new catalogue is used, not moved
+aside too, and the two never repair at once (a lock beside the file). The view's queries go through
+:class:`CatalogueReader`, which answers empty rather than raise while the repair runs. The app stays up
+whatever the file holds.
 """
 
 from __future__ import annotations
@@ -44,11 +49,11 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import shiboken6
 from PySide6.QtCore import (
@@ -66,15 +71,26 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QImage, QImageReader
 
 from studio.library.display import printable
-from studio.library.gallery import IMAGE_SUFFIXES, CatalogueDamagedError, Gallery, GalleryError, ScanReport
+from studio.library.gallery import (
+    IMAGE_SUFFIXES,
+    CatalogueDamagedError,
+    Gallery,
+    GalleryError,
+    GalleryImage,
+    Query,
+    ScanReport,
+)
+from studio.library.gallery_db import FileId
 from studio.library.gallery_repair import RecoveryReport, rebuild_damaged
 from studio.library.images import load_image
 from studio.library.thumbnails import ThumbnailCache
 from studio.worker.qimage import pil_to_qimage
 
-__all__ = ["IMAGE_SUFFIXES", "GalleryService", "GalleryWorker", "describe_report"]
+__all__ = ["IMAGE_SUFFIXES", "CatalogueReader", "GalleryService", "GalleryWorker", "describe_report"]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 DEBOUNCE_MS = 300
 """Quiet time after the last change notification before a directory is looked at."""
@@ -91,6 +107,9 @@ POLL_MS = 1000
 """How often the GUI thread checks whether another connection (another process) changed the catalogue."""
 MAX_RECOVERIES = 1
 """Rebuilds of a damaged catalogue per session (see GalleryService._begin_recovery)."""
+RECOVERY_LOCK_WAIT_S = 60.0
+"""How long the gallery thread waits for another process's repair of the catalogue (`studio gallery
+repair`) to finish before giving up on its own; a shutdown ends the wait."""
 PROGRESS_INTERVAL_S = 0.05
 MAX_PENDING_THUMBNAILS = 512
 PREVIEW_MAX_SIDE = 2048
@@ -188,7 +207,7 @@ class GalleryWorker(QObject):
     watch = Signal(list)  # every directory that should be watched now (str)
     retry = Signal(list)  # directories to look at again later (str)
     failed = Signal(str)
-    damaged = Signal(str)  # the catalogue is damaged (why): our connection to it is closed
+    damaged = Signal(object)  # CatalogueDamagedError: the catalogue is damaged; our connection to it is closed
     recovered = Signal(object)  # RecoveryReport: the damaged catalogue was moved aside and a fresh one made
     recovery_failed = Signal(str)
 
@@ -210,12 +229,13 @@ class GalleryWorker(QObject):
             self._roots = [_norm(f) for f in self._db.folders()]
         return self._db
 
-    def close(self) -> None:
-        """Close the database; called in the gallery thread once its event loop has ended."""
+    def close(self, *, optimize: bool = True) -> None:
+        """Close the database; called in the gallery thread once its event loop has ended.
+        ``optimize=False`` for a file found damaged: nothing more is written to it."""
         db, self._db = self._db, None
         if db is not None:
             try:
-                db.close()
+                db.close(optimize=optimize)
             except Exception:  # noqa: BLE001 - closing must never raise during shutdown
                 log.debug("closing the gallery failed", exc_info=True)
 
@@ -247,19 +267,29 @@ class GalleryWorker(QObject):
         log.warning("gallery task %s found the catalogue damaged: %s", task.kind, exc.reason)
         if task.kind == "add_folder" and task.args[0] not in self._unsaved_folders:
             self._unsaved_folders.append(task.args[0])
-        self.close()
-        self.damaged.emit(exc.reason)
+        self.close(optimize=False)
+        self.damaged.emit(exc)
 
     # ---------------------------------------------------------------------------------------- tasks
-    def _do_recover(self, reason: str, folders: list[Path]) -> None:
+    def _do_recover(self, reason: str, folders: list[Path], damaged_file: FileId | None = None) -> None:
         """Move the damaged catalogue aside and make a fresh one holding the folders the old one still
         lists, plus ``folders`` and any added meanwhile (the service closed its own connection first and
-        scans them once it has opened the new file)."""
-        self.close()
+        scans them once it has opened the new file).  ``damaged_file`` is the identity of the file found
+        damaged: if another process (``studio gallery repair``) has rebuilt it meanwhile, the new file is
+        used as it is (never moved aside) and only gets the folders."""
+        self.close(optimize=False)
         self._roots, self._dirs, self._retries = [], {}, {}
         wanted = [*folders, *self._unsaved_folders]
         try:
-            report = rebuild_damaged(self._db_path, folders=wanted, reason=reason, scan=False)
+            report = rebuild_damaged(
+                self._db_path,
+                folders=wanted,
+                reason=reason,
+                damaged_file=damaged_file,
+                scan=False,
+                cancel=self._closing,
+                wait=RECOVERY_LOCK_WAIT_S,
+            )
         except Exception as exc:  # noqa: BLE001 - the app stays up, with an empty gallery, and says why
             log.warning("rebuilding the damaged gallery catalogue failed", exc_info=True)
             self.recovery_failed.emit(_first_line(exc))
@@ -493,6 +523,56 @@ def read_qimage(path: str | os.PathLike[str], max_side: int | None = None) -> QI
 
 # ------------------------------------------------------------------------------------------ service
 
+
+class CatalogueReader:
+    """What :meth:`GalleryService.gallery` returns: the GUI thread's queries on the catalogue in use now
+    (the file, or the empty stand-in during a repair), safe against damage.
+
+    Why: the view asks the catalogue from many places (a search, a count, the image under the cursor);
+    a catalogue that opened cleanly can still fail any of them ("database disk image is malformed").
+    Each query here catches :class:`CatalogueDamagedError`, starts the repair (once: see
+    GalleryService._on_damage_seen) and returns an empty answer; the view is told again when the
+    rebuilt catalogue is in place (``library_changed``).  Other errors (a locked file) are raised as
+    they are.  Anything else is passed to the Gallery in use, unguarded.
+    """
+
+    def __init__(self, service: GalleryService) -> None:
+        self._service = service
+
+    @property
+    def db_path(self) -> Path:
+        return self._service._db.db_path
+
+    def search(self, query: Query | None = None, *, limit: int = 200, offset: int = 0) -> list[GalleryImage]:
+        return self._safe(lambda db: db.search(query, limit=limit, offset=offset), [])
+
+    def count(self, query: Query | None = None) -> int:
+        return self._safe(lambda db: db.count(query), 0)
+
+    def get(self, image_id: int) -> GalleryImage | None:
+        return self._safe(lambda db: db.get(image_id), None)
+
+    def get_by_path(self, path: str | os.PathLike[str]) -> GalleryImage | None:
+        return self._safe(lambda db: db.get_by_path(path), None)
+
+    def models(self) -> list[str]:
+        return self._safe(lambda db: db.models(), [])
+
+    def folders(self) -> list[Path]:
+        return self._safe(lambda db: list(db.folders()), [])
+
+    def _safe(self, query: Callable[[Gallery], _T], neutral: _T) -> _T:
+        try:
+            return query(self._service._db)
+        except CatalogueDamagedError as exc:
+            log.info("a gallery query found the catalogue damaged: %s", exc.reason)
+            self._service._on_damage_seen(exc)  # the reader's own hook did too: the repair starts once
+            return neutral
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._service._db, name)
+
+
 _LINGERING: set[QThread] = set()
 
 
@@ -548,11 +628,13 @@ class GalleryService(QObject):
         self._readers = 0  # how many times the GUI's Gallery was replaced: tells stale damage reports apart
         self.recovery: RecoveryReport | None = None
         """The last rebuild of a damaged catalogue this session (None: none was needed)."""
-        # The GUI's reader first: it creates the schema before the worker's connection opens.
+        self._seen_version: int | None = None
+        self._known_folders: set[Path] = set()
+        # The GUI's reader first: it creates the schema before the worker's connection opens.  Its first
+        # reads happen inside _open_reader: a file that opens cleanly can still fail its first query.
         self._db, damage = self._open_reader()
+        self._reader = CatalogueReader(self)
         self._thumbs = ThumbnailCache(self._thumbnail_dir)
-        self._seen_version = self._db.data_version()
-        self._known_folders = set(self._db.folders())
 
         self._worker = GalleryWorker(self._db_path, self._closing, skip=[self._thumbnail_dir])
         self._thread = _GalleryThread(self._worker, self)
@@ -606,21 +688,42 @@ class GalleryService(QObject):
             app.aboutToQuit.connect(self.shutdown)
 
     # ----------------------------------------------------------------------- a damaged catalogue
-    def _open_reader(self) -> tuple[Gallery, str | None]:
-        """The GUI thread's Gallery, and why the catalogue is damaged (None when it is not).
+    def _open_reader(self) -> tuple[Gallery, CatalogueDamagedError | None]:
+        """The GUI thread's Gallery, and the damage that makes the catalogue unusable (None when none);
+        also reads the data version and the folders (``_seen_version``, ``_known_folders``).
 
-        Whatever the file holds, the app stays up: a damaged file gets an empty stand-in until it is
-        rebuilt (:meth:`_begin_recovery`), one that cannot be used otherwise (a newer version's) an
-        empty stand-in and one message.
+        Opening checks the header, the schema version and the layout; a file can pass and still fail
+        its first query (a damaged index page, a renamed column), so the first reads happen here, and
+        damage in them is damage like any other.  Whatever the file holds, the app stays up: a damaged
+        file gets an empty stand-in until it is rebuilt (:meth:`_begin_recovery`), one that cannot be
+        used otherwise (a newer version's, another program's database) an empty stand-in and one
+        message.
         """
         try:
-            return Gallery(self._db_path, on_damaged=self._on_damage_seen), None
+            reader = Gallery(self._db_path)
         except CatalogueDamagedError as exc:
-            return Gallery(":memory:"), exc.reason
+            return self._stand_in(), exc
         except GalleryError as exc:
             log.warning("the gallery catalogue cannot be used", exc_info=True)
             self._say_later(f"The gallery is unavailable: {_first_line(exc)}")
-            return Gallery(":memory:"), None
+            return self._stand_in(), None
+        try:
+            version, folders = reader.data_version(), set(reader.folders())
+        except CatalogueDamagedError as exc:
+            reader.close(optimize=False)
+            return self._stand_in(), exc
+        except Exception:  # noqa: BLE001 - locked or unreadable for now: the poll looks again
+            log.warning("the first read of the gallery catalogue failed", exc_info=True)
+            version, folders = None, set()
+        reader.on_damaged = self._on_damage_seen  # from now on, damage met anywhere starts the repair
+        self._seen_version, self._known_folders = version, folders
+        return reader, None
+
+    def _stand_in(self) -> Gallery:
+        """An empty, private catalogue that answers the GUI's queries while the file cannot."""
+        stand_in = Gallery(":memory:")
+        self._seen_version, self._known_folders = stand_in.data_version(), set()
+        return stand_in
 
     def _say_later(self, text: str) -> None:
         """Emit ``message`` once control is back in the event loop: said while the service is being
@@ -639,22 +742,24 @@ class GalleryService(QObject):
 
         def repair() -> None:
             if reader == self._readers:
-                self._begin_recovery(exc.reason)
+                self._begin_recovery(exc)
 
         QTimer.singleShot(0, self, repair)
 
-    @Slot(str)
-    def _begin_recovery(self, reason: str) -> None:
+    @Slot(object)
+    def _begin_recovery(self, damage: CatalogueDamagedError | str) -> None:
         """Close the GUI's connection (an empty stand-in answers queries meanwhile) and have the gallery
         thread, which closes its own first, move the damaged file aside and make a fresh one.
 
         At most :data:`MAX_RECOVERIES` rebuilds a session: a catalogue damaged again right away points
         at something a rebuild does not fix (the disk), and moving files aside in a loop would not help.
         """
+        reason = damage.reason if isinstance(damage, CatalogueDamagedError) else str(damage)
+        damaged_file = damage.file_id if isinstance(damage, CatalogueDamagedError) else None
         if self._closed or self._recovering:
             return
         if self._recoveries >= MAX_RECOVERIES:
-            self._swap_reader(Gallery(":memory:"))
+            self._swap_reader(self._stand_in())
             self.message.emit(
                 printable(
                     f"The gallery catalogue {self._db_path} is damaged again ({reason}); it was rebuilt once "
@@ -666,9 +771,9 @@ class GalleryService(QObject):
         self._recovering = True
         self._recoveries += 1
         self.cancel_scan()
-        self._swap_reader(Gallery(":memory:"))
+        self._swap_reader(self._stand_in())  # closes the GUI's connection to the file, writing nothing
         self.library_changed.emit()
-        self._send(_Task("recover", (reason, sorted(self._pinned))))
+        self._send(_Task("recover", (reason, sorted(self._pinned), damaged_file)))
 
     @Slot(object)
     def _on_recovered(self, report: RecoveryReport) -> None:
@@ -697,26 +802,27 @@ class GalleryService(QObject):
             )
 
     def _swap_reader(self, reader: Gallery) -> None:
+        """Use ``reader`` (made by _open_reader or _stand_in, which read its version and folders) and close
+        the old one; only for a repair, so without ``PRAGMA optimize``: the file may be damaged."""
         old, self._db = self._db, reader
         self._readers += 1
         with contextlib.suppress(Exception):
-            old.close()
-        with contextlib.suppress(Exception):
-            self._seen_version = reader.data_version()
-            self._known_folders = set(reader.folders())
+            old.close(optimize=False)
 
     # --------------------------------------------------------------------------------- queries
-    def gallery(self) -> Gallery:
-        """The GUI thread's Gallery, for queries (search, count, get, get_by_path, models, folders).
+    def gallery(self) -> CatalogueReader:
+        """The GUI thread's catalogue, for queries (search, count, get, get_by_path, models, folders):
+        they never raise CatalogueDamagedError (the repair starts, and an empty answer comes back).
         Change things through the service, not through it."""
-        return self._db
+        return self._reader
 
     @property
     def thumbnail_dir(self) -> Path:
         return self._thumbnail_dir
 
     def folders(self) -> list[Path]:
-        return [] if self._closed else list(self._db.folders())
+        """The library's folders; [] while the catalogue is damaged (its repair starts)."""
+        return [] if self._closed else self._reader.folders()
 
     def is_pinned(self, path: str | os.PathLike[str]) -> bool:
         return _norm(path) in self._pinned

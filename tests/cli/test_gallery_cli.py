@@ -106,3 +106,46 @@ def test_garbage_for_a_catalogue(capsys, tmp_path):
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and str(db) in err and "repair" in err
     assert db.read_bytes() == b"this is not a database" * 100  # nothing changed until the user asks
+
+
+def test_another_programs_database_is_refused_and_left_alone(capsys, tmp_path):
+    """Someone's own photos.db passed with --db is not a damaged catalogue: nothing offers to repair it,
+    nothing is written into it, and only `repair --force` moves it aside (whole)."""
+    import sqlite3
+
+    db = tmp_path / "photos.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE images (id INTEGER PRIMARY KEY, caption TEXT)")
+    conn.close()
+    kept = db.read_bytes()
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for command in (["scan", str(photos)], ["search", "castle"]):
+        assert main(["gallery", "--db", str(db), *command]) == 1
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and "not a Latent Studio gallery catalogue" in err
+        assert "repair" not in err
+    assert main(["gallery", "--db", str(db), "repair"]) == 1
+    err = capsys.readouterr().err
+    assert "not a Latent Studio gallery catalogue" in err and "`studio gallery repair --force`" in err
+    assert db.read_bytes() == kept and sorted(p.name for p in tmp_path.iterdir()) == ["photos", "photos.db"]
+
+    assert main(["gallery", "--db", str(db), "repair", "--force"]) == 0
+    out = capsys.readouterr().out
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("photos.db.damaged-")]
+    assert len(aside) == 1 and aside[0].read_bytes() == kept
+    assert str(aside[0]) in out and "was not a Latent Studio gallery catalogue" in out
+    assert main(["gallery", "--db", str(db), "search", "--json"]) == 0  # a new, empty catalogue there
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_a_scan_names_the_first_skipped_files_and_counts_the_rest(capsys, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for n in range(12):
+        (photos / f"broken{n:02d}.png").write_bytes(b"not an image")
+    assert main(["gallery", "--db", str(tmp_path / "g.sqlite3"), "scan", str(photos)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("added 0, ") and "skipped 12 " in lines[0]
+    assert len([line for line in lines if line.startswith("  skipped ")]) == 10
+    assert lines[-1] == "  … and 2 more skipped"

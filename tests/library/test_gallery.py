@@ -19,6 +19,7 @@ from PIL import Image, PngImagePlugin
 from studio.library import gallery as gallery_module
 from studio.library.gallery import (
     SCHEMA_VERSION,
+    CatalogueDamagedError,
     Gallery,
     GalleryError,
     GalleryImage,
@@ -741,8 +742,12 @@ def test_newer_or_foreign_databases_are_refused(tmp_path: Path) -> None:
     foreign = tmp_path / "foreign.sqlite3"
     with sqlite3.connect(foreign) as conn:
         conn.execute("CREATE TABLE images (x)")
-    with pytest.raises(GalleryError, match="not a gallery database"):
+    conn.close()
+    before = foreign.read_bytes()
+    with pytest.raises(GalleryError, match="not a Latent Studio gallery catalogue") as caught:
         Gallery(foreign)
+    assert not isinstance(caught.value, CatalogueDamagedError)  # not damage: no repair is suggested
+    assert "repair" not in str(caught.value) and foreign.read_bytes() == before
     junk = tmp_path / "junk.sqlite3"
     junk.write_bytes(b"this is not a database file, just text" * 100)
     with pytest.raises(GalleryError):

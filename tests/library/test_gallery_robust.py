@@ -125,12 +125,22 @@ def test_a_file_name_that_is_not_utf8_is_skipped_with_the_reason(tmp_path: Path)
             [(bad, "file name is not valid UTF-8"), (in_bad_folder, "folder name is not valid UTF-8")]
         )
         assert paths(gallery.search()) == ["good.png"]
-        again = gallery.scan()  # not storable, so not remembered: reported again, never a crash
-        assert (again.unchanged, again.unreadable, sorted(again.skipped)) == (1, 2, sorted(report.skipped))
+        # Not storable, so remembered by this Gallery only: unchanged for the rest of the session...
+        again = gallery.scan()
+        assert (again.unchanged, again.unreadable, again.skipped) == (3, 0, [])
+        assert gallery.index_file(bad) == "unchanged"
+        os.utime(os.fsencode(bad), (1_600_000_000, 1_600_000_000))  # ...until it changes
         assert gallery.index_file(bad) == "unreadable"
+        assert gallery.index_file(bad) == "unchanged"
+        changed = gallery.scan()
+        assert (changed.unchanged, changed.unreadable) == (3, 0)
         assert gallery.get_by_path(bad) is None and gallery.forget(bad) is False
         os.unlink(os.fsencode(bad))
         assert gallery.index_file(bad) == "removed"  # gone: nothing was stored, nothing fails
+    with Gallery(tmp_path / "g.sqlite3") as later:  # another session: said again, once
+        first, second = later.scan(), later.scan()
+        assert (first.unreadable, [reason for _path, reason in first.skipped]) == (1, ["folder name is not valid UTF-8"])
+        assert (second.unreadable, second.unchanged) == (0, 2)
 
 
 @linux_only
@@ -260,3 +270,27 @@ def test_values_changed_by_hand_are_read_back_checked(tmp_path: Path) -> None:
         assert (report.updated, report.added, report.skipped) == (1, 1, [])
         again = gallery.get(fox_id)
         assert again is not None and (again.prompt, again.created, again.rating) == ("a fox", JUNE_1, 0)
+
+
+# --------------------------------------------------------------------------------------------------
+# A folder of a great many broken files
+# --------------------------------------------------------------------------------------------------
+
+
+def test_a_scan_lists_the_first_skipped_files_and_counts_them_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert gallery_module.MAX_SKIPPED == 1000
+    monkeypatch.setattr(gallery_module, "MAX_SKIPPED", 3)  # the same rule, with fewer files to make
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    for number in range(7):
+        (folder / f"b{number}.png").write_bytes(b"not a picture at all")
+    write_ours(folder / "good.png", "a good fox")
+    with Gallery(tmp_path / "g.sqlite3") as gallery:
+        gallery.add_folder(folder)
+        report = gallery.scan()
+        assert (report.added, report.unreadable) == (1, 7)
+        assert [Path(path).name for path, _reason in report.skipped] == ["b0.png", "b1.png", "b2.png"]
+        again = gallery.scan()  # remembered as unreadable: not opened, not listed again
+        assert (again.unchanged, again.unreadable, again.skipped) == (8, 0, [])

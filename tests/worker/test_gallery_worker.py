@@ -18,11 +18,13 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
 from studio.library.gallery import Gallery, Query, ScanReport
+from studio.library.gallery_repair import move_aside, repair_lock
 from studio.library.images import save_image
 from studio.library.thumbnails import ThumbnailCache
 from studio.worker.gallery import GalleryService, describe_report
 from tests.library.samples import A1111_CLASSIC, studio_meta
 from tests.library.test_gallery import scan_in_another_process
+from tests.library.test_gallery_damage import column_renamed, folder_index_page_overwritten
 
 WAIT_MS = 15_000
 WATCH_MS = 20_000  # file notifications plus the debounce: generous for slow CI machines
@@ -452,3 +454,82 @@ def test_describe_report_names_the_first_skipped_file_harmlessly():
         "Library scanned: 1 added, 0 updated, 0 removed, 2 unreadable (0.0 s); "
         "e.g. bad\\udcff.png: file name is not valid UTF-8"
     )
+
+
+@pytest.mark.parametrize("damage", [folder_index_page_overwritten, column_renamed])
+def test_a_catalogue_that_opens_but_fails_its_first_query_is_repaired_on_start(
+    make_service, qtbot, tmp_path, library, damage
+):
+    """The file's header, schema and tables are fine; its folders cannot be read (a damaged index page,
+    a renamed column). The service is made all the same, the file is moved aside untouched, rebuilt."""
+    db = tmp_path / "db" / "gallery.sqlite3"
+    catalogue_of(db, library)
+    damage(db)
+    kept = db.read_bytes()
+    messages: list[str] = []
+    service = make_service()  # does not raise
+    service.message.connect(messages.append)
+    assert service.folders() == [] and service.gallery().get_by_path(library / "fox-0.png") is None
+    with qtbot.waitSignal(service.scan_finished, timeout=WAIT_MS) as blocker:
+        pass  # the rescan that follows the rebuild
+    assert blocker.args[0].added == 6 and service.gallery().count() == 6
+    report = service.recovery
+    assert report.moved_to.read_bytes() == kept  # neither the check nor closing wrote into it
+    [said] = damaged_messages(messages)
+    assert str(report.moved_to) in said
+
+
+def test_damage_met_by_the_views_queries_while_running_gives_empty_answers_and_one_repair(
+    make_service, qtbot, tmp_path, library
+):
+    service = make_service()
+    wait_scan(qtbot, service, lambda: service.ensure_folder(library))
+    messages: list[str] = []
+    service.message.connect(messages.append)
+    column_renamed(service.gallery().db_path)  # by another program, while the app runs
+    gallery = service.gallery()
+    # What the view asks: none of it raises, all of it is empty while the repair runs.
+    assert service.folders() == []
+    assert gallery.get_by_path(library / "fox-0.png") is None and gallery.search() == []
+    assert gallery.get(1) is None and gallery.folders() == []
+    assert service.ensure_folder(library) == library.resolve()
+    with qtbot.waitSignal(service.scan_finished, timeout=WAIT_MS) as blocker:
+        pass
+    assert blocker.args[0].added == 6
+    assert gallery.count() == 6 and gallery.get_by_path(library / "fox-0.png") is not None  # the same object
+    assert service.folders() == [library.resolve()]
+    [said] = damaged_messages(messages)
+    assert "folders.path" in said or "no such column" in said
+    with sqlite3.connect(f"file:{service.recovery.moved_to}?mode=ro", uri=True) as old:
+        assert "place" in [row[1] for row in old.execute("PRAGMA table_info(folders)")]
+    old.close()
+
+
+def test_a_catalogue_another_process_rebuilt_meanwhile_is_used_not_moved_again(
+    make_service, qtbot, tmp_path, library
+):
+    db = tmp_path / "db" / "gallery.sqlite3"
+    db.parent.mkdir()
+    db.write_bytes(os.urandom(4096))
+    kept = db.read_bytes()
+    messages: list[str] = []
+    with repair_lock(db):  # `studio gallery repair` is running: the app's repair waits for it
+        service = make_service()
+        service.message.connect(messages.append)
+        service.ensure_folder(library)
+        aside = move_aside(db)  # what the other repair does meanwhile: move it, make a new catalogue
+        with Gallery(db) as fresh:
+            fresh.add_folder(library)
+            fresh.scan()
+            fresh.set_rating(fresh.get_by_path(library / "fox-1.png").id, 5)
+    with qtbot.waitSignal(service.scan_finished, timeout=WAIT_MS):
+        pass
+    report = service.recovery
+    assert report.already_repaired and report.moved == []
+    assert [p for p in db.parent.iterdir() if ".damaged-" in p.name and not p.name.endswith(("-wal", "-shm"))] == [
+        aside[0]
+    ]
+    assert aside[0].read_bytes() == kept
+    assert service.gallery().get_by_path(library / "fox-1.png").rating == 5  # the new catalogue, kept
+    [said] = damaged_messages(messages)
+    assert "another process" in said
