@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import quote
 
+from studio.library.display import first_line
+
 __all__ = [
     "BUSY_TIMEOUT_S",
     "MIGRATIONS",
@@ -133,11 +135,6 @@ _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 _MISSING_PARTS = ("no such table", "no such column", "vtable constructor failed", "malformed")
 
 
-def _first_line(exc: BaseException) -> str:
-    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-    return text or type(exc).__name__
-
-
 def damage_reason(exc: BaseException) -> str | None:
     """Why ``exc`` shows the catalogue is damaged, or None when it shows something else.
 
@@ -151,7 +148,7 @@ def damage_reason(exc: BaseException) -> str | None:
     if not isinstance(exc, sqlite3.DatabaseError) or isinstance(exc, sqlite3.ProgrammingError):
         return None
     code = getattr(exc, "sqlite_errorcode", None)
-    text = _first_line(exc)
+    text = first_line(exc)
     if code is not None and code & 0xFF in _DAMAGE_CODES:
         return text
     if (code is None or code & 0xFF == sqlite3.SQLITE_ERROR) and text.startswith(_MISSING_PARTS):
@@ -476,7 +473,7 @@ def open_catalogue(db_path: str | Path) -> sqlite3.Connection:
         # long as we mean it to be (Python's implicit transactions would also wrap DDL oddly).
         conn = sqlite3.connect(str(db_path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
     except sqlite3.Error as exc:
-        raise GalleryError(f"cannot open the gallery database {db_path}: {_first_line(exc)}") from exc
+        raise GalleryError(f"cannot open the gallery database {db_path}: {first_line(exc)}") from exc
     try:
         _set_up(conn, shown, memory)
     except sqlite3.DatabaseError as exc:
@@ -484,7 +481,7 @@ def open_catalogue(db_path: str | Path) -> sqlite3.Connection:
         reason = damage_reason(exc)
         if reason is not None:
             raise CatalogueDamagedError(shown, reason, seen) from exc
-        raise GalleryError(f"cannot use the gallery database {db_path}: {_first_line(exc)}") from exc
+        raise GalleryError(f"cannot use the gallery database {db_path}: {first_line(exc)}") from exc
     except CatalogueDamagedError as exc:
         conn.close()
         if exc.file_id is None:

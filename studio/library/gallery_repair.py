@@ -47,6 +47,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from studio.library.display import first_line
 from studio.library.gallery import Gallery, ScanProgress, ScanReport
 from studio.library.gallery_db import (
     CatalogueDamagedError,
@@ -163,7 +164,7 @@ def check_catalogue(db_path: str | os.PathLike[str]) -> str | None:
     try:
         conn = connect_readonly(path)
     except sqlite3.Error as exc:
-        raise GalleryError(f"cannot open the gallery database {path}: {_first_line(exc)}") from exc
+        raise GalleryError(f"cannot open the gallery database {path}: {first_line(exc)}") from exc
     try:
         return _check(conn, path)
     except CatalogueDamagedError as exc:
@@ -171,15 +172,10 @@ def check_catalogue(db_path: str | os.PathLike[str]) -> str | None:
     except sqlite3.DatabaseError as exc:
         reason = damage_reason(exc)
         if reason is None:
-            raise GalleryError(f"cannot check the gallery database {path}: {_first_line(exc)}") from exc
+            raise GalleryError(f"cannot check the gallery database {path}: {first_line(exc)}") from exc
         return reason
     finally:
         conn.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-    return text or type(exc).__name__
 
 
 def _check(conn: sqlite3.Connection, path: Path) -> str | None:

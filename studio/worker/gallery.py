@@ -70,7 +70,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QImage, QImageReader
 
-from studio.library.display import printable
+from studio.library.display import first_line, printable
 from studio.library.gallery import (
     IMAGE_SUFFIXES,
     CatalogueDamagedError,
@@ -135,8 +135,9 @@ def describe_report(report: ScanReport) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    """The exception's type and first line: library failures here are unexpected, and the type says where."""
+    text = first_line(exc)
+    return text if text == type(exc).__name__ else f"{type(exc).__name__}: {text}"
 
 
 def _norm(path: str | os.PathLike[str]) -> Path:
