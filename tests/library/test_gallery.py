@@ -29,6 +29,7 @@ from studio.library.gallery import (
     fts_query,
 )
 from studio.library.metadata import pnginfo_for
+from tests.library.gallery_layouts import V1_LAYOUT
 
 from . import samples as S
 
@@ -688,24 +689,8 @@ def test_migration_from_version_1_keeps_ratings_and_refreshes_rows(tmp_path: Pat
     fox = write_ours(folder / "fox.png", "a watercolor fox", negative="dull colours")
     info = fox.stat()
     db = tmp_path / "old.sqlite3"
-    # The layout the first release wrote: no negative prompt, scheduler or source, no FTS.
     with sqlite3.connect(db) as conn:
-        conn.executescript(
-            """
-            CREATE TABLE schema_version (version INTEGER NOT NULL);
-            INSERT INTO schema_version VALUES (1);
-            CREATE TABLE folders (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, added_at REAL NOT NULL);
-            CREATE TABLE images (
-                id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE,
-                folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
-                size INTEGER NOT NULL, mtime REAL NOT NULL, width INTEGER, height INTEGER,
-                created REAL NOT NULL, model TEXT, seed INTEGER, steps INTEGER, prompt TEXT,
-                rating INTEGER NOT NULL DEFAULT 0, favourite INTEGER NOT NULL DEFAULT 0,
-                indexed_at REAL NOT NULL);
-            CREATE INDEX images_folder ON images(folder_id);
-            CREATE INDEX images_created ON images(created);
-            """
-        )
+        conn.executescript(V1_LAYOUT)
         conn.execute("INSERT INTO folders VALUES (1, ?, 0)", (str(folder),))
         conn.execute(
             "INSERT INTO images VALUES (7, ?, 1, ?, ?, 24, 16, ?, 'sd-1.4', 1235, 30, 'a watercolor fox', 4, 1, 0)",

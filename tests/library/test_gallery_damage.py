@@ -33,6 +33,7 @@ from studio.library.gallery_repair import (
     rebuild_damaged,
     repair_lock,
 )
+from tests.library.gallery_layouts import V1_LAYOUT
 
 from .test_gallery import paths, write_ours
 
@@ -359,27 +360,12 @@ def _snapshot(db: Path) -> dict[str, tuple[bytes, int]]:
     }
 
 
-V1_LAYOUT = """
-CREATE TABLE schema_version (version INTEGER NOT NULL);
-INSERT INTO schema_version VALUES (1);
-CREATE TABLE folders (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, added_at REAL NOT NULL);
-CREATE TABLE images (
-    id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE,
-    folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
-    size INTEGER NOT NULL, mtime REAL NOT NULL, width INTEGER, height INTEGER,
-    created REAL NOT NULL, model TEXT, seed INTEGER, steps INTEGER, prompt TEXT,
-    rating INTEGER NOT NULL DEFAULT 0, favourite INTEGER NOT NULL DEFAULT 0,
-    indexed_at REAL NOT NULL);
-INSERT INTO folders VALUES (1, '/pictures', 0);
-"""
-
-
 def test_checking_never_writes_the_file(catalogue: tuple[Path, Path], tmp_path: Path) -> None:
     db, folder = catalogue
     # An old catalogue (schema 1) is fine as it is, and stays schema 1: checking migrates nothing.
     old = tmp_path / "old.sqlite3"
     with sqlite3.connect(old) as conn:
-        conn.executescript(V1_LAYOUT)
+        conn.executescript(V1_LAYOUT + "INSERT INTO folders VALUES (1, '/pictures', 0);")
     conn.close()
     before = _snapshot(old)
     assert check_catalogue(old) is None
