@@ -39,7 +39,9 @@ def idat(width: int = 8, height: int = 8) -> bytes:
 
 
 def png(*text_chunks: bytes, width: int = 8, height: int = 8) -> bytes:
-    return SIGNATURE + ihdr(width, height) + b"".join(text_chunks) + idat(width, height) + chunk(b"IEND", b"")
+    """A PNG that declares `width` x `height` (huge ones included: bombs) but holds at most 64x64 pixels."""
+    pixels = idat(min(width, 64), min(height, 64))
+    return SIGNATURE + ihdr(width, height) + b"".join(text_chunks) + pixels + chunk(b"IEND", b"")
 
 
 def text_chunk(key: str, value: str | bytes, rng: random.Random) -> bytes:
