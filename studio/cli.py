@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=cmd_generate)
 
     batch = _command(sub, "batch", help="run a model-card batch JSON file")
-    batch.add_argument("input", type=Path, metavar="INPUT.json")
+    batch.add_argument("input", type=Path, metavar="INPUT.json", help="the batch file, or - for standard input")
     batch.add_argument("-o", "--output", type=Path, metavar="OUTPUT.json", help="default: standard output")
     _add_model_options(batch)
     batch.add_argument("--seed", type=int, help="seed of the first prompt (then +1 per image)")
@@ -381,12 +381,18 @@ BATCH_PARAMETERS = {
 }
 
 
-def read_batch_file(path: Path) -> object:
-    """The batch file's JSON, or UsageError: only a regular file (not /dev/zero, a FIFO, a folder), at most
-    MAX_BATCH_FILE_BYTES, UTF-8, valid JSON within Python's nesting depth and integer size limits."""
+def _batch_bytes(path: Path) -> bytes:
+    """The batch input's bytes: `-` is standard input (a pipe); otherwise only a regular file (not
+    /dev/zero, a FIFO, a folder). Either way at most MAX_BATCH_FILE_BYTES are read."""
     import os
     import stat
 
+    limit = f"a batch file may hold at most {MAX_BATCH_FILE_BYTES >> 20} MiB"
+    if str(path) == "-":
+        raw = sys.stdin.buffer.read(MAX_BATCH_FILE_BYTES + 1)
+        if len(raw) > MAX_BATCH_FILE_BYTES:
+            raise UsageError(f"standard input: {limit}")
+        return raw
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -394,26 +400,34 @@ def read_batch_file(path: Path) -> object:
     except OSError as exc:
         raise UsageError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     if not stat.S_ISREG(info.st_mode):
-        raise UsageError(f"{path}: not a regular file")
+        raise UsageError(f"{path}: not a regular file (to pipe JSON in, pass - and use standard input)")
     if info.st_size > MAX_BATCH_FILE_BYTES:
-        raise UsageError(f"{path}: {info.st_size:,} bytes; a batch file may hold at most {MAX_BATCH_FILE_BYTES >> 20} MiB")
+        raise UsageError(f"{path}: {info.st_size:,} bytes; {limit}")
     try:
         with open(path, "rb") as stream:
             raw = stream.read(MAX_BATCH_FILE_BYTES + 1)  # the file may have grown since stat
     except OSError as exc:
         raise UsageError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     if len(raw) > MAX_BATCH_FILE_BYTES:
-        raise UsageError(f"{path}: a batch file may hold at most {MAX_BATCH_FILE_BYTES >> 20} MiB")
+        raise UsageError(f"{path}: {limit}")
+    return raw
+
+
+def read_batch_file(path: Path) -> object:
+    """The batch input's JSON, or UsageError: read as `_batch_bytes` does, UTF-8, valid JSON within
+    Python's nesting depth and integer size limits."""
+    raw = _batch_bytes(path)
+    name = "standard input" if str(path) == "-" else str(path)
     try:
         return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        raise UsageError(f"{path}: not UTF-8 text") from None
+        raise UsageError(f"{name}: not UTF-8 text") from None
     except RecursionError:
-        raise UsageError(f"{path}: not valid JSON (nested too deeply)") from None
+        raise UsageError(f"{name}: not valid JSON (nested too deeply)") from None
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}: not valid JSON ({exc})") from None
+        raise UsageError(f"{name}: not valid JSON ({exc})") from None
     except ValueError:  # int() refuses a number of more than 4300 digits
-        raise UsageError(f"{path}: not valid JSON (a number with thousands of digits)") from None
+        raise UsageError(f"{name}: not valid JSON (a number with thousands of digits)") from None
 
 
 def _batch_prompts(body: dict) -> list[str]:

@@ -244,3 +244,18 @@ def test_a_model_folder_with_an_absurd_config_is_bad_input(capsys, tmp_path, tin
     code, _, err = run(capsys, "generate", "--prompt", "x", "--model", str(folder), "--output-dir",
                        str(tmp_path / "out"), "--device", "cpu", "--steps", "1")
     assert_one_line_usage_error(code, err, "unet/config.json", "block_out_channels[0] = 1000000000", "out of range")
+
+
+def test_batch_reads_standard_input_when_given_a_dash(capsys, monkeypatch, no_models):
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(with_parameters(seed="5").encode())))
+    code, _, err = run(capsys, "batch", "-", *no_models)
+    assert_one_line_usage_error(code, err, "input_data.parameters.seed")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\0" * (9 << 20))))  # as from /dev/zero
+    code, _, err = run(capsys, "batch", "-", *no_models)
+    assert_one_line_usage_error(code, err, "standard input", "at most 8 MiB")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(with_parameters().encode())))
+    code, _, err = run(capsys, "batch", "-", *no_models)
+    assert code == 1 and "not downloaded" in err  # well-formed: as far as the missing model
