@@ -3,14 +3,14 @@
 Keys inside either field (all keyboard, no mouse needed):
 
 - Ctrl+Up / Ctrl+Down: raise / lower the weight of the selection or the word under the cursor
-  (A1111 syntax, :func:`studio.ui.weights.nudge`), one undo step per press, selection kept so the
+  (A1111 syntax, :func:`studio.library.prompt_weights.nudge`), one undo step per press, selection kept so the
   key can be pressed again;
 - Alt+Up / Alt+Down: walk back / forward through the prompts already generated (both fields); what
   was being typed is kept as a draft and comes back past the newest entry;
 - Ctrl+Return / Ctrl+Enter: ``generate_requested`` (never a newline); Tab / Shift+Tab: next field;
 - Ctrl+Z, Ctrl+Shift+Z and Ctrl+Y: each field's own undo / redo, on every platform.
 
-Token counts use CLIP's real tokenizer (:mod:`studio.ui.token_counter`, no torch): 2-4 ms for a
+Token counts use CLIP's real tokenizer (:mod:`studio.library.token_counter`, no torch): 2-4 ms for a
 500-word prompt, so counts follow every keystroke; should a huge paste make a count slow (> 8 ms),
 recounting is debounced instead of stalling the typing.
 """
@@ -33,9 +33,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.library.prompt_weights import STEP, nudge
+from studio.library.token_counter import CHUNK_LENGTH, TokenCounter, shared_counter
 from studio.ui.plain_text import menu_text, plain_tooltip, single_spaced
-from studio.ui.token_counter import CHUNK_LENGTH, TokenCounter, shared_counter
-from studio.ui.weights import STEP, nudge
 
 __all__ = ["HISTORY_LIMIT", "HISTORY_MENU_SIZE", "PromptEditor", "PromptField"]
 

@@ -11,7 +11,7 @@ import random
 import pytest
 
 from studio.library.prompt_syntax import parse_prompt_attention
-from studio.ui.weights import MAX_WEIGHT, format_weight, nudge, word_bounds
+from studio.library.prompt_weights import MAX_WEIGHT, format_weight, nudge, word_bounds
 
 UP, DOWN = 0.1, -0.1
 

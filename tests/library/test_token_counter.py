@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from studio.ui.token_counter import TOKENIZER_PATH, TokenCount, TokenCounter, shared_counter
+from studio.library.token_counter import TOKENIZER_PATH, TokenCount, TokenCounter, shared_counter
 
 # 510 words of the kind people paste: subjects, styles, weights, commas, accents, CJK, emoji.
 PHRASE = (
@@ -110,7 +110,7 @@ def test_counting_a_500_word_prompt_is_fast_enough_for_every_keystroke(counter: 
 
 def test_tokenizer_resource_loads_without_torch() -> None:
     code = (
-        "import sys; from studio.ui.token_counter import TokenCounter; "
+        "import sys; from studio.library.token_counter import TokenCounter; "
         "print(TokenCounter().count('a photo of a cat'), 'torch' in sys.modules, 'PySide6' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
