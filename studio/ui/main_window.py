@@ -32,9 +32,10 @@ from studio import __version__
 from studio.engine.catalog import CATALOG
 from studio.engine.errors import RequestError
 from studio.library.display import printable, strip_controls
+from studio.library.image_fit import FIT_MODES
 from studio.library.images import ImageLoadError, load_image
 from studio.settings import APP_NAME, Preferences, preferences_path
-from studio.ui.canvas import FIT_MODES, PASTE_KEYS, ImageCanvas
+from studio.ui.canvas import PASTE_KEYS, ImageCanvas
 from studio.ui.icons import icon
 from studio.ui.parameters import ParametersPanel
 from studio.ui.plain_text import one_line, plain_label

@@ -16,7 +16,8 @@ from PySide6.QtCore import QByteArray, QMimeData, QPoint, QPointF, Qt, QTimer, Q
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QImage
 from PySide6.QtWidgets import QApplication, QFileDialog
 
-from studio.ui.canvas import FIT_MODES, WEB_REFUSAL, ImageCanvas, prepare_image
+from studio.library.image_fit import FIT_MODES
+from studio.ui.canvas import WEB_REFUSAL, ImageCanvas
 from studio.ui.qt_images import pil_to_qimage, qimage_to_png_bytes
 
 GREEN, RED, BLUE = (0, 200, 0), (220, 0, 0), (0, 0, 220)
@@ -177,15 +178,6 @@ def test_fit_mode_geometry(loaded):
         assert [colour(image.getpixel((x, y))) for x in (12, 37, 62, 87)] == ["green", "red", "blue", "green"]
     # The image itself is pasted back sharp: band edges inside it are not blurred.
     assert image.getpixel((30, 50)) == image.getpixel((45, 50))
-
-
-def test_prepare_image_handles_portrait_and_tiny_sources():
-    tall = Image.new("RGB", (10, 400), RED)
-    for mode in FIT_MODES:
-        assert prepare_image(tall, (64, 48), mode).size == (64, 48)
-    assert prepare_image(Image.new("L", (1, 1), 255), (8, 8), "fit").getpixel((4, 4)) == (255, 255, 255)
-    with pytest.raises(ValueError, match="fit mode"):
-        prepare_image(tall, (8, 8), "zoom")
 
 
 def test_set_output_size_after_loading_re_prepares(qtbot, loaded):
