@@ -9,7 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from studio.settings import APP_NAME
+from studio.library.paths import APP_NAME
 
 
 def run(model: str | None = None, output_dir: Path | None = None, *, quit_after_ms: int | None = None) -> int:

@@ -301,8 +301,8 @@ def cmd_generate(args) -> int:
     from studio.engine import GenerationRequest
     from studio.library.folders import check_writable_folder
     from studio.library.images import load_image, sweep_stale_temp_files
+    from studio.library.paths import default_output_dir
     from studio.library.saving import save_result
-    from studio.settings import default_output_dir
 
     output_dir = (args.output_dir or default_output_dir()).expanduser()
     if args.strength is not None and args.init_image is None:
@@ -678,7 +678,7 @@ def cmd_gallery_repair(args) -> int:
     from studio.library.display import printable
     from studio.library.gallery import Gallery
     from studio.library.gallery_repair import rebuild_damaged
-    from studio.settings import default_output_dir
+    from studio.library.paths import default_output_dir
 
     db = args.db.expanduser() if args.db else Gallery.default_path()
     # The app's own catalogue always covers its output folder, whatever the damaged file still lists.

@@ -1,4 +1,4 @@
-"""User folders (platformdirs) and the app's persisted preferences.
+"""The app's persisted preferences (its folders are in :mod:`studio.library.paths`).
 
 Preferences are a small JSON file in the user config folder, written atomically, read leniently: a
 damaged or hand-edited file never stops the app (bad values fall back to defaults). Window geometry
@@ -8,44 +8,11 @@ and splitter sizes are Qt's business and live in QSettings (see the main window)
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-APP_NAME = "Latent Studio"
-APP_SLUG = "latent-studio"
-
-
-def default_output_dir() -> Path:
-    """Where images go unless told otherwise: $LATENT_STUDIO_OUTPUT, else Pictures/Latent Studio."""
-    env = os.environ.get("LATENT_STUDIO_OUTPUT")
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_pictures_dir
-
-    return Path(user_pictures_dir()) / APP_NAME
-
-
-def config_dir() -> Path:
-    env = os.environ.get("LATENT_STUDIO_CONFIG")
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_config_dir
-
-    return Path(user_config_dir(APP_SLUG, appauthor=False))
-
-
-def data_dir() -> Path:
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir(APP_SLUG, appauthor=False))
-
-
-def cache_dir() -> Path:
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir(APP_SLUG, appauthor=False))
+from studio.library.paths import default_output_dir, preferences_path
 
 
 @dataclass
@@ -118,7 +85,3 @@ def _same_kind(value: Any, default: Any, annotation: Any) -> bool:
     if "list" in text and isinstance(value, list):
         return all(isinstance(v, str | list) for v in value)
     return False
-
-
-def preferences_path() -> Path:
-    return config_dir() / "preferences.json"

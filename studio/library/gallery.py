@@ -539,11 +539,11 @@ class Gallery:
 
     @staticmethod
     def default_path() -> Path:
-        """Where the app keeps its catalogue: ``settings.data_dir()/gallery.sqlite3`` (what ``studio
+        """Where the app keeps its catalogue: ``paths.data_dir()/gallery.sqlite3`` (what ``studio
         gallery repair`` repairs without ``--db``: it must not open the file to learn its name)."""
-        from studio import settings
+        from studio.library import paths
 
-        return settings.data_dir() / "gallery.sqlite3"
+        return paths.data_dir() / "gallery.sqlite3"
 
     @classmethod
     def default(cls) -> Gallery:

@@ -149,10 +149,10 @@ class ThumbnailCache:
 
     @classmethod
     def default(cls) -> ThumbnailCache:
-        """The app's cache: ``settings.cache_dir()/thumbnails``."""
-        from studio import settings
+        """The app's cache: ``paths.cache_dir()/thumbnails``."""
+        from studio.library import paths
 
-        return cls(settings.cache_dir() / "thumbnails")
+        return cls(paths.cache_dir() / "thumbnails")
 
     def size_for(self, pixels: int) -> int:
         """The stored size to use for a display of ``pixels`` (device pixels, longest side): the base

@@ -34,7 +34,8 @@ from studio.engine.errors import RequestError
 from studio.library.display import printable, strip_controls
 from studio.library.image_fit import FIT_MODES
 from studio.library.images import ImageLoadError, load_image
-from studio.settings import APP_NAME, Preferences, preferences_path
+from studio.library.paths import APP_NAME, preferences_path
+from studio.settings import Preferences
 from studio.ui.canvas import PASTE_KEYS, ImageCanvas
 from studio.ui.icons import icon
 from studio.ui.parameters import ParametersPanel
@@ -639,7 +640,7 @@ class MainWindow(QMainWindow):
     def open_gallery(self) -> None:
         """The library browser, made on first use; the output folder is always part of the library."""
         if self.gallery_view is None:
-            from studio.settings import cache_dir, data_dir
+            from studio.library.paths import cache_dir, data_dir
             from studio.ui.gallery_view import GalleryView
             from studio.worker.gallery import GalleryService
 

@@ -740,9 +740,9 @@ def test_newer_or_foreign_databases_are_refused(tmp_path: Path) -> None:
 
 
 def test_default_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from studio import settings
+    from studio.library import paths
 
-    monkeypatch.setattr(settings, "data_dir", lambda: tmp_path / "data")
+    monkeypatch.setattr(paths, "data_dir", lambda: tmp_path / "data")
     assert Gallery.default_path() == tmp_path / "data" / "gallery.sqlite3"  # without opening it
     assert not Gallery.default_path().exists()
     with Gallery.default() as gallery:

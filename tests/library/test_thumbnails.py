@@ -258,9 +258,9 @@ def test_concurrent_makers_agree(tmp_path: Path, cache: ThumbnailCache) -> None:
 
 
 def test_default_location_and_size_validation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from studio import settings
+    from studio.library import paths
 
-    monkeypatch.setattr(settings, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr(paths, "cache_dir", lambda: tmp_path / "cache")
     default = ThumbnailCache.default()
     assert default.directory == tmp_path / "cache" / "thumbnails" and default.size == 256
     for bad in (0, 8, 5000, 2.5, True):

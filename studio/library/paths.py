@@ -1,0 +1,55 @@
+"""The app's names and user folders (platformdirs, overridable by environment variables): the bottom
+layer, so the library's catalogue and thumbnail cache, the CLI and the window all find the same places."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = [
+    "APP_NAME",
+    "APP_SLUG",
+    "cache_dir",
+    "config_dir",
+    "data_dir",
+    "default_output_dir",
+    "preferences_path",
+]
+
+APP_NAME = "Latent Studio"
+APP_SLUG = "latent-studio"
+
+
+def default_output_dir() -> Path:
+    """Where images go unless told otherwise: $LATENT_STUDIO_OUTPUT, else Pictures/Latent Studio."""
+    env = os.environ.get("LATENT_STUDIO_OUTPUT")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_pictures_dir
+
+    return Path(user_pictures_dir()) / APP_NAME
+
+
+def config_dir() -> Path:
+    env = os.environ.get("LATENT_STUDIO_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir(APP_SLUG, appauthor=False))
+
+
+def data_dir() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir(APP_SLUG, appauthor=False))
+
+
+def cache_dir() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir(APP_SLUG, appauthor=False))
+
+
+def preferences_path() -> Path:
+    return config_dir() / "preferences.json"

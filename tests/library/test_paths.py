@@ -1,0 +1,20 @@
+"""The app's folders: environment overrides first (tests, portable installs), platform folders else."""
+
+from __future__ import annotations
+
+from studio.library import paths
+
+
+def test_environment_overrides_the_output_and_config_folders(monkeypatch, tmp_path):
+    monkeypatch.setenv("LATENT_STUDIO_OUTPUT", str(tmp_path / "pictures"))
+    monkeypatch.setenv("LATENT_STUDIO_CONFIG", str(tmp_path / "config"))
+    assert paths.default_output_dir() == tmp_path / "pictures"
+    assert paths.preferences_path() == tmp_path / "config" / "preferences.json"
+
+
+def test_platform_folders_name_the_app(monkeypatch):
+    monkeypatch.delenv("LATENT_STUDIO_OUTPUT", raising=False)
+    monkeypatch.delenv("LATENT_STUDIO_CONFIG", raising=False)
+    assert paths.default_output_dir().name == paths.APP_NAME
+    for folder in (paths.config_dir(), paths.data_dir(), paths.cache_dir()):
+        assert paths.APP_SLUG in folder.parts
