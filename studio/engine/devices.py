@@ -3,7 +3,7 @@
 The window lists devices before any model is touched, and importing torch costs seconds, so this reads
 the installed torch's ``version.py`` (which build it is: CPU-only, CUDA, ROCm) and looks for the driver
 the build needs. It can be wrong only in the direction of offering a device that then fails with a clear
-message from :func:`studio.engine.loading.choose_placement`; it never hides one that works.
+message from :func:`studio.engine.precision.choose_placement`; it never hides one that works.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from studio import __version__
 from studio.engine import loading, schedulers
 from studio.engine.catalog import ModelDefaults
 from studio.engine.errors import Cancelled, GenerationError, RequestError
-from studio.engine.loading import DownloadCallback, ModelSource, Placement
-from studio.engine.precision import place_pipeline
+from studio.engine.loading import DownloadCallback, ModelSource
+from studio.engine.precision import Placement, choose_placement, place_pipeline
 from studio.engine.request import GenerationRequest, GenerationResult, StepEvent, request_fields
 
 StepCallback = Callable[[StepEvent], None]
@@ -110,7 +110,7 @@ class Engine:
 
     # ------------------------------------------------------------------------------------------ loading
     def placement(self) -> Placement:
-        return loading.choose_placement(self.device, self.dtype)
+        return choose_placement(self.device, self.dtype)
 
     def load(self, model: str) -> LoadedModel:
         """The loaded model for `model`, from the cache or loaded now (downloading if needed and allowed)."""

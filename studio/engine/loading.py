@@ -26,7 +26,7 @@ from studio.engine.errors import (
     first_line,
 )
 from studio.engine.model_checks import check_model_folder, read_config
-from studio.engine.precision import auto_cpu_dtype, cpu_has_native_bf16, place_pipeline, vae_dtype_name
+from studio.engine.precision import Placement, place_pipeline
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
@@ -91,67 +91,6 @@ def resolve_source(spec: str) -> ModelSource:
         f"model {spec!r} not found: not in the catalogue ({', '.join(CATALOG)}), "
         "not an existing folder or .safetensors file, not a Hugging Face repo id (owner/name)"
     )
-
-
-# ---------------------------------------------------------------------------------------------- devices
-
-
-@dataclass(frozen=True)
-class Placement:
-    device: str  # "cpu" | "cuda" | "cuda:1" | "mps"
-    dtype_name: str  # "float32" | "float16" | "bfloat16"
-
-    @property
-    def dtype(self):
-        import torch
-
-        return getattr(torch, self.dtype_name)
-
-    @property
-    def vae_dtype(self):
-        import torch
-
-        return getattr(torch, vae_dtype_name(self.device, self.dtype_name))
-
-
-_DTYPE_ALIASES = {
-    "fp32": "float32", "float32": "float32", "fp16": "float16", "float16": "float16", "half": "float16",
-    "bf16": "bfloat16", "bfloat16": "bfloat16",
-}
-
-
-def choose_placement(device: str = "auto", dtype: str = "auto") -> Placement:
-    """`auto`: CUDA fp16, MPS fp16, else the CPU in fp32, or in bf16 where the CPU has native bf16
-    (`precision.auto_cpu_dtype`). Asking for hardware that is absent is the user's error."""
-    import torch
-
-    device = (device or "auto").lower()
-    if device == "auto":
-        if torch.cuda.is_available():
-            device = "cuda"
-        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            device = "mps"
-        else:
-            device = "cpu"
-    elif device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
-            raise RequestError(f"device {device!r} asked for, but torch {torch.__version__} ({build}) sees no CUDA GPU")
-    elif device == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise RequestError("device 'mps' asked for, but Apple's Metal backend is not available here")
-    elif device != "cpu":
-        raise RequestError(f"unknown device {device!r}: choose auto, cpu, cuda or mps")
-
-    if (dtype or "auto") == "auto":
-        dtype_name = auto_cpu_dtype(cpu_has_native_bf16()) if device == "cpu" else "float16"
-    else:
-        if dtype.lower() not in _DTYPE_ALIASES:
-            raise RequestError(f"unknown dtype {dtype!r}: choose auto, float32, float16 or bfloat16")
-        dtype_name = _DTYPE_ALIASES[dtype.lower()]
-    if device == "cpu" and dtype_name == "float16":
-        raise RequestError("float16 is not supported on the CPU: use float32 or bfloat16")
-    return Placement(device, dtype_name)
 
 
 # ------------------------------------------------------------------------------------------------ hub

@@ -11,11 +11,11 @@ import pytest
 from studio.engine import Engine, GenerationRequest, ModelNotFoundError, RequestError
 from studio.engine.loading import (
     allow_patterns,
-    choose_placement,
     detect_folder_family,
     fetch_from_hub,
     resolve_source,
 )
+from studio.engine.precision import choose_placement
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

@@ -10,13 +10,15 @@ import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from studio.engine import Engine, GenerationRequest
-from studio.engine.loading import Placement, choose_placement, load_folder
+from studio.engine.loading import load_folder
 from studio.engine.precision import (
     AUTO_CPU_DTYPE_ENV,
     BF16_MEASURED_PSNR_DB,
     BF16_MIN_PSNR_DB,
+    Placement,
     UpcastAttnProcessor,
     auto_cpu_dtype,
+    choose_placement,
     cpu_has_native_bf16,
     honour_attention_upcast,
     vae_dtype_name,
