@@ -51,7 +51,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,6 +71,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QImage, QImageReader
 
 from studio.library.display import first_line, printable
+from studio.library.folder_listing import DirListing, is_under, list_dir
 from studio.library.gallery import (
     IMAGE_SUFFIXES,
     CatalogueDamagedError,
@@ -145,45 +146,6 @@ def _norm(path: str | os.PathLike[str]) -> Path:
     return Path(path).expanduser().resolve()
 
 
-def _is_under(path: Path, root: Path) -> bool:
-    return path == root or path.is_relative_to(root)
-
-
-# ------------------------------------------------------------------------------------------ snapshot
-
-Listing = dict[str, tuple[int, int]]
-"""File name -> (size, mtime in ns) for the image files directly in one directory."""
-
-
-@dataclass
-class _Dir:
-    files: Listing = field(default_factory=dict)
-    subdirs: set[Path] = field(default_factory=set)
-
-
-def _list_dir(directory: Path, skip: set[Path]) -> _Dir | None:
-    """The image files and sub-directories of `directory` (hidden ones left out); None when unreadable."""
-    state = _Dir()
-    try:
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                if entry.name.startswith("."):  # hidden, and our atomic saves' temporary files
-                    continue
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        sub = directory / entry.name
-                        if sub not in skip:
-                            state.subdirs.add(sub)
-                    elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
-                        st = entry.stat()
-                        state.files[entry.name] = (st.st_size, st.st_mtime_ns)
-                except OSError:
-                    continue
-    except OSError:
-        return None
-    return state
-
-
 # -------------------------------------------------------------------------------------------- worker
 
 
@@ -219,7 +181,7 @@ class GalleryWorker(QObject):
         self._skip = {_norm(p) for p in skip}
         self._db: Gallery | None = None
         self._roots: list[Path] = []
-        self._dirs: dict[Path, _Dir] = {}
+        self._dirs: dict[Path, DirListing] = {}
         self._retries: dict[Path, int] = {}
         self._unsaved_folders: list[Path] = []  # added while the catalogue was damaged: kept for the rebuild
 
@@ -345,7 +307,7 @@ class GalleryWorker(QObject):
         db.remove_folder(path)
         self._roots = [_norm(f) for f in db.folders()]
         for directory in list(self._dirs):
-            if not any(_is_under(directory, root) for root in self._roots):
+            if not any(is_under(directory, root) for root in self._roots):
                 del self._dirs[directory]
         self.folders_changed.emit()
         self.indexed.emit(1)
@@ -361,7 +323,7 @@ class GalleryWorker(QObject):
             return
         self._roots = roots
         for directory in list(self._dirs):
-            if not any(_is_under(directory, root) for root in roots):
+            if not any(is_under(directory, root) for root in roots):
                 del self._dirs[directory]
         if added:  # no snapshot yet: every file is compared with its row (unchanged ones cost a stat)
             self._do_index_dirs([str(root) for root in added])
@@ -407,7 +369,7 @@ class GalleryWorker(QObject):
                 continue
             seen.add(directory)
             old = self._dirs.get(directory)
-            new = _list_dir(directory, self._skip)
+            new = list_dir(directory, self._skip)
             if new is None:  # the directory went away (or became unreadable): its images with it
                 for gone in self._subtree(directory):
                     for name in self._dirs.pop(gone).files:
@@ -447,8 +409,8 @@ class GalleryWorker(QObject):
 
     # ------------------------------------------------------------------------------------- helpers
     def _in_library(self, directory: Path) -> bool:
-        return any(_is_under(directory, root) for root in self._roots) and not any(
-            _is_under(directory, s) for s in self._skip
+        return any(is_under(directory, root) for root in self._roots) and not any(
+            is_under(directory, s) for s in self._skip
         )
 
     def _subtree(self, directory: Path) -> list[Path]:
@@ -462,12 +424,12 @@ class GalleryWorker(QObject):
 
     def _snapshot(self, root: Path) -> None:
         """Walk `root` and record every directory's listing (replacing what was known under it)."""
-        for d in [d for d in self._dirs if _is_under(d, root)]:
+        for d in [d for d in self._dirs if is_under(d, root)]:
             del self._dirs[d]
         stack = [root]
         while stack:
             directory = stack.pop()
-            state = _list_dir(directory, self._skip)
+            state = list_dir(directory, self._skip)
             if state is None:
                 continue
             self._dirs[directory] = state
