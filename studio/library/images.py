@@ -31,7 +31,7 @@ import secrets
 import socket
 import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -410,20 +410,35 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     file, which the next save into the folder removes.
     """
     path = Path(path)
-    folder = path.parent
-    try:
-        temp = _write_temp(folder, path.name, data)
-    except Exception as exc:
-        raise SaveError(f"cannot save {path}: {_reason(exc)}") from exc
-    try:
+
+    def replace(temp: Path) -> Path:
         os.replace(temp, path)
+        return path
+
+    _write_then_place(path, data, replace)
+
+
+def _write_then_place(first: Path, data: bytes, place: Callable[[Path], Path]) -> Path:
+    """Write ``data`` to a hidden temporary file beside ``first``, then ``place`` it under its name; on
+    any failure the temporary file is removed and an I/O error becomes :class:`SaveError` naming
+    ``first``.  The folder is synced once the name is in place."""
+    folder = first.parent
+    try:
+        temp = _write_temp(folder, first.name, data)
+    except Exception as exc:
+        raise SaveError(f"cannot save {first}: {_reason(exc)}") from exc
+    try:
+        target = place(temp)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             temp.unlink()
-        if isinstance(exc, Exception):
-            raise SaveError(f"cannot save {path}: {_reason(exc)}") from exc
+        if isinstance(exc, SaveError):
+            raise
+        if isinstance(exc, OSError):
+            raise SaveError(f"cannot save {first}: {_reason(exc)}") from exc
         raise
     _fsync_directory(folder)
+    return target
 
 
 def _links_unsupported(exc: OSError) -> bool:
@@ -502,23 +517,14 @@ def write_new_file(candidates: Iterable[str | os.PathLike[str]], data: bytes) ->
     if first is None:
         raise ValueError("write_new_file() needs at least one candidate file name")
     first = Path(first)
-    folder = first.parent
-    try:
-        temp = _write_temp(folder, first.name, data)
-    except Exception as exc:
-        raise SaveError(f"cannot save {first}: {_reason(exc)}") from exc
-    try:
-        target = _publish(temp, itertools.chain([first], (Path(name) for name in names)), folder)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        if isinstance(exc, FileExistsError):
+
+    def publish(temp: Path) -> Path:
+        try:
+            return _publish(temp, itertools.chain([first], (Path(name) for name in names)), first.parent)
+        except FileExistsError as exc:
             raise SaveError(f"cannot save {first}: no free file name (all candidates are taken)") from exc
-        if isinstance(exc, OSError):
-            raise SaveError(f"cannot save {first}: {_reason(exc)}") from exc
-        raise
-    _fsync_directory(folder)
-    return target
+
+    return _write_then_place(first, data, publish)
 
 
 def format_for_path(path: str | os.PathLike[str], format: str | None = None) -> str:
