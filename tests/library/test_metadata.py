@@ -1099,3 +1099,21 @@ def test_metadata_error_for_non_images(tmp_path: Path) -> None:
     assert issubclass(MetadataError, ValueError)
     with pytest.raises(TypeError):
         read_metadata(12345)  # type: ignore[arg-type]
+
+
+def test_long_raw_text_is_cut_once_and_says_its_real_length():
+    """The readers and the final check both bound text: the second cut must keep the first one's count."""
+    import io
+
+    from PIL import Image, PngImagePlugin
+
+    from studio.library.metadata import read_metadata
+    from studio.library.metadata.values import RAW_LIMIT
+
+    text = '{"a": "' + "x" * 104_000 + '"}'
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("workflow", text)
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buffer, "PNG", pnginfo=info)
+    raw = read_metadata(buffer.getvalue()).raw["workflow"]
+    assert len(raw) == RAW_LIMIT and raw.endswith(f"… [truncated, {len(text)} characters]")

@@ -190,9 +190,12 @@ def fmt_number(value: Any) -> str:
 
 
 def truncate(text: str, limit: int = RAW_LIMIT) -> str:
+    """`text` in at most `limit` characters, the note of its real length included: readers and the final
+    check both bound text, and a second cut must leave the first one (and its count) as it was."""
     if len(text) <= limit:
         return text
-    return text[:limit] + f"… [truncated, {len(text)} characters]"
+    note = f"… [truncated, {len(text)} characters]"
+    return text[: max(0, limit - len(note))] + note
 
 
 def _parse_int(text: str) -> int | None:
