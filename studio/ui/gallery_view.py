@@ -87,7 +87,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.library.display import printable
-from studio.library.gallery import CatalogueDamagedError, GalleryImage, Query
+from studio.library.gallery import GalleryImage, Query
 from studio.library.metadata import ImageMetadata, read_metadata
 from studio.ui.plain_text import menu_text, plain_label, plain_tooltip
 from studio.worker.gallery import GalleryService, describe_report
@@ -516,10 +516,8 @@ class GalleryModel(QAbstractListModel):
         if self._closed:
             return None
         try:
+            # The service's reader answers a damaged catalogue with no rows and repairs it itself.
             return self._service.gallery().search(self._query, limit=limit, offset=offset)
-        except CatalogueDamagedError:  # the service rebuilds it and says so, once
-            log.info("gallery search found the catalogue damaged", exc_info=True)
-            return None
         except Exception as exc:  # noqa: BLE001 - a broken or locked catalogue: say it, show nothing more
             log.warning("gallery search failed", exc_info=True)
             self.failed.emit(printable(f"Gallery search failed: {exc}"))

@@ -502,10 +502,6 @@ class CatalogueReader:
     def __init__(self, service: GalleryService) -> None:
         self._service = service
 
-    @property
-    def db_path(self) -> Path:
-        return self._service._db.db_path
-
     def search(self, query: Query | None = None, *, limit: int = 200, offset: int = 0) -> list[GalleryImage]:
         return self._safe(lambda db: db.search(query, limit=limit, offset=offset), [])
 
@@ -528,8 +524,8 @@ class CatalogueReader:
         try:
             return query(self._service._db)
         except CatalogueDamagedError as exc:
+            # The Gallery's own on_damaged hook (set by _open_reader) has already begun the repair.
             log.info("a gallery query found the catalogue damaged: %s", exc.reason)
-            self._service._on_damage_seen(exc)  # the reader's own hook did too: the repair starts once
             return neutral
 
     def __getattr__(self, name: str) -> Any:
