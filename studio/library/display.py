@@ -17,7 +17,7 @@ import re
 import unicodedata
 from typing import Any
 
-__all__ = ["BIDI_CONTROLS", "first_line", "json_text", "printable", "strip_controls"]
+__all__ = ["BIDI_CONTROLS", "first_line", "json_text", "printable", "strip_controls", "typed_first_line"]
 
 BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 """The bidi embedding, override and isolate controls (LRE RLE PDF LRO RLO, LRI RLI FSI PDI): they
@@ -96,3 +96,9 @@ def first_line(exc: BaseException) -> str:
     """An exception as one line for a message: its first non-empty line, else its type's name (library
     errors are often several lines, and a message cut mid-sentence helps nobody)."""
     return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+
+
+def typed_first_line(exc: BaseException) -> str:
+    """``Type: first line`` for failures nobody anticipated, where the type says where it came from."""
+    text = first_line(exc)
+    return text if text == type(exc).__name__ else f"{type(exc).__name__}: {text}"

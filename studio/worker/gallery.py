@@ -70,7 +70,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QImage, QImageReader
 
-from studio.library.display import first_line, printable
+from studio.library.display import printable, typed_first_line
 from studio.library.folder_listing import DirListing, is_under, list_dir
 from studio.library.gallery import (
     IMAGE_SUFFIXES,
@@ -133,12 +133,6 @@ def describe_report(report: ScanReport) -> str:
         path, reason = report.skipped[0]
         text += f"; e.g. {printable(os.path.basename(path))}: {printable(reason)}"
     return text
-
-
-def _first_line(exc: BaseException) -> str:
-    """The exception's type and first line: library failures here are unexpected, and the type says where."""
-    text = first_line(exc)
-    return text if text == type(exc).__name__ else f"{type(exc).__name__}: {text}"
 
 
 def _norm(path: str | os.PathLike[str]) -> Path:
@@ -219,9 +213,9 @@ class GalleryWorker(QObject):
         except Exception as exc:  # noqa: BLE001 - one failed task must not stop the thread
             log.warning("gallery task %s failed", task.kind, exc_info=True)
             if asks_scan:
-                self.scan_failed.emit(_first_line(exc))  # the service counts the scan it asked for
+                self.scan_failed.emit(typed_first_line(exc))  # the service counts the scan it asked for
             else:
-                self.failed.emit(printable(f"Library: {_first_line(exc)}"))
+                self.failed.emit(printable(f"Library: {typed_first_line(exc)}"))
 
     def _on_damaged(self, task: _Task, exc: CatalogueDamagedError) -> None:
         """Close our connection to the damaged file (it is about to be moved aside) and tell the
@@ -255,7 +249,7 @@ class GalleryWorker(QObject):
             )
         except Exception as exc:  # noqa: BLE001 - the app stays up, with an empty gallery, and says why
             log.warning("rebuilding the damaged gallery catalogue failed", exc_info=True)
-            self.recovery_failed.emit(_first_line(exc))
+            self.recovery_failed.emit(typed_first_line(exc))
             return
         self._unsaved_folders = []
         self.recovered.emit(report)
@@ -664,7 +658,7 @@ class GalleryService(QObject):
             return self._stand_in(), exc
         except GalleryError as exc:
             log.warning("the gallery catalogue cannot be used", exc_info=True)
-            self._say_later(f"The gallery is unavailable: {_first_line(exc)}")
+            self._say_later(f"The gallery is unavailable: {typed_first_line(exc)}")
             return self._stand_in(), None
         try:
             version, folders = reader.data_version(), set(reader.folders())
@@ -874,7 +868,7 @@ class GalleryService(QObject):
             return False
         except Exception as exc:  # noqa: BLE001 - a locked or broken database: say so, keep going
             log.warning("saving a mark for image %d failed", image_id, exc_info=True)
-            self.message.emit(f"Could not save the rating: {_first_line(exc)}")
+            self.message.emit(f"Could not save the rating: {typed_first_line(exc)}")
             return False
         self.image_changed.emit(image_id)
         return True
@@ -892,7 +886,7 @@ class GalleryService(QObject):
             if path.exists():
                 send2trash(str(path))
         except Exception as exc:  # noqa: BLE001 - any failure is reported, the file stays
-            return f"Could not move {path.name} to the trash: {_first_line(exc)}"
+            return f"Could not move {path.name} to the trash: {typed_first_line(exc)}"
         self.forget(path)
         return None
 
@@ -936,7 +930,7 @@ class GalleryService(QObject):
             image = read_qimage(thumb, size)
             error = "" if not image.isNull() else f"cannot decode the thumbnail of {Path(path).name}"
         except Exception as exc:  # noqa: BLE001 - ImageLoadError and I/O errors alike
-            image, error = QImage(), _first_line(exc)
+            image, error = QImage(), typed_first_line(exc)
         if not self._closed:
             self._thumbnail_made.emit(image_id, image, error)
 

@@ -34,7 +34,7 @@ from studio.worker.qimage import pil_to_qimage
 if TYPE_CHECKING:
     from studio.engine import Engine, StepEvent
 
-from studio.library.display import first_line  # noqa: E402
+from studio.library.display import first_line, typed_first_line  # noqa: E402
 from studio.library.folders import FolderError, check_writable_folder  # noqa: E402
 from studio.library.images import sweep_stale_temp_files  # noqa: E402
 from studio.library.saving import save_result  # noqa: E402 - shared with the CLI
@@ -86,8 +86,7 @@ def describe_failure(exc: BaseException, phase: str = "generating", model: str =
     elif isinstance(exc, RequestError | GenerationError | FolderError):
         text = first_line(exc)
     else:
-        detail = first_line(exc)
-        detail = detail if detail == type(exc).__name__ else f"{type(exc).__name__}: {detail}"
+        detail = typed_first_line(exc)
         if phase == "loading":
             text = f"could not load model {model_label(model)}: {detail}"
         elif phase == "saving":  # SaveError says "cannot save PATH: why" already
