@@ -61,6 +61,7 @@ class TokenCounter:
         self.path = Path(path)
         self.chunk_length = chunk_length
         self._tokenizer: Any = None
+        self._comma_id: int | None = None
         self._failed = False
         self._load_lock = threading.Lock()
         self._cache: OrderedDict[str, TokenCount] = OrderedDict()
@@ -95,6 +96,8 @@ class TokenCounter:
                 log.warning("CLIP tokenizer unavailable (%s): token counts are estimates", exc)
                 self._failed = True
             else:
+                ids = tokenizer.encode(",", add_special_tokens=False).ids
+                self._comma_id = ids[0] if len(ids) == 1 else None  # set before the tokenizer: it means loaded
                 self._tokenizer = tokenizer
 
     def warm_up(self) -> threading.Thread | None:
@@ -116,10 +119,7 @@ class TokenCounter:
 
     def _comma(self) -> int | None:
         """The id of "," (word wrap at chunk ends, as the engine does); None while counts are estimates."""
-        if self._tokenizer is None:
-            return None
-        ids = self._tokenizer.encode(",", add_special_tokens=False).ids
-        return ids[0] if len(ids) == 1 else None
+        return self._comma_id if self._tokenizer is not None else None
 
     def measure(self, text: str) -> TokenCount:
         """Tokens and chunks of `text` as the engine will encode it (emphasis syntax removed)."""
