@@ -6,7 +6,6 @@ torch is not imported here: the window shows before any model is touched.
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 
 from studio.library.paths import APP_NAME
@@ -21,7 +20,6 @@ def run(model: str | None = None, output_dir: Path | None = None, *, quit_after_
 
     from studio.ui.main_window import MainWindow
 
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")  # odd EXIF: not the user's business
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName(APP_NAME)
     app.setOrganizationName("Latent Studio")
