@@ -261,8 +261,7 @@ class MainWindow(QMainWindow):
         self.service.job_failed.connect(self._on_failed)
         self.service.job_cancelled.connect(self._on_cancelled)
         self.service.status.connect(self._on_status)
-        for splitter in (self.splitter,):
-            splitter.splitterMoved.connect(lambda *_: self._sync_panel_actions())
+        self.splitter.splitterMoved.connect(lambda *_: self._sync_panel_actions())
 
     # ---------------------------------------------------------------------------------------- restore
     def _restore(self, model: str | None) -> None:
@@ -667,9 +666,6 @@ class MainWindow(QMainWindow):
     def _tell_catalogue_rebuilt(self, report) -> QMessageBox:
         """A damaged catalogue was moved aside and rebuilt: said in a box, not only the status bar (the
         scan that follows would replace that line at once), since ratings stay in the old file."""
-        from studio.library.display import printable
-        from studio.ui.questions import ask
-
         return ask(
             self, "Gallery catalogue rebuilt", printable(report.describe()), name="catalogue-rebuilt",
             choices=[("OK", QMessageBox.ButtonRole.AcceptRole, lambda: None)], cancel=False,
