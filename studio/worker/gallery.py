@@ -300,9 +300,7 @@ class GalleryWorker(QObject):
         db = self._gallery()
         db.remove_folder(path)
         self._roots = [_norm(f) for f in db.folders()]
-        for directory in list(self._dirs):
-            if not any(is_under(directory, root) for root in self._roots):
-                del self._dirs[directory]
+        self._forget_outside_roots()
         self.folders_changed.emit()
         self.indexed.emit(1)
         self._publish()
@@ -313,12 +311,10 @@ class GalleryWorker(QObject):
         db = self._gallery()
         roots = [_norm(f) for f in db.folders()]
         added = [root for root in roots if root not in self._roots]
-        if not added and set(roots) == set(self._roots):
+        if set(roots) == set(self._roots):
             return
         self._roots = roots
-        for directory in list(self._dirs):
-            if not any(is_under(directory, root) for root in roots):
-                del self._dirs[directory]
+        self._forget_outside_roots()
         if added:  # no snapshot yet: every file is compared with its row (unchanged ones cost a stat)
             self._do_index_dirs([str(root) for root in added])
         self.folders_changed.emit()
@@ -406,6 +402,12 @@ class GalleryWorker(QObject):
         return any(is_under(directory, root) for root in self._roots) and not any(
             is_under(directory, s) for s in self._skip
         )
+
+    def _forget_outside_roots(self) -> None:
+        """Drop the snapshots of directories no library folder holds any more."""
+        for directory in list(self._dirs):
+            if not any(is_under(directory, root) for root in self._roots):
+                del self._dirs[directory]
 
     def _subtree(self, directory: Path) -> list[Path]:
         out, stack = [], [directory]
