@@ -172,6 +172,10 @@ class GenerationResult:
     warnings: list[str] = field(default_factory=list)
 
 
+STORED_FIELDS = frozenset({f.name for f in fields(GenerationRequest)} - {"init_image"})
+"""The request fields that metadata and the saved queue carry as values (an init image is a file)."""
+
+
 def request_fields(request: GenerationRequest) -> dict[str, Any]:
     """The request as JSON-ready fields for metadata (the init image is recorded by hash elsewhere)."""
     data = asdict(replace(request, init_image=None))
@@ -193,8 +197,7 @@ def request_from_metadata(
     request = meta.get("request")
     if not isinstance(request, Mapping):
         raise RequestError("no generation request in this metadata")
-    known = {f.name for f in fields(GenerationRequest)} - {"init_image"}
-    values = {key: value for key, value in request.items() if key in known}
+    values = {key: value for key, value in request.items() if key in STORED_FIELDS}
     model = meta.get("model") if isinstance(meta.get("model"), Mapping) else {}
     if not values.get("model"):
         values["model"] = model.get("path") or model.get("id") or model.get("repo")

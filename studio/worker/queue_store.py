@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from studio.engine.errors import RequestError
-from studio.engine.request import GenerationRequest, request_fields
+from studio.engine.request import STORED_FIELDS, GenerationRequest, request_fields
 from studio.library.images import ImageLoadError, atomic_write_bytes, encode_image, load_image
 
 __all__ = ["SavedQueue", "clear_queue", "load_queue", "save_queue"]
@@ -23,7 +23,6 @@ __all__ = ["SavedQueue", "clear_queue", "load_queue", "save_queue"]
 log = logging.getLogger(__name__)
 VERSION = 1
 MAX_JOBS = 1000
-_FIELDS = {f.name for f in fields(GenerationRequest)} - {"init_image"}
 
 
 @dataclass
@@ -36,6 +35,12 @@ def _images_dir(path: Path) -> Path:
     return path.with_name(path.stem + "-images")
 
 
+def _remove_images(images: Path) -> None:
+    """The init images a saved queue kept (only ours: job-N.png)."""
+    for file in images.glob("job-*.png"):
+        file.unlink(missing_ok=True)
+
+
 def save_queue(path: Path, requests: list[GenerationRequest]) -> None:
     """Write the requests (in run order); an empty list removes the file. Raises SaveError/OSError."""
     if not requests:
@@ -43,8 +48,7 @@ def save_queue(path: Path, requests: list[GenerationRequest]) -> None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     images = _images_dir(path)
-    for old in images.glob("job-*.png"):  # from an earlier save
-        old.unlink(missing_ok=True)
+    _remove_images(images)  # from an earlier save
     entries: list[dict[str, Any]] = []
     for index, request in enumerate(requests[:MAX_JOBS]):
         entry: dict[str, Any] = {"request": request_fields(request), "init_image": None}
@@ -86,7 +90,7 @@ def load_queue(path: Path) -> SavedQueue:
 def _request_from(entry: Any, images: Path) -> GenerationRequest | None:
     if not isinstance(entry, dict) or not isinstance(entry.get("request"), dict):
         return None
-    values = {k: v for k, v in entry["request"].items() if k in _FIELDS}
+    values = {k: v for k, v in entry["request"].items() if k in STORED_FIELDS}
     name = entry.get("init_image")
     try:
         if name is not None:
@@ -105,7 +109,6 @@ def clear_queue(path: Path) -> None:
     path.unlink(missing_ok=True)
     images = _images_dir(path)
     if images.is_dir():
-        for file in images.glob("job-*.png"):
-            file.unlink(missing_ok=True)
+        _remove_images(images)
         with contextlib.suppress(OSError):  # not empty (someone else's file): leave it
             images.rmdir()
