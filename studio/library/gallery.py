@@ -60,8 +60,11 @@ from studio.library.gallery_db import (
     GalleryError,
     NotACatalogueError,
     damage_reason,
+    decode_text,
     file_id,
     open_catalogue,
+    quick_check_problem,
+    rollback,
 )
 from studio.library.gallery_rows import GalleryImage, image_from_row, int64_value, path_problem, text_value
 from studio.library.metadata import ImageMetadata, read_metadata
@@ -385,12 +388,6 @@ def _guarded(method: Callable[Concatenate[Gallery, _P], _R]) -> Callable[Concate
     return guarded
 
 
-def _decode(data: bytes) -> str:
-    """Text read back from the file: invalid UTF-8 (a catalogue changed by hand) shows as U+FFFD
-    rather than failing the whole query."""
-    return data.decode("utf-8", "replace")
-
-
 class _Batch:
     """What a scan has read and not yet written: committed in one transaction every :data:`BATCH_SIZE`
     files or :data:`BATCH_SECONDS` (a commit per file would be ~100x slower).
@@ -530,7 +527,7 @@ class Gallery:
             self.db_path.parent.mkdir(parents=True, exist_ok=True)
         before = None if memory else file_id(self.db_path)
         self._conn = open_catalogue(db_path)
-        self._conn.text_factory = _decode
+        self._conn.text_factory = decode_text
         # The file this object reads: damage it meets later names this one (a new file made meanwhile
         # by another process's repair is not this one, and is not to be moved aside).
         if before is None and not memory:
@@ -582,10 +579,9 @@ class Gallery:
         the search index find nothing.  Reads the whole file (seconds for a large catalogue), not for
         every open, which checks only the header and layout.  (A file suspected of damage is checked
         read-only instead: :func:`studio.library.gallery_repair.check_catalogue`.)"""
-        rows = [str(row[0]) for row in self._conn.execute("PRAGMA quick_check(3)")]
-        if rows != ["ok"]:
-            found = " ".join(" ".join(rows).replace("*** in database main ***", "").split())
-            return f"the integrity check failed: {found[:200]}"
+        problem = quick_check_problem(self._conn)
+        if problem:
+            return problem
         self._conn.execute("BEGIN")
         try:  # an FTS5 'integrity-check' is an INSERT that writes nothing: roll it back all the same
             self._conn.execute("INSERT INTO images_fts(images_fts, rank) VALUES ('integrity-check', 1)")
@@ -595,7 +591,7 @@ class Gallery:
                 raise
             return f"search index: {reason}"
         finally:
-            self._rollback()
+            rollback(self._conn)
         return None
 
     def __enter__(self) -> Gallery:
@@ -625,17 +621,10 @@ class Gallery:
         try:
             result = statements(self._conn)
         except BaseException:
-            self._rollback()
+            rollback(self._conn)
             raise
         self._conn.execute("COMMIT")
         return result
-
-    def _rollback(self) -> None:
-        """Roll back the open transaction, if SQLite has not already (it does after a full disk or
-        corruption); a failing ROLLBACK must not hide the error that led here."""
-        if self._conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.execute("ROLLBACK")
 
     # ---- folders -----------------------------------------------------------------------------
 

@@ -392,11 +392,26 @@ def connect_readonly(db_path: str | os.PathLike[str], *, timeout: float = BUSY_T
     empty ``-wal`` and the ``-shm`` index if they are absent).  Text that is not valid UTF-8 reads as
     U+FFFD."""
     conn = sqlite3.connect(readonly_uri(db_path), uri=True, timeout=timeout, isolation_level=None)
-    conn.text_factory = lambda data: data.decode("utf-8", "replace")
+    conn.text_factory = decode_text
     return conn
 
 
-def _rollback(conn: sqlite3.Connection) -> None:
+def decode_text(data: bytes) -> str:
+    """Text read back from the file (a connection's ``text_factory``): invalid UTF-8 (a catalogue changed
+    by hand) shows as U+FFFD rather than failing the whole query."""
+    return data.decode("utf-8", "replace")
+
+
+def quick_check_problem(conn: sqlite3.Connection) -> str | None:
+    """What SQLite's ``quick_check`` finds wrong with the file (one short line), or None."""
+    rows = [str(row[0]) for row in conn.execute("PRAGMA quick_check(3)")]
+    if rows == ["ok"]:
+        return None
+    found = " ".join(" ".join(rows).replace("*** in database main ***", "").split())
+    return f"the integrity check failed: {found[:200]}"
+
+
+def rollback(conn: sqlite3.Connection) -> None:
     """Roll back if a transaction is still open (SQLite may already have rolled it back itself, and a
     failing ROLLBACK must not hide the error that led here)."""
     if conn.in_transaction:
@@ -433,7 +448,7 @@ def _migrate(conn: sqlite3.Connection, db_path: Path) -> None:
         _check_layout(conn, db_path, _schema(conn))
         conn.execute("COMMIT")
     except BaseException:
-        _rollback(conn)
+        rollback(conn)
         raise
 
 

@@ -56,8 +56,10 @@ from studio.library.gallery_db import (
     NotACatalogueError,
     connect_readonly,
     damage_reason,
+    decode_text,
     file_id,
     inspect_layout,
+    quick_check_problem,
     readonly_uri,
 )
 
@@ -182,10 +184,9 @@ def _check(conn: sqlite3.Connection, path: Path) -> str | None:
     version = inspect_layout(conn, path)
     if version == 0:
         return None  # an empty file: opening it makes a new catalogue
-    rows = [str(row[0]) for row in conn.execute("PRAGMA quick_check(3)")]
-    if rows != ["ok"]:
-        found = " ".join(" ".join(rows).replace("*** in database main ***", "").split())
-        return f"the integrity check failed: {found[:200]}"
+    problem = quick_check_problem(conn)
+    if problem:
+        return problem
     if version >= 2:
         return _check_search_index(conn)
     return None
@@ -444,7 +445,7 @@ _FOLDER_QUERIES = (
 def _folders_from(uri: str, query: str) -> list[str]:
     conn = sqlite3.connect(uri, uri=True, timeout=1.0)
     try:
-        conn.text_factory = lambda data: data.decode("utf-8", "replace")
+        conn.text_factory = decode_text
         rows = conn.execute(query, (MAX_FOLDERS,)).fetchall()
     finally:
         conn.close()
