@@ -104,9 +104,7 @@ class DownloadService(QObject):
 
         last = [0.0]
 
-        def on_progress(progress) -> None:
-            if cancel.is_set():
-                raise Cancelled("download cancelled")
+        def on_progress(progress) -> None:  # download_model checks `cancel` before each report
             now = time.monotonic()
             if now - last[0] >= PROGRESS_INTERVAL_S or (progress.total and progress.done >= progress.total):
                 last[0] = now
