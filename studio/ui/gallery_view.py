@@ -725,7 +725,6 @@ class GalleryView(QWidget):
         self._service = service
         self._closed = False
         icon_size = _clamp_icon_size(icon_size)
-        self._icon_size = icon_size
         self._pending: _PendingDelete | None = None
         self._current_meta: tuple[Path, ImageMetadata | None] | None = None
         self.model = GalleryModel(service, page_size=page_size, icon_size=icon_size, parent=self)
@@ -1142,7 +1141,7 @@ class GalleryView(QWidget):
     # ----------------------------------------------------------------------------------- icon size
     def icon_size(self) -> int:
         """The thumbnail size (logical pixels, longest side)."""
-        return self._icon_size
+        return self.model.icon_size()
 
     def set_icon_size(self, size: int) -> int:
         """Show thumbnails of `size` logical pixels (clamped to MIN_ICON_SIZE..MAX_ICON_SIZE): cells,
@@ -1152,10 +1151,9 @@ class GalleryView(QWidget):
         if size != self.size_slider.value():
             with QSignalBlocker(self.size_slider):
                 self.size_slider.setValue(size)
-        if size == self._icon_size:
+        if size == self.model.icon_size():
             return size
         current = self.grid.currentIndex()
-        self._icon_size = size
         self.model.set_icon_size(size)
         self._fit_grid()
         if current.isValid():
@@ -1165,11 +1163,11 @@ class GalleryView(QWidget):
 
     def zoom_in(self) -> None:
         """Larger thumbnails by one step (Ctrl++)."""
-        self.set_icon_size(self._icon_size + ICON_STEP)
+        self.set_icon_size(self.model.icon_size() + ICON_STEP)
 
     def zoom_out(self) -> None:
         """Smaller thumbnails by one step (Ctrl+-)."""
-        self.set_icon_size(self._icon_size - ICON_STEP)
+        self.set_icon_size(self.model.icon_size() - ICON_STEP)
 
     def reset_icon_size(self) -> None:
         """The default thumbnail size (Ctrl+0)."""
@@ -1184,14 +1182,15 @@ class GalleryView(QWidget):
         extent = grid.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent, None, grid)
         # -1: QListView starts a new row when a cell would reach the last pixel column, not pass it
         width = max(1, grid.width() - 2 * grid.frameWidth() - extent - 1)
-        step = self._icon_size + GRID_GAP
+        icon = self.model.icon_size()
+        step = icon + GRID_GAP
         columns = max(1, width // step)
         cell = QSize(width // columns, step)
         if cell != grid.gridSize() or self._delegate.cell() != cell:  # resizes that keep the cells cost nothing
-            self._delegate.set_sizes(cell, self._icon_size)
-            grid.setIconSize(QSize(self._icon_size, self._icon_size))
+            self._delegate.set_sizes(cell, icon)
+            grid.setIconSize(QSize(icon, icon))
             grid.setGridSize(cell)
-            grid.verticalScrollBar().setSingleStep(max(8, self._icon_size // 4))
+            grid.verticalScrollBar().setSingleStep(max(8, icon // 4))
 
     # -------------------------------------------------------------------------------------- escape
     def handle_escape(self) -> bool:
