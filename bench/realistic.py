@@ -14,7 +14,7 @@ def build_random_pipeline(family: str = "sd1", seed: int = 0):
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from studio.engine.resources import clip_tokenizer_dir, component_configs_dir
+    from studio.library.resources import clip_tokenizer_dir, component_configs_dir
 
     configs = component_configs_dir("sd1" if family == "deci" else family)
     torch.manual_seed(seed)

@@ -42,7 +42,7 @@ def _builders():
     from diffusers import UNet2DConditionModel
 
     from studio.engine.deci_unet import DECI_V1_CONFIGURATIONS, build_unet
-    from studio.engine.resources import component_configs_dir
+    from studio.library.resources import component_configs_dir
 
     config = json.loads((component_configs_dir("sd1") / "unet" / "config.json").read_text(encoding="utf-8"))
 

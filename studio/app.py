@@ -1,6 +1,8 @@
-"""The desktop app: QApplication, a qasync event loop, the main window.
+"""The desktop app: QApplication, the main window, Qt's event loop.
 
-torch is not imported here: the window shows before any model is touched.
+Background work runs on :class:`~studio.worker.tasks.TaskPool` threads and reports through Qt's own
+event loop; there is no asyncio loop. torch is not imported here: the window shows before any model is
+touched.
 """
 
 from __future__ import annotations
@@ -12,9 +14,6 @@ from studio.library.paths import APP_NAME
 
 
 def run(model: str | None = None, output_dir: Path | None = None, *, quit_after_ms: int | None = None) -> int:
-    import asyncio
-
-    import qasync
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -27,10 +26,4 @@ def run(model: str | None = None, output_dir: Path | None = None, *, quit_after_
     window.show()
     if quit_after_ms is not None:
         QTimer.singleShot(quit_after_ms, app.quit)
-    loop = qasync.QEventLoop(app)
-    asyncio.set_event_loop(loop)
-    app_close = asyncio.Event()
-    app.aboutToQuit.connect(app_close.set)
-    with loop:
-        loop.run_until_complete(app_close.wait())
-    return 0
+    return app.exec()

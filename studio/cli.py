@@ -575,10 +575,10 @@ def cmd_models(args) -> int:
     """The catalogue as the Hugging Face cache holds it, then the folders and files added in the app."""
     from studio.engine.loading import hub_cache_dir
     from studio.engine.model_store import local_model_statuses, model_statuses
-    from studio.settings import Preferences
+    from studio.library.preferences_file import local_models, read_preferences
 
     statuses = model_statuses()
-    local = local_model_statuses(Preferences.load().local_models)
+    local = local_model_statuses(local_models(read_preferences()))
     if args.json:
         rows = [
             {

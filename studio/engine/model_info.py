@@ -8,7 +8,7 @@ from pathlib import Path
 
 from studio.engine.catalog import CATALOG
 from studio.engine.errors import RequestError
-from studio.engine.resources import component_configs_dir
+from studio.library.resources import component_configs_dir
 
 __all__ = ["check_local_model", "default_scheduler_name"]
 

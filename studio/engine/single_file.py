@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from studio.engine.errors import InvalidModelError
 from studio.engine.model_checks import check_config_folder, read_config
-from studio.engine.resources import clip_tokenizer_dir, component_configs_dir
 from studio.library import safe_json
+from studio.library.resources import clip_tokenizer_dir, component_configs_dir
 
 if TYPE_CHECKING:
     import torch

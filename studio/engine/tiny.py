@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from studio.engine.deci_config import scaled_configurations
-from studio.engine.resources import clip_tokenizer_dir
+from studio.library.resources import clip_tokenizer_dir
 
 FAMILIES = ("sd1", "sd2", "deci")
 TINY_WIDTH = 32  # text encoder hidden size == UNet cross-attention dim

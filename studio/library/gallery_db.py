@@ -19,7 +19,7 @@ with it, and each failure wants a different answer.
   never called damaged (a repair would move it aside) and nothing is written into it: it is recognised
   before the switch to WAL and before any table of ours is created.  Our marker is the
   ``schema_version`` table beside a ``folders`` or ``images`` table (or, for a catalogue that lost that
-  table, the whole set of our tables: see ``_FINGERPRINT``); a file with no tables at all is a new,
+  table, the whole set of our tables: see :data:`~studio.library.gallery_schema.FINGERPRINT`); a file with no tables at all is a new,
   empty catalogue.
 * Anything else (a read-only folder, a disk full, a newer schema): :class:`GalleryError`, and the
   file is left alone.
@@ -31,6 +31,7 @@ read-only (:func:`connect_readonly`) and use :func:`inspect_layout`, which migra
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -38,10 +39,19 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import quote
 
 from studio.library.display import first_line
+from studio.library.gallery_schema import (
+    COLUMNS_BY_VERSION,
+    FINGERPRINT,
+    MIGRATIONS,
+    OUR_TABLES,
+    REQUIRED,
+    REQUIRED_BY_VERSION,
+    SCHEMA_VERSION,
+)
 
 __all__ = [
     "BUSY_TIMEOUT_S",
@@ -54,6 +64,7 @@ __all__ = [
     "connect_readonly",
     "damage_reason",
     "file_id",
+    "guarded",
     "inspect_layout",
     "is_busy",
     "open_catalogue",
@@ -63,14 +74,13 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+_P = ParamSpec("_P")
 
 FileId = tuple[int, int]
 """(st_dev, st_ino): which file a path named when it was looked at.  A repair compares the file found
 damaged with the one it is about to move aside, so that it never moves a catalogue another process has
 just rebuilt."""
 
-SCHEMA_VERSION = 2
-"""Version of the database layout this code writes; older files are migrated forward on open."""
 BUSY_TIMEOUT_S = 10.0
 """How long a statement waits for another connection's lock before it fails."""
 
@@ -156,6 +166,30 @@ def damage_reason(exc: BaseException) -> str | None:
     return None
 
 
+def guarded(method: Callable[Concatenate[Any, _P], T]) -> Callable[Concatenate[Any, _P], T]:
+    """Turn the SQLite errors that show the catalogue is damaged into :class:`CatalogueDamagedError`
+    (and tell the owner's ``_damaged``), whichever method of a :class:`~studio.library.gallery.Gallery`
+    met them: "no such table: images_fts" may surface in a search, "database disk image is malformed" in
+    a scan's last batch.  The owner has ``db_path``, ``file_id`` and ``_damaged(error)``."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: _P.args, **kwargs: _P.kwargs) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except CatalogueDamagedError as exc:
+            self._damaged(exc)
+            raise
+        except sqlite3.DatabaseError as exc:
+            reason = damage_reason(exc)
+            if reason is None:
+                raise
+            damaged = CatalogueDamagedError(self.db_path, reason, self.file_id)
+            self._damaged(damaged)
+            raise damaged from exc
+
+    return wrapper
+
+
 def is_busy(exc: BaseException) -> bool:
     """Another connection holds a lock we need: trying again later can succeed."""
     if not isinstance(exc, sqlite3.OperationalError):
@@ -187,117 +221,8 @@ def retry_busy(action: Callable[[], T], *, timeout: float = BUSY_TIMEOUT_S) -> T
 
 
 # --------------------------------------------------------------------------------------------------
-# Schema and migrations
+# Checking the layout, migrating (the layout itself: studio.library.gallery_schema)
 # --------------------------------------------------------------------------------------------------
-
-# Each migration is a list of single statements (not a script: ``executescript`` would commit the
-# surrounding transaction, and a migration must apply completely or not at all).
-_V1: tuple[str, ...] = (
-    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
-    """CREATE TABLE folders (
-        id INTEGER PRIMARY KEY,
-        path TEXT NOT NULL UNIQUE,
-        added_at REAL NOT NULL
-    )""",
-    """CREATE TABLE images (
-        id INTEGER PRIMARY KEY,
-        path TEXT NOT NULL UNIQUE,
-        folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
-        size INTEGER NOT NULL,
-        mtime REAL NOT NULL,
-        width INTEGER,
-        height INTEGER,
-        created REAL NOT NULL,
-        model TEXT,
-        seed INTEGER,
-        steps INTEGER,
-        prompt TEXT,
-        rating INTEGER NOT NULL DEFAULT 0,
-        favourite INTEGER NOT NULL DEFAULT 0,
-        indexed_at REAL NOT NULL
-    )""",
-    "CREATE INDEX images_folder ON images(folder_id)",
-    "CREATE INDEX images_created ON images(created)",
-)
-
-_V2: tuple[str, ...] = (
-    "ALTER TABLE images ADD COLUMN scheduler TEXT",
-    "ALTER TABLE images ADD COLUMN negative_prompt TEXT",
-    "ALTER TABLE images ADD COLUMN source TEXT",
-    # Rows from v1 lack the new columns: an impossible mtime makes the next scan re-read them
-    # (an update, so ids, ratings and favourites are kept).
-    "UPDATE images SET mtime = -1",
-    """CREATE TABLE unreadable (
-        path TEXT PRIMARY KEY,
-        folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
-        size INTEGER NOT NULL,
-        mtime REAL NOT NULL,
-        error TEXT,
-        checked_at REAL NOT NULL
-    )""",
-    "CREATE INDEX unreadable_folder ON unreadable(folder_id)",
-    "CREATE INDEX images_model ON images(model, created)",
-    "CREATE INDEX images_rating ON images(rating, created)",
-    "CREATE INDEX images_favourites ON images(created) WHERE favourite = 1",
-    # External content: the text lives once, in images.  No prefix indexes (prefix='2 3'): they enlarge
-    # the index and slow every insert, and prefix queries over a gallery-sized index are fast without
-    # them (bench/gallery.py: 2-4 letter prefixes over 10,000 prompts in a few milliseconds).
-    """CREATE VIRTUAL TABLE images_fts USING fts5(
-        prompt, negative_prompt,
-        content='images', content_rowid='id',
-        tokenize='unicode61 remove_diacritics 2'
-    )""",
-    """CREATE TRIGGER images_fts_insert AFTER INSERT ON images BEGIN
-        INSERT INTO images_fts(rowid, prompt, negative_prompt)
-        VALUES (new.id, new.prompt, new.negative_prompt);
-    END""",
-    """CREATE TRIGGER images_fts_delete AFTER DELETE ON images BEGIN
-        INSERT INTO images_fts(images_fts, rowid, prompt, negative_prompt)
-        VALUES ('delete', old.id, old.prompt, old.negative_prompt);
-    END""",
-    """CREATE TRIGGER images_fts_update AFTER UPDATE OF prompt, negative_prompt ON images
-    WHEN old.prompt IS NOT new.prompt OR old.negative_prompt IS NOT new.negative_prompt BEGIN
-        INSERT INTO images_fts(images_fts, rowid, prompt, negative_prompt)
-        VALUES ('delete', old.id, old.prompt, old.negative_prompt);
-        INSERT INTO images_fts(rowid, prompt, negative_prompt)
-        VALUES (new.id, new.prompt, new.negative_prompt);
-    END""",
-    "INSERT INTO images_fts(images_fts) VALUES ('rebuild')",
-)
-
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V2))
-"""Forward migrations: (version reached, statements).  Append; never edit a released one."""
-
-_FTS_SHADOWS: tuple[tuple[str, str], ...] = tuple(
-    ("table", f"images_fts_{part}") for part in ("data", "idx", "docsize", "config")
-)
-
-REQUIRED_BY_VERSION: dict[int, tuple[tuple[str, str], ...]] = {
-    1: (("table", "schema_version"), ("table", "folders"), ("table", "images")),
-    2: (
-        ("table", "schema_version"),
-        ("table", "folders"),
-        ("table", "images"),
-        ("table", "unreadable"),
-        ("table", "images_fts"),
-        *_FTS_SHADOWS,
-        ("trigger", "images_fts_insert"),
-        ("trigger", "images_fts_delete"),
-        ("trigger", "images_fts_update"),
-    ),
-}
-"""What a catalogue at each version must hold: without any of these, searches or writes fail.  (A missing
-index only makes queries slower, so indexes are not required.)  The search index's shadow tables are
-listed too: without one the file opens, and only a text search or a write would find it."""
-
-REQUIRED = REQUIRED_BY_VERSION[SCHEMA_VERSION]
-"""What a current catalogue must hold."""
-
-_OURS = frozenset({"images", "folders"})
-_FINGERPRINT = frozenset({"images", "folders", "unreadable", "images_fts"})
-"""Tables that together are ours even without the ``schema_version`` marker (a catalogue that lost it is
-damaged): no other program's database is expected to hold all four.  ``images`` or ``folders`` alone
-(someone's ``photos.db``) is not enough."""
 
 
 def _schema(conn: sqlite3.Connection) -> set[tuple[str, str]]:
@@ -316,9 +241,9 @@ def _version(conn: sqlite3.Connection, db_path: Path, schema: set[tuple[str, str
     if not objects:
         return 0
     tables = {name for kind, name in objects if kind == "table"}
-    if "schema_version" not in tables and tables >= _FINGERPRINT:
+    if "schema_version" not in tables and tables >= FINGERPRINT:
         raise CatalogueDamagedError(db_path, "it has no schema version table")
-    if "schema_version" not in tables or not tables & _OURS:
+    if "schema_version" not in tables or not tables & OUR_TABLES:
         raise NotACatalogueError(db_path, tables or {name for _kind, name in objects})
     values = [row[0] for row in conn.execute("SELECT version FROM schema_version")]
     if not values:
@@ -334,21 +259,6 @@ def _version(conn: sqlite3.Connection, db_path: Path, schema: set[tuple[str, str
     return version
 
 
-_IMAGE_COLUMNS_V1 = (
-    "id", "path", "folder_id", "size", "mtime", "width", "height", "created", "model", "seed", "steps",
-    "prompt", "rating", "favourite", "indexed_at",
-)
-COLUMNS_BY_VERSION: dict[int, dict[str, tuple[str, ...]]] = {
-    1: {"schema_version": ("version",), "folders": ("id", "path", "added_at"), "images": _IMAGE_COLUMNS_V1},
-    2: {
-        "schema_version": ("version",),
-        "folders": ("id", "path", "added_at"),
-        "images": (*_IMAGE_COLUMNS_V1, "scheduler", "negative_prompt", "source"),
-        "unreadable": ("path", "folder_id", "size", "mtime", "error", "checked_at"),
-    },
-}
-"""The columns our statements use, per table and version (a column renamed or dropped by hand would
-fail every query that names it: the file opens, and nothing works)."""
 
 
 def _check_layout(

@@ -21,7 +21,10 @@ from typing import Any
 __all__ = [
     "GalleryImage",
     "image_from_row",
+    "inside",
     "int64_value",
+    "normalise_file",
+    "normalise_folder",
     "path_problem",
     "text_value",
 ]
@@ -91,6 +94,22 @@ def path_problem(path: str) -> str | None:
     return "folder name is not valid UTF-8"
 
 
+def normalise_folder(path: str | os.PathLike[str]) -> Path:
+    """A folder as the catalogue stores it: user-expanded, absolute, symlinks resolved."""
+    return Path(path).expanduser().resolve()
+
+
+def normalise_file(path: str | os.PathLike[str]) -> Path:
+    """Resolve the folder part only: a symlinked file keeps its own name, as the folder walk sees it."""
+    path = Path(path).expanduser()
+    return path.parent.resolve() / path.name
+
+
+def inside(path: str, folder: str) -> bool:
+    """Is ``path`` strictly below ``folder`` (both as stored: text, normalised)?"""
+    return path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 # --------------------------------------------------------------------------------------------------
 # Coming out
 # --------------------------------------------------------------------------------------------------
@@ -119,7 +138,7 @@ def _path(value: Any) -> str:
 
 
 def image_from_row(row: Sequence[Any]) -> GalleryImage | None:
-    """The image a row of ``SELECT`` :data:`~studio.library.gallery.COLUMNS` describes, every value
+    """The image a row of ``SELECT`` :data:`~studio.library.gallery_queries.COLUMNS` describes, every value
     checked; None only when its id is not a number (which SQLite's INTEGER PRIMARY KEY rules out).
 
     Why not trust the types: SQLite stores what it is given (a column declared INTEGER takes ``'x'``),

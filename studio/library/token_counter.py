@@ -100,14 +100,6 @@ class TokenCounter:
                 self._comma_id = ids[0] if len(ids) == 1 else None  # set before the tokenizer: it means loaded
                 self._tokenizer = tokenizer
 
-    def warm_up(self) -> threading.Thread | None:
-        """Load in a daemon thread, so the first keystroke does not wait ~0.1 s; None if loaded."""
-        if self.loaded:
-            return None
-        thread = threading.Thread(target=self.load, name="token-counter-load", daemon=True)
-        thread.start()
-        return thread
-
     # ----------------------------------------------------------------------------------- counting
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
         # One encode per fragment (not encode_batch): a prompt has few fragments, and the batch call

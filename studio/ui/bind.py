@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtWidgets import QAbstractButton, QComboBox, QDoubleSpinBox, QLineEdit, QSpinBox, QWidget
+from PySide6.QtCore import QObject, Slot
+from PySide6.QtWidgets import QAbstractButton, QComboBox, QDoubleSpinBox, QLabel, QLineEdit, QSpinBox, QWidget
 
 from studio.viewmodel.properties import ViewModel
 
-__all__ = ["bind"]
+__all__ = ["bind", "show_text"]
 
 
 def bind(
@@ -57,9 +58,34 @@ def bind(
         except (TypeError, ValueError):
             model_to_widget(getattr(model, name))
 
-    getattr(model, f"{name}_changed").connect(model_to_widget)
+    getattr(model, f"{name}_changed").connect(_Receiver(widget, model_to_widget).call)
     edited.connect(widget_to_model)
     model_to_widget(getattr(model, name))
+
+
+def show_text(label: QLabel, model: ViewModel, name: str) -> None:
+    """A label showing a text property, hidden while the text is empty (one way: labels are not edited)."""
+
+    def show(text: str) -> None:
+        label.setText(text)
+        label.setVisible(bool(text))
+
+    getattr(model, f"{name}_changed").connect(_Receiver(label, show).call)
+    show(getattr(model, name))
+
+
+class _Receiver(QObject):
+    """Receives a view-model's signal for one widget, as the widget's child: when the widget is deleted
+    (a closed panel, while its view-model lives on) Qt disconnects it, instead of the next change
+    calling into a deleted widget."""
+
+    def __init__(self, widget: QWidget, slot: Callable[[Any], None]) -> None:
+        super().__init__(widget)
+        self._slot = slot
+
+    @Slot(object)
+    def call(self, value: Any) -> None:
+        self._slot(value)
 
 
 def _accessors(widget: QWidget):

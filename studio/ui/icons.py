@@ -6,7 +6,7 @@ from functools import cache
 
 from PySide6.QtGui import QIcon
 
-from studio.engine.resources import RESOURCES
+from studio.library.resources import RESOURCES
 
 
 @cache

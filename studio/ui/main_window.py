@@ -3,8 +3,9 @@ middle, the img2img canvas and the job queue on the right (both side panels coll
 1024x640 screen). Gallery: the image library, using the window's whole width. Every action has a
 keyboard shortcut, listed under Help.
 
-The window never touches torch: generation runs in the worker's thread, and the window only sees
-signals carrying QImages.
+The window is layout and actions: its state and what the actions do live in the session's view-models
+(:class:`~studio.viewmodel.session.StudioSession`), which the panels bind to. It never touches torch:
+generation runs in the engine's thread, and the window only sees signals carrying QImages.
 """
 
 from __future__ import annotations
@@ -29,13 +30,9 @@ from PySide6.QtWidgets import (
 )
 
 from studio import __version__
-from studio.engine.catalog import CATALOG
-from studio.engine.errors import RequestError
-from studio.library.display import printable, strip_controls
-from studio.library.image_fit import FIT_MODES
+from studio.library.display import printable
 from studio.library.images import ImageLoadError, load_image
-from studio.library.paths import APP_NAME, preferences_path
-from studio.settings import Preferences
+from studio.library.paths import APP_NAME
 from studio.ui.canvas import PASTE_KEYS, ImageCanvas
 from studio.ui.icons import icon
 from studio.ui.parameters import ParametersPanel
@@ -44,11 +41,9 @@ from studio.ui.preview import PreviewPane
 from studio.ui.prompt_editor import PromptEditor
 from studio.ui.questions import ask
 from studio.ui.queue_view import QueueView
-from studio.ui.results import ResultItem, ResultsStrip
+from studio.ui.results import ResultsStrip
 from studio.ui.theme import THEMES, apply_theme
-from studio.worker import GenerationService
-from studio.worker.generation import FAILURE_MODEL_MISSING
-from studio.worker.queue_store import clear_queue, load_queue, save_queue
+from studio.viewmodel.session import SavedImage, StudioSession, caption
 
 STATUS_MS = 6000
 DEFAULT_SIZE = QSize(1280, 800)
@@ -73,34 +68,26 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(APP_NAME)
         self.setWindowIcon(icon("app"))
         self.setAcceptDrops(True)
-        self._prefs_file = Path(preferences_file) if preferences_file else preferences_path()
-        self.prefs = Preferences.load(self._prefs_file)
-        # A command-line --output-dir applies to this run only: it is never written to the preferences.
-        self._output_override = Path(output_dir) if output_dir is not None else None
-        self._queue_file = Path(queue_file) if queue_file else self._prefs_file.with_name("queue.json")
-        self._model_cache_dir = model_cache_dir
+        self.session = StudioSession(
+            preferences_file=preferences_file, output_dir=output_dir, engine_factory=engine_factory,
+            queue_file=queue_file, model_cache_dir=model_cache_dir, parent=self,
+        )
         self._qsettings = qsettings or QSettings()
         self._closing = False
         self._quit_confirmed = False
         self._gallery_paths = (gallery_db, thumbnail_dir)
-        self.gallery_service = None  # made when the gallery is first opened: start-up stays light
         self.gallery_view = None
         self.models_dialog = None
-        self.download_service = None
-        self._last_failure = ""
-        self._shown_job: int | None = None  # the job whose progress the preview shows
+        self.model_manager = None
         self._shown_once = False
 
-        self.prompt_editor = PromptEditor()
-        self.parameters = ParametersPanel()
-        self.canvas = ImageCanvas()
+        self.prompt_editor = PromptEditor(self.session.prompt)
+        self.parameters = ParametersPanel(self.session.settings)
+        self.canvas = ImageCanvas(self.session.canvas)
         self.preview = PreviewPane()
+        self.preview.follow(self.session)
         self.results = ResultsStrip()
-        self.service = GenerationService(
-            self.output_path(), device=self.prefs.device, dtype=self.prefs.dtype,
-            engine_factory=engine_factory, parent=self,
-        )
-        self.queue_view = QueueView(self.service)
+        self.queue_view = QueueView(self.session.queue)
         self._build_layout()
         self._build_actions()
         self._connect()
@@ -108,7 +95,6 @@ class MainWindow(QMainWindow):
         app = QApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)  # quitting without closing must still stop the thread
-        QTimer.singleShot(0, self._refresh_model_note)  # after the window shows: looks at the HF cache
         QTimer.singleShot(0, self._offer_saved_queue)
 
     # ------------------------------------------------------------------------------------------ layout
@@ -150,7 +136,6 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.tabs)
 
         self.status_model = plain_label(accessibleName="Model and device")  # a local model's name: not HTML
-        self._ran_on: tuple[str, str] | None = None  # (device, dtype) of the last image made
         self.statusBar().addPermanentWidget(self.status_model)
 
     def _build_actions(self) -> None:
@@ -176,7 +161,7 @@ class MainWindow(QMainWindow):
             "&Cancel", self.escape_pressed, "Escape", "cancel",
             "Cancel the running job (Esc; in the gallery, Esc clears the search first)",
         )
-        self.act_cancel_all = action("Cancel &all", self.service.cancel_all, "Shift+Escape")
+        self.act_cancel_all = action("Cancel &all", self.session.queue.cancel_all, "Shift+Escape")
         self.act_open_image = action("&Open image for img2img…", self.canvas.open_file_dialog, "Ctrl+O", "open")
         self.act_paste_image = action("&Paste image to canvas", self._paste_image, PASTE_KEYS)
         self.act_clear_canvas = action("C&lear canvas", self.canvas.clear)
@@ -240,46 +225,28 @@ class MainWindow(QMainWindow):
             toolbar.addAction(act)
 
     def _connect(self) -> None:
+        session = self.session
         self.prompt_editor.generate_requested.connect(self.generate)
-        self.parameters.model_changed.connect(lambda _spec: self._refresh_model_note())
-        self.parameters.message.connect(self.show_message)
-        self.parameters.device.currentIndexChanged.connect(self._device_changed)
-        self.parameters.dtype.currentIndexChanged.connect(self._device_changed)
+        session.message.connect(self.show_message)
+        session.download_needed.connect(self._offer_download_first)
+        session.result_added.connect(self._on_result)
+        session.status_line_changed.connect(self.status_model.setText)
+        self.status_model.setText(session.status_line)
         self.canvas.message.connect(self.show_message)
-        self.canvas.image_changed.connect(self._canvas_changed)
         self.results.message.connect(self.show_message)
         self.results.selected.connect(self._show_result)
         self.results.reuse_parameters.connect(self.reuse_parameters)
         self.results.reuse_seed.connect(self.reuse_seed)
         self.results.send_to_canvas.connect(self.send_to_canvas)
-        self.preview.failure.open_models.connect(self.open_models)
-        self.preview.failure.add_model.connect(self.parameters.add_button.showMenu)
-        self.service.job_started.connect(self._on_job_started)
-        self.service.step.connect(self._on_step)
-        self.service.image_saved.connect(self._on_image_saved)
-        self.service.job_finished.connect(self._on_finished)
-        self.service.job_failed.connect(self._on_failed)
-        self.service.job_cancelled.connect(self._on_cancelled)
-        self.service.status.connect(self._on_status)
+        self.preview.open_models.connect(self.open_models)
+        self.preview.add_model.connect(self.parameters.show_add_menu)
         self.splitter.splitterMoved.connect(lambda *_: self._sync_panel_actions())
 
     # ---------------------------------------------------------------------------------------- restore
     def _restore(self, model: str | None) -> None:
-        self.parameters.load_preferences(self.prefs)
         if model:
-            if model in CATALOG:
-                self.parameters.select_model(model)
-            else:
-                self.parameters.add_local_model(model)
-        self.prompt_editor.set_history([tuple(h) for h in self.prefs.history if len(h) == 2])
-        self.prompt_editor.set_prompts(self.prefs.prompt, self.prefs.negative_prompt)
-        if self.prefs.fit_mode in FIT_MODES:
-            self.canvas.set_fit_mode(self.prefs.fit_mode)
-        self._sync_canvas_size()
-        self._canvas_changed()
-        self.parameters.width.valueChanged.connect(self._sync_canvas_size)
-        self.parameters.height.valueChanged.connect(self._sync_canvas_size)
-        self.set_theme(self.prefs.theme if self.prefs.theme in THEMES else "system", save=False)
+            self.session.use_model(model)
+        self.set_theme(self.session.app.theme, save=False)
         geometry = self._qsettings.value("window/geometry")
         if geometry is None or not self.restoreGeometry(geometry):
             self.resize(DEFAULT_SIZE)
@@ -287,7 +254,6 @@ class MainWindow(QMainWindow):
         if state is not None:
             self.restoreState(state)
         self.fit_to_screen()
-        self._update_status_model()
         self.prompt_editor.focus_prompt()
 
     def fit_to_screen(self, available: QRect | None = None) -> None:
@@ -314,17 +280,12 @@ class MainWindow(QMainWindow):
             self.move(max(x, available.left()), max(y, available.top()))
 
     def save_state(self) -> None:
-        self.parameters.store_preferences(self.prefs)
-        self.prefs.prompt = self.prompt_editor.prompt()
-        self.prefs.negative_prompt = self.prompt_editor.negative_prompt()
-        self.prefs.history = [list(h) for h in self.prompt_editor.history()]
-        self.prefs.fit_mode = self.canvas.fit_mode()
-        if self.gallery_view is not None:
-            self.prefs.gallery_icon_size = self.gallery_view.icon_size()
-        try:
-            self.prefs.save(self._prefs_file)
-        except OSError as exc:
-            self.show_message(f"Could not save preferences: {exc}")
+        """The view-models' preferences (the session), then the window's geometry (QSettings)."""
+        self.session.save()
+        self._save_window_state()
+
+    def _save_window_state(self) -> None:
+        """Geometry, toolbars, splitters and panels: Qt's business, kept in QSettings."""
         self._qsettings.setValue("window/geometry", self.saveGeometry())
         self._qsettings.setValue("window/state", self.saveState())
         for splitter in self._splitters:
@@ -385,7 +346,7 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------------------------------- quit
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
-        pending = len(self.service.pending_requests())
+        pending = len(self.session.queue.pending_requests())
         if pending and not self._quit_confirmed and not self._closing:
             event.ignore()
             self._ask_to_quit(pending)
@@ -407,97 +368,51 @@ class MainWindow(QMainWindow):
         self.close()
 
     def shutdown(self) -> None:
-        """Keep the queue, save state and stop the worker. Runs once, on close or when the app quits."""
+        """Keep the queue, save state and stop the workers. Runs once, on close or when the app quits."""
         if self._closing:
             return
         self._closing = True
-        self._save_queue()
-        self.save_state()
+        self._save_window_state()
         if self.gallery_view is not None:
             self.gallery_view.close()  # finishes a pending (undoable) delete
-        if self.gallery_service is not None:
-            self.gallery_service.shutdown()
-        if self.download_service is not None:
-            self.download_service.shutdown()
-        self.service.shutdown()  # cancels the running job within one step; saves are atomic
-
-    def _save_queue(self) -> None:
-        requests = self.service.pending_requests()
-        try:
-            if requests:
-                save_queue(self._queue_file, requests)
-        except (OSError, ImageLoadError) as exc:
-            self.show_message(f"Could not keep the queue: {exc}")
+        if self.model_manager is not None:
+            self.model_manager.shutdown()
+        self.session.shutdown()  # keeps the queue and the preferences; cancels the running job within one step
 
     def _offer_saved_queue(self) -> QMessageBox | None:
         """Jobs left from the last session: offer to run them again (or forget them)."""
-        saved = load_queue(self._queue_file)
+        saved = self.session.saved_queue()
         if not saved.requests:
             if saved.skipped:
-                clear_queue(self._queue_file)
-                self.show_message("The queue kept from the last session could not be read; it was discarded")
+                self.session.discard_unreadable_queue()
             return None
         count = len(saved.requests)
         jobs = "1 job" if count == 1 else f"{count} jobs"
         were = "was" if count == 1 else "were"
         skipped = f" ({saved.skipped} could not be read)" if saved.skipped else ""
-
-        def answer(run: bool) -> None:
-            clear_queue(self._queue_file)
-            if run:
-                for request in saved.requests:
-                    self.service.submit(request)
-                self.show_message(f"Resumed {jobs}")
-
         return ask(
             self, "Resume the queue?", f"{jobs} {were} waiting when Latent Studio last quit{skipped}. Run them now?",
             name="resumeBox", cancel=False,
             choices=[
-                ("Resume", QMessageBox.ButtonRole.AcceptRole, lambda: answer(True)),
-                ("Discard", QMessageBox.ButtonRole.DestructiveRole, lambda: answer(False)),
+                ("Resume", QMessageBox.ButtonRole.AcceptRole, lambda: self.session.resume(saved, True)),
+                ("Discard", QMessageBox.ButtonRole.DestructiveRole, lambda: self.session.resume(saved, False)),
             ],
         )
 
     # ------------------------------------------------------------------------------------- generation
     def generate(self) -> None:
-        problem = self.parameters.size_problem()
-        if problem:
-            self.show_message(problem)
-            return
-        if self._offer_download_first():
-            return
-        init = self.canvas.prepared_image() if self.canvas.has_image() else None
-        prompt, negative = self.prompt_editor.prompt(), self.prompt_editor.negative_prompt()
-        request = self.parameters.build_request(prompt, negative, init)
-        try:
-            request.validate()
-        except RequestError as exc:
-            self.show_message(str(exc))
-            return
-        self.prompt_editor.add_to_history(prompt, negative)
-        self._last_failure = ""
-        job = self.service.submit(request)
-        self.show_message(f"Queued job #{job.id}")
+        self.session.generate()
 
-    def _offer_download_first(self) -> bool:
+    def _offer_download_first(self, entry) -> QMessageBox:
         """A catalogue model that is not downloaded: the download is a deliberate step (size, progress,
-        cancel) in the model manager, not a surprise inside the first generation. True when it asked."""
-        entry = CATALOG.get(self.parameters.model_spec())
-        if entry is None or self._cached_snapshot(entry) is not None:
-            return False
-        ask(
+        cancel) in the model manager, not a surprise inside the first generation."""
+        return ask(
             self, "Download the model first",
             f"{entry.name} is not downloaded yet ({entry.repo}).\n\nDownload it in Models (it needs a network "
             "connection; you can follow the progress and cancel), or add a local model file or folder.",
             name="downloadFirstBox", icon=QMessageBox.Icon.Information,
             choices=[("Open Models…", QMessageBox.ButtonRole.AcceptRole, lambda: self.open_models(select=entry.id))],
         )
-        return True
-
-    def _cached_snapshot(self, entry) -> Path | None:
-        from studio.engine.loading import is_in_local_cache
-
-        return is_in_local_cache(entry.repo, entry.revision, entry, cache_dir=self._model_cache_dir)
 
     def escape_pressed(self) -> None:
         """Escape acts on what has focus first: in the gallery it clears the search or the selection and
@@ -509,59 +424,10 @@ class MainWindow(QMainWindow):
         self.cancel_current()
 
     def cancel_current(self) -> None:
-        job = self.service.running_job()
-        if job is not None:
-            self.service.cancel(job.id)
-            self.show_message("Cancelling…")
+        self.session.cancel_current()
 
-    def _on_job_started(self, job_id: int) -> None:
-        self._shown_job = job_id
-        job = self.service.job(job_id)
-        prompt = job.short_prompt(80) if job is not None else ""
-        self.preview.start("Starting…", f"Job #{job_id}: {prompt}" if prompt else f"Job #{job_id}")
-
-    def _on_step(self, job_id: int, step: int, total: int, image: QImage, it_per_s: float, eta_s: float) -> None:
-        self.preview.show_step(step, total, image, it_per_s, eta_s)
-
-    def _on_image_saved(self, job_id: int, path: str, image: QImage, meta) -> None:
-        meta = meta if isinstance(meta, dict) else {}
-        if self.gallery_service is not None:
-            self.gallery_service.index_paths([path])  # at once, not when the file watcher settles
-        seed = meta.get("seed")
-        self.results.add_result(Path(path), image, seed, meta)
-        if isinstance(meta.get("device"), str) and isinstance(meta.get("dtype"), str):
-            self._ran_on = (meta["device"], meta["dtype"])
-            self._update_status_model()
-        if isinstance(seed, int):
-            self.parameters.remember_seed(seed)
-        self.preview.show_result(image, _caption(Path(path), meta))
-
-    def _on_finished(self, job_id: int) -> None:
-        if job_id == self._shown_job:
-            self.preview.finish("Done")
-
-    def _on_cancelled(self, job_id: int) -> None:
-        """Only the job the preview shows changes it: cancelling a queued job leaves the display alone."""
-        if job_id == self._shown_job:
-            self.preview.finish("Cancelled")
-            self.preview.caption.setText(f"Job #{job_id} cancelled")
-
-    def _on_failed(self, job_id: int, message: str) -> None:
-        job = self.service.job(job_id)
-        text = f"Job #{job_id} failed: {message}"
-        model_problem = job is not None and job.error_kind == FAILURE_MODEL_MISSING
-        self.preview.show_failure(text, model_problem=model_problem)
-        if job_id == self._shown_job:
-            self.preview.caption.setText(f"Job #{job_id} failed")
-        self._last_failure = text
-        self.show_message(text)
-
-    def _on_status(self, text: str) -> None:
-        if text == "Ready" and self._last_failure:
-            return  # keep the failure readable in the status bar until it times out
-        if text.startswith(("Downloading", "Loading model", "Generating")):
-            self.preview.set_busy_text(text)  # the busy bar shows what the wait is for, the whole wait
-        self.show_message(text)
+    def _on_result(self, saved: SavedImage) -> None:
+        self.results.add_result(saved)
 
     # ---------------------------------------------------------------------------------------- results
     def _with_current(self, fn) -> None:
@@ -571,95 +437,46 @@ class MainWindow(QMainWindow):
             return
         fn(current)
 
-    def _show_result(self, result: ResultItem | None) -> None:
+    def _show_result(self, result: SavedImage | None) -> None:
         if result is None:
             return
         image = QImage(str(result.path))
         if not image.isNull():
-            self.preview.show_result(image, _caption(result.path, result.metadata))
+            self.preview.show_result(image, caption(result))
 
-    def reuse_parameters(self, result: ResultItem) -> None:
-        request = dict(result.metadata.get("request") or {})
-        model = result.metadata.get("model") or {}
-        fields = {
-            **request,
-            "seed": result.metadata.get("seed", request.get("seed")),
-            "model": model.get("path") or model.get("id"),
-        }
-        self.apply_image_fields(fields, result.path.name)
+    def reuse_parameters(self, result: SavedImage) -> str:
+        return self.session.reuse_parameters(result)
 
-    def reuse_seed(self, result: ResultItem) -> None:
-        if result.seed is not None:
-            self.parameters.set_seed(result.seed)
-            self.show_message(f"Seed {result.seed} fixed")
+    def reuse_seed(self, result: SavedImage) -> None:
+        self.session.reuse_seed(result.seed)
 
-    def send_to_canvas(self, result: ResultItem) -> None:
+    def send_to_canvas(self, result: SavedImage) -> None:
         try:
             self.canvas.set_image(load_image(result.path), str(result.path))
         except ImageLoadError as exc:
             self.show_message(str(exc))
 
     def apply_image_fields(self, fields: dict, origin: str = "") -> str:
-        """Restore parameters read from any image's metadata (ours, A1111, ComfyUI, InvokeAI); returns
-        the message shown.
-
-        A model that is not available here (another tool's "dreamshaper_8", a file since moved) is named
-        in the message, and the current model is kept: restoring must never pretend it got everything.
-
-        The prompts are untrusted text: control characters (terminal escapes, BEL, NUL ...) and bidi
-        overrides are removed before they reach the editors (where they would be invisible yet travel
-        into the next image's metadata and whatever prints it), and the message says how many went.
-        Everything else is kept as written.
-        """
-        fields = dict(fields)
-        removed = 0
-        for name in ("prompt", "negative_prompt"):
-            if name in fields:
-                value = fields[name]
-                fields[name], count = strip_controls(value) if isinstance(value, str) else ("", 0)
-                removed += count
-        model = fields.get("model")
-        note = ""
-        if model and str(model) not in CATALOG and not Path(str(model)).expanduser().exists():
-            fields.pop("model")
-            note = (
-                f"; it was made with model '{_shown(model)}', which is not available here: "
-                f"kept {self.parameters.model.currentText()}"
-            )
-        self.parameters.apply_fields(fields)
-        if "prompt" in fields or "negative_prompt" in fields:
-            self.prompt_editor.set_prompts(fields.get("prompt") or "", fields.get("negative_prompt") or "")
-        if removed:
-            note += f"; {removed} control character{'s' if removed != 1 else ''} removed from the prompts"
-        text = f"Parameters restored{' from ' + _shown(origin) if origin else ''}{note}"
-        self.show_message(text)
-        return text
+        """Restore parameters read from any image's metadata; returns the message shown."""
+        return self.session.apply_image_fields(fields, origin)
 
     # ---------------------------------------------------------------------------------------- gallery
     def open_gallery(self) -> None:
         """The library browser, made on first use; the output folder is always part of the library."""
-        if self.gallery_view is None:
-            from studio.library.paths import cache_dir, data_dir
-            from studio.ui.gallery_view import GalleryView
-            from studio.worker.gallery import GalleryService
+        from studio.library.paths import cache_dir, data_dir
 
-            db, thumbs = self._gallery_paths
-            self.gallery_service = GalleryService(
-                db or data_dir() / "gallery.sqlite3", thumbs or cache_dir() / "thumbnails", parent=self
-            )
-            self.gallery_view = GalleryView(self.gallery_service, icon_size=self.prefs.gallery_icon_size)
+        db, thumbs = self._gallery_paths
+        browser = self.session.open_gallery(db or data_dir() / "gallery.sqlite3", thumbs or cache_dir() / "thumbnails")
+        if self.gallery_view is None:
+            from studio.ui.gallery_view import GalleryView
+
+            self.gallery_view = GalleryView(browser)
             self._gallery_holder.layout().addWidget(self.gallery_view)
             self.gallery_view.reuse_parameters.connect(lambda fields: self.apply_image_fields(fields, "the gallery"))
-            self.gallery_view.reuse_seed.connect(self.parameters.set_seed)
+            self.gallery_view.reuse_seed.connect(self.session.reuse_seed)
             self.gallery_view.send_to_canvas.connect(lambda path: self.canvas.load_file(Path(path)))
-            self.gallery_view.message.connect(self.show_message)  # forwards the service's messages too
-            self.gallery_service.catalogue_rebuilt.connect(self._tell_catalogue_rebuilt)
-            output = self.output_path()
-            output.mkdir(parents=True, exist_ok=True)
-            self.gallery_service.ensure_folder(output)
-            self.gallery_service.scan()
-        else:
-            self.gallery_service.check_for_changes()  # what `studio gallery scan` added meanwhile, at once
+            self.gallery_view.message.connect(self.show_message)  # forwards the browser's messages too
+            browser.catalogue_rebuilt.connect(self._tell_catalogue_rebuilt)
         if self.tabs.currentIndex() != GALLERY_PAGE:
             self.tabs.setCurrentIndex(GALLERY_PAGE)
 
@@ -676,14 +493,14 @@ class MainWindow(QMainWindow):
     def open_models(self, select: str | None = None) -> None:
         """The model manager: catalogue downloads (progress, cancel, resume), removal, local models."""
         from studio.ui.models_dialog import ModelsDialog
-        from studio.worker.downloads import DownloadService
+        from studio.viewmodel.model_manager import ModelManager
 
-        if self.download_service is None:
-            self.download_service = DownloadService(cache_dir=self._model_cache_dir, parent=self)
-            self.download_service.finished.connect(lambda _id, _path: self._refresh_model_note())
-            self.download_service.removed.connect(lambda _id, _freed: self._refresh_model_note())
+        if self.model_manager is None:
+            self.model_manager = ModelManager(cache_dir=self.session.model_cache_dir, parent=self)
+            self.model_manager.finished.connect(lambda _id, _path: self.session.refresh_model_note())
+            self.model_manager.removed.connect(lambda _id, _freed: self.session.refresh_model_note())
         if self.models_dialog is None:
-            self.models_dialog = ModelsDialog(self.download_service, self.parameters, parent=self)
+            self.models_dialog = ModelsDialog(self.model_manager, self.session.settings, parent=self)
             self.models_dialog.use_model.connect(self._use_model)
         self.models_dialog.refresh()
         if isinstance(select, str):
@@ -693,7 +510,7 @@ class MainWindow(QMainWindow):
         self.models_dialog.activateWindow()
 
     def _use_model(self, spec: str) -> None:
-        self.parameters.select_model(spec)
+        self.session.settings.select_model(spec)
         self.tabs.setCurrentIndex(STUDIO_PAGE)
 
     # ----------------------------------------------------------------------------------- drag & drop
@@ -710,34 +527,21 @@ class MainWindow(QMainWindow):
     def offer_restore(self, path: Path) -> QMessageBox | None:
         """An image dropped on the window: if it carries generation parameters, offer to restore them.
 
-        Everything the box and the status bar show comes from the file (its name too), so it is shown
-        through :func:`printable` (escapes and bidi overrides made visible, not acted on) as plain
-        text (a model named "<img src=...>" must not be rendered as HTML), and long names are cut.
+        Everything the box shows comes from the file (its name too): plain text (a model named
+        "<img src=...>" must not be rendered as HTML), made printable and cut by the session.
         """
-        from studio.library.metadata import MetadataError, read_metadata
-
-        try:
-            meta = read_metadata(path)
-        except (MetadataError, OSError) as exc:
-            self.show_message(_shown(exc, 500))
+        offer = self.session.restore_offer(path)
+        if offer is None:
             return None
-        if meta is None:
-            self.show_message(
-                f"{_shown(path.name)} carries no generation parameters (drop it on the canvas for img2img)"
-            )
-            return None
-        fields = meta.to_request_fields()
-        summary = ", ".join(f"{k} {_shown(v)}" for k, v in fields.items() if k in ("seed", "steps", "model"))
         box = QMessageBox(
             QMessageBox.Icon.Question, "Restore parameters?", "",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self,
         )
         box.setTextFormat(Qt.TextFormat.PlainText)  # before the text: it is never parsed as HTML
-        box.setText(
-            f"{_shown(path.name)} was made with {_shown(meta.source)}.\n"
-            f"Restore its prompt and parameters ({summary})?"
+        box.setText(offer.question())
+        box.button(QMessageBox.StandardButton.Yes).clicked.connect(
+            lambda: self.session.apply_image_fields(offer.fields, offer.name)
         )
-        box.button(QMessageBox.StandardButton.Yes).clicked.connect(lambda: self.apply_image_fields(fields, path.name))
         box.open()  # not modal-blocking: the window keeps running (and tests can answer it)
         return box
 
@@ -746,46 +550,9 @@ class MainWindow(QMainWindow):
         if not self.canvas.paste_from_clipboard():
             self.show_message("The clipboard holds no image")
 
-    def _canvas_changed(self) -> None:
-        self.parameters.strength.setEnabled(self.canvas.has_image())
-
-    def _sync_canvas_size(self) -> None:
-        self.canvas.set_output_size(self.parameters.width.value(), self.parameters.height.value())
-
-    def _device_changed(self) -> None:
-        self._ran_on = None
-        self.service.set_device(str(self.parameters.device.currentData()), str(self.parameters.dtype.currentData()))
-        self._update_status_model()
-
-    def _update_status_model(self) -> None:
-        device = self.parameters.device.currentText()
-        dtype = self.parameters.dtype.currentText()
-        if self._ran_on is not None:  # what "Auto" came to for the last image
-            ran_device, ran_dtype = self._ran_on
-            if self.parameters.device.currentData() == "auto":
-                device = f"Auto ({ran_device})"
-            if self.parameters.dtype.currentData() == "auto":
-                dtype = f"Auto ({ran_dtype})"
-        self.status_model.setText(f"{self.parameters.model.currentText()} · {device} · {dtype}")
-
-    def _refresh_model_note(self) -> None:
-        self._update_status_model()
-        entry = CATALOG.get(self.parameters.model_spec())
-        if entry is None:
-            self.parameters.set_model_note("")
-            return
-        snapshot = self._cached_snapshot(entry)
-        self.parameters.set_cached_snapshot(entry.id, snapshot)
-        if snapshot is not None:
-            self.parameters.set_model_note(entry.notes)
-        else:
-            self.parameters.set_model_note(
-                f"Not downloaded yet: download {entry.repo} in Models (File menu, Ctrl+Shift+M). " + entry.notes
-            )
-
     def output_path(self) -> Path:
         """Where images go: this run's --output-dir, else the folder chosen in the preferences."""
-        return self._output_override or self.prefs.output_path()
+        return self.session.output_path()
 
     def choose_output_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Save images in", str(self.output_path()))
@@ -794,12 +561,7 @@ class MainWindow(QMainWindow):
 
     def set_output_folder(self, folder: Path) -> None:
         """The user's choice: saved in the preferences (unlike a command-line --output-dir)."""
-        self.prefs.output_dir = str(folder)
-        self._output_override = None
-        self.service.set_output_dir(folder)
-        if self.gallery_service is not None:
-            self.gallery_service.ensure_folder(folder)
-        self.show_message(f"Images are saved in {folder}")
+        self.session.set_output_folder(folder)
 
     def open_output_folder(self) -> bool:
         folder = self.output_path()
@@ -819,7 +581,7 @@ class MainWindow(QMainWindow):
         for act in self.theme_actions.actions():
             act.setChecked(act.data() == key)
         if save:
-            self.prefs.theme = key
+            self.session.app.theme = key
 
     def show_message(self, text: str) -> None:
         """One line in the status bar (which paints plain text); messages name files, models and
@@ -867,26 +629,6 @@ def about_text() -> str:
         f"torch {version('torch')}<br>diffusers {version('diffusers')}<br>transformers {version('transformers')}<br>"
         f"Qt {html.escape(qVersion())} (PySide6 {html.escape(pyside_version)})"
     )
-
-
-def _shown(value: object, limit: int = 200) -> str:
-    """Text from an image's metadata or name, fit for a label or the status bar: harmful characters
-    made visible (:func:`printable`) and at most `limit` characters (a 4096-character "model name"
-    would push everything else out of a message box)."""
-    text = printable(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _caption(path: Path, meta: dict) -> str:
-    request = meta.get("request") or {}
-    parts = [path.name]
-    if "seed" in meta:
-        parts.append(f"seed {meta['seed']}")
-    if request.get("steps"):
-        parts.append(f"{request['steps']} steps")
-    if meta.get("nsfw"):
-        parts.append("flagged by the safety checker")
-    return " · ".join(parts)
 
 
 def _group(title: str, widget: QWidget) -> QGroupBox:

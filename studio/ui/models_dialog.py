@@ -1,9 +1,12 @@
 """The model manager: what is downloaded, how big it is, download (progress, cancel, resume), remove to
 the trash, reveal the folder; and the local folders and files the user added.
 
-A download is a deliberate step here rather than a surprise inside the first generation. It runs in
-the :class:`~studio.worker.downloads.DownloadService` thread; the dialog can be closed meanwhile (the
-download goes on, and the busy row says so when it is opened again).
+A download is a deliberate step here rather than a surprise inside the first generation. The dialog
+shows a :class:`~studio.viewmodel.model_manager.ModelManager` (which runs downloads and removals in the
+background and keeps their progress); it can be closed meanwhile (the download goes on, and the busy row
+says so when it is opened again). The local models are the window's list, given as any object with a
+``model_changed(str)`` signal, ``local_models()``, ``remove_local_model(spec)`` and
+``try_add_local_model(spec)`` (:class:`LocalModels`).
 
 Local models are paths the user picked, and their folders' names may hold anything (a name like
 "<img src=...>"); error messages quote them. The note is plain text and tooltips are plain tooltips
@@ -13,8 +16,9 @@ Local models are paths the user picked, and their folders' names may hold anythi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
-from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtCore import Qt, QUrl, Signal, SignalInstance
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QDialog,
@@ -30,14 +34,25 @@ from PySide6.QtWidgets import (
 )
 
 from studio.library.display import printable
-from studio.ui.parameters import ParametersPanel
 from studio.ui.plain_text import plain_label, plain_tooltip
 from studio.ui.questions import ask
-from studio.worker.downloads import DownloadService
+from studio.viewmodel.model_manager import ModelManager
 
 ID_ROLE = int(Qt.ItemDataRole.UserRole)
 KIND_ROLE = int(Qt.ItemDataRole.UserRole) + 1  # "catalog" | "local"
 COLUMNS = ("Model", "Status", "On disk", "Where")
+
+
+class LocalModels(Protocol):
+    """The window's list of added local models (the parameters panel, or its view-model)."""
+
+    model_changed: SignalInstance  # (spec) a model was added, removed or chosen
+
+    def local_models(self) -> list[str]: ...
+
+    def remove_local_model(self, spec: str) -> bool: ...
+
+    def try_add_local_model(self, spec: str) -> bool: ...
 
 
 def format_bytes(size: int | None) -> str:
@@ -56,15 +71,12 @@ class ModelsDialog(QDialog):
 
     use_model = Signal(str)
 
-    def __init__(self, service: DownloadService, parameters: ParametersPanel, parent: QWidget | None = None):
+    def __init__(self, manager: ModelManager, models: LocalModels, parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("Models")
         self.setObjectName("modelsDialog")
-        self._service = service
-        self._parameters = parameters
-        self._sizes: dict[str, int | None] = {}
-        self._progress: dict[str, tuple[int, int | None]] = {}
-        self._statuses: dict[str, object] = {}
+        self.manager = manager
+        self.models = models
 
         self.tree = QTreeWidget(accessibleName="Models")
         self.tree.setHeaderLabels(list(COLUMNS))
@@ -123,13 +135,13 @@ class ModelsDialog(QDialog):
 
         self.tree.currentItemChanged.connect(lambda *_: self._update())
         self.tree.itemDoubleClicked.connect(lambda *_: self.use_selected())
-        service.progress.connect(self._on_progress)
-        service.finished.connect(self._on_finished)
-        service.failed.connect(self._on_failed)
-        service.cancelled.connect(self._on_cancelled)
-        service.removed.connect(self._on_removed)
-        service.size_known.connect(self._on_size)
-        self._parameters.model_changed.connect(self._on_model_changed)
+        manager.progress.connect(self._on_progress)
+        manager.finished.connect(self._on_finished)
+        manager.failed.connect(self._on_failed)
+        manager.cancelled.connect(self._on_cancelled)
+        manager.removed.connect(self._on_removed)
+        manager.size_known.connect(self._on_size)
+        models.model_changed.connect(self._on_model_changed)
 
     def _on_model_changed(self, _spec: str) -> None:
         """A local model added or removed in the window: shown at once if open (opening refreshes anyway,
@@ -141,19 +153,16 @@ class ModelsDialog(QDialog):
     def refresh(self) -> None:
         """Read what is on disk again (after a download, a removal, or changes made elsewhere)."""
         selected = self.selected()
-        statuses = self._service.statuses()
-        self._statuses = {s.id: s for s in statuses}
         self._catalog_root.takeChildren()
-        for status in statuses:
+        for status in self.manager.statuses():
             item = QTreeWidgetItem(self._catalog_root)
             item.setData(0, ID_ROLE, status.id)
             item.setData(0, KIND_ROLE, "catalog")
             self._fill_catalog_row(item)
-            if status.id not in self._sizes and not status.downloaded:
-                self._sizes[status.id] = None
-                self._service.query_size(status.id)
+            if not status.downloaded:
+                self.manager.query_size(status.id)  # once: the answer refreshes the row
         self._local_root.takeChildren()
-        for spec in self._parameters.local_models():
+        for spec in self.models.local_models():
             path = Path(spec)
             exists = path.exists()
             texts = [printable(path.name), "available" if exists else "missing", _local_size(path), printable(spec)]
@@ -167,18 +176,19 @@ class ModelsDialog(QDialog):
 
     def _fill_catalog_row(self, item: QTreeWidgetItem) -> None:
         model_id = item.data(0, ID_ROLE)
-        status = self._statuses[model_id]
-        if model_id in self._progress:
-            done, total = self._progress[model_id]
+        status = self.manager.status(model_id)
+        progress = self.manager.progress_of(model_id)
+        if progress is not None:
+            done, total = progress
             state = f"downloading {format_bytes(done)}" + (f" of {format_bytes(total)}" if total else "")
-        elif self._service.is_downloading(model_id):
+        elif self.manager.is_downloading(model_id):
             state = "waiting to download"
         elif status.downloaded:
             state = "downloaded"
         elif status.partial:
             state = "partly downloaded (resumes)"
         else:
-            size = self._sizes.get(model_id)
+            size = self.manager.known_size(model_id)
             state = "not downloaded" + (f" ({format_bytes(size)} to fetch)" if size else "")
         where = str(status.path) if status.path else f"{status.repo}@{status.revision[:7]}"
         for column, text in enumerate((status.name, state, format_bytes(status.size_on_disk) if status.size_on_disk else "–", where)):
@@ -217,8 +227,8 @@ class ModelsDialog(QDialog):
 
     def _update(self) -> None:
         key, kind = self.selected(), self._selected_kind()
-        status = self._statuses.get(key) if kind == "catalog" else None
-        busy = bool(key) and self._service.is_downloading(key)
+        status = self.manager.status(key) if kind == "catalog" and key else None
+        busy = bool(key) and self.manager.is_downloading(key)
         self.download_button.setEnabled(status is not None and not status.downloaded and not busy)
         self.download_button.setText("&Resume download" if status is not None and status.partial else "&Download")
         self.cancel_button.setEnabled(busy)
@@ -235,8 +245,9 @@ class ModelsDialog(QDialog):
         self._show_progress(key)
 
     def _show_progress(self, key: str | None) -> None:
-        if key in self._progress:
-            done, total = self._progress[key]
+        progress = self.manager.progress_of(key) if key else None
+        if progress is not None:
+            done, total = progress
             self.progress.setVisible(True)
             if total:
                 self.progress.setRange(0, 1000)
@@ -253,30 +264,31 @@ class ModelsDialog(QDialog):
         key = self.selected()
         if self._selected_kind() != "catalog" or not key:
             return False
-        started = self._service.download(key)
+        started = self.manager.download(key)
         if started:
-            self._progress[key] = (0, self._sizes.get(key))
             self._refresh_row(key)
         return started
 
     def cancel_selected(self) -> bool:
         key = self.selected()
-        return bool(key) and self._service.cancel(key)
+        return bool(key) and self.manager.cancel(key)
 
     def remove_selected(self) -> QMessageBox | None:
         key, kind = self.selected(), self._selected_kind()
         if not key:
             return None
         if kind == "local":
-            self._parameters.remove_local_model(key)
+            self.models.remove_local_model(key)
             self.refresh()
             return None
-        status = self._statuses[key]
+        status = self.manager.status(key)
+        if status is None:
+            return None
         return ask(
             self, "Remove the download?",
             f"Move {status.name} ({format_bytes(status.size_on_disk)}) to the trash? It can be downloaded again.",
             name="removeModelBox",
-            choices=[("Move to trash", QMessageBox.ButtonRole.DestructiveRole, lambda: self._service.remove(key))],
+            choices=[("Move to trash", QMessageBox.ButtonRole.DestructiveRole, lambda: self.manager.remove(key))],
         )
 
     def reveal_selected(self) -> bool:
@@ -284,7 +296,8 @@ class ModelsDialog(QDialog):
         if not key:
             return False
         if kind == "catalog":
-            path = self._statuses[key].path
+            status = self.manager.status(key)
+            path = status.path if status is not None else None
         else:
             path = Path(key) if Path(key).is_dir() else Path(key).parent
         if path is None:
@@ -303,39 +316,36 @@ class ModelsDialog(QDialog):
         from PySide6.QtWidgets import QFileDialog
 
         path, _ = QFileDialog.getOpenFileName(self, "Add a checkpoint", "", "Safetensors (*.safetensors)")
-        if path and self._parameters.try_add_local_model(path):
+        if path and self.models.try_add_local_model(path):
             self.refresh()
 
     def _add_folder(self) -> None:
         from PySide6.QtWidgets import QFileDialog
 
         folder = QFileDialog.getExistingDirectory(self, "Add a diffusers model folder")
-        if folder and self._parameters.try_add_local_model(folder):
+        if folder and self.models.try_add_local_model(folder):
             self.refresh()
 
-    # ---------------------------------------------------------------------------------------- service
+    # ---------------------------------------------------------------------------------------- manager
     def _refresh_row(self, key: str) -> None:
         item = self._item(key)
-        if item is not None and key in self._statuses:
+        if item is not None and self.manager.status(key) is not None:
             self._fill_catalog_row(item)
         self._update()
 
-    def _on_progress(self, key: str, done, total) -> None:
-        self._progress[key] = (int(done), int(total) if total else None)
+    def _on_progress(self, key: str, _done, _total) -> None:
         self._refresh_row(key)
 
     def _on_finished(self, key: str, _path: str) -> None:
-        self._progress.pop(key, None)
         self.refresh()
-        self.note.setText(f"{self._statuses[key].name if key in self._statuses else key} is downloaded.")
+        status = self.manager.status(key)
+        self.note.setText(f"{status.name if status is not None else key} is downloaded.")
 
     def _on_failed(self, key: str, message: str) -> None:
-        self._progress.pop(key, None)
         self.refresh()
         self.note.setText(printable(f"{key}: {message}", keep_newlines=True))
 
     def _on_cancelled(self, key: str) -> None:
-        self._progress.pop(key, None)
         self.refresh()
         self.note.setText(f"Download of {key} cancelled; what was fetched is kept and the next download resumes it.")
 
@@ -343,10 +353,8 @@ class ModelsDialog(QDialog):
         self.refresh()
         self.note.setText(f"Moved {key} to the trash ({format_bytes(freed)} freed).")
 
-    def _on_size(self, key: str, size) -> None:
-        self._sizes[key] = int(size) if size else None
-        if key in self._statuses:
-            self._refresh_row(key)
+    def _on_size(self, key: str, _size) -> None:
+        self._refresh_row(key)
 
 
 def _local_size(path: Path) -> str:

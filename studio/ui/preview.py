@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from studio.library.display import printable
 from studio.ui.plain_text import one_line, plain_label, plain_tooltip
+from studio.viewmodel.session import StudioSession
 
 
 class ImageView(QWidget):
@@ -108,7 +109,11 @@ class PreviewPane(QWidget):
 
     The caption always says what the view shows: the job being generated while previews stream in,
     the file's name once a result is shown, the failure (in its own panel) when a job failed.
+    ``open_models`` and ``add_model`` are the failure panel's buttons.
     """
+
+    open_models = Signal()
+    add_model = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -123,6 +128,8 @@ class PreviewPane(QWidget):
         self.caption.setWordWrap(True)
         self.caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.failure = FailurePanel()
+        self.failure.open_models.connect(self.open_models)
+        self.failure.add_model.connect(self.add_model)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.view, 1)
@@ -131,6 +138,22 @@ class PreviewPane(QWidget):
         layout.addWidget(self.progress)
         self.steps_shown = 0
         self._started = 0.0
+
+    def follow(self, session: StudioSession) -> None:
+        """Show what the session's preview follows: the running job's steps, its images, its end."""
+        session.preview_started.connect(self.start)
+        session.preview_step.connect(
+            lambda r: self.show_step(r.step, r.total, r.preview, r.it_per_s, r.eta_s)
+        )
+        session.preview_image.connect(lambda saved, caption: self.show_result(saved.image, caption))
+        session.preview_busy.connect(self.set_busy_text)
+        session.preview_ended.connect(self._ended)
+        session.failure.connect(lambda text, model_problem: self.show_failure(text, model_problem=model_problem))
+
+    def _ended(self, state: str, caption: str) -> None:
+        self.finish(state)
+        if caption:
+            self.caption.setText(one_line(caption))
 
     def start(self, label: str = "Starting…", caption: str = "") -> None:
         """A job starts: busy bar with `label` until its first step; the caption names the job."""

@@ -34,12 +34,12 @@ from PySide6.QtWidgets import (
 )
 
 from studio.library.prompt_weights import STEP, nudge
-from studio.library.token_counter import CHUNK_LENGTH, TokenCounter, shared_counter
+from studio.library.token_counter import CHUNK_LENGTH, TokenCounter
 from studio.ui.plain_text import menu_text, plain_tooltip, single_spaced
+from studio.viewmodel.prompt_state import HISTORY_LIMIT, PromptState
 
 __all__ = ["HISTORY_LIMIT", "HISTORY_MENU_SIZE", "PromptEditor", "PromptField"]
 
-HISTORY_LIMIT = 200
 HISTORY_MENU_SIZE = 30
 _MENU_LABEL_PX = 460
 _SLOW_COUNT_S = 0.008  # a count slower than this (huge paste) is debounced
@@ -176,19 +176,23 @@ class PromptField(QPlainTextEdit):
 class PromptEditor(QWidget):
     """Prompt + negative prompt with token counters, weight keys and a history of generated prompts.
 
-    The window owns persistence (``history()`` / ``set_history()``) and generation: it calls
-    ``add_to_history`` after queueing a job and listens to ``generate_requested``.
+    Shows a :class:`~studio.viewmodel.prompt_state.PromptState` (prompts and history live there, and
+    persist there); what the user types is written to it as it is typed, and prompts it is given (a
+    restored image, a history entry) replace the fields' text as one undoable step. The window listens
+    to ``generate_requested``.
     """
 
     changed = Signal()
     generate_requested = Signal()
     history_changed = Signal()
 
-    def __init__(self, parent: QWidget | None = None, counter: TokenCounter | None = None) -> None:
+    def __init__(
+        self, state: PromptState | None = None, parent: QWidget | None = None, counter: TokenCounter | None = None
+    ) -> None:
         super().__init__(parent)
-        self._counter = counter or shared_counter()
-        self._counter.warm_up()  # the tokenizer loads in the background while the window opens
-        self._history: list[tuple[str, str]] = []
+        self.state = state if state is not None else PromptState(counter=counter, parent=self)
+        self._counter = self.state.counter
+        self.state.warm_up()  # the tokenizer loads in the background while the window opens
         self._walk_index = -1  # -1: editing the draft; otherwise the history entry shown
         self._walk_floor = 0  # first entry of this walk (entries equal to the draft are skipped)
         self._draft: tuple[str, str] = ("", "")
@@ -237,8 +241,17 @@ class PromptEditor(QWidget):
             field.textChanged.connect(lambda f=field: self._on_text_changed(f))
             field.generate_requested.connect(self.generate_requested)
             field.history_step.connect(self._on_history_step)
+        self._apply((self.state.prompt, self.state.negative_prompt), undoable=False)
+        for field in (self.prompt_edit, self.negative_edit):
             self._show_count(field)
+        self.state.prompt_changed.connect(self._on_state_prompts)
+        self.state.negative_prompt_changed.connect(self._on_state_prompts)
+        self.state.history_changed.connect(self._on_history_changed)
         self._rebuild_menu()
+
+    @property
+    def _history(self) -> list[tuple[str, str]]:
+        return self.state.history
 
     # -------------------------------------------------------------------------------------- API
     def prompt(self) -> str:
@@ -255,13 +268,7 @@ class PromptEditor(QWidget):
 
     def add_to_history(self, prompt: str, negative: str) -> None:
         """Remember a generated prompt pair: newest first, no duplicates, at most HISTORY_LIMIT."""
-        if not prompt.strip() and not negative.strip():
-            return
-        entry = (prompt, negative)
-        self._history = [entry, *(item for item in self._history if item != entry)][:HISTORY_LIMIT]
-        self._walk_index = -1
-        self._rebuild_menu()
-        self.history_changed.emit()
+        self.state.add_to_history(prompt, negative)
 
     def history(self) -> list[tuple[str, str]]:
         """Newest first, as (prompt, negative prompt) pairs: the window persists this list."""
@@ -269,27 +276,19 @@ class PromptEditor(QWidget):
 
     def set_history(self, items: Iterable[Sequence[str]]) -> None:
         """Replace the history (newest first); malformed items are skipped, duplicates dropped."""
-        history: list[tuple[str, str]] = []
-        seen: set[tuple[str, str]] = set()
-        for item in items:
-            if (
-                isinstance(item, str)
-                or not isinstance(item, Sequence)
-                or len(item) != 2
-                or not all(isinstance(part, str) for part in item)
-            ):
-                continue
-            entry = (item[0], item[1])
-            if entry in seen or not (entry[0].strip() or entry[1].strip()):
-                continue
-            seen.add(entry)
-            history.append(entry)
-            if len(history) == HISTORY_LIMIT:
-                break
-        self._history = history
+        self.state.set_history(items)
+
+    def _on_history_changed(self, _history) -> None:
         self._walk_index = -1
         self._rebuild_menu()
         self.history_changed.emit()
+
+    def _on_state_prompts(self, _text: str) -> None:
+        """Prompts set on the state by others (a restored image): shown as one undoable step."""
+        prompts = (self.state.prompt, self.state.negative_prompt)
+        if prompts != (self.prompt(), self.negative_prompt()) and not self._applying:
+            self._walk_index = -1
+            self._apply(prompts)
 
     def focus_prompt(self) -> None:
         self.prompt_edit.setFocus(Qt.FocusReason.ShortcutFocusReason)
@@ -380,6 +379,10 @@ class PromptEditor(QWidget):
                 timer = self._timers[field] = QTimer(self, singleShot=True, interval=_DEBOUNCE_MS)
                 timer.timeout.connect(lambda f=field: self._show_count(f))
             timer.start()
+        if field is self.prompt_edit:
+            self.state.prompt = field.toPlainText()
+        else:
+            self.state.negative_prompt = field.toPlainText()
         if not self._applying:
             self._walk_index = -1  # typing makes the current text the new draft
             self.changed.emit()

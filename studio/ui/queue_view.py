@@ -1,8 +1,8 @@
 """The visible job queue: the running job, then the queued ones, with cancel and reorder controls.
 
-Uses only the public API of :class:`~studio.worker.GenerationService` (its ``queue_model``, ``cancel``,
+Uses only the public API of :class:`~studio.viewmodel.job_queue.JobQueue` (its ``queue_model``, ``cancel``,
 ``cancel_all``, ``move``): the queue's rules (the running job stays first, a cancelled running job
-leaves when the worker has stopped) live in the service, not here.
+leaves when the worker has stopped) live in the queue's view-model, not here.
 
 Prompts come from the user and from files (an image's restored metadata, the queue kept from the last
 session), so the list shows the service's model through :class:`PlainJobs`: a row's tooltip is a plain
@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QAbstractItemView, QHBoxLayout, QListView, QPushBu
 
 from studio.library.display import printable
 from studio.ui.plain_text import plain_tooltip
-from studio.worker import JOB_ID_ROLE, STATUS_ROLE, GenerationService, JobStatus
+from studio.viewmodel.job_queue import JOB_ID_ROLE, STATUS_ROLE, JobQueue, JobStatus
 
 __all__ = ["PlainJobs", "QueueView"]
 
@@ -43,18 +43,18 @@ class PlainJobs(QIdentityProxyModel):
 class QueueView(QWidget):
     """A list of jobs with "Cancel", "Cancel all", "Up", "Down"; Delete cancels, Ctrl+Up/Down moves."""
 
-    def __init__(self, service: GenerationService, parent: QWidget | None = None):
+    def __init__(self, queue: JobQueue, parent: QWidget | None = None):
         super().__init__(parent)
-        self.service = service
+        self.queue = queue
         self.list_view = QListView(self)
         self.list_view.setObjectName("queueList")
         # Connected before the view's own handlers: the view moves the selection to a neighbour before
         # later slots see the removal.
         self._selected_leaving = False
-        service.queue_model.rowsAboutToBeRemoved.connect(self._on_rows_leaving)
-        service.queue_model.rowsRemoved.connect(self._on_rows_left)
+        queue.queue_model.rowsAboutToBeRemoved.connect(self._on_rows_leaving)
+        queue.queue_model.rowsRemoved.connect(self._on_rows_left)
         self.jobs_model = PlainJobs(self)  # connected to the service's model after the slots above
-        self.jobs_model.setSourceModel(service.queue_model)
+        self.jobs_model.setSourceModel(queue.queue_model)
         self.list_view.setModel(self.jobs_model)
         self.list_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.list_view.setUniformItemSizes(True)
@@ -88,11 +88,11 @@ class QueueView(QWidget):
         self.down_action = self._action("Move down", QKeySequence("Ctrl+Down"), lambda: self.move_selected(1))
 
         self.cancel_button.clicked.connect(self.cancel_selected)
-        self.cancel_all_button.clicked.connect(self.service.cancel_all)
+        self.cancel_all_button.clicked.connect(self.queue.cancel_all)
         self.up_button.clicked.connect(lambda: self.move_selected(-1))
         self.down_button.clicked.connect(lambda: self.move_selected(1))
         self.list_view.selectionModel().selectionChanged.connect(self._update_buttons)
-        service.queue_changed.connect(self._update_buttons)
+        queue.queue_changed.connect(self._update_buttons)
         self._update_buttons()
 
     def _action(self, text: str, shortcut: QKeySequence, slot) -> QAction:
@@ -112,7 +112,7 @@ class QueueView(QWidget):
         row = self.selected_row()
         if row < 0:
             return None
-        return self.service.queue_model.index(row).data(JOB_ID_ROLE)
+        return self.queue.queue_model.index(row).data(JOB_ID_ROLE)
 
     def select_job(self, job_id: int) -> bool:
         model = self.jobs_model  # the view's indexes
@@ -141,7 +141,7 @@ class QueueView(QWidget):
         """Cancel exactly the selected job (nothing when none is selected)."""
         job_id = self.selected_job_id()
         if job_id is not None:
-            self.service.cancel(job_id)
+            self.queue.cancel(job_id)
 
     def move_selected(self, delta: int) -> None:
         """Move the selected queued job `delta` rows (the service keeps the running job first)."""
@@ -149,11 +149,11 @@ class QueueView(QWidget):
         job_id = self.selected_job_id()
         if job_id is None:
             return
-        self.service.move(job_id, row + delta)
+        self.queue.move(job_id, row + delta)
         self._update_buttons()
 
     def _update_buttons(self, *_args) -> None:
-        model = self.service.queue_model
+        model = self.queue.queue_model
         row = self.selected_row()
         status = model.index(row).data(STATUS_ROLE) if row >= 0 else None
         queued = status == JobStatus.QUEUED.value

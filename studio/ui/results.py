@@ -6,30 +6,21 @@ canvas), so hundreds of results cost little memory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 from PySide6.QtCore import QSize, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QIcon, QImage, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import QApplication, QListView, QListWidget, QListWidgetItem, QMenu, QWidget
 
 from studio.library.display import printable
 from studio.ui.plain_text import plain_tooltip
+from studio.viewmodel.session import SavedImage
 
 THUMB = 96
 
 
-@dataclass
-class ResultItem:
-    path: Path
-    seed: int | None
-    metadata: dict
-
-
 class ResultsStrip(QListWidget):
-    """Newest first. Signals carry the ResultItem; the window decides what reuse means."""
+    """Newest first. Signals carry the SavedImage; the session decides what reuse means."""
 
-    selected = Signal(object)  # ResultItem
+    selected = Signal(object)  # SavedImage
     reuse_parameters = Signal(object)
     reuse_seed = Signal(object)
     send_to_canvas = Signal(object)
@@ -50,21 +41,21 @@ class ResultsStrip(QListWidget):
         self.currentItemChanged.connect(lambda item, _prev: item and self.selected.emit(item.data(Qt.ItemDataRole.UserRole)))
         QShortcut(QKeySequence.StandardKey.Copy, self, self.copy_current, context=Qt.ShortcutContext.WidgetShortcut)
 
-    def add_result(self, path: Path, image: QImage, seed: int | None, metadata: dict) -> ResultItem:
-        item_data = ResultItem(Path(path), seed, metadata or {})
+    def add_result(self, saved: SavedImage) -> SavedImage:
+        image, seed = saved.image, saved.seed
         thumb = image.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
         item = QListWidgetItem(QIcon(QPixmap.fromImage(thumb)), f"{seed}" if seed is not None else "")
-        item.setData(Qt.ItemDataRole.UserRole, item_data)
-        item.setToolTip(plain_tooltip(f"{printable(path)}\nseed {seed}"))  # the path may hold anything
+        item.setData(Qt.ItemDataRole.UserRole, saved)
+        item.setToolTip(plain_tooltip(f"{printable(saved.path)}\nseed {seed}"))  # the path may hold anything
         self.insertItem(0, item)
         self.setCurrentItem(item)
-        return item_data
+        return saved
 
-    def current(self) -> ResultItem | None:
+    def current(self) -> SavedImage | None:
         item = self.currentItem()
         return item.data(Qt.ItemDataRole.UserRole) if item else None
 
-    def results(self) -> list[ResultItem]:
+    def results(self) -> list[SavedImage]:
         return [self.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.count())]
 
     # ----------------------------------------------------------------------------------------- actions

@@ -37,6 +37,7 @@ class Property(Generic[T]):
         check: Check | None = None,
         kind: type | tuple[type, ...] | None = None,
         optional: bool = False,
+        key: str | None = None,
         doc: str = "",
     ) -> None:
         self.default = default
@@ -45,10 +46,16 @@ class Property(Generic[T]):
         self.optional = optional or default is None
         self.kind = kind or _kind_of(default)
         self.name = ""
+        self._key = key
         self.__doc__ = doc
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
+
+    @property
+    def key(self) -> str:
+        """Its name in the preferences file (its own name unless declared, to keep old files readable)."""
+        return self._key or self.name
 
     def __get__(self, obj: Any, owner: type | None = None) -> Any:
         if obj is None:
@@ -113,19 +120,19 @@ def properties(cls: type) -> dict[str, Property]:
 
 
 def persisted_values(model: ViewModel) -> dict[str, Any]:
-    """The values of the properties declared ``persist=True``, by name."""
-    return {name: _copy(getattr(model, name)) for name, prop in properties(type(model)).items() if prop.persist}
+    """The values of the properties declared ``persist=True``, by key."""
+    return {prop.key: _copy(getattr(model, name)) for name, prop in properties(type(model)).items() if prop.persist}
 
 
 def restore_values(model: ViewModel, values: dict[str, Any]) -> list[str]:
-    """Set the persisted properties found in `values`, in declaration order; returns the names refused
+    """Set the persisted properties found in `values` (by key), in declaration order; returns the names refused
     (a wrong type, a value ``check`` refused), which keep their current value."""
     refused = []
     for name, prop in properties(type(model)).items():
-        if not prop.persist or name not in values:
+        if not prop.persist or prop.key not in values:
             continue
         try:
-            setattr(model, name, values[name])
+            setattr(model, name, values[prop.key])
         except (TypeError, ValueError):
             refused.append(name)
     return refused

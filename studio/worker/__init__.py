@@ -1,24 +1,33 @@
-"""The Qt bridge between the window and the engine: a generation thread, a job queue, QImage signals.
+"""The threads under the view-models: the engine's thread, the gallery's, downloads.
 
 Importing this package imports Qt but not torch: the engine is imported and created lazily inside the
-generation thread when the first job runs, so the window starts fast.
+engine's thread when the first job runs, so the window starts fast. Every thread here is a
+:class:`~studio.worker.tasks.TaskPool`.
 """
 
 from __future__ import annotations
 
-from studio.worker.generation import GenerationService, GenerationWorker, describe_failure, save_result
-from studio.worker.jobs import JOB_ID_ROLE, JOB_ROLE, STATUS_ROLE, Job, JobQueueModel, JobStatus
+from studio.worker.generation import (
+    GenerationWork,
+    GenerationWorker,
+    JobOutcome,
+    SavedImage,
+    StepReport,
+    describe_failure,
+    save_result,
+)
 from studio.worker.qimage import pil_to_qimage, qimage_to_pil
+from studio.worker.tasks import Task, TaskContext, TaskPool
 
 __all__ = [
-    "JOB_ID_ROLE",
-    "JOB_ROLE",
-    "STATUS_ROLE",
-    "GenerationService",
+    "GenerationWork",
     "GenerationWorker",
-    "Job",
-    "JobQueueModel",
-    "JobStatus",
+    "JobOutcome",
+    "SavedImage",
+    "StepReport",
+    "Task",
+    "TaskContext",
+    "TaskPool",
     "describe_failure",
     "pil_to_qimage",
     "qimage_to_pil",

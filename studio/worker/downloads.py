@@ -1,10 +1,11 @@
 """Model downloads and removals off the GUI thread, for the model manager.
 
-One background thread does one thing at a time, in order (a removal queued behind a download waits for
-it). Progress, results and failures come back as signals, delivered in the GUI thread. A cancel is a
-``threading.Event`` the download's progress callback checks, so it stops within one progress report.
-Files already fetched stay in the Hugging Face cache and the next download skips them; the file cut off
-by the cancel starts over (huggingface_hub 2.x keeps no partial files).
+One background thread (a 1-thread :class:`~studio.worker.tasks.TaskPool`) does one thing at a time, in
+order (a removal queued behind a download waits for it). Progress, results and failures come back as
+signals, emitted in the GUI thread. A cancel is the task's ``threading.Event``, which the download checks
+before each progress report, so it stops within one report; a download cancelled while still queued never
+starts. Files already fetched stay in the Hugging Face cache and the next download skips them; the file
+cut off by the cancel starts over (huggingface_hub 2.x keeps no partial files).
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from studio.engine.errors import Cancelled, first_line
+from studio.engine.errors import first_line
+from studio.worker.tasks import Task, TaskContext, TaskPool
 
 __all__ = ["DownloadService"]
 
@@ -38,9 +39,8 @@ class DownloadService(QObject):
     def __init__(self, cache_dir: str | Path | None = None, parent: QObject | None = None):
         super().__init__(parent)
         self._cache_dir = cache_dir
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="studio-downloads")
+        self._pool = TaskPool("studio-downloads", threads=1, parent=self)
         self._cancels: dict[str, threading.Event] = {}
-        self._closed = False
 
     # ---------------------------------------------------------------------------------------- queries
     def statuses(self):
@@ -50,19 +50,35 @@ class DownloadService(QObject):
         return model_statuses(self._cache_dir)
 
     def is_downloading(self, model_id: str | None = None) -> bool:
+        """Whether `model_id` (any model, when None) is being downloaded or waits to be."""
         return bool(self._cancels) if model_id is None else model_id in self._cancels
 
     # ---------------------------------------------------------------------------------------- actions
-    def query_size(self, model_id: str) -> Future | None:
+    def query_size(self, model_id: str) -> Task | None:
         """Ask the hub how big the download is; `size_known` answers (None when offline)."""
-        return self._submit(self._size_task, model_id)
+        return self._pool.submit(self._size_task, model_id, on_result=lambda size: self.size_known.emit(model_id, size))
 
     def download(self, model_id: str) -> bool:
         """Start (or queue) a download; False when this model is already being downloaded."""
-        if self._closed or model_id in self._cancels:
+        if self._pool.closed or model_id in self._cancels:
             return False
-        self._cancels[model_id] = threading.Event()
-        self._submit(self._download_task, model_id, self._cancels[model_id])
+        cancel = threading.Event()
+
+        def over(signal, *args) -> None:
+            self._cancels.pop(model_id, None)  # before the signal: its receivers ask is_downloading()
+            signal.emit(model_id, *args)
+
+        task = self._pool.submit(
+            self._download_task,
+            model_id,
+            cancel=cancel,
+            on_result=lambda path: over(self.finished, str(path)),
+            on_error=lambda exc: over(self.failed, first_line(exc)),
+            on_cancelled=lambda: over(self.cancelled),
+        )
+        if task is None:
+            return False
+        self._cancels[model_id] = cancel
         return True
 
     def cancel(self, model_id: str) -> bool:
@@ -72,64 +88,47 @@ class DownloadService(QObject):
         event.set()
         return True
 
-    def remove(self, model_id: str) -> Future | None:
+    def remove(self, model_id: str) -> Task | None:
         """Move the model's downloaded files to the trash (after any download in progress)."""
-        return self._submit(self._remove_task, model_id)
+        return self._pool.submit(
+            self._remove_task,
+            model_id,
+            on_result=lambda freed: self.removed.emit(model_id, freed),
+            on_error=lambda exc: self.failed.emit(model_id, first_line(exc)),
+        )
 
-    def shutdown(self, wait: bool = True) -> None:
-        """Cancel downloads (their partial files stay, to resume) and stop the thread."""
-        self._closed = True
-        for event in self._cancels.values():
-            event.set()
-        self._pool.shutdown(wait=wait, cancel_futures=True)
+    def shutdown(self, wait: bool = True) -> bool:
+        """Cancel downloads (what was fetched stays, to resume) and stop the thread; True when it stopped.
+
+        `wait`: wait (up to ten seconds) for the download in progress to notice its cancel.
+        """
+        return self._pool.shutdown(10_000 if wait else 0)
 
     # ---------------------------------------------------------------------------------- in the thread
-    def _submit(self, fn, *args) -> Future | None:
-        if self._closed:
-            return None
-        return self._pool.submit(fn, *args)
-
-    def _size_task(self, model_id: str) -> None:
+    def _size_task(self, _context: TaskContext, model_id: str) -> int | None:
         from studio.engine.model_store import download_size
 
         try:
-            size = download_size(model_id, cache_dir=self._cache_dir)
+            return download_size(model_id, cache_dir=self._cache_dir)
         except Exception:  # noqa: BLE001 - a size is a nicety: unknown, never an error
             log.debug("download size of %s unknown", model_id, exc_info=True)
-            size = None
-        self.size_known.emit(model_id, size)
+            return None
 
-    def _download_task(self, model_id: str, cancel: threading.Event) -> None:
+    def _download_task(self, context: TaskContext, model_id: str) -> Path:
         from studio.engine.model_store import download_model
 
         last = [0.0]
 
-        def on_progress(progress) -> None:  # download_model checks `cancel` before each report
+        def on_progress(progress) -> None:  # download_model checks the cancel before each report
             now = time.monotonic()
             if now - last[0] >= PROGRESS_INTERVAL_S or (progress.total and progress.done >= progress.total):
                 last[0] = now
-                self.progress.emit(model_id, int(progress.done), progress.total)
+                context.report(self.progress.emit, model_id, int(progress.done), progress.total)
 
-        try:
-            if cancel.is_set():
-                raise Cancelled("download cancelled")
-            path = download_model(model_id, on_progress=on_progress, cancel=cancel, cache_dir=self._cache_dir)
-        except Cancelled:
-            self._cancels.pop(model_id, None)  # before the signal: its receivers ask is_downloading()
-            self.cancelled.emit(model_id)
-        except Exception as exc:  # noqa: BLE001 - one line for the dialog, never a traceback
-            self._cancels.pop(model_id, None)
-            self.failed.emit(model_id, first_line(exc))
-        else:
-            self._cancels.pop(model_id, None)
-            self.finished.emit(model_id, str(path))
+        context.check()
+        return download_model(model_id, on_progress=on_progress, cancel=context.cancel_event, cache_dir=self._cache_dir)
 
-    def _remove_task(self, model_id: str) -> None:
+    def _remove_task(self, _context: TaskContext, model_id: str) -> int:
         from studio.engine.model_store import remove_model
 
-        try:
-            freed = remove_model(model_id, cache_dir=self._cache_dir)
-        except Exception as exc:  # noqa: BLE001
-            self.failed.emit(model_id, first_line(exc))
-        else:
-            self.removed.emit(model_id, freed)
+        return remove_model(model_id, cache_dir=self._cache_dir)

@@ -1,4 +1,4 @@
-"""The Qt bridge to the image library: a scanning thread, folder watching and a thumbnail pool.
+"""The Qt bridge to the image library: a gallery thread, folder watching and a thumbnail pool.
 
 Threads and what each owns:
 
@@ -6,17 +6,20 @@ Threads and what each owns:
   (:meth:`GalleryService.gallery`) and for the two marks only the catalogue knows (rating, favourite:
   one-row writes, which the library supports from the GUI thread while a scan runs, since a scan holds
   the write lock only to commit a batch), and the ``QFileSystemWatcher``.
-* One ``QThread`` owns a :class:`GalleryWorker` with its own ``Gallery`` (sqlite3 objects stay in the
-  thread that made them). Every other write goes through it, in order: scans, folder changes, indexing
-  of changed files, forgetting trashed files. Writes posted before a shutdown still happen (the thread
-  drains its queue before it closes the database); scans and indexing do not.
-* A small ``ThreadPoolExecutor`` makes thumbnails (via :class:`~studio.library.thumbnails.ThumbnailCache`)
-  and decodes them into QImages; one more thread decodes the selected image for the detail pane.
-  Thumbnail requests are served newest first, so the rows on screen come before the ones scrolled past.
+* A one-thread :class:`~studio.worker.tasks.TaskPool` (the gallery thread) runs a
+  :class:`~studio.worker.gallery_writer.GalleryWriter` with its own ``Gallery`` (sqlite3 objects stay in
+  the thread that made them, and a one-thread pool never changes thread). Every other write is submitted
+  to it, in order: scans, folder changes, indexing of changed files, forgetting trashed files. Writes
+  submitted before a shutdown still happen (the shutdown waits for them, then closes the database in that
+  thread); scans and indexing do not.
+* A small :class:`~studio.worker.tasks.TaskPool` makes thumbnails (via
+  :class:`~studio.library.thumbnails.ThumbnailCache`) and decodes them into QImages; a one-thread pool
+  decodes the selected image for the detail pane. Thumbnail requests are served newest first, so the rows
+  on screen come before the ones scrolled past.
 
-Folder watching: the worker keeps a snapshot of every library folder (file name -> size, mtime) and
+Folder watching: the writer keeps a snapshot of every library folder (file name -> size, mtime) and
 asks the GUI thread to watch those directories. A change notification marks the directory dirty; after
-a short quiet time (debounced) the worker compares the directory with its snapshot and calls
+a short quiet time (debounced) the writer compares the directory with its snapshot and calls
 ``Gallery.index_file`` for the files that appeared, changed or went away, then ``library_changed`` is
 emitted. A file still being written (not readable yet) is looked at again a few times.
 
@@ -37,12 +40,13 @@ by name when the last connection to a file closes; none of them writes to the da
 (no ``PRAGMA optimize``). The repair names the file found damaged (its st_dev/st_ino): should
 ``studio gallery repair`` in a terminal have rebuilt it meanwhile, that new catalogue is used, not moved
 aside too, and the two never repair at once (a lock beside the file). The view's queries go through
-:class:`CatalogueReader`, which answers empty rather than raise while the repair runs. The app stays up
-whatever the file holds.
+:class:`~studio.worker.gallery_reader.CatalogueReader`, which answers empty rather than raise while the
+repair runs. The app stays up whatever the file holds.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -50,48 +54,25 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import shiboken6
-from PySide6.QtCore import (
-    QCoreApplication,
-    QEvent,
-    QFileSystemWatcher,
-    QObject,
-    QSize,
-    Qt,
-    QThread,
-    QTimer,
-    Signal,
-    Slot,
-)
-from PySide6.QtGui import QImage, QImageReader
+from PySide6.QtCore import QCoreApplication, QFileSystemWatcher, QObject, QTimer, Signal
+from PySide6.QtGui import QImage
 
 from studio.library.display import printable, typed_first_line
-from studio.library.folder_listing import DirListing, is_under, list_dir
-from studio.library.gallery import (
-    IMAGE_SUFFIXES,
-    CatalogueDamagedError,
-    Gallery,
-    GalleryError,
-    GalleryImage,
-    Query,
-    ScanReport,
-)
-from studio.library.gallery_db import FileId
-from studio.library.gallery_repair import RecoveryReport, rebuild_damaged
-from studio.library.images import load_image
+from studio.library.gallery import IMAGE_SUFFIXES, CatalogueDamagedError, Gallery, GalleryError, ScanReport
+from studio.library.gallery_repair import RecoveryReport
 from studio.library.thumbnails import ThumbnailCache
-from studio.worker.qimage import pil_to_qimage
+from studio.worker.gallery_images import read_qimage
+from studio.worker.gallery_reader import CatalogueReader
+from studio.worker.gallery_writer import GalleryWriter, WriterEvents, norm
+from studio.worker.tasks import TaskContext, TaskPool
 
-__all__ = ["IMAGE_SUFFIXES", "CatalogueReader", "GalleryService", "GalleryWorker", "describe_report"]
+__all__ = ["IMAGE_SUFFIXES", "CatalogueReader", "GalleryService"]
 
 log = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
 
 DEBOUNCE_MS = 300
 """Quiet time after the last change notification before a directory is looked at."""
@@ -99,436 +80,12 @@ MAX_DELAY_MS = 2000
 """A directory that keeps changing (a long copy) is still looked at this often."""
 RETRY_MS = 2000
 """A new file that could not be read yet (still being written) is looked at again after this."""
-MAX_RETRIES = 5
-FRESH_S = 30.0
-"""Only files modified this recently are retried: an old unreadable file is just unreadable."""
-MAX_WATCHED_DIRS = 4096
-"""inotify watches are a per-user resource; beyond this, changes are found by Rescan only."""
 POLL_MS = 1000
 """How often the GUI thread checks whether another connection (another process) changed the catalogue."""
 MAX_RECOVERIES = 1
 """Rebuilds of a damaged catalogue per session (see GalleryService._begin_recovery)."""
-RECOVERY_LOCK_WAIT_S = 60.0
-"""How long the gallery thread waits for another process's repair of the catalogue (`studio gallery
-repair`) to finish before giving up on its own; a shutdown ends the wait."""
-PROGRESS_INTERVAL_S = 0.05
 MAX_PENDING_THUMBNAILS = 512
 PREVIEW_MAX_SIDE = 2048
-
-_CLOSED = object()
-
-
-def describe_report(report: ScanReport) -> str:
-    """One line for the status bar. A scan that found nothing to change says so, with how many files
-    it checked: after another process catalogued the images (already shown), "0 added" alone reads as
-    if the scan had missed them. Skipped files are counted as unreadable, the first with its reason."""
-    if not (report.added or report.updated or report.removed or report.unreadable):
-        files = f"{report.unchanged:,} file{'s' if report.unchanged != 1 else ''}"
-        return f"Library scanned: up to date, no changes ({files} checked, {report.seconds:.1f} s)"
-    parts = [f"{report.added} added", f"{report.updated} updated", f"{report.removed} removed"]
-    if report.unreadable:
-        parts.append(f"{report.unreadable} unreadable")
-    text = f"Library scanned: {', '.join(parts)} ({report.seconds:.1f} s)"
-    if report.skipped:  # the first reason, file names shown harmlessly (they may hold anything)
-        path, reason = report.skipped[0]
-        text += f"; e.g. {printable(os.path.basename(path))}: {printable(reason)}"
-    return text
-
-
-def _norm(path: str | os.PathLike[str]) -> Path:
-    """Absolute, user-expanded, symlinks resolved: one spelling per folder."""
-    return Path(path).expanduser().resolve()
-
-
-# -------------------------------------------------------------------------------------------- worker
-
-
-@dataclass(frozen=True)
-class _Task:
-    kind: str
-    args: tuple[Any, ...] = ()
-
-
-class GalleryWorker(QObject):
-    """Lives in the gallery thread and owns the writing ``Gallery``; made and driven by :class:`GalleryService`.
-
-    Every slot runs in that thread. Signals are relayed to the GUI thread through queued connections.
-    """
-
-    scan_started = Signal()
-    scan_progress = Signal(int, int)
-    scan_finished = Signal(object)  # ScanReport
-    scan_failed = Signal(str)
-    indexed = Signal(int)  # how many images were added, updated or removed
-    folders_changed = Signal()
-    watch = Signal(list)  # every directory that should be watched now (str)
-    retry = Signal(list)  # directories to look at again later (str)
-    failed = Signal(str)
-    damaged = Signal(object)  # CatalogueDamagedError: the catalogue is damaged; our connection to it is closed
-    recovered = Signal(object)  # RecoveryReport: the damaged catalogue was moved aside and a fresh one made
-    recovery_failed = Signal(str)
-
-    def __init__(self, db_path: Path, closing: threading.Event, skip: Iterable[Path] = ()):
-        super().__init__()
-        self._db_path = db_path
-        self._closing = closing
-        self._skip = {_norm(p) for p in skip}
-        self._db: Gallery | None = None
-        self._roots: list[Path] = []
-        self._dirs: dict[Path, DirListing] = {}
-        self._retries: dict[Path, int] = {}
-        self._unsaved_folders: list[Path] = []  # added while the catalogue was damaged: kept for the rebuild
-
-    # ------------------------------------------------------------------------------------ plumbing
-    def _gallery(self) -> Gallery:
-        if self._db is None:
-            self._db = Gallery(self._db_path)
-            self._roots = [_norm(f) for f in self._db.folders()]
-        return self._db
-
-    def close(self, *, optimize: bool = True) -> None:
-        """Close the database; called in the gallery thread once its event loop has ended.
-        ``optimize=False`` for a file found damaged: nothing more is written to it."""
-        db, self._db = self._db, None
-        if db is not None:
-            try:
-                db.close(optimize=optimize)
-            except Exception:  # noqa: BLE001 - closing must never raise during shutdown
-                log.debug("closing the gallery failed", exc_info=True)
-
-    @Slot(object)
-    def handle(self, task: _Task) -> None:
-        writes = {"forget", "add_folder", "remove_folder"}
-        if self._closing.is_set() and task.kind not in writes:
-            if task.kind == "scan":
-                self.scan_failed.emit("cancelled")
-            return  # shutting down: scans and indexing are skipped, writes still happen
-        asks_scan = task.kind == "scan" or (task.kind == "add_folder" and task.args[1] is not None)
-        try:
-            getattr(self, f"_do_{task.kind}")(*task.args)
-        except CatalogueDamagedError as exc:
-            self._on_damaged(task, exc)
-            if asks_scan:
-                self.scan_failed.emit("cancelled")  # the rebuild scans again; the service counts this one
-        except Exception as exc:  # noqa: BLE001 - one failed task must not stop the thread
-            log.warning("gallery task %s failed", task.kind, exc_info=True)
-            if asks_scan:
-                self.scan_failed.emit(typed_first_line(exc))  # the service counts the scan it asked for
-            else:
-                self.failed.emit(printable(f"Library: {typed_first_line(exc)}"))
-
-    def _on_damaged(self, task: _Task, exc: CatalogueDamagedError) -> None:
-        """Close our connection to the damaged file (it is about to be moved aside) and tell the
-        service, which repairs it once every connection is closed.  A folder being added is kept for
-        the rebuild, so the user's request is not lost."""
-        log.warning("gallery task %s found the catalogue damaged: %s", task.kind, exc.reason)
-        if task.kind == "add_folder" and task.args[0] not in self._unsaved_folders:
-            self._unsaved_folders.append(task.args[0])
-        self.close(optimize=False)
-        self.damaged.emit(exc)
-
-    # ---------------------------------------------------------------------------------------- tasks
-    def _do_recover(self, reason: str, folders: list[Path], damaged_file: FileId | None = None) -> None:
-        """Move the damaged catalogue aside and make a fresh one holding the folders the old one still
-        lists, plus ``folders`` and any added meanwhile (the service closed its own connection first and
-        scans them once it has opened the new file).  ``damaged_file`` is the identity of the file found
-        damaged: if another process (``studio gallery repair``) has rebuilt it meanwhile, the new file is
-        used as it is (never moved aside) and only gets the folders."""
-        self.close(optimize=False)
-        self._roots, self._dirs, self._retries = [], {}, {}
-        wanted = [*folders, *self._unsaved_folders]
-        try:
-            report = rebuild_damaged(
-                self._db_path,
-                folders=wanted,
-                reason=reason,
-                damaged_file=damaged_file,
-                scan=False,
-                cancel=self._closing,
-                wait=RECOVERY_LOCK_WAIT_S,
-            )
-        except Exception as exc:  # noqa: BLE001 - the app stays up, with an empty gallery, and says why
-            log.warning("rebuilding the damaged gallery catalogue failed", exc_info=True)
-            self.recovery_failed.emit(typed_first_line(exc))
-            return
-        self._unsaved_folders = []
-        self.recovered.emit(report)
-
-    def _do_watch(self) -> None:
-        """Snapshot every library folder and publish the directories to watch (no indexing)."""
-        self._gallery()
-        for root in self._roots:
-            self._snapshot(root)
-        self._publish()
-
-    def _do_scan(self, folders: list[Path] | None, cancel: threading.Event) -> None:
-        db = self._gallery()
-        self.scan_started.emit()
-        roots = [_norm(f) for f in folders] if folders else list(self._roots)
-        for root in roots:  # before the scan: files arriving during it show up in the next comparison
-            self._snapshot(root)
-        last = 0.0
-
-        def progress(p) -> None:
-            nonlocal last
-            now = time.monotonic()
-            if p.done >= p.total or now - last >= PROGRESS_INTERVAL_S:
-                last = now
-                self.scan_progress.emit(int(p.done), int(p.total))
-
-        try:
-            report = db.scan(list(folders) if folders else None, progress=progress, cancel=cancel)
-        finally:
-            self._publish()
-        self.scan_finished.emit(report)
-        changed = report.added + report.updated + report.removed
-        if changed:
-            self.indexed.emit(changed)
-
-    def _do_add_folder(self, path: Path, cancel: threading.Event | None) -> None:
-        db = self._gallery()
-        added = db.add_folder(path)
-        self._roots = [_norm(f) for f in db.folders()]
-        self.folders_changed.emit()
-        if cancel is not None:
-            self.handle(_Task("scan", ([added], cancel)))
-        else:
-            self._snapshot(_norm(added))
-            self._publish()
-
-    def _do_remove_folder(self, path: Path) -> None:
-        db = self._gallery()
-        db.remove_folder(path)
-        self._roots = [_norm(f) for f in db.folders()]
-        self._forget_outside_roots()
-        self.folders_changed.emit()
-        self.indexed.emit(1)
-        self._publish()
-
-    def _do_sync_folders(self) -> None:
-        """Follow folder changes another process made to the catalogue: watch the folders it added
-        (indexing what it left out) and forget the snapshot of those it removed."""
-        db = self._gallery()
-        roots = [_norm(f) for f in db.folders()]
-        added = [root for root in roots if root not in self._roots]
-        if set(roots) == set(self._roots):
-            return
-        self._roots = roots
-        self._forget_outside_roots()
-        if added:  # no snapshot yet: every file is compared with its row (unchanged ones cost a stat)
-            self._do_index_dirs([str(root) for root in added])
-        self.folders_changed.emit()
-        self._publish()
-
-    def _do_forget(self, path: Path) -> None:
-        path = Path(path)
-        gone = self._gallery().forget(path)
-        state = self._dirs.get(_norm(path.parent))
-        if state is not None:
-            state.files.pop(path.name, None)
-        if gone:
-            self.indexed.emit(1)
-
-    def _do_index_paths(self, paths: list[Path]) -> None:
-        db = self._gallery()
-        changed = 0
-        for path in paths:
-            path = _norm(Path(path).parent) / Path(path).name
-            if not self._in_library(path.parent):
-                continue
-            if db.index_file(path) in ("added", "updated", "removed"):
-                changed += 1
-            state = self._dirs.get(path.parent)
-            if state is not None:  # keep the snapshot in step, so the watcher does not redo it
-                with contextlib.suppress(OSError):
-                    st = path.stat()
-                    state.files[path.name] = (st.st_size, st.st_mtime_ns)
-        if changed:
-            self.indexed.emit(changed)
-
-    def _do_index_dirs(self, dirs: list[str]) -> None:
-        """Compare each directory with its snapshot and index what appeared, changed or went away."""
-        db = self._gallery()
-        queue = [_norm(d) for d in dirs]
-        seen: set[Path] = set()
-        changed, dirs_changed, retry = 0, False, set()
-        now_ns = time.time_ns()
-        while queue and not self._closing.is_set():
-            directory = queue.pop()
-            if directory in seen or not self._in_library(directory):
-                continue
-            seen.add(directory)
-            old = self._dirs.get(directory)
-            new = list_dir(directory, self._skip)
-            if new is None:  # the directory went away (or became unreadable): its images with it
-                for gone in self._subtree(directory):
-                    for name in self._dirs.pop(gone).files:
-                        changed += db.index_file(gone / name) != "unchanged"
-                dirs_changed = True
-                continue
-            old_files = old.files if old is not None else {}
-            for name in old_files.keys() - new.files.keys():  # deleted or moved away
-                self._retries.pop(directory / name, None)
-                changed += db.index_file(directory / name) in ("added", "updated", "removed")
-            for name, signature in list(new.files.items()):
-                if old_files.get(name) == signature:
-                    continue
-                path = directory / name
-                result = db.index_file(path)
-                changed += result in ("added", "updated", "removed")
-                if result == "unreadable" and now_ns - signature[1] < FRESH_S * 1e9:
-                    tries = self._retries.get(path, 0)
-                    if tries < MAX_RETRIES:  # maybe still being written: forget it, look again later
-                        self._retries[path] = tries + 1
-                        del new.files[name]
-                        retry.add(str(directory))
-                elif result != "unreadable":
-                    self._retries.pop(path, None)
-            old_subdirs = old.subdirs if old is not None else set()
-            for sub in new.subdirs - old_subdirs:  # a new folder: everything in it is new
-                queue.append(sub)
-                dirs_changed = True
-            queue.extend(old_subdirs - new.subdirs)  # folders gone: found unreadable above
-            self._dirs[directory] = new
-        if changed:
-            self.indexed.emit(changed)
-        if dirs_changed:
-            self._publish()
-        if retry:
-            self.retry.emit(sorted(retry))
-
-    # ------------------------------------------------------------------------------------- helpers
-    def _in_library(self, directory: Path) -> bool:
-        return any(is_under(directory, root) for root in self._roots) and not any(
-            is_under(directory, s) for s in self._skip
-        )
-
-    def _forget_outside_roots(self) -> None:
-        """Drop the snapshots of directories no library folder holds any more."""
-        for directory in list(self._dirs):
-            if not any(is_under(directory, root) for root in self._roots):
-                del self._dirs[directory]
-
-    def _subtree(self, directory: Path) -> list[Path]:
-        out, stack = [], [directory]
-        while stack:
-            d = stack.pop()
-            if d in self._dirs:
-                out.append(d)
-                stack.extend(self._dirs[d].subdirs)
-        return out
-
-    def _snapshot(self, root: Path) -> None:
-        """Walk `root` and record every directory's listing (replacing what was known under it)."""
-        for d in [d for d in self._dirs if is_under(d, root)]:
-            del self._dirs[d]
-        stack = [root]
-        while stack:
-            directory = stack.pop()
-            state = list_dir(directory, self._skip)
-            if state is None:
-                continue
-            self._dirs[directory] = state
-            stack.extend(state.subdirs)
-
-    def _publish(self) -> None:
-        dirs = sorted(str(d) for d in self._dirs)
-        if len(dirs) > MAX_WATCHED_DIRS:
-            log.warning("%d library folders: watching the first %d only", len(dirs), MAX_WATCHED_DIRS)
-            dirs = dirs[:MAX_WATCHED_DIRS]
-        self.watch.emit(dirs)
-
-
-class _GalleryThread(QThread):
-    """Runs the worker's event loop, then delivers the writes still queued and closes the database there."""
-
-    def __init__(self, worker: GalleryWorker, parent: QObject | None = None):
-        super().__init__(parent)
-        self.setObjectName("studio-gallery")
-        self._worker = worker
-
-    def run(self) -> None:
-        try:
-            self.exec()
-            QCoreApplication.sendPostedEvents(self._worker, QEvent.Type.MetaCall)
-        finally:
-            self._worker.close()
-
-
-# ------------------------------------------------------------------------------------------- images
-
-
-def read_qimage(path: str | os.PathLike[str], max_side: int | None = None) -> QImage:
-    """Decode an image file into a QImage (any thread), EXIF orientation applied, at most `max_side`
-    pixels on its longer side (smoothly scaled). Falls back to Pillow for what Qt cannot read; a null
-    QImage when nothing can."""
-    reader = QImageReader(str(path))
-    reader.setAutoTransform(True)
-    size = reader.size()
-    if max_side and size.isValid() and max(size.width(), size.height()) > max_side:
-        reader.setScaledSize(size.scaled(QSize(max_side, max_side), Qt.AspectRatioMode.KeepAspectRatio))
-    image = reader.read()
-    if image.isNull():
-        try:
-            image = pil_to_qimage(load_image(path))
-        except Exception:  # noqa: BLE001 - the caller reports a null image
-            return QImage()
-        if max_side and max(image.width(), image.height()) > max_side:
-            image = image.scaled(
-                max_side, max_side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
-            )
-    return image
-
-
-# ------------------------------------------------------------------------------------------ service
-
-
-class CatalogueReader:
-    """What :meth:`GalleryService.gallery` returns: the GUI thread's queries on the catalogue in use now
-    (the file, or the empty stand-in during a repair), safe against damage.
-
-    Why: the view asks the catalogue from many places (a search, a count, the image under the cursor);
-    a catalogue that opened cleanly can still fail any of them ("database disk image is malformed").
-    Each query here catches :class:`CatalogueDamagedError`, starts the repair (once: see
-    GalleryService._on_damage_seen) and returns an empty answer; the view is told again when the
-    rebuilt catalogue is in place (``library_changed``).  Other errors (a locked file) are raised as
-    they are.  Anything else is passed to the Gallery in use, unguarded.
-    """
-
-    def __init__(self, service: GalleryService) -> None:
-        self._service = service
-
-    def search(self, query: Query | None = None, *, limit: int = 200, offset: int = 0) -> list[GalleryImage]:
-        return self._safe(lambda db: db.search(query, limit=limit, offset=offset), [])
-
-    def count(self, query: Query | None = None) -> int:
-        return self._safe(lambda db: db.count(query), 0)
-
-    def get(self, image_id: int) -> GalleryImage | None:
-        return self._safe(lambda db: db.get(image_id), None)
-
-    def get_by_path(self, path: str | os.PathLike[str]) -> GalleryImage | None:
-        return self._safe(lambda db: db.get_by_path(path), None)
-
-    def models(self) -> list[str]:
-        return self._safe(lambda db: db.models(), [])
-
-    def folders(self) -> list[Path]:
-        return self._safe(lambda db: list(db.folders()), [])
-
-    def _safe(self, query: Callable[[Gallery], _T], neutral: _T) -> _T:
-        try:
-            return query(self._service._db)
-        except CatalogueDamagedError as exc:
-            # The Gallery's own on_damaged hook (set by _open_reader) has already begun the repair.
-            log.info("a gallery query found the catalogue damaged: %s", exc.reason)
-            return neutral
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._service._db, name)
-
-
-_LINGERING: set[QThread] = set()
 
 
 class GalleryService(QObject):
@@ -553,10 +110,6 @@ class GalleryService(QObject):
     catalogue_rebuilt = Signal(object)  # RecoveryReport: a damaged catalogue was moved aside and rebuilt
     shutting_down = Signal()  # first thing shutdown() does: views finish pending work (a delete)
 
-    _task = Signal(object)
-    _thumbnail_made = Signal(int, QImage, str)  # from pool threads: id, image, error
-    _preview_made = Signal(str, QImage, str)
-
     def __init__(
         self,
         db_path: str | os.PathLike[str],
@@ -569,6 +122,12 @@ class GalleryService(QObject):
         poll_ms: int = POLL_MS,
     ):
         super().__init__(parent)
+        app = QCoreApplication.instance()
+        if app is not None:
+            # Connected before the pools are made, which stop themselves when the app quits too: slots
+            # run in the order they were connected, and this shutdown must come first (it lets the
+            # writes already submitted finish; a pool's own shutdown would drop them).
+            app.aboutToQuit.connect(self.shutdown)
         self._db_path = Path(db_path)
         self._db_path.parent.mkdir(parents=True, exist_ok=True)
         self._thumbnail_dir = Path(thumbnail_dir)
@@ -585,30 +144,22 @@ class GalleryService(QObject):
         """The last rebuild of a damaged catalogue this session (None: none was needed)."""
         self._seen_version: int | None = None
         self._known_folders: set[Path] = set()
-        # The GUI's reader first: it creates the schema before the worker's connection opens.  Its first
+        # The GUI's reader first: it creates the schema before the writer's connection opens.  Its first
         # reads happen inside _open_reader: a file that opens cleanly can still fail its first query.
         self._db, damage = self._open_reader()
-        self._reader = CatalogueReader(self)
+        self._reader = CatalogueReader(lambda: self._db)
         self._thumbs = ThumbnailCache(self._thumbnail_dir)
 
-        self._worker = GalleryWorker(self._db_path, self._closing, skip=[self._thumbnail_dir])
-        self._thread = _GalleryThread(self._worker, self)
-        self._worker.moveToThread(self._thread)
-        queued = Qt.ConnectionType.QueuedConnection
-        self._task.connect(self._worker.handle, queued)
-        self._worker.scan_started.connect(self.scan_started, queued)
-        self._worker.scan_progress.connect(self.scan_progress, queued)
-        self._worker.scan_finished.connect(self._on_scan_finished, queued)
-        self._worker.scan_failed.connect(self._on_scan_failed, queued)
-        self._worker.indexed.connect(self._on_indexed, queued)
-        self._worker.folders_changed.connect(self._on_folders_changed, queued)
-        self._worker.watch.connect(self._on_watch, queued)
-        self._worker.retry.connect(self._on_retry, queued)
-        self._worker.failed.connect(self.message, queued)
-        self._worker.damaged.connect(self._begin_recovery, queued)
-        self._worker.recovered.connect(self._on_recovered, queued)
-        self._worker.recovery_failed.connect(self._on_recovery_failed, queued)
-        self._thread.start()
+        events = WriterEvents(
+            scan_started=self.scan_started.emit,
+            scan_progress=self.scan_progress.emit,
+            indexed=self._on_indexed,
+            folders_changed=self._on_folders_changed,
+            watch=self._on_watch,
+            retry=self._on_retry,
+        )
+        self._writer = GalleryWriter(self._db_path, self._closing, events, skip=[self._thumbnail_dir])
+        self._tasks = TaskPool("studio-gallery", 1, parent=self)
 
         self._watcher = QFileSystemWatcher(self)
         self._watcher.directoryChanged.connect(self._on_directory_changed)
@@ -624,23 +175,18 @@ class GalleryService(QObject):
             self._poll_timer.start()
 
         threads = thumbnail_threads or max(1, min(4, (os.cpu_count() or 2) - 1))
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="studio-thumbnail")
-        self._preview_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="studio-preview")
+        self._thumb_pool = TaskPool("studio-thumbnail", threads, parent=self)
+        self._preview_pool = TaskPool("studio-preview", 1, parent=self)
         self._thumb_lock = threading.Lock()
         self._thumb_pending: OrderedDict[int, tuple[str, int | None]] = OrderedDict()
         self._preview_wanted: str | None = None
-        self._thumbnail_made.connect(self._on_thumbnail_made, queued)
-        self._preview_made.connect(self._on_preview_made, queued)
 
         if damage is not None:  # rebuilt first; the rebuild scans and watches
             self._begin_recovery(damage)
         elif scan_on_start:  # finds what changed while the app was closed, then watches
             self.scan()
         else:  # watch only: changes made while the app was closed wait for the next scan
-            self._send(_Task("watch"))
-        app = QCoreApplication.instance()
-        if app is not None:  # Qt aborts if a QThread is destroyed while it runs
-            app.aboutToQuit.connect(self.shutdown)
+            self._submit(self._writer.watch)
 
     # ----------------------------------------------------------------------- a damaged catalogue
     def _open_reader(self) -> tuple[Gallery, CatalogueDamagedError | None]:
@@ -701,7 +247,6 @@ class GalleryService(QObject):
 
         QTimer.singleShot(0, self, repair)
 
-    @Slot(object)
     def _begin_recovery(self, damage: CatalogueDamagedError | str) -> None:
         """Close the GUI's connection (an empty stand-in answers queries meanwhile) and have the gallery
         thread, which closes its own first, move the damaged file aside and make a fresh one.
@@ -728,9 +273,15 @@ class GalleryService(QObject):
         self.cancel_scan()
         self._swap_reader(self._stand_in())  # closes the GUI's connection to the file, writing nothing
         self.library_changed.emit()
-        self._send(_Task("recover", (reason, sorted(self._pinned), damaged_file)))
+        self._tasks.submit(
+            self._writer.recover,
+            reason,
+            sorted(self._pinned),
+            damaged_file,
+            on_result=self._on_recovered,
+            on_error=self._on_recovery_failed,
+        )
 
-    @Slot(object)
     def _on_recovered(self, report: RecoveryReport) -> None:
         self._recovering = False
         self.recovery = report
@@ -747,8 +298,9 @@ class GalleryService(QObject):
         else:
             self.scan()  # the images are the truth: catalogue them again, then watch
 
-    @Slot(str)
-    def _on_recovery_failed(self, why: str) -> None:
+    def _on_recovery_failed(self, exc: BaseException) -> None:
+        log.warning("rebuilding the damaged gallery catalogue failed", exc_info=exc)
+        why = typed_first_line(exc)
         self._recovering = False
         self._recoveries = MAX_RECOVERIES  # no second try this session: the gallery stays empty
         if not self._closed:
@@ -780,7 +332,7 @@ class GalleryService(QObject):
         return [] if self._closed else self._reader.folders()
 
     def is_pinned(self, path: str | os.PathLike[str]) -> bool:
-        return _norm(path) in self._pinned
+        return norm(path) in self._pinned
 
     def is_scanning(self) -> bool:
         return bool(self._scans)
@@ -803,7 +355,8 @@ class GalleryService(QObject):
             return
         cancel = threading.Event()
         self._scans.append(cancel)
-        self._send(_Task("scan", ([_norm(f) for f in folders] if folders is not None else None, cancel)))
+        wanted = [norm(f) for f in folders] if folders is not None else None
+        self._submit(self._writer.scan, wanted, cancel, scan=cancel)
 
     def cancel_scan(self) -> None:
         for cancel in self._scans:
@@ -811,46 +364,46 @@ class GalleryService(QObject):
 
     def add_folder(self, path: str | os.PathLike[str], *, scan: bool = True) -> Path:
         """Add a folder to the library and (by default) scan it; folders_changed follows."""
-        folder = _norm(path)
+        folder = norm(path)
         if self._closed:
             return folder
         cancel = None
         if scan:
             cancel = threading.Event()
             self._scans.append(cancel)
-        self._send(_Task("add_folder", (folder, cancel)))
+        self._submit(self._writer.add_folder, folder, cancel, scan=cancel)
         return folder
 
     def ensure_folder(self, path: str | os.PathLike[str]) -> Path:
         """Keep `path` (the app's output folder) in the library: added and scanned if missing, never removed."""
-        folder = _norm(path)
+        folder = norm(path)
         folder.mkdir(parents=True, exist_ok=True)
         self._pinned.add(folder)
-        if folder not in {_norm(f) for f in self.folders()}:
+        if folder not in {norm(f) for f in self.folders()}:
             self.add_folder(folder)
         return folder
 
     def remove_folder(self, path: str | os.PathLike[str]) -> bool:
         """Take a folder (and its images) out of the library; its files are left alone. False for the
         output folder, which always stays."""
-        folder = _norm(path)
+        folder = norm(path)
         if self._closed:
             return False
         if folder in self._pinned:
             self.message.emit(f"{folder} is the output folder: it always stays in the library")
             return False
-        self._send(_Task("remove_folder", (folder,)))
+        self._submit(self._writer.remove_folder, folder)
         return True
 
     def index_paths(self, paths: Iterable[str | os.PathLike[str]]) -> None:
         """Index these files now (e.g. a just-saved image) rather than waiting for the watcher."""
         if not self._closed:
-            self._send(_Task("index_paths", ([Path(p) for p in paths],)))
+            self._submit(self._writer.index_paths, [Path(p) for p in paths])
 
     def forget(self, path: str | os.PathLike[str]) -> None:
         """Drop a file from the catalogue (it was deleted or trashed)."""
         if self._stopped is None:  # also while shutting down: the gallery thread still writes it
-            self._send(_Task("forget", (Path(path),)))
+            self._submit(self._writer.forget, Path(path))
 
     def set_rating(self, image_id: int, rating: int) -> bool:
         """Save a rating (0 = none .. 5) now; image_changed(id) follows. False (and a message) on failure."""
@@ -908,7 +461,7 @@ class GalleryService(QObject):
             self._thumb_pending[image_id] = (str(path), size)
             if len(self._thumb_pending) > MAX_PENDING_THUMBNAILS:
                 dropped, _ = self._thumb_pending.popitem(last=False)
-        self._pool.submit(self._make_thumbnail)
+        self._thumb_pool.submit(self._make_thumbnail, on_result=self._on_thumbnail_made)
         if dropped is not None:
             self.thumbnail_dropped.emit(dropped)
 
@@ -918,12 +471,13 @@ class GalleryService(QObject):
         if self._closed:
             return
         self._preview_wanted = str(path)
-        self._preview_pool.submit(self._make_preview, str(path), max_side)
+        self._preview_pool.submit(self._make_preview, str(path), max_side, on_result=self._on_preview_made)
 
-    def _make_thumbnail(self) -> None:  # in a pool thread
+    def _make_thumbnail(self, _context: TaskContext) -> tuple[int, QImage, str] | None:  # in a pool thread
+        """The newest request's thumbnail: (image id, image, why it failed or "")."""
         with self._thumb_lock:
             if self._closed or not self._thumb_pending:
-                return
+                return None
             image_id, (path, size) = self._thumb_pending.popitem(last=True)
         try:
             # The stored size that covers `size` (a larger cached copy when the grid's cells grew),
@@ -933,30 +487,28 @@ class GalleryService(QObject):
             error = "" if not image.isNull() else f"cannot decode the thumbnail of {Path(path).name}"
         except Exception as exc:  # noqa: BLE001 - ImageLoadError and I/O errors alike
             image, error = QImage(), typed_first_line(exc)
-        if not self._closed:
-            self._thumbnail_made.emit(image_id, image, error)
+        return image_id, image, error
 
-    def _make_preview(self, path: str, max_side: int) -> None:  # in the preview thread
+    def _make_preview(self, _context: TaskContext, path: str, max_side: int) -> tuple[str, QImage, str] | None:
+        """In the preview thread: (path, image, why it failed or ""); None for a request superseded."""
         if self._closed or path != self._preview_wanted:
-            return
+            return None
         image = read_qimage(path, max_side)
-        error = "" if not image.isNull() else f"cannot read {Path(path).name}"
-        if not self._closed:
-            self._preview_made.emit(path, image, error)
+        return path, image, "" if not image.isNull() else f"cannot read {Path(path).name}"
 
-    @Slot(int, QImage, str)
-    def _on_thumbnail_made(self, image_id: int, image: QImage, error: str) -> None:
-        if self._closed:
+    def _on_thumbnail_made(self, made: tuple[int, QImage, str] | None) -> None:
+        if made is None or self._closed:
             return
+        image_id, image, error = made
         if error:
             self.thumbnail_failed.emit(image_id, error)
         else:
             self.thumbnail_ready.emit(image_id, image)
 
-    @Slot(str, QImage, str)
-    def _on_preview_made(self, path: str, image: QImage, error: str) -> None:
-        if self._closed:
+    def _on_preview_made(self, made: tuple[str, QImage, str] | None) -> None:
+        if made is None or self._closed:
             return
+        path, image, error = made
         if error:
             self.preview_failed.emit(path, error)
         else:
@@ -967,7 +519,10 @@ class GalleryService(QObject):
         """Finish pending work and stop every thread; True when the gallery thread stopped in time.
 
         Emits shutting_down first (a view trashes its pending delete). A running scan is cancelled;
-        folder changes and forgets already asked for are written. Safe to call more than once.
+        folder changes and forgets already asked for are written, then the gallery thread closes its
+        database. Should the gallery thread not get there within `timeout_ms` (a task that cannot be
+        interrupted), the writes still queued behind it are dropped and False is returned. Safe to call
+        more than once.
         """
         if self._stopped is not None:
             return self._stopped
@@ -982,38 +537,68 @@ class GalleryService(QObject):
             shiboken6.delete(obj)
         with self._thumb_lock:
             self._thumb_pending.clear()
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self._preview_pool.shutdown(wait=True, cancel_futures=True)
-        self._thread.quit()
-        stopped = bool(self._thread.wait(max(0, int(timeout_ms))))
+        deadline = time.monotonic() + max(0, int(timeout_ms)) / 1000
+        self._thumb_pool.shutdown(_left_ms(deadline))
+        self._preview_pool.shutdown(_left_ms(deadline))
+        # The writes already submitted run first (scans and indexing skip themselves now), then the
+        # database is closed in its own thread; the pool is stopped once that is done.
+        closing = self._tasks.submit(self._writer.close)
+        done = True
+        if closing is not None and closing.future is not None:
+            finished, _ = concurrent.futures.wait([closing.future], timeout=_left_ms(deadline) / 1000)
+            done = bool(finished)
+        stopped = self._tasks.shutdown(_left_ms(deadline)) and done
         if not stopped:
             log.warning("the gallery thread did not stop within %d ms", timeout_ms)
-            thread = self._thread
-            thread.setParent(None)
-            _LINGERING.add(thread)
-            thread.finished.connect(lambda: _LINGERING.discard(thread))
         with contextlib.suppress(Exception):
             self._db.close()
         self._stopped = stopped
         return stopped
 
     # ------------------------------------------------------------------------------- internals
-    def _send(self, task: _Task) -> None:
-        self._task.emit(task)
+    def _submit(self, fn: Callable[..., Any], *args: Any, scan: threading.Event | None = None) -> None:
+        """Run a writer method in the gallery thread. ``scan``: the cancel flag of the scan it runs (its
+        report is the task's result), which ends with scan_finished or scan_failed."""
+        if scan is None:
+            on_result, on_cancelled = None, None
+        else:
 
-    @Slot(object)
-    def _on_scan_finished(self, report: ScanReport) -> None:
-        if self._scans:
-            self._scans.pop(0)
-        self.scan_finished.emit(report)
+            def on_result(report: ScanReport | None) -> None:
+                self._scan_done(scan, report)
 
-    @Slot(str)
-    def _on_scan_failed(self, text: str) -> None:
-        if self._scans:
-            self._scans.pop(0)
-        self.scan_failed.emit(text)
+            def on_cancelled() -> None:
+                self._scan_done(scan, failure="cancelled")
 
-    @Slot(int)
+        self._tasks.submit(
+            fn,
+            *args,
+            on_result=on_result,
+            on_error=lambda exc: self._on_task_failed(exc, scan),
+            on_cancelled=on_cancelled,
+        )
+
+    def _on_task_failed(self, exc: BaseException, scan: threading.Event | None) -> None:
+        """A gallery task raised: a damaged catalogue is repaired (the writer has closed its connection),
+        a scan asked for fails with the reason, any other task says it in a message."""
+        if isinstance(exc, CatalogueDamagedError):
+            self._begin_recovery(exc)
+            if scan is not None:
+                self._scan_done(scan, failure="cancelled")  # the rebuild scans again
+            return
+        log.warning("a gallery task failed", exc_info=exc)
+        if scan is not None:
+            self._scan_done(scan, failure=typed_first_line(exc))
+        else:
+            self.message.emit(printable(f"Library: {typed_first_line(exc)}"))
+
+    def _scan_done(self, cancel: threading.Event, report: ScanReport | None = None, failure: str = "") -> None:
+        with contextlib.suppress(ValueError):
+            self._scans.remove(cancel)
+        if report is not None:
+            self.scan_finished.emit(report)
+        else:
+            self.scan_failed.emit(failure or "cancelled")
+
     def _on_indexed(self, _count: int) -> None:
         self._catch_up(force=True)
 
@@ -1035,12 +620,11 @@ class GalleryService(QObject):
         self._seen_version = version
         if folders != self._known_folders:
             self._known_folders = folders
-            self._send(_Task("sync_folders"))  # the gallery thread watches what another process added
+            self._submit(self._writer.sync_folders)  # the gallery thread watches what another process added
             self.folders_changed.emit()
         self.library_changed.emit()
         return True
 
-    @Slot()
     def _on_folders_changed(self) -> None:
         if self._closed:
             return
@@ -1048,7 +632,6 @@ class GalleryService(QObject):
             self._known_folders = set(self._db.folders())
         self.folders_changed.emit()
 
-    @Slot(list)
     def _on_watch(self, dirs: list[str]) -> None:
         if self._closed:
             return
@@ -1064,13 +647,11 @@ class GalleryService(QObject):
             # Files that arrived between the snapshot and now sent no notification: compare once.
             self._mark_dirty([d for d in added if d not in failed])
 
-    @Slot(list)
     def _on_retry(self, dirs: list[str]) -> None:
         if not self._closed:
             self._dirty.update(dirs)
             self._retry_timer.start()
 
-    @Slot(str)
     def _on_directory_changed(self, path: str) -> None:
         self._mark_dirty([path])
 
@@ -1084,9 +665,12 @@ class GalleryService(QObject):
         if not self._debounce.isActive() or (now - self._dirty_since) * 1000 < MAX_DELAY_MS:
             self._debounce.start()  # (re)start: waits for a quiet moment, but no longer than MAX_DELAY_MS
 
-    @Slot()
     def _flush_dirty(self) -> None:
         if self._closed or not self._dirty:
             return
         dirs, self._dirty = sorted(self._dirty), set()
-        self._send(_Task("index_dirs", (dirs,)))
+        self._submit(self._writer.index_dirs, dirs)
+
+
+def _left_ms(deadline: float) -> int:
+    return max(0, round((deadline - time.monotonic()) * 1000))

@@ -61,10 +61,15 @@ class _Relay(QObject):
         if self.closed:
             return
         callback, args = call
-        try:
-            callback(*args)
-        except Exception:  # noqa: BLE001 - a faulty receiver must not stop the next reports
-            log.exception("a background task's report failed in %s", getattr(callback, "__qualname__", callback))
+        _call(callback, *args)
+
+
+def _call(callback: Callback, *args: Any) -> None:
+    """Call a receiver; a faulty one is logged and must not stop the next reports (or a shutdown)."""
+    try:
+        callback(*args)
+    except Exception:  # noqa: BLE001
+        log.exception("a background task's report failed in %s", getattr(callback, "__qualname__", callback))
 
 
 class TaskContext:
@@ -167,7 +172,7 @@ class TaskPool(QObject):
                 value = fn(context, *args)
             except Cancelled:
                 context.report(finish, on_cancelled)
-            except Exception as exc:  # noqa: BLE001 - one task's failure, reported; the pool goes on
+            except BaseException as exc:  # noqa: BLE001 - one task's failure (SystemExit too), reported
                 if on_error is None:
                     log.warning("background task %s failed", getattr(fn, "__qualname__", fn), exc_info=True)
                 context.report(finish, on_error, exc)
@@ -178,7 +183,7 @@ class TaskPool(QObject):
                     context.report(finish, on_result, value)
 
         task.future = self._executor.submit(run)
-        task._dropped = lambda: finish(on_cancelled)
+        task._dropped = lambda: _call(finish, on_cancelled)
         return task
 
     def pending(self) -> int:
@@ -201,7 +206,9 @@ class TaskPool(QObject):
         for task in tasks:
             task.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
-        futures = [t.future for t in tasks if t.future is not None]
+        # Not the futures the executor just cancelled: no thread will ever mark them "notified", and
+        # concurrent.futures.wait() counts a cancelled future as done only then (it would wait them out).
+        futures = [t.future for t in tasks if t.future is not None and not t.future.cancelled()]
         _done, running = concurrent.futures.wait(futures, timeout=max(0, timeout_ms) / 1000)
         stopped = not running
         if not stopped:

@@ -16,7 +16,7 @@ import pytest
 from studio.cli import main
 from studio.engine.catalog import CATALOG
 from studio.engine.loading import repo_cache_folder
-from studio.settings import Preferences
+from studio.library.preferences_file import write_preferences
 from tests.cli.fake_hub import FakeHub, cache_repo, folder_files
 from tests.cli.test_cli_errors import FAST, child_env, run_child, studio_command
 
@@ -38,7 +38,7 @@ def test_list_shows_downloaded_partial_absent_and_local_models(capsys, settings,
     snapshot = cache_repo(cache, SD2.repo, SD2.revision, folder_files(tiny_sd2))
     cache_repo(cache, SD1.repo, SD1.revision, {k: v for k, v in folder_files(tiny_sd1).items() if k != UNET})
     gone = settings / "gone.safetensors"
-    Preferences(local_models=[str(tiny_sd1), str(gone)]).save()
+    write_preferences({"local_models": [str(tiny_sd1), str(gone)]})
 
     assert main(["models"]) == 0
     out = capsys.readouterr().out

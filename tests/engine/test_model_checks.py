@@ -27,7 +27,7 @@ from studio.engine.model_checks import (
     check_unet_config,
 )
 from studio.engine.model_info import check_local_model
-from studio.engine.resources import clip_tokenizer_dir, component_configs_dir
+from studio.library.resources import clip_tokenizer_dir, component_configs_dir
 
 Edit = Callable[[Path], None]
 

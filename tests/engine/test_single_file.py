@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from studio.engine.resources import component_configs_dir
 from studio.engine.single_file import (
     SingleFileError,
     detect_family,
@@ -24,6 +23,7 @@ from studio.engine.single_file import (
     read_safetensors_header,
 )
 from studio.engine.tiny import build_tiny_pipeline
+from studio.library.resources import component_configs_dir
 from tests.engine.ldm_export import pipeline_to_ldm, save_safetensors, write_config_dir
 
 FAMILIES = ("sd1", "sd2")

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from PIL import Image, PngImagePlugin
 
-from studio.library import gallery as gallery_module
+from studio.library import gallery_scan as scanning
 from studio.library.gallery import (
     SCHEMA_VERSION,
     CatalogueDamagedError,
@@ -134,10 +134,10 @@ class Counter:
 @pytest.fixture()
 def opened(monkeypatch: pytest.MonkeyPatch) -> Counter:
     """Counts files the gallery opens: every read goes through read_metadata, then _image_size."""
-    counter = Counter(gallery_module.read_metadata)
-    monkeypatch.setattr(gallery_module, "read_metadata", counter)
-    sizes = Counter(gallery_module._image_size)
-    monkeypatch.setattr(gallery_module, "_image_size", sizes)
+    counter = Counter(scanning.read_metadata)
+    monkeypatch.setattr(scanning, "read_metadata", counter)
+    sizes = Counter(scanning._image_size)
+    monkeypatch.setattr(scanning, "_image_size", sizes)
     counter.sizes = sizes  # type: ignore[attr-defined]
     return counter
 
@@ -242,7 +242,7 @@ def test_add_folder_resolves_and_lists(tmp_path: Path) -> None:
 
 
 def test_progress_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gallery_module, "PROGRESS_EVERY", 2)
+    monkeypatch.setattr(scanning, "PROGRESS_EVERY", 2)
     for index in range(5):
         write_ours(tmp_path / "f" / f"{index}.png", f"image {index}")
     events: list[ScanProgress] = []
@@ -277,7 +277,7 @@ def test_untrusted_metadata_is_capped(tmp_path: Path) -> None:
         gallery.add_folder(tmp_path / "f")
         assert gallery.scan().added == 1
         image = gallery.search()[0]
-        assert len(image.prompt) == gallery_module.MAX_PROMPT_CHARS
+        assert len(image.prompt) == scanning.MAX_PROMPT_CHARS
         assert image.seed is None and image.steps is None  # beyond SQLite's 64-bit integers
         assert gallery.count(Query(text="word")) == 1
 
@@ -568,7 +568,7 @@ def test_missing_folder_keeps_its_rows(tmp_path: Path) -> None:
 
 
 def test_cancel_commits_what_is_done(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gallery_module, "PROGRESS_EVERY", 3)
+    monkeypatch.setattr(scanning, "PROGRESS_EVERY", 3)
     for index in range(10):
         write_ours(tmp_path / "f" / f"{index:02}.png", f"picture {index}")
     cancel = threading.Event()
@@ -806,8 +806,8 @@ def test_fts_stays_consistent_through_updates_and_deletes(
 def test_reader_sees_committed_batches_while_a_worker_scans(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(gallery_module, "BATCH_SIZE", 50)
-    monkeypatch.setattr(gallery_module, "PROGRESS_EVERY", 100)
+    monkeypatch.setattr(scanning, "BATCH_SIZE", 50)
+    monkeypatch.setattr(scanning, "PROGRESS_EVERY", 100)
     folder = tmp_path / "many"
     folder.mkdir()
     info = pnginfo_for(ours("a crowd of tiny robots"))
@@ -952,3 +952,21 @@ def test_data_version_changes_for_other_writers_only(tmp_path: Path) -> None:
         assert reader.data_version() != after_thread
         assert sorted(paths(reader.search())) == ["cat.png", "fox.png", "owl.png"]
         assert more.resolve() in reader.folders()
+
+
+def test_a_scan_report_says_what_changed_or_that_nothing_did():
+    assert ScanReport(added=4, unchanged=2, seconds=0.25).describe() == (
+        "Library scanned: 4 added, 0 updated, 0 removed (0.2 s)"
+    )
+    assert ScanReport(removed=1, unreadable=2).describe().endswith("1 removed, 2 unreadable (0.0 s)")
+    assert ScanReport(unchanged=1, seconds=1.0).describe() == (
+        "Library scanned: up to date, no changes (1 file checked, 1.0 s)"
+    )
+
+
+def test_a_scan_report_names_the_first_skipped_file_harmlessly():
+    report = ScanReport(added=1, unreadable=2, skipped=[("/p/bad\udcff.png", "file name is not valid UTF-8"), ("/p/x", "y")])
+    assert report.describe() == (
+        "Library scanned: 1 added, 0 updated, 0 removed, 2 unreadable (0.0 s); "
+        "e.g. bad\\udcff.png: file name is not valid UTF-8"
+    )

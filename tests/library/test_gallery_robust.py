@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from PIL import Image, PngImagePlugin
 
-from studio.library import gallery as gallery_module
+from studio.library import gallery_scan as scanning
 from studio.library.gallery import Gallery, Query
 from studio.library.metadata import ImageMetadata
 
@@ -88,7 +88,7 @@ def test_text_a_reader_returns_with_lone_surrogates_is_stored_with_replacements(
             seed=7,
         )
 
-    monkeypatch.setattr(gallery_module, "read_metadata", reader)
+    monkeypatch.setattr(scanning, "read_metadata", reader)
     write_ours(tmp_path / "pics" / "fox.png", "replaced by the reader above")
     with Gallery(tmp_path / "g.sqlite3") as gallery:
         gallery.add_folder(tmp_path / "pics")
@@ -171,7 +171,7 @@ class Explosive(str):
 def test_whatever_a_reader_returns_or_raises_skips_only_that_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = gallery_module.read_metadata
+    real = scanning.read_metadata
     odd: dict[str, Any] = {
         "object.png": object(),  # no attributes at all
         "list-source.png": ImageMetadata(source=["not", "hashable"]),  # type: ignore[arg-type]
@@ -188,7 +188,7 @@ def test_whatever_a_reader_returns_or_raises_skips_only_that_file(
             raise value
         return value
 
-    monkeypatch.setattr(gallery_module, "read_metadata", reader)
+    monkeypatch.setattr(scanning, "read_metadata", reader)
     folder = tmp_path / "pics"
     for name in odd:
         write_ours(folder / name, "replaced by the reader")
@@ -222,7 +222,7 @@ def test_a_batch_that_fails_on_some_rows_keeps_the_others(tmp_path: Path) -> Non
         gallery.add_folder(kept)
         gallery.add_folder(dropped)
 
-        def remove_meanwhile(event: gallery_module.ScanProgress) -> None:
+        def remove_meanwhile(event: scanning.ScanProgress) -> None:
             if event.done == 0:  # after the walk, before any file is written
                 other.remove_folder(dropped)
 
@@ -280,8 +280,8 @@ def test_values_changed_by_hand_are_read_back_checked(tmp_path: Path) -> None:
 def test_a_scan_lists_the_first_skipped_files_and_counts_them_all(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert gallery_module.MAX_SKIPPED == 1000
-    monkeypatch.setattr(gallery_module, "MAX_SKIPPED", 3)  # the same rule, with fewer files to make
+    assert scanning.MAX_SKIPPED == 1000
+    monkeypatch.setattr(scanning, "MAX_SKIPPED", 3)  # the same rule, with fewer files to make
     folder = tmp_path / "broken"
     folder.mkdir()
     for number in range(7):

@@ -83,11 +83,6 @@ def test_loading_is_thread_safe() -> None:
     for thread in threads:
         thread.join()
     assert results == [5] * 8
-    warm = TokenCounter()
-    thread = warm.warm_up()
-    assert thread is not None
-    thread.join(10)
-    assert warm.loaded and warm.warm_up() is None
 
 
 def test_missing_tokenizer_falls_back_to_an_estimate(tmp_path) -> None:

@@ -1,4 +1,4 @@
-"""The desktop app starts: a main window titled "Latent Studio", a qasync loop, and no torch."""
+"""The desktop app starts: a main window titled "Latent Studio", Qt's event loop, and no torch."""
 
 from __future__ import annotations
 

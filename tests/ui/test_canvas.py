@@ -1,7 +1,9 @@
 """The img2img canvas with real widgets, real events and real image files (no mocks).
 
 Drops are simulated the way Qt delivers them: a QMimeData in a QDragEnterEvent, then a QDropEvent, sent
-to the widget.  Loads finish in a background thread, so tests wait on the canvas's signals.
+to the widget.  Loads finish in a background thread, so tests wait on the canvas's signals.  The
+widget's parts are found as a user's tools would find them (object names, texts); its state is its
+view-model's (tests/viewmodel/test_canvas_image.py covers that without a widget).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import QByteArray, QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QImage
-from PySide6.QtWidgets import QApplication, QFileDialog
+from PySide6.QtWidgets import QApplication, QComboBox, QFileDialog, QLabel, QPushButton, QWidget
 
 from studio.library.image_fit import FIT_MODES
 from studio.ui.canvas import WEB_REFUSAL, ImageCanvas
-from studio.ui.qt_images import pil_to_qimage, qimage_to_png_bytes
+from studio.viewmodel.canvas_image import CanvasImage
+from studio.worker.qimage import pil_to_qimage
 
 GREEN, RED, BLUE = (0, 200, 0), (220, 0, 0), (0, 0, 220)
 TIMEOUT = 5000
@@ -111,10 +114,11 @@ def drop_and_refuse(qtbot, canvas: ImageCanvas, mime: QMimeData) -> str:
 
 @pytest.fixture
 def canvas(qtbot) -> ImageCanvas:
-    widget = ImageCanvas(output_size=(100, 100))
+    widget = ImageCanvas(CanvasImage(output_size=(100, 100)))
     qtbot.addWidget(widget)
     widget.resize(320, 320)
-    return widget
+    yield widget
+    widget.canvas_image.shutdown()
 
 
 @pytest.fixture
@@ -222,12 +226,12 @@ def test_a_path_that_spells_html_is_shown_literally(qtbot, canvas, tmp_path):
     folder.mkdir(parents=True)
     path = folder / "<b>bands.png"  # no "/" in a file's own name
     bands_image().save(path, format="PNG")
-    info = canvas._info
+    info = canvas.findChild(QLabel, "canvasInfo")
     assert info.textFormat() == Qt.TextFormat.PlainText  # before any text from the path reaches it
     with qtbot.waitSignal(canvas.image_changed, timeout=TIMEOUT):
         assert canvas.load_file(path)
     assert canvas.source_label() == str(path)
-    assert info.full_text().startswith("<b>bands.png — 400×100")  # the name, as plain text
+    assert canvas.canvas_image.summary() == "<b>bands.png — 400×100 → 100×100"  # the name, as plain text
     tip = info.toolTip()
     assert 'src="/dev/null"' in str(path) and "<img" not in tip and "<b>" not in tip
     assert tip.startswith("<p style='white-space:pre-wrap'>")  # escaped: shows the path, renders nothing
@@ -256,7 +260,7 @@ def test_truncated_png_is_refused(qtbot, loaded, tmp_path):
 
 
 def test_image_over_the_pixel_limit_is_refused(qtbot, tmp_path, bands_png):
-    small_limit = ImageCanvas(output_size=(64, 64), max_pixels=100 * 100)
+    small_limit = ImageCanvas(CanvasImage(output_size=(64, 64), max_pixels=100 * 100))
     qtbot.addWidget(small_limit)
     message = drop_and_refuse(qtbot, small_limit, file_mime(bands_png))
     assert "too large" in message and not small_limit.has_image()
@@ -426,7 +430,7 @@ def test_set_image_and_clear(qtbot, canvas):
 
 
 def test_clear_button(qtbot, loaded):
-    button = next(b for b in loaded.findChildren(type(loaded._clear_button)) if b.text() == "Clear")
+    button = next(b for b in loaded.findChildren(QPushButton) if b.text() == "Clear")
     with qtbot.waitSignal(loaded.image_changed):
         qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     assert not loaded.has_image() and not button.isEnabled()
@@ -443,13 +447,35 @@ def test_newer_request_wins_over_a_load_in_flight(qtbot, canvas, bands_png, tmp_
 
 
 def test_mode_selector_follows_set_fit_mode_and_emits(qtbot, loaded):
+    box = loaded.findChild(QComboBox, "fitModeBox")
+    before = loaded.prepared_image()
     with qtbot.waitSignal(loaded.fit_mode_changed) as blocker:
-        loaded._mode_box.setCurrentIndex(FIT_MODES.index("crop"))
+        box.setCurrentIndex(FIT_MODES.index("crop"))
     assert blocker.args == ["crop"] and loaded.fit_mode() == "crop"
+    assert loaded.prepared_image().tobytes() != before.tobytes()  # what the engine gets follows
     loaded.set_fit_mode("stretch")
-    assert loaded._mode_box.currentData() == "stretch"
+    assert box.currentData() == "stretch"
     with pytest.raises(ValueError):
         loaded.set_fit_mode("zoom")
+    assert box.currentData() == "stretch" and loaded.fit_mode() == "stretch"
+
+
+def test_the_widget_shows_the_view_model_it_is_given(qtbot, bands_png):
+    model = CanvasImage(output_size=(64, 32), fit_mode="crop")
+    widget = ImageCanvas(model)
+    qtbot.addWidget(widget)
+    assert widget.canvas_image is model and widget.fit_mode() == "crop" and widget.output_size() == (64, 32)
+    assert widget.findChild(QComboBox, "fitModeBox").currentData() == "crop"
+    model.fit_mode = "stretch"  # changed elsewhere (restored preferences): the selector follows
+    assert widget.findChild(QComboBox, "fitModeBox").currentData() == "stretch"
+    with qtbot.waitSignal(widget.image_changed, timeout=TIMEOUT):
+        assert model.load_file(bands_png)
+    assert widget.has_image() and widget.prepared_image().size == (64, 32)
+    info = widget.findChild(QLabel, "canvasInfo")
+    assert info.toolTip() == str(bands_png)  # the whole path
+    model.set_output_size(32, 32)
+    assert widget.prepared_image().size == (32, 32)
+    assert model.shutdown()
 
 
 def test_view_paints_the_prepared_image_and_the_empty_hint(qtbot, canvas):
@@ -459,25 +485,14 @@ def test_view_paints_the_prepared_image_and_the_empty_hint(qtbot, canvas):
     assert not empty.isNull()
     assert "Ctrl+Shift+V" in canvas.hint_text() and "Ctrl+O" in canvas.hint_text()  # the menu's keys
     canvas.set_image(Image.new("RGB", (100, 100), RED))
-    shot = canvas._view.grab().toImage()
+    shot = canvas.findChild(QWidget, "canvasView").grab().toImage()
     centre = shot.pixelColor(shot.width() // 2, shot.height() // 2)
     assert colour((centre.red(), centre.green(), centre.blue())) == "red"
 
 
-def test_qt_image_helpers_round_trip():
-    image = bands_image()
-    qimage = pil_to_qimage(image)
-    assert (qimage.width(), qimage.height()) == (400, 100)
-    back = Image.open(io.BytesIO(qimage_to_png_bytes(qimage))).convert("RGB")
-    assert back.tobytes() == image.tobytes()
-    assert qimage_to_png_bytes(QImage()) == b""
-
-
 def test_the_size_line_is_not_squeezed_by_the_buttons(qtbot):
     """In the window's narrow right column the sizes stay readable: the line has a row of its own."""
-    from PySide6.QtWidgets import QLabel
-
-    widget = ImageCanvas(output_size=(512, 512))
+    widget = ImageCanvas()  # the default view-model: 512×512, as the window starts
     qtbot.addWidget(widget)
     widget.resize(260, 320)  # the right panel's minimum width
     widget.show()

@@ -1,5 +1,6 @@
-"""The gallery browser driven like a user would: real catalogue, real files, real threads, real trash
-(pointed into tmp_path). Waits use signals or waitUntil, never sleeps.
+"""The gallery page driven like a user would: real catalogue, real files, real threads, real trash
+(pointed into tmp_path). State is checked through the page's browser (its view-model); waits use signals or
+waitUntil, never sleeps.
 """
 
 from __future__ import annotations
@@ -19,16 +20,12 @@ from PySide6.QtWidgets import QApplication, QMainWindow
 
 from studio.library.gallery import Gallery
 from studio.library.images import encode_image
-from studio.ui.gallery_view import (
-    GRID_GAP,
-    ICON_SIZE,
-    IMAGE_ROLE,
-    NO_CHUNKS,
-    NO_SELECTION,
-    GalleryModel,
-    GalleryView,
-)
-from studio.worker.gallery import GalleryService
+from studio.ui.gallery_details import NO_CHUNKS, NO_SELECTION
+from studio.ui.gallery_grid import GRID_GAP, tooltip_for
+from studio.ui.gallery_view import GalleryView
+from studio.viewmodel.gallery_browser import GalleryBrowser
+from studio.viewmodel.gallery_items import ICON_SIZE, IMAGE_ROLE, GalleryModel
+from studio.worker import gallery as gallery_worker
 from tests.conftest import use_test_trash
 from tests.library.samples import studio_meta
 from tests.library.test_gallery import scan_in_another_process
@@ -57,24 +54,25 @@ def trash(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture
 def make_view(qtbot, tmp_path, trash):
-    services: list[GalleryService] = []
+    browsers: list[GalleryBrowser] = []
 
     def make(
-        folder: Path | None = None, db: Path | None = None, on_service=None, window: QMainWindow | None = None,
+        folder: Path | None = None, db: Path | None = None, on_browser=None, window: QMainWindow | None = None,
         poll_ms: int = 1000, **kw,
     ) -> GalleryView:
-        """A view over a fresh service; with `window`, as that window's central widget (shown, active)."""
-        service = GalleryService(
-            db or tmp_path / "gallery.sqlite3", tmp_path / "thumbs", debounce_ms=50, poll_ms=poll_ms
-        )
-        services.append(service)
-        if on_service is not None:
-            on_service(service)
-        if folder is not None:
-            with qtbot.waitSignal(service.scan_finished, timeout=WAIT_MS):
-                service.add_folder(folder)
+        """A page over a fresh browser (`kw` are the browser's); with `window`, as that window's central
+        widget (shown, active)."""
         kw.setdefault("search_debounce_ms", 20)
-        view = GalleryView(service, **kw)
+        browser = GalleryBrowser(
+            db or tmp_path / "gallery.sqlite3", tmp_path / "thumbs", debounce_ms=50, poll_ms=poll_ms, **kw
+        )
+        browsers.append(browser)
+        if on_browser is not None:
+            on_browser(browser)
+        if folder is not None:
+            with qtbot.waitSignal(browser.scan_finished, timeout=WAIT_MS):
+                browser.add_folder(folder)
+        view = GalleryView(browser)
         if window is not None:
             window.setCentralWidget(view)
             window.resize(1100, 700)
@@ -89,8 +87,8 @@ def make_view(qtbot, tmp_path, trash):
         return view
 
     yield make
-    for service in services:
-        assert service.shutdown()
+    for browser in browsers:
+        assert browser.shutdown()
 
 
 def names(view: GalleryView) -> list[str]:
@@ -99,90 +97,89 @@ def names(view: GalleryView) -> list[str]:
 
 def select(view: GalleryView, name: str) -> None:
     row = names(view).index(name)
-    view.select_row(row)
+    view.browser.select_row(row)
     view.grid.setFocus()
-    assert view.current_image().path.name == name
+    assert view.browser.current_image().path.name == name
 
 
 def test_lists_the_library_newest_first_with_count(make_view, library):
     view = make_view(library)
     assert names(view) == ["snowfox.png", "umbrella.png", "castle.png", "fox.png"]
-    assert view.count_label.text() == "4 images"
-    assert [view.model_filter.itemText(i) for i in range(view.model_filter.count())] == [
+    assert view.library_bar.count_label.text() == "4 images"
+    assert [view.filters.model_filter.itemText(i) for i in range(view.filters.model_filter.count())] == [
         "All models", "sd-1.4", "sd-2.1", "v1-5-pruned-emaonly",
     ]
 
 
 def test_search_box_filters_by_prompt_after_a_pause(make_view, library, qtbot):
     view = make_view(library)
-    qtbot.keyClicks(view.search, "fox")
+    qtbot.keyClicks(view.filters.search, "fox")
     qtbot.waitUntil(lambda: names(view) == ["snowfox.png", "fox.png"], timeout=WAIT_MS)
-    assert view.count_label.text() == "2 images"
-    view.search.clear()
-    qtbot.keyClicks(view.search, "umbrella")
+    assert view.library_bar.count_label.text() == "2 images"
+    view.filters.search.clear()
+    qtbot.keyClicks(view.filters.search, "umbrella")
     qtbot.waitUntil(lambda: names(view) == ["umbrella.png"], timeout=WAIT_MS)
-    view.search.clear()
+    view.filters.search.clear()
     qtbot.waitUntil(lambda: len(names(view)) == 4, timeout=WAIT_MS)
 
 
 def test_model_favourites_and_sort_filters(make_view, library, qtbot):
     view = make_view(library)
-    view.model_filter.setCurrentIndex(view.model_filter.findData("sd-2.1"))
+    view.filters.model_filter.setCurrentIndex(view.filters.model_filter.findData("sd-2.1"))
     assert names(view) == ["castle.png"]
-    view.model_filter.setCurrentIndex(view.model_filter.findData("sd-1.4"))
+    view.filters.model_filter.setCurrentIndex(view.filters.model_filter.findData("sd-1.4"))
     assert names(view) == ["snowfox.png", "fox.png"]
-    view.model_filter.setCurrentIndex(0)
+    view.filters.model_filter.setCurrentIndex(0)
 
-    view.sort.setCurrentIndex(view.sort.findData("oldest"))
+    view.filters.sort.setCurrentIndex(view.filters.sort.findData("oldest"))
     assert names(view) == ["fox.png", "castle.png", "umbrella.png", "snowfox.png"]
 
     select(view, "castle.png")
-    view.favourite.setChecked(True)  # the detail pane's toggle persists it
-    view.rating.setValue(4)
+    view.details.favourite.setChecked(True)  # the detail pane's toggle persists it
+    view.details.rating.setValue(4)
     select(view, "umbrella.png")
     qtbot.keyClick(view.grid, Qt.Key.Key_2)  # digits rate the selected image
     qtbot.keyClick(view.grid, Qt.Key.Key_F)  # F toggles favourite
-    gallery = view.service.gallery()
-    assert gallery.get_by_path(library / "castle.png").rating == 4
-    assert gallery.get_by_path(library / "a1111" / "umbrella.png").rating == 2
+    assert view.browser.image_at_path(library / "castle.png").rating == 4
+    assert view.browser.image_at_path(library / "a1111" / "umbrella.png").rating == 2
 
-    view.sort.setCurrentIndex(view.sort.findData("rating"))
+    view.filters.sort.setCurrentIndex(view.filters.sort.findData("rating"))
     assert names(view) == ["castle.png", "umbrella.png", "snowfox.png", "fox.png"]
-    view.favourites_only.setChecked(True)
+    view.filters.favourites_only.setChecked(True)
     assert names(view) == ["castle.png", "umbrella.png"]
     select(view, "umbrella.png")
     qtbot.keyClick(view.grid, Qt.Key.Key_F)  # no longer a favourite: leaves the filtered view
     qtbot.waitUntil(lambda: names(view) == ["castle.png"], timeout=WAIT_MS)
 
-    view.favourites_only.setChecked(False)
-    view.date_filter.setCurrentIndex(view.date_filter.findData("today"))  # all made in 2023
+    view.filters.favourites_only.setChecked(False)
+    view.filters.date_filter.setCurrentIndex(view.filters.date_filter.findData("today"))  # all made in 2023
     assert names(view) == []
-    view.date_filter.setCurrentIndex(view.date_filter.findData("custom"))
-    assert view.date_from.isVisible()
+    view.filters.date_filter.setCurrentIndex(view.filters.date_filter.findData("custom"))
+    assert view.filters.date_from.isVisible()
     made = QDate(datetime.fromtimestamp(BASE).date())  # local time, like the filter
-    view.date_from.setDate(made.addDays(1))
+    view.filters.date_from.setDate(made.addDays(1))
     assert names(view) == []
-    view.date_from.setDate(made)
-    view.date_to.setDate(made)
+    view.filters.date_from.setDate(made)
+    view.filters.date_to.setDate(made)
     assert sorted(names(view)) == ["castle.png", "fox.png", "snowfox.png", "umbrella.png"]
 
 
 def test_selecting_shows_the_details_and_raw_chunks(make_view, library, qtbot):
     view = make_view(library)
     select(view, "castle.png")
-    f = view.fields
+    f = view.details.fields
     assert f["prompt"].text() == "a red castle at dusk"
     assert f["negative_prompt"].text() == "blurry"
     assert (f["seed"].text(), f["steps"].text(), f["model"].text()) == ("222", "30", "sd-2.1")
     assert f["guidance"].text() == "7.5" and f["source"].text() == "Latent Studio"
     assert f["size"].text() == "32 × 32" and "castle.png" in f["file"].text()
-    assert "[latent-studio]" in view.raw.toPlainText()
-    qtbot.waitUntil(lambda: view.preview.source().width() == 32, timeout=WAIT_MS)  # decoded image arrived
+    assert "[latent-studio]" in view.details.raw.toPlainText()
+    qtbot.waitUntil(lambda: view.details.preview.source().width() == 32, timeout=WAIT_MS)  # decoded image arrived
 
     select(view, "umbrella.png")
     assert f["source"].text().startswith("AUTOMATIC1111")
     assert f["seed"].text() == "2179987202"
-    raw = view.raw.toPlainText()
+    raw = view.details.raw.toPlainText()
     assert raw.startswith("[parameters]") and "Negative prompt: (worst quality" in raw
 
 
@@ -223,73 +220,73 @@ def test_delete_hides_the_row_and_undo_brings_it_back(make_view, library, qtbot,
     select(view, "castle.png")
     qtbot.keyClick(view.grid, Qt.Key.Key_Delete)
     assert names(view) == ["snowfox.png", "umbrella.png", "fox.png"]
-    assert view.count_label.text().startswith("4 images (1 deleted")
-    assert view.current_image().path.name == "fox.png"  # the neighbour is selected: Delete again works
-    assert (library / "castle.png").exists() and view.pending_delete() == library / "castle.png"
+    assert view.library_bar.count_label.text().startswith("4 images (1 deleted")
+    assert view.browser.current_image().path.name == "fox.png"  # the neighbour is selected: Delete again works
+    assert (library / "castle.png").exists() and view.browser.pending_delete() == library / "castle.png"
     qtbot.keyClick(view.grid, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert names(view) == ["snowfox.png", "umbrella.png", "castle.png", "fox.png"]
-    assert view.current_image().path.name == "castle.png"
+    assert view.browser.current_image().path.name == "castle.png"
     assert (library / "castle.png").exists() and not trash.exists()
-    assert view.pending_delete() is None and not view.act_undo.isEnabled()
+    assert view.browser.pending_delete() is None and not view.act_undo.isEnabled()
 
 
 def test_a_second_delete_sends_the_first_to_the_trash(make_view, library, qtbot, trash):
     view = make_view(library)
     select(view, "castle.png")
-    view.delete_current()
+    view.browser.delete_current()
     select(view, "fox.png")
-    view.delete_current()
+    view.browser.delete_current()
     assert not (library / "castle.png").exists() and (trash / "castle.png").is_file()
     assert (library / "fox.png").exists()  # still undoable
-    qtbot.waitUntil(lambda: view.service.gallery().get_by_path(library / "castle.png") is None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: view.browser.image_at_path(library / "castle.png") is None, timeout=WAIT_MS)
     qtbot.waitUntil(lambda: names(view) == ["snowfox.png", "umbrella.png"], timeout=WAIT_MS)
-    assert view.undo_delete()
+    assert view.browser.undo_delete()
     assert names(view) == ["snowfox.png", "umbrella.png", "fox.png"]
-    assert not view.undo_delete()  # only the last delete can be undone
+    assert not view.browser.undo_delete()  # only the last delete can be undone
 
 
-def test_delete_goes_to_the_trash_after_the_undo_window_and_at_shutdown(make_view, library, qtbot, trash):
+def test_delete_goes_to_the_trash_after_the_undo_window_and_at_shutdown(make_view, library, qtbot, trash, tmp_path):
     view = make_view(library, undo_ms=100)
     select(view, "fox.png")
-    view.delete_current()
+    view.browser.delete_current()
     qtbot.waitUntil(lambda: (trash / "fox.png").is_file(), timeout=WAIT_MS)
-    assert not (library / "fox.png").exists() and view.pending_delete() is None
+    assert not (library / "fox.png").exists() and view.browser.pending_delete() is None
 
     select(view, "snowfox.png")
-    view._undo_timer.setInterval(60_000)
-    view.delete_current()
+    view.browser.undo_ms = 60_000
+    view.browser.delete_current()
     assert (library / "snowfox.png").exists()
-    assert view.service.shutdown()  # the app quits within the undo window: the delete happens
+    assert view.browser.shutdown()  # the app quits within the undo window: the delete happens
     assert (trash / "snowfox.png").is_file() and not (library / "snowfox.png").exists()
-    with Gallery(view.service._db_path) as gallery:
+    with Gallery(tmp_path / "gallery.sqlite3") as gallery:
         assert gallery.get_by_path(library / "snowfox.png") is None
 
 
 def test_add_and_remove_folders_with_scan_progress(make_view, library, tmp_path, qtbot):
     view = make_view()
-    assert names(view) == [] and view.count_label.text() == "0 images"
+    assert names(view) == [] and view.library_bar.count_label.text() == "0 images"
     shown_during_scan: list[bool] = []
-    view.service.scan_progress.connect(lambda *_: shown_during_scan.append(view.progress.isVisible()))
+    view.browser.scan_progress.connect(lambda *_: shown_during_scan.append(view.library_bar.progress.isVisible()))
     messages: list[str] = []
     view.message.connect(messages.append)
-    with qtbot.waitSignal(view.service.scan_finished, timeout=WAIT_MS):
-        assert view.add_folder(library) == library.resolve()
-    assert shown_during_scan and all(shown_during_scan) and not view.progress.isVisible()
+    with qtbot.waitSignal(view.browser.scan_finished, timeout=WAIT_MS):
+        assert view.browser.add_folder(library) == library.resolve()
+    assert shown_during_scan and all(shown_during_scan) and not view.library_bar.progress.isVisible()
     assert any(m.startswith("Library scanned: 4 added") for m in messages)
     qtbot.waitUntil(lambda: len(names(view)) == 4, timeout=WAIT_MS)
-    assert view.count_label.text() == "4 images"
+    assert view.library_bar.count_label.text() == "4 images"
 
-    view._fill_folder_menu()
-    [remove] = [a for a in view._folder_menu.actions() if a.text() == str(library.resolve())]
+    view.library_bar.fill_folder_menu()
+    [remove] = [a for a in view.library_bar.folder_menu.actions() if a.text() == str(library.resolve())]
     remove.trigger()
     qtbot.waitUntil(lambda: names(view) == [], timeout=WAIT_MS)
-    assert view.count_label.text() == "0 images" and (library / "fox.png").exists()
+    assert view.library_bar.count_label.text() == "0 images" and (library / "fox.png").exists()
 
     out = tmp_path / "out"
-    view.service.ensure_folder(out)
-    qtbot.waitUntil(lambda: view.service.folders() == [out.resolve()], timeout=WAIT_MS)
-    view._fill_folder_menu()
-    [pinned] = view._folder_menu.actions()
+    view.browser.ensure_folder(out)
+    qtbot.waitUntil(lambda: view.browser.folders() == [out.resolve()], timeout=WAIT_MS)
+    view.library_bar.fill_folder_menu()
+    [pinned] = view.library_bar.folder_menu.actions()
     assert "output folder" in pinned.text() and not pinned.isEnabled()
 
 
@@ -298,25 +295,29 @@ def test_a_file_dropped_into_a_watched_folder_appears_by_itself(make_view, libra
     select(view, "castle.png")
     make_ours(library / "a1111" / "dropped.png", "a dropped dragon", seed=5, created=BASE + 100)
     qtbot.waitUntil(lambda: names(view)[:1] == ["dropped.png"], timeout=WATCH_MS)
-    assert view.count_label.text() == "5 images"
-    assert view.current_image().path.name == "castle.png"  # selection kept
+    assert view.library_bar.count_label.text() == "5 images"
+    assert view.browser.current_image().path.name == "castle.png"  # selection kept
     (library / "fox.png").unlink()
     qtbot.waitUntil(lambda: "fox.png" not in names(view), timeout=WATCH_MS)
     shutil.rmtree(library / "a1111")
     qtbot.waitUntil(lambda: names(view) == ["snowfox.png", "castle.png"], timeout=WATCH_MS)
 
 
-def test_thumbnails_arrive_off_the_gui_thread_for_painted_rows(make_view, library, qtbot):
+def test_thumbnails_arrive_off_the_gui_thread_for_painted_rows(make_view, library, qtbot, monkeypatch):
     ready: list[int] = []
     made_in: set[str] = set()
+    read = gallery_worker.read_qimage
 
-    def watch(service: GalleryService) -> None:
-        service.thumbnail_ready.connect(lambda image_id, image: ready.append(image_id))
-        service._thumbnail_made.connect(  # called where the QImage was made
-            lambda *_: made_in.add(threading.current_thread().name), Qt.ConnectionType.DirectConnection
-        )
+    def reading(path, size=None):  # decodes a thumbnail, in the thread that made it
+        made_in.add(threading.current_thread().name)
+        return read(path, size)
 
-    view = make_view(library, on_service=watch)
+    monkeypatch.setattr(gallery_worker, "read_qimage", reading)
+
+    def watch(browser: GalleryBrowser) -> None:
+        browser.service.thumbnail_ready.connect(lambda image_id, image: ready.append(image_id))
+
+    view = make_view(library, on_browser=watch)
     model = view.model
     qtbot.waitUntil(lambda: len(ready) >= 4 and len(made_in) >= 1, timeout=WAIT_MS)
     assert all(name.startswith("studio-thumbnail") for name in made_in)
@@ -351,7 +352,7 @@ def test_two_thousand_rows_are_fetched_page_by_page(make_view, big_library, qtbo
     shutil.copy(db_template, db)
     view = make_view(db=db)
     model: GalleryModel = view.model
-    assert view.count_label.text() == "2,000 images"
+    assert view.library_bar.count_label.text() == "2,000 images"
     assert model.rowCount() == 200 and model.canFetchMore()
     model.fetchMore()
     assert model.rowCount() == 400
@@ -436,13 +437,13 @@ def test_the_size_slider_and_zoom_keys_resize_the_grid_live(make_view, big_image
     view = make_view(big_images)
     view.resize(800, 700)  # narrow: at 320 px one column, still no horizontal scroll bar
     sizes: list[int] = []
-    view.icon_size_changed.connect(sizes.append)
+    view.browser.icon_size_changed.connect(sizes.append)
     model = view.model
     first = model.image_at(0)
     qtbot.waitUntil(lambda: model.cached_pixmap(first) is not None, timeout=WAIT_MS)  # rows below: not painted
     assert model.cached_pixmap(first).width() == 160
 
-    view.size_slider.setValue(320)  # as a drag ends
+    view.library_bar.size_slider.setValue(320)  # as a drag ends
     assert view.icon_size() == 320 and sizes == [320]
     assert view.grid.gridSize().height() == 320 + GRID_GAP
     # Asked again at the new size (from the larger stored thumbnail), not the 160 px one enlarged.
@@ -457,7 +458,7 @@ def test_the_size_slider_and_zoom_keys_resize_the_grid_live(make_view, big_image
     qtbot.keyClick(view.grid, Qt.Key.Key_Plus, ctrl)
     qtbot.keyClick(view.grid, Qt.Key.Key_Plus, ctrl)  # already the largest: nothing changes
     qtbot.keyClick(view.grid, Qt.Key.Key_0, ctrl)
-    assert sizes == [320, 304, 320, 160] and view.size_slider.value() == 160
+    assert sizes == [320, 304, 320, 160] and view.library_bar.size_slider.value() == 160
     assert view.set_icon_size(10) == 64 and view.icon_size() == 64 and sizes[-1] == 64  # clamped
     qtbot.waitUntil(lambda: model.cached_pixmap(first).width() == 64, timeout=WAIT_MS)  # not a 320 one kept
 
@@ -466,12 +467,12 @@ def test_zoom_keys_work_anywhere_in_the_gallery_and_leave_the_window_alone(make_
     window = QMainWindow()
     qtbot.addWidget(window)
     view = make_view(library, window=window)
-    view.search.setFocus()
-    qtbot.waitUntil(view.search.hasFocus, timeout=WAIT_MS)
-    qtbot.keyClick(view.search, Qt.Key.Key_Plus, Qt.KeyboardModifier.ControlModifier)
-    assert view.icon_size() == ICON_SIZE + 16 and view.search.text() == ""
-    qtbot.keyClick(view.search, Qt.Key.Key_0, Qt.KeyboardModifier.ControlModifier)
-    assert view.icon_size() == ICON_SIZE and view.search.text() == ""
+    view.filters.search.setFocus()
+    qtbot.waitUntil(view.filters.search.hasFocus, timeout=WAIT_MS)
+    qtbot.keyClick(view.filters.search, Qt.Key.Key_Plus, Qt.KeyboardModifier.ControlModifier)
+    assert view.icon_size() == ICON_SIZE + 16 and view.filters.search.text() == ""
+    qtbot.keyClick(view.filters.search, Qt.Key.Key_0, Qt.KeyboardModifier.ControlModifier)
+    assert view.icon_size() == ICON_SIZE and view.filters.search.text() == ""
     # For the window's list of shortcuts: each action once, where it works.
     assert {view.act_bigger, view.act_smaller, view.act_default_size, view.act_focus_search} <= set(view.actions())
     assert view.act_reuse in view.grid_actions() and view.act_bigger not in view.grid_actions()
@@ -487,15 +488,15 @@ def test_escape_in_the_search_box_clears_it_and_never_reaches_the_window(make_vi
     cancel.triggered.connect(lambda: cancelled.append(True))
     window.addAction(cancel)
     view = make_view(library, window=window)
-    view.search.setFocus()
-    qtbot.waitUntil(view.search.hasFocus, timeout=WAIT_MS)
-    qtbot.keyClicks(view.search, "fox")
+    view.filters.search.setFocus()
+    qtbot.waitUntil(view.filters.search.hasFocus, timeout=WAIT_MS)
+    qtbot.keyClicks(view.filters.search, "fox")
     qtbot.waitUntil(lambda: names(view) == ["snowfox.png", "fox.png"], timeout=WAIT_MS)
 
-    qtbot.keyClick(view.search, Qt.Key.Key_Escape)
-    assert view.search.text() == "" and len(names(view)) == 4  # cleared, and the filter lifted at once
-    assert view.search.hasFocus() and cancelled == []
-    qtbot.keyClick(view.search, Qt.Key.Key_Escape)  # already empty: on to the grid
+    qtbot.keyClick(view.filters.search, Qt.Key.Key_Escape)
+    assert view.filters.search.text() == "" and len(names(view)) == 4  # cleared, and the filter lifted at once
+    assert view.filters.search.hasFocus() and cancelled == []
+    qtbot.keyClick(view.filters.search, Qt.Key.Key_Escape)  # already empty: on to the grid
     assert view.grid.hasFocus() and cancelled == []
 
     qtbot.keyClick(view.grid, Qt.Key.Key_Escape)  # outside the search box the window's Escape is live
@@ -507,15 +508,15 @@ def test_handle_escape_clears_the_search_then_the_selection(make_view, library, 
     assert not view.handle_escape()  # nothing to do: the window may use Escape
     select(view, "castle.png")
     assert view.handle_escape()
-    assert view.current_image() is None and not view.grid.selectionModel().hasSelection()
-    assert view.caption.text() == NO_SELECTION and view.fields["prompt"].text() == ""
+    assert view.browser.current_image() is None and not view.grid.selectionModel().hasSelection()
+    assert view.details.caption.text() == NO_SELECTION and view.details.fields["prompt"].text() == ""
     assert not view.handle_escape()
 
-    view.search.setText("castle")
-    view.apply_filters()
-    view.search.setFocus()
-    qtbot.waitUntil(view.search.hasFocus, timeout=WAIT_MS)
-    assert view.handle_escape() and view.search.text() == "" and len(names(view)) == 4
+    view.browser.search_text = "castle"
+    view.browser.apply_filters()
+    view.filters.search.setFocus()
+    qtbot.waitUntil(view.filters.search.hasFocus, timeout=WAIT_MS)
+    assert view.handle_escape() and view.filters.search.text() == "" and len(names(view)) == 4
     assert view.handle_escape() and view.grid.hasFocus()  # empty search box: focus moves to the grid
 
 
@@ -525,22 +526,22 @@ def test_the_detail_pane_says_what_it_shows(make_view, library, qtbot):
 
     Image.new("RGB", (20, 20), (9, 9, 9)).save(library / "plain.png")  # no metadata chunks at all
     view = make_view(library)
-    assert view.current_image() is None
-    assert view.caption.text() == NO_SELECTION and view.preview.text() == NO_SELECTION
-    assert all(label.text() == "" for label in view.fields.values())
-    assert view.raw.toPlainText() == "" and view.raw.placeholderText() == ""  # no claim about a file
+    assert view.browser.current_image() is None
+    assert view.details.caption.text() == NO_SELECTION and view.details.preview.text() == NO_SELECTION
+    assert all(label.text() == "" for label in view.details.fields.values())
+    assert view.details.raw.toPlainText() == "" and view.details.raw.placeholderText() == ""  # no claim about a file
 
     select(view, "plain.png")
-    assert view.caption.text() == "plain.png" and view.preview.text() == ""
-    assert view.raw.toPlainText() == "" and view.raw.placeholderText() == NO_CHUNKS
-    assert view.fields["source"].text() == "no generation parameters found"
+    assert view.details.caption.text() == "plain.png" and view.details.preview.text() == ""
+    assert view.details.raw.toPlainText() == "" and view.details.raw.placeholderText() == NO_CHUNKS
+    assert view.details.fields["source"].text() == "no generation parameters found"
 
     select(view, "castle.png")
-    assert view.caption.text() == "castle.png" and "[latent-studio]" in view.raw.toPlainText()
+    assert view.details.caption.text() == "castle.png" and "[latent-studio]" in view.details.raw.toPlainText()
 
-    view.clear_selection()
-    assert view.caption.text() == NO_SELECTION and view.raw.placeholderText() == ""
-    assert view.raw.toPlainText() == "" and view.preview.text() == NO_SELECTION
+    view.browser.clear_selection()
+    assert view.details.caption.text() == NO_SELECTION and view.details.raw.placeholderText() == ""
+    assert view.details.raw.toPlainText() == "" and view.details.preview.text() == NO_SELECTION
 
 
 # ------------------------------------------------------------------------------------ other writers
@@ -553,10 +554,10 @@ def test_images_catalogued_by_another_process_appear_by_themselves(make_view, li
     make_ours(elsewhere / "owl.png", "an owl at night", seed=9, created=BASE + 50)
     assert scan_in_another_process(tmp_path / "gallery.sqlite3", elsewhere) == 1  # `studio gallery scan`
     qtbot.waitUntil(lambda: names(view)[:1] == ["owl.png"], timeout=WAIT_MS)  # no Rescan
-    assert view.count_label.text() == "5 images"
-    assert view.current_image().path.name == "castle.png"  # selection kept
+    assert view.library_bar.count_label.text() == "5 images"
+    assert view.browser.current_image().path.name == "castle.png"  # selection kept
 
-    with qtbot.waitSignal(view.service.scan_finished, timeout=WAIT_MS):
+    with qtbot.waitSignal(view.browser.scan_finished, timeout=WAIT_MS):
         view.act_rescan.trigger()
     assert messages[-1].startswith("Library scanned: up to date, no changes (5 files checked")
 
@@ -570,17 +571,17 @@ def test_metadata_text_is_shown_harmlessly_and_copied_exactly(make_view, tmp_pat
     make_ours(folder / "trick.png", HOSTILE, model="model\x1b]0;title\x07", negative="bad\u2028line", created=BASE)
     view = make_view(folder)
     select(view, "trick.png")
-    shown = view.fields["prompt"].text()
+    shown = view.details.fields["prompt"].text()
     assert shown == "red \\x1b[31mfox\\x1b[0m \\u202eevil\\u202c\\rhidden"
-    assert view.fields["model"].text() == "model\\x1b]0;title\\x07"
-    assert view.fields["negative_prompt"].text() == "bad\\u2028line"
+    assert view.details.fields["model"].text() == "model\\x1b]0;title\\x07"
+    assert view.details.fields["negative_prompt"].text() == "bad\\u2028line"
     index = view.model.index(0)
-    tooltip = view.model.data(index, Qt.ItemDataRole.ToolTipRole)
+    tooltip = tooltip_for(index)
     accessible = view.model.data(index, Qt.ItemDataRole.AccessibleTextRole)
-    for text in (shown, tooltip, accessible, view.raw.toPlainText(), view.model_filter.itemText(1)):
+    for text in (shown, tooltip, accessible, view.details.raw.toPlainText(), view.filters.model_filter.itemText(1)):
         assert not any(char in text for char in "\x1b\u202e\u202c\r\x07\u2028"), repr(text)
     assert "\\x1b[31mfox" in tooltip and "\\u202eevil" in tooltip and "\\rhidden" in tooltip
-    assert view.model_filter.itemData(1) == "model\x1b]0;title\x07"  # the filter still matches exactly
+    assert view.filters.model_filter.itemData(1) == "model\x1b]0;title\x07"  # the filter still matches exactly
     view.act_copy_prompt.trigger()
     assert QApplication.clipboard().text() == HOSTILE  # the clipboard gets the prompt as it is
 
@@ -594,16 +595,17 @@ def test_html_in_prompts_and_model_names_is_never_rendered(make_view, tmp_path, 
     folder = tmp_path / "html"
     make_ours(folder / "page.png", HTML_PAYLOAD, model=HTML_PAYLOAD, negative=HTML_PAYLOAD, created=BASE)
     view = make_view(folder)
-    labels = [view.caption, view.count_label, view.preview, *view.fields.values()]
+    labels = [view.details.caption, view.library_bar.count_label, view.details.preview, *view.details.fields.values()]
     assert all(label.textFormat() == Qt.TextFormat.PlainText for label in labels)
     select(view, "page.png")
     for key in ("prompt", "negative_prompt", "model"):
-        assert view.fields[key].text() == HTML_PAYLOAD  # shown exactly, as plain text
-    assert HTML_PAYLOAD in view.raw.toPlainText()  # a QPlainTextEdit: never HTML
-    assert view.model_filter.itemText(1) == HTML_PAYLOAD  # combo box entries are plain text
+        assert view.details.fields[key].text() == HTML_PAYLOAD  # shown exactly, as plain text
+    assert HTML_PAYLOAD in view.details.raw.toPlainText()  # a QPlainTextEdit: never HTML
+    assert view.filters.model_filter.itemText(1) == HTML_PAYLOAD  # combo box entries are plain text
 
     index = view.grid.model().index(0, 0)
-    tooltip = index.data(Qt.ItemDataRole.ToolTipRole)  # what hovering the thumbnail shows
+    assert index.data(Qt.ItemDataRole.ToolTipRole) is None  # never Qt's own tooltip: it would render HTML
+    tooltip = tooltip_for(index)  # what hovering the thumbnail shows
     assert tooltip.startswith("<p style='white-space:pre-wrap'>")  # escaped into HTML showing the text
     assert "<img" not in tooltip and "<b>" not in tooltip
     first, model_line = tooltip.split("<br>")[:2]
@@ -618,12 +620,26 @@ def test_damage_found_by_a_search_is_repaired_and_said_once(make_view, library, 
     with sqlite3.connect(tmp_path / "gallery.sqlite3") as conn:
         conn.execute("DROP TABLE images_fts_data")  # the search index is broken under the open app
     conn.close()
-    with qtbot.waitSignal(view.service.scan_finished, timeout=WAIT_MS):
-        qtbot.keyClicks(view.search, "fox")  # the text search meets the damage; the rebuild rescans
+    with qtbot.waitSignal(view.browser.scan_finished, timeout=WAIT_MS):
+        qtbot.keyClicks(view.filters.search, "fox")  # the text search meets the damage; the rebuild rescans
     qtbot.waitUntil(lambda: names(view) == ["snowfox.png", "fox.png"], timeout=WAIT_MS)
     said = [m for m in messages if "damaged" in m]
     assert len(said) == 1 and "moved it to" in said[0] and "ratings" in said[0]
     assert not [m for m in messages if "search failed" in m]
-    view.search.clear()
+    view.filters.search.clear()
     qtbot.waitUntil(lambda: len(names(view)) == 4, timeout=WAIT_MS)
     assert len([m for m in messages if "damaged" in m]) == 1
+
+
+def test_closing_the_page_sends_a_pending_delete_to_the_trash(make_view, library, qtbot, trash):
+    """What the window does as it closes: the page is closed first, so a delete waiting for its undo
+    window is carried out (the window then shuts the browser down)."""
+    window = QMainWindow()
+    qtbot.addWidget(window)
+    view = make_view(library, window=window)
+    select(view, "castle.png")
+    qtbot.keyClick(view.grid, Qt.Key.Key_Delete)
+    assert (library / "castle.png").exists() and view.act_undo.isEnabled()
+    view.close()
+    assert (trash / "castle.png").is_file() and view.browser.pending_delete() is None
+    assert not view.act_undo.isEnabled()

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import pytest
 from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication, QPlainTextEdit
 
 from studio.library.metadata import read_metadata
+from studio.viewmodel.session import SavedImage
+
+
+def saved(path, image: QImage, seed: int | None, metadata: dict | None = None) -> SavedImage:
+    """A result as the engine's thread reports it (for tests that put one in the strip directly)."""
+    return SavedImage(0, path, image, seed, "cpu", "float32", False, metadata or {})
 
 
 @pytest.fixture
@@ -54,8 +61,8 @@ def test_type_a_prompt_and_generate_with_ctrl_return(make_window, qtbot, tmp_pat
     editor.selectAll()
     qtbot.keyClicks(editor, "a tiny red fox, watercolor")
     steps = []
-    window.service.step.connect(lambda job, step, total, image, rate, eta: steps.append((step, total, image.isNull())))
-    with qtbot.waitSignal(window.service.job_finished, timeout=60_000):
+    window.session.queue.step.connect(lambda r: steps.append((r.step, r.total, r.preview.isNull())))
+    with qtbot.waitSignal(window.session.queue.job_finished, timeout=60_000):
         qtbot.keyClick(editor, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
     assert steps == [(1, 4, False), (2, 4, False), (3, 4, False), (4, 4, False)]
     assert window.preview.steps_shown == 4
@@ -75,12 +82,12 @@ def test_escape_cancels_the_running_job(make_window, qtbot):
     fast(window, steps=200)
     window.prompt_editor.set_prompts("a slow one")
 
-    def on_step(job, step, total, image, rate, eta):
-        if step == 2:
+    def on_step(report):
+        if report.step == 2:
             qtbot.keyClick(window, Qt.Key.Key_Escape)
 
-    window.service.step.connect(on_step)
-    with qtbot.waitSignal(window.service.job_cancelled, timeout=60_000):
+    window.session.queue.step.connect(on_step)
+    with qtbot.waitSignal(window.session.queue.job_cancelled, timeout=60_000):
         window.act_generate.trigger()
     assert window.preview.steps_shown < 10
     assert window.results.count() == 0
@@ -90,17 +97,17 @@ def test_escape_cancels_the_running_job(make_window, qtbot):
 def test_a_failing_job_is_reported_and_the_next_one_runs(make_window, qtbot, tmp_path):
     window = make_window()
     fast(window)
-    window.parameters.add_local_model(str(tmp_path / "no-such-model"))
-    with qtbot.waitSignal(window.service.job_failed, timeout=60_000) as failed:
+    window.session.settings.select_model(str(tmp_path / "no-such-model"))
+    with qtbot.waitSignal(window.session.queue.job_failed, timeout=60_000) as failed:
         window.act_generate.trigger()
     assert "no-such-model" in failed.args[1]
     assert "failed" in window.statusBar().currentMessage()
     assert window.preview.caption.text() == "Job #1 failed"
     assert "no-such-model" in window.preview.failure.message()  # wrapped in its own panel, never clipped
     assert window.preview.failure.models_button.isVisible()  # a missing model: the model manager helps
-    window.parameters.model.setCurrentIndex(window.parameters.model.findData(window.parameters.local_models()[0]))
+    window.parameters.model.setCurrentIndex(window.parameters.model.findData(window.session.settings.local_models()[0]))
     fast(window)
-    with qtbot.waitSignal(window.service.job_finished, timeout=60_000):
+    with qtbot.waitSignal(window.session.queue.job_finished, timeout=60_000):
         window.act_generate.trigger()
     assert window.results.count() == 1
 
@@ -109,7 +116,7 @@ def test_reuse_parameters_and_seed_from_a_result(make_window, qtbot):
     window = make_window()
     fast(window, steps=3)
     window.prompt_editor.set_prompts("castle on a hill", "fog")
-    with qtbot.waitSignal(window.service.job_finished, timeout=60_000):
+    with qtbot.waitSignal(window.session.queue.job_finished, timeout=60_000):
         window.act_generate.trigger()
     seed = window.results.current().seed
     window.parameters.steps.setValue(17)
@@ -145,13 +152,14 @@ def test_local_sd2_file_defaults_follow_its_prediction_type(make_window, tmp_pat
     from tests.engine.ldm_export import pipeline_to_ldm, save_safetensors
 
     path = save_safetensors(pipeline_to_ldm(build_tiny_pipeline("sd2", seed=4), "sd2"), tmp_path / "m.safetensors")
-    p = make_window().parameters
-    p.add_local_model(str(path))
-    assert (p.family(), p.width.value(), p.presets.itemData(1)) == ("sd2", 768, (768, 768))
+    window = make_window()
+    p, s = window.parameters, window.session.settings
+    s.select_model(str(path))
+    assert (s.family(), p.width.value(), p.presets.itemData(1)) == ("sd2", 768, (768, 768))
     (tmp_path / "m.yaml").write_text("parameterization: eps\n", encoding="utf-8")
     p.model.setCurrentIndex(0)
-    p.add_local_model(str(path))
-    assert (p.family(), p.width.value(), p.presets.itemData(1)) == ("sd2", 512, (512, 512))
+    s.select_model(str(path))
+    assert (s.family(), p.width.value(), p.presets.itemData(1)) == ("sd2", 512, (512, 512))
 
 
 def test_model_defaults_and_size_rule(make_window, qtbot):
@@ -159,10 +167,10 @@ def test_model_defaults_and_size_rule(make_window, qtbot):
     p = window.parameters
     assert (p.steps.value(), p.guidance.value(), p.width.value()) == (30, 7.5, 512)
     p.width.setValue(520)
-    assert "multiples of 64" in p.size_problem()
-    jobs_before = len(window.service.jobs())
+    assert "multiples of 64" in window.session.settings.size_problem
+    jobs_before = len(window.session.queue.jobs())
     window.act_generate.trigger()
-    assert len(window.service.jobs()) == jobs_before  # refused before queueing
+    assert len(window.session.queue.jobs()) == jobs_before  # refused before queueing
     assert "multiples of 64" in window.statusBar().currentMessage()
     p.model.setCurrentIndex(p.model.findData("sd-2.1"))
     assert p.width.value() == 768
@@ -196,7 +204,7 @@ def test_dropping_an_image_with_metadata_offers_to_restore_it(make_window, qtbot
     box.button(QMessageBox.StandardButton.Yes).click()
     assert window.prompt_editor.prompt() == "a foggy harbour"
     assert window.parameters.steps.value() == 23 and window.parameters.seed.text() == "4242"
-    assert window.parameters.model_spec() == str(window.parameters.local_models()[0])  # foreign model not added
+    assert window.session.settings.model == str(window.session.settings.local_models()[0])  # foreign model not added
     assert "not available here" in window.statusBar().currentMessage()
     plain = tmp_path / "plain.png"
     Image.new("RGB", (8, 8)).save(plain)
@@ -208,7 +216,7 @@ def test_generated_images_appear_in_the_gallery_and_restore_parameters(make_wind
     window = make_window(gallery_db=tmp_path / "gallery.sqlite3", thumbnail_dir=tmp_path / "thumbs")
     fast(window, steps=3)
     window.prompt_editor.set_prompts("a copper kettle on a stove", "smoke")
-    with qtbot.waitSignal(window.service.job_finished, timeout=60_000):
+    with qtbot.waitSignal(window.session.queue.job_finished, timeout=60_000):
         window.act_generate.trigger()
     seed = window.results.current().seed
     window.act_gallery.trigger()
@@ -268,8 +276,8 @@ def test_a_damaged_catalogue_is_rebuilt_and_said_once_in_a_box(make_window, qtbo
     aside = [p.name for p in tmp_path.iterdir() if p.name.startswith("gallery.sqlite3.damaged-")]
     assert len(aside) == 1 and aside[0] in box.text() and "ratings and favourites" in box.text()
     box.buttons()[0].click()
-    with qtbot.waitSignal(window.gallery_service.scan_finished, timeout=30_000):
-        window.gallery_service.scan()
+    with qtbot.waitSignal(window.session.gallery.scan_finished, timeout=30_000):
+        window.session.gallery.scan()
     assert len(window.findChildren(QMessageBox, "catalogue-rebuilt")) == 1  # said once
 
 
@@ -278,21 +286,21 @@ def test_escape_in_the_gallery_search_does_not_cancel_the_generation(make_window
     fast(window, steps=200)
     window.prompt_editor.set_prompts("a slow one")
     started = []
-    window.service.step.connect(lambda job, step, *_: started.append(step))
+    window.session.queue.step.connect(lambda r: started.append(r.step))
     window.act_generate.trigger()
     qtbot.waitUntil(lambda: len(started) >= 1, timeout=60_000)
     window.act_gallery.trigger()
-    search = window.gallery_view.search
+    search = window.gallery_view.filters.search
     search.setFocus()
     qtbot.keyClicks(search, "fox")
     qtbot.keyClick(search, Qt.Key.Key_Escape)
     qtbot.keyClick(search, Qt.Key.Key_Escape)
     qtbot.keyClick(window.gallery_view.grid, Qt.Key.Key_Escape)  # Escape on the gallery page never cancels
     assert search.text() == ""
-    job = window.service.running_job()
+    job = window.session.queue.running_job()
     assert job is not None and not job.cancel_requested
     window.act_studio.trigger()
-    with qtbot.waitSignal(window.service.job_cancelled, timeout=60_000):
+    with qtbot.waitSignal(window.session.queue.job_cancelled, timeout=60_000):
         qtbot.keyClick(window.prompt_editor.prompt_edit, Qt.Key.Key_Escape)  # in the studio it cancels
 
 
@@ -301,7 +309,7 @@ def test_cancelling_a_queued_job_leaves_the_running_one_alone(make_window, qtbot
     fast(window, steps=200)
     window.prompt_editor.set_prompts("running")
     steps = []
-    window.service.step.connect(lambda job, step, *_: steps.append((job, step)))
+    window.session.queue.step.connect(lambda r: steps.append((r.job_id, r.step)))
     window.act_generate.trigger()
     window.prompt_editor.set_prompts("queued one")
     window.act_generate.trigger()
@@ -309,30 +317,30 @@ def test_cancelling_a_queued_job_leaves_the_running_one_alone(make_window, qtbot
     window.act_generate.trigger()
     qtbot.waitUntil(lambda: len(steps) >= 1, timeout=60_000)
     queue = window.queue_view
-    running, first, second = (j.id for j in window.service.jobs())
+    running, first, second = (j.id for j in window.session.queue.jobs())
     assert queue.select_job(first)
     qtbot.mouseClick(queue.cancel_button, Qt.MouseButton.LeftButton)
-    assert [j.id for j in window.service.jobs()] == [running, second]
+    assert [j.id for j in window.session.queue.jobs()] == [running, second]
     assert "Cancelled" not in window.preview.progress.format()  # the running job's bar is untouched
     assert queue.selected_job_id() is None and not queue.cancel_button.isEnabled()
     qtbot.mouseClick(queue.cancel_button, Qt.MouseButton.LeftButton)  # a second click cancels nothing
-    assert [j.id for j in window.service.jobs()] == [running, second]
-    window.service.cancel_all()
-    qtbot.waitUntil(lambda: not window.service.jobs(), timeout=60_000)
+    assert [j.id for j in window.session.queue.jobs()] == [running, second]
+    window.session.queue.cancel_all()
+    qtbot.waitUntil(lambda: not window.session.queue.jobs(), timeout=60_000)
 
 
 def test_the_caption_says_what_the_preview_shows(make_window, qtbot):
     window = make_window()
     fast(window, steps=3)
     window.prompt_editor.set_prompts("first image")
-    with qtbot.waitSignal(window.service.job_finished, timeout=60_000):
+    with qtbot.waitSignal(window.session.queue.job_finished, timeout=60_000):
         window.act_generate.trigger()
     first_name = window.results.current().path.name
     assert window.preview.caption.text().startswith(first_name)
     captions = []
-    window.service.step.connect(lambda *_: captions.append(window.preview.caption.text()))
+    window.session.queue.step.connect(lambda *_: captions.append(window.preview.caption.text()))
     window.prompt_editor.set_prompts("second image")
-    with qtbot.waitSignal(window.service.job_finished, timeout=60_000):
+    with qtbot.waitSignal(window.session.queue.job_finished, timeout=60_000):
         window.act_generate.trigger()
     assert captions and all(c == "Job #2: second image" for c in captions)  # not the previous file's name
     assert window.preview.caption.text().startswith(window.results.current().path.name)
@@ -341,12 +349,12 @@ def test_the_caption_says_what_the_preview_shows(make_window, qtbot):
 def test_steps_show_the_users_count_and_the_default_scheduler_is_named(make_window, qtbot):
     window = make_window()
     p = window.parameters
-    assert p.scheduler.itemText(0) == "Model default (PNDM)"  # the tiny SD 1.x folder ships PNDM
+    qtbot.waitUntil(lambda: p.scheduler.itemText(0) == "Model default (PNDM)")  # the tiny SD 1.x folder ships PNDM
     fast(window, steps=5)
     p.scheduler.setCurrentIndex(0)
     totals = []
-    window.service.step.connect(lambda job, step, total, *_: totals.append((step, total)))
-    with qtbot.waitSignal(window.service.job_finished, timeout=60_000):
+    window.session.queue.step.connect(lambda r: totals.append((r.step, r.total)))
+    with qtbot.waitSignal(window.session.queue.job_finished, timeout=60_000):
         window.act_generate.trigger()
     assert {total for _, total in totals} == {5} and totals[-1] == (5, 5)
     assert "Step 5/5" in window.preview.progress.format() or window.preview.progress.format().startswith("Done")
@@ -396,15 +404,13 @@ def test_open_output_folder_says_when_nothing_can_open_it(make_window, monkeypat
 
 
 def test_reuse_names_a_missing_model(make_window, tmp_path):
-    from studio.ui.results import ResultItem
-
     window = make_window()
-    current = window.parameters.model_spec()
+    current = window.session.settings.model
     meta = {"request": {"prompt": "a lighthouse", "steps": 12}, "seed": 5, "model": {"id": "gone", "path": str(tmp_path / "gone")}}
-    window.reuse_parameters(ResultItem(tmp_path / "x.png", 5, meta))
+    window.reuse_parameters(saved(tmp_path / "x.png", QImage(), 5, meta))
     message = window.statusBar().currentMessage()
     assert str(tmp_path / "gone") in message and "not available" in message
-    assert window.parameters.model_spec() == current and window.parameters.steps.value() == 12
+    assert window.session.settings.model == current and window.parameters.steps.value() == 12
 
 
 def test_quit_with_jobs_asks_and_the_queue_resumes_next_time(make_window, qtbot, tmp_path):
@@ -420,7 +426,7 @@ def test_quit_with_jobs_asks_and_the_queue_resumes_next_time(make_window, qtbot,
     box = window.findChild(QMessageBox, "quitBox")
     assert box is not None and box.isVisible() and window.isVisible()
     box.button(QMessageBox.StandardButton.Cancel).click()
-    assert window.isVisible() and len(window.service.jobs()) == 2  # nothing was lost
+    assert window.isVisible() and len(window.session.queue.jobs()) == 2  # nothing was lost
     window.act_quit.trigger()
     box = [b for b in window.findChildren(QMessageBox, "quitBox") if b.isVisible()][-1]
     next(b for b in box.buttons() if box.buttonRole(b) == QMessageBox.ButtonRole.AcceptRole).click()
@@ -432,10 +438,10 @@ def test_quit_with_jobs_asks_and_the_queue_resumes_next_time(make_window, qtbot,
     resume = again.findChild(QMessageBox, "resumeBox")
     assert "2 jobs" in resume.text()
     next(b for b in resume.buttons() if resume.buttonRole(b) == QMessageBox.ButtonRole.AcceptRole).click()
-    assert [j.request.prompt for j in again.service.jobs()] == ["long one", "waiting one"]
+    assert [j.request.prompt for j in again.session.queue.jobs()] == ["long one", "waiting one"]
     assert not (tmp_path / "queue.json").exists()
-    again.service.cancel_all()
-    qtbot.waitUntil(lambda: not again.service.jobs(), timeout=60_000)
+    again.session.queue.cancel_all()
+    qtbot.waitUntil(lambda: not again.session.queue.jobs(), timeout=60_000)
 
 
 def test_a_catalogue_model_not_downloaded_is_a_deliberate_download(make_window, qtbot, tmp_path):
@@ -445,7 +451,7 @@ def test_a_catalogue_model_not_downloaded_is_a_deliberate_download(make_window, 
     qtbot.waitUntil(lambda: "Not downloaded yet" in window.parameters.model_note.text())
     window.prompt_editor.set_prompts("a fox")
     window.act_generate.trigger()
-    assert window.service.jobs() == []  # nothing queued to fail after a long wait
+    assert window.session.queue.jobs() == []  # nothing queued to fail after a long wait
     box = window.findChild(QMessageBox, "downloadFirstBox")
     assert box is not None and "Stable Diffusion 1.4" in box.text()
     next(b for b in box.buttons() if box.buttonRole(b) == QMessageBox.ButtonRole.AcceptRole).click()
@@ -543,7 +549,7 @@ def test_captions_and_tooltips_show_file_text_literally(make_window, tmp_path):
     window = make_window()
     image = QImage(8, 8, QImage.Format.Format_RGB32)
     path = tmp_path / "<b>x</b>\x1b[31m.png"
-    window.results.add_result(path, image, 5, {})
+    window.results.add_result(saved(path, image, 5))
     tip = window.results.item(0).toolTip()
     assert "\x1b" not in tip and "&lt;b&gt;x&lt;/b&gt;\\x1b[31m.png" in tip  # escaped: not rendered as HTML
     window.preview.show_result(image, "<i>caption</i>\x07\u202e\nsecond line")
@@ -573,7 +579,7 @@ def test_html_from_files_is_never_rendered_in_the_window(make_window, tmp_path):
 
     # A local model whose folder name looks like HTML: the status bar's model label shows it.
     model_dir = tmp_path / "<b>model"
-    window.parameters.add_local_model(str(model_dir))
+    window.session.settings.select_model(str(model_dir))
     assert window.status_model.text().startswith("<b>model  (local) · ")
 
     # An image dropped on the window: its prompt and model name are markup.
@@ -592,7 +598,7 @@ def test_html_from_files_is_never_rendered_in_the_window(make_window, tmp_path):
 
     # A result saved under folders whose names join into markup.
     folder = tmp_path / '<img src="' / "dev" / 'null">'
-    window.results.add_result(folder / "r.png", QImage(8, 8, QImage.Format.Format_RGB32), 7, {})
+    window.results.add_result(saved(folder / "r.png", QImage(8, 8, QImage.Format.Format_RGB32), 7))
     item = window.results.item(0)
     tip = item.toolTip()
     assert item.text() == "7" and tip.startswith("<p style='white-space:pre-wrap'>")

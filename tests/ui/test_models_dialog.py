@@ -3,17 +3,53 @@
 from __future__ import annotations
 
 import pytest
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QMessageBox
 
 from studio.engine.catalog import CATALOG
+from studio.engine.errors import RequestError
+from studio.engine.model_info import check_local_model
 from studio.ui.models_dialog import ModelsDialog
-from studio.ui.parameters import ParametersPanel
-from studio.worker.downloads import DownloadService
+from studio.viewmodel.model_manager import ModelManager
 from tests.cli.fake_hub import FakeHub, cache_repo, folder_files
 
 SD1, SD2 = CATALOG["sd-1.4"], CATALOG["sd-2.1"]
 UNET = "unet/diffusion_pytorch_model.safetensors"
 WAIT_MS = 60_000
+
+
+class LocalModelList(QObject):
+    """The window's list of added local models, as the dialog sees it (the four members it uses): a
+    real list with the real model check, so the dialog is tested without the whole parameters panel."""
+
+    model_changed = Signal(str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._specs: list[str] = []
+
+    def local_models(self) -> list[str]:
+        return list(self._specs)
+
+    def add_local_model(self, spec: str) -> None:  # unchecked, as the command line's --model
+        if spec not in self._specs:
+            self._specs.append(spec)
+            self.model_changed.emit(spec)
+
+    def try_add_local_model(self, spec: str) -> bool:
+        try:
+            check_local_model(spec)
+        except RequestError:
+            return False
+        self.add_local_model(spec)
+        return True
+
+    def remove_local_model(self, spec: str) -> bool:
+        if spec not in self._specs:
+            return False
+        self._specs.remove(spec)
+        self.model_changed.emit("")
+        return True
 
 
 @pytest.fixture
@@ -29,25 +65,22 @@ def online(monkeypatch, tmp_path):
 @pytest.fixture
 def dialog(qtbot, tmp_path):
     cache = tmp_path / "hub"
-    service = DownloadService(cache_dir=cache)
-    panel = ParametersPanel()
-    qtbot.addWidget(panel)
-    dialog = ModelsDialog(service, panel)
+    manager = ModelManager(cache_dir=cache)
+    dialog = ModelsDialog(manager, LocalModelList())
     qtbot.addWidget(dialog)
     dialog.refresh()
     yield dialog
-    service.shutdown()
+    assert manager.shutdown()
 
 
 def test_lists_downloaded_partial_and_absent_models(qtbot, tmp_path, tiny_sd1, tiny_sd2):
     cache = tmp_path / "hub"
     snapshot = cache_repo(cache, SD2.repo, SD2.revision, folder_files(tiny_sd2))
     cache_repo(cache, SD1.repo, SD1.revision, {k: v for k, v in folder_files(tiny_sd1).items() if k != UNET})
-    service = DownloadService(cache_dir=cache)
-    panel = ParametersPanel()
-    qtbot.addWidget(panel)
-    panel.add_local_model(str(tiny_sd1))
-    dialog = ModelsDialog(service, panel)
+    manager = ModelManager(cache_dir=cache)
+    models = LocalModelList()
+    models.add_local_model(str(tiny_sd1))
+    dialog = ModelsDialog(manager, models)
     qtbot.addWidget(dialog)
     dialog.refresh()
     rows = dialog.rows()
@@ -59,16 +92,16 @@ def test_lists_downloaded_partial_and_absent_models(qtbot, tmp_path, tiny_sd1, t
     assert dialog.download_button.isEnabled() and "Resume" in dialog.download_button.text()
     dialog.select("sd-2.1")
     assert not dialog.download_button.isEnabled() and dialog.use_button.isEnabled()
-    service.shutdown()
+    assert manager.shutdown()
 
 
 def test_download_shows_progress_then_the_model_is_ready(qtbot, online, dialog, tiny_sd1, monkeypatch):
     progress = []
-    dialog._service.progress.connect(lambda key, done, total: progress.append((key, done, total)))
+    dialog.manager.progress.connect(lambda key, done, total: progress.append((key, done, total)))
     with FakeHub.from_folder(SD1.repo, SD1.revision, tiny_sd1) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
         dialog.select("sd-1.4")
-        with qtbot.waitSignal(dialog._service.finished, timeout=WAIT_MS):
+        with qtbot.waitSignal(dialog.manager.finished, timeout=WAIT_MS):
             assert dialog.download_selected()
     assert progress and progress[-1][1] == progress[-1][2]  # the last report: all bytes of all bytes
     assert dialog.rows()["sd-1.4"][1] == "downloaded" and "is downloaded" in dialog.note.text()
@@ -84,17 +117,17 @@ def test_cancel_keeps_what_was_fetched_and_remove_goes_to_the_trash(qtbot, onlin
     with FakeHub(SD1.repo, SD1.revision, {**folder_files(tiny_sd1), UNET: big_unet}, slow_file=UNET) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
         dialog.select("sd-1.4")
-        with qtbot.waitSignal(dialog._service.progress, timeout=WAIT_MS):
+        with qtbot.waitSignal(dialog.manager.progress, timeout=WAIT_MS):
             dialog.download_selected()
         assert dialog.cancel_button.isEnabled()
-        with qtbot.waitSignal(dialog._service.cancelled, timeout=WAIT_MS):
+        with qtbot.waitSignal(dialog.manager.cancelled, timeout=WAIT_MS):
             dialog.cancel_selected()
     assert "cancelled" in dialog.note.text()
     row = dialog.rows()["sd-1.4"]
     assert row[1].startswith("partly downloaded") and not dialog.cancel_button.isEnabled()
     box = dialog.remove_selected()
     assert isinstance(box, QMessageBox)
-    with qtbot.waitSignal(dialog._service.removed, timeout=WAIT_MS):
+    with qtbot.waitSignal(dialog.manager.removed, timeout=WAIT_MS):
         next(b for b in box.buttons() if box.buttonRole(b) == QMessageBox.ButtonRole.DestructiveRole).click()
     assert dialog.rows()["sd-1.4"][1].startswith("not downloaded")
     assert (trash / f"models--{SD1.repo.replace('/', '--')}").is_dir()
@@ -105,14 +138,14 @@ def test_no_network_is_one_line_and_nothing_changes(qtbot, online, dialog, monke
 
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
     dialog.select("deci-diffusion-1.0")
-    with qtbot.waitSignal(dialog._service.failed, timeout=WAIT_MS) as failed:
+    with qtbot.waitSignal(dialog.manager.failed, timeout=WAIT_MS) as failed:
         dialog.download_selected()
     assert "\n" not in failed.args[1] and "cannot be reached" in failed.args[1]
     assert dialog.rows()["deci-diffusion-1.0"][1].startswith("not downloaded")
 
 
 def test_local_entries_are_added_checked_and_removed(qtbot, dialog, tiny_sd2, tmp_path):
-    panel = dialog._parameters
+    panel = dialog.models
     (tmp_path / "empty").mkdir()
     assert not panel.try_add_local_model(str(tmp_path / "empty"))
     assert panel.try_add_local_model(str(tiny_sd2))
@@ -129,7 +162,7 @@ def test_a_local_model_path_that_spells_html_is_shown_literally(qtbot, dialog, t
 
     assert dialog.note.textFormat() == Qt.TextFormat.PlainText  # before the path reaches it
     spec = str(tmp_path / '<img src="' / "dev" / 'null">' / "<b>model")
-    dialog._parameters.add_local_model(spec)  # unchecked, as the command line's --model
+    dialog.models.add_local_model(spec)  # unchecked, as the command line's --model
     dialog.refresh()
     assert dialog.select(spec)
     assert dialog.note.text() == spec and dialog.rows()[spec] == ("<b>model", "missing", "–", spec)

@@ -1,8 +1,10 @@
-"""The parameter panel on its own: wheel guard, wrapped warnings, devices, scheduler names, local models."""
+"""The parameter panel through its view-model: every control bound both ways, wheel guard, wrapped
+warnings, devices, scheduler names, guidance rescale, local models (crafted ones included)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -11,16 +13,43 @@ from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication, QScrollArea
 from safetensors.numpy import save_file
 
+from studio.engine.catalog import CATALOG
 from studio.engine.devices import device_choices
-from studio.settings import Preferences
-from studio.ui.parameters import ParametersPanel
+from studio.ui.parameters import MODEL_DEFAULT, ParametersPanel
+from studio.viewmodel.generation_settings import GenerationSettings
+from studio.viewmodel.preferences import Preferences
+from studio.viewmodel.session import StudioSession
+
+WAIT_MS = 20_000
 
 
 @pytest.fixture
-def panel(qtbot):
-    panel = ParametersPanel()
+def settings(qapp) -> GenerationSettings:
+    return GenerationSettings()
+
+
+@pytest.fixture
+def panel(qtbot, settings) -> ParametersPanel:
+    panel = ParametersPanel(settings)
     qtbot.addWidget(panel)
     return panel
+
+
+@pytest.fixture
+def session(qtbot, tmp_path):
+    """A session: it probes the chosen model (its default scheduler) off the GUI thread."""
+    session = StudioSession(
+        preferences_file=tmp_path / "prefs.json", output_dir=tmp_path / "out", queue_file=tmp_path / "queue.json",
+        model_cache_dir=tmp_path / "hub",
+    )
+    yield session
+    session.shutdown()
+
+
+class Messages(list):
+    def __init__(self, settings: GenerationSettings) -> None:
+        super().__init__()
+        settings.message.connect(self.append)
 
 
 def wheel(widget, steps: int = -3) -> None:
@@ -33,8 +62,82 @@ def wheel(widget, steps: int = -3) -> None:
     QApplication.sendEvent(widget, event)
 
 
-def test_the_wheel_scrolls_the_panel_not_the_field_under_it(qtbot):
-    panel = ParametersPanel()
+def test_every_control_shows_and_edits_its_property(qtbot, panel, settings):
+    settings.model = "deci-diffusion-1.0"
+    assert panel.model.currentData() == "deci-diffusion-1.0" and panel.steps.value() == 30
+    for widget, name, value in (
+        (panel.steps, "steps", 12),
+        (panel.guidance, "guidance", 4.5),
+        (panel.guidance_rescale, "guidance_rescale", 0.25),
+        (panel.width, "width", 640),
+        (panel.height, "height", 768),
+        (panel.batch, "batch", 3),
+        (panel.strength, "strength", 0.4),
+    ):
+        widget.setValue(value)
+        assert getattr(settings, name) == value
+        setattr(settings, name, widget.minimum())
+        assert widget.value() == widget.minimum()
+    for box, name, value in (
+        (panel.scheduler, "scheduler", "Euler a"),
+        (panel.seed_mode, "seed_mode", "fixed"),
+        (panel.device, "device", "cpu"),
+        (panel.dtype, "dtype", "float32"),
+        (panel.model, "model", "sd-2.1"),
+    ):
+        box.setCurrentIndex(box.findData(value))
+        assert getattr(settings, name) == value
+    assert settings.width == 768  # choosing the model in the list applied its defaults
+    settings.scheduler = None
+    assert panel.scheduler.currentIndex() == 0 and panel.scheduler.currentData() is None
+    settings.model = "sd-1.4"
+    assert panel.safety.isChecked()
+    panel.safety.click()
+    assert settings.safety_checker is False
+    panel.seed.clear()
+    qtbot.keyClicks(panel.seed, "4294967295")  # above a QSpinBox's range: a validated line edit
+    assert settings.seed == 4294967295
+    settings.seed = 7
+    assert panel.seed.text() == "7"
+
+
+def test_a_new_panel_enables_seed_and_strength_only_where_they_apply(panel, settings):
+    assert settings.seed_mode == "random" and not settings.has_init_image
+    assert not panel.seed.isEnabled() and not panel.strength.isEnabled()
+
+
+def test_seed_and_strength_are_enabled_when_they_apply(panel, settings):
+    settings.seed_mode = "fixed"
+    assert panel.seed.isEnabled()
+    settings.has_init_image = True
+    assert panel.strength.isEnabled()
+    settings.seed_mode = "reuse"
+    settings.has_init_image = False
+    assert not panel.seed.isEnabled() and not panel.strength.isEnabled()
+
+
+def test_size_presets_and_swap_follow_the_model(panel, settings):
+    settings.model = "sd-2.1"
+    presets = [panel.presets.itemData(i) for i in range(1, panel.presets.count())]
+    assert presets == [tuple(p) for p in settings.size_presets()] and presets[0] == (768, 768)
+    panel.presets.activated.emit(2)
+    assert (settings.width, settings.height) == presets[1] and panel.presets.currentIndex() == 0
+    settings.set_size(640, 832)
+    assert (panel.width.value(), panel.height.value()) == (640, 832)
+    settings.swap_size()
+    assert (panel.width.value(), panel.height.value()) == (832, 640)
+
+
+def test_the_safety_switch_is_shown_only_for_a_model_with_a_checker(qtbot, panel, settings):
+    panel.show()
+    qtbot.waitExposed(panel)
+    assert panel.safety.isVisible()
+    settings.model = "deci-diffusion-1.0"
+    assert not panel.safety.isVisible()
+
+
+def test_the_wheel_scrolls_the_panel_not_the_field_under_it(qtbot, settings):
+    panel = ParametersPanel(settings)
     scroll = QScrollArea(widgetResizable=True)
     scroll.setWidget(panel)  # the scroll area owns it
     scroll.resize(420, 200)  # shorter than the form: it scrolls
@@ -42,28 +145,33 @@ def test_the_wheel_scrolls_the_panel_not_the_field_under_it(qtbot):
     scroll.show()
     qtbot.waitExposed(scroll)
     panel.guidance.setValue(7.0)
-    panel.select_scheduler("Euler")
+    settings.scheduler = "Euler"
     before = scroll.verticalScrollBar().value()
     wheel(panel.guidance)
     wheel(panel.scheduler)
-    assert panel.guidance.value() == 7.0 and panel.scheduler_choice() == "Euler"
+    assert settings.guidance == 7.0 and settings.scheduler == "Euler" and panel.scheduler.currentData() == "Euler"
     assert scroll.verticalScrollBar().value() > before  # the wheel went to the scroll area
     panel.guidance.setFocus()
     qtbot.waitUntil(panel.guidance.hasFocus)
     wheel(panel.guidance, steps=-1)
-    assert panel.guidance.value() == 6.5  # a focused field takes the wheel
+    assert panel.guidance.value() == 6.5 and settings.guidance == 6.5  # a focused field takes the wheel
 
 
-def test_size_warning_wraps_instead_of_widening_the_panel(panel):
-    panel.select_model("deci-diffusion-1.0")
+def test_size_warning_wraps_instead_of_widening_the_panel(panel, settings):
+    settings.model = "deci-diffusion-1.0"
     width = panel.minimumSizeHint().width()
+    assert panel.size_note.isHidden()
     panel.width.setValue(520)
     assert "multiples of 64" in panel.size_note.text() and panel.size_note.wordWrap()
+    assert not panel.size_note.isHidden() and panel.size_note.text() == settings.size_problem
     assert panel.minimumSizeHint().width() == width
+    panel.width.setValue(512)
+    assert panel.size_note.isHidden()
 
 
 def test_devices_this_machine_cannot_run_are_shown_disabled_with_the_reason(panel):
     choices = {c.value: c for c in device_choices()}
+    assert panel.device.count() == len(choices)
     for index in range(panel.device.count()):
         value = panel.device.itemData(index)
         item = panel.device.model().item(index)
@@ -72,58 +180,77 @@ def test_devices_this_machine_cannot_run_are_shown_disabled_with_the_reason(pane
             assert item.toolTip() == choices[value].reason and "not available" in item.text()
 
 
-def test_preferences_from_a_gpu_machine_fall_back_to_auto_where_there_is_none(panel):
+def test_preferences_from_a_gpu_machine_fall_back_to_auto_where_there_is_none(qtbot, tmp_path, qapp):
     unavailable = [c.value for c in device_choices() if not c.available]
     if not unavailable:
         pytest.skip("every device is available on this machine")
-    panel.load_preferences(Preferences(device=unavailable[0]))
-    assert panel.device.currentData() == "auto"
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"device": unavailable[0]}))
+    settings = GenerationSettings()
+    assert Preferences(path).attach(settings) == ["device"]
+    panel = ParametersPanel(settings)
+    qtbot.addWidget(panel)
+    assert settings.device == "auto" and panel.device.currentData() == "auto"
 
 
-def test_model_default_names_the_scheduler(panel, tiny_sd1, tiny_sd2):
-    panel.select_model("deci-diffusion-1.0")
-    assert panel.scheduler.itemText(0) == "Model default (DDIM)"
-    panel.select_model("sd-1.4")  # not downloaded: SD 1.x ships PNDM
-    assert panel.scheduler.itemText(0) == "Model default (PNDM)"
-    panel.add_local_model(str(tiny_sd2))
-    assert panel.scheduler.itemText(0) == "Model default (DDIM)"
-    assert panel.scheduler_choice() is None
-    assert panel.select_scheduler("euler_a") and panel.scheduler_choice() == "Euler a"  # any accepted spelling
-    assert not panel.select_scheduler("no such sampler") and panel.scheduler_choice() is None
+def test_model_default_names_the_scheduler(qtbot, session, tiny_sd2):
+    settings = session.settings
+    panel = ParametersPanel(settings)
+    qtbot.addWidget(panel)
+
+    def named(scheduler: str) -> None:
+        qtbot.waitUntil(lambda: panel.scheduler.itemText(0) == f"{MODEL_DEFAULT} ({scheduler})", timeout=WAIT_MS)
+
+    settings.model = "deci-diffusion-1.0"
+    named("DDIM")
+    settings.model = "sd-1.4"  # not downloaded: SD 1.x ships PNDM
+    named("PNDM")
+    assert settings.try_add_local_model(str(tiny_sd2))
+    named("DDIM")
+    assert panel.scheduler.currentData() is None and settings.scheduler is None
+    settings.scheduler = "euler_a"  # any accepted spelling
+    assert settings.scheduler == "Euler a" and panel.scheduler.currentData() == "Euler a"
+    with pytest.raises(ValueError):
+        settings.scheduler = "no such sampler"
+    assert panel.scheduler.currentData() == "Euler a"
 
 
-def test_guidance_rescale_follows_the_model_and_the_request(qtbot, panel, tmp_path):
-    panel.select_model("deci-diffusion-1.0")
+def test_guidance_rescale_follows_the_model_the_request_and_the_preferences(qtbot, panel, settings, tmp_path):
+    settings.model = "deci-diffusion-1.0"
     assert panel.guidance_rescale.value() == pytest.approx(0.7)
     panel.guidance_rescale.setValue(0.35)
-    assert panel.build_request("x", "").guidance_rescale == pytest.approx(0.35)
-    prefs = Preferences()
-    panel.store_preferences(prefs)
-    prefs.save(tmp_path / "p.json")
+    assert settings.to_request("x", "").guidance_rescale == pytest.approx(0.35)
+    prefs = Preferences(tmp_path / "p.json")
+    prefs.attach(settings)
+    prefs.save()
     assert json.loads((tmp_path / "p.json").read_text())["guidance_rescale"] == pytest.approx(0.35)
-    again = ParametersPanel()
-    qtbot.addWidget(again)
-    again.load_preferences(Preferences.load(tmp_path / "p.json"))
-    assert again.guidance_rescale.value() == pytest.approx(0.35)
-    panel.apply_fields({"guidance_rescale": 0.1})
+    again = GenerationSettings()
+    Preferences(tmp_path / "p.json").attach(again)
+    again_panel = ParametersPanel(again)
+    qtbot.addWidget(again_panel)
+    assert again_panel.guidance_rescale.value() == pytest.approx(0.35)  # not DeciDiffusion's 0.7
+    assert settings.apply({"guidance_rescale": 0.1}) == []
     assert panel.guidance_rescale.value() == pytest.approx(0.1)
 
 
-def test_a_folder_that_is_not_a_model_is_refused_and_entries_can_be_removed(panel, tiny_sd1, tmp_path):
-    messages = []
-    panel.message.connect(messages.append)
+def test_a_folder_that_is_not_a_model_is_refused_and_entries_can_be_removed(panel, settings, tiny_sd1, tmp_path):
+    messages = Messages(settings)
     (tmp_path / "photos").mkdir()
-    assert not panel.try_add_local_model(str(tmp_path / "photos"))
-    assert "not a Stable Diffusion folder" in messages[-1] and panel.local_models() == []
+    assert not settings.try_add_local_model(str(tmp_path / "photos"))
+    assert "not a Stable Diffusion folder" in messages[-1] and settings.local_models() == []
     lora = tmp_path / "style.safetensors"
     save_file({"lora_unet_down_blocks_0.lora_down.weight": np.zeros((4, 4), dtype=np.float32)}, str(lora))
-    assert not panel.try_add_local_model(str(lora))
-    assert "LoRA" in messages[-1]
-    assert panel.try_add_local_model(str(tiny_sd1))
-    assert panel.local_models() == [str(tiny_sd1)] and panel.model_spec() == str(tiny_sd1)
+    assert not settings.try_add_local_model(str(lora))
+    assert "LoRA" in messages[-1] and panel.model.count() == len(CATALOG)
+    assert not panel.remove_local_action.isEnabled()
+    assert settings.try_add_local_model(str(tiny_sd1))
+    assert settings.local_models() == [str(tiny_sd1)] and settings.model == str(tiny_sd1)
+    assert panel.model.count() == len(CATALOG) + 1 and panel.model.currentData() == str(tiny_sd1)
+    assert panel.model.currentText() == "tiny-sd1  (local)"
     assert panel.remove_local_action.isEnabled()
     panel.remove_local_action.trigger()
-    assert panel.local_models() == [] and panel.model_spec() != str(tiny_sd1)
+    assert settings.local_models() == [] and settings.model != str(tiny_sd1)
+    assert panel.model.count() == len(CATALOG) and panel.model.currentData() == settings.model
     assert not panel.remove_local_action.isEnabled()  # a catalogue model is removed in Models, not here
 
 
@@ -133,13 +260,10 @@ def _safetensors(path, header: bytes) -> str:
     return str(path)
 
 
-def test_crafted_files_and_folders_are_refused_with_one_message(panel, tiny_sd1, tmp_path):
+def test_crafted_files_and_folders_are_refused_with_one_message(panel, settings, tiny_sd1, tmp_path):
     """What a fuzzer fed the model picker: each is refused in the status bar, nothing else changes."""
-    import shutil
-
-    messages = []
-    panel.message.connect(messages.append)
-    before = panel.model_spec()
+    messages = Messages(settings)
+    before = settings.model
     infinity = _safetensors(
         tmp_path / "infinity.safetensors", b'{"w": {"dtype": "F32", "shape": [Infinity], "data_offsets": [0, 4]}}'
     )
@@ -154,17 +278,16 @@ def test_crafted_files_and_folders_are_refused_with_one_message(panel, tiny_sd1,
         (str(absurd), "unet/config.json: block_out_channels[0] = 1000000000 is out of range (1..8192)"),
     ):
         messages.clear()
-        assert not panel.try_add_local_model(spec)
+        assert not settings.try_add_local_model(spec)
         assert len(messages) == 1 and messages[0].startswith(f"Not added: {spec}") and reason in messages[0]
         assert "\n" not in messages[0]
-    assert panel.local_models() == [] and panel.model_spec() == before
+    assert settings.local_models() == [] and settings.model == before
+    assert panel.model.count() == len(CATALOG) and panel.model.currentData() == before
 
 
-def test_unchecked_crafted_models_leave_the_form_working(panel, tiny_sd1, tmp_path):
+def test_unchecked_crafted_models_leave_the_form_working(panel, settings, tiny_sd1, tmp_path):
     """--model and restored preferences add a model unchecked: the form then guesses its family from what
     it can read (a crafted header or config reads as nothing), and the load says what is wrong."""
-    import shutil
-
     crafted = _safetensors(
         tmp_path / "infinity.safetensors", b'{"w": {"dtype": "F32", "shape": [Infinity], "data_offsets": [0, 4]}}'
     )
@@ -172,6 +295,9 @@ def test_unchecked_crafted_models_leave_the_form_working(panel, tiny_sd1, tmp_pa
     shutil.copytree(tiny_sd1, folder)
     (folder / "scheduler" / "scheduler_config.json").write_text("[" * 100_000 + "]" * 100_000)
     for spec in (crafted, str(folder)):
-        panel.add_local_model(spec)
-        assert panel.model_spec() == spec and panel.family() == "sd1"
-        assert panel.scheduler.itemText(0).startswith("Model default")
+        settings.select_model(spec)
+        assert settings.model == spec and settings.family() == "sd1"
+        assert panel.model.currentData() == spec
+        assert panel.scheduler.itemText(0).startswith(MODEL_DEFAULT)
+        panel.steps.setValue(21)  # the form still works
+        assert settings.steps == 21

@@ -7,7 +7,7 @@ from PySide6.QtCore import Qt
 
 from studio.engine import Engine, GenerationRequest
 from studio.ui.queue_view import QueueView
-from studio.worker import JOB_ID_ROLE, GenerationService, JobStatus
+from studio.viewmodel.job_queue import JOB_ID_ROLE, JobQueue, JobStatus
 
 WAIT_MS = 30_000
 
@@ -21,7 +21,7 @@ def request(model, prompt: str, steps: int) -> GenerationRequest:
 @pytest.fixture
 def queue(qtbot, tmp_path, tiny_sd1):
     """A shown QueueView over a service running a long job, with three short jobs queued behind it."""
-    service = GenerationService(tmp_path / "out", engine_factory=lambda: Engine(device="cpu", preview="none"))
+    service = JobQueue(tmp_path / "out", engine_factory=lambda: Engine(device="cpu", preview="none"))
     view = QueueView(service)
     qtbot.addWidget(view)
     view.show()
@@ -34,7 +34,7 @@ def queue(qtbot, tmp_path, tiny_sd1):
     assert service.shutdown(timeout_ms=WAIT_MS)
 
 
-def order(service: GenerationService) -> list[str]:
+def order(service: JobQueue) -> list[str]:
     return [job.request.prompt for job in service.jobs()]
 
 
@@ -111,7 +111,7 @@ def test_a_prompt_that_spells_html_is_shown_literally(qtbot, tmp_path, tiny_sd1)
 
     from PySide6.QtGui import Qt as QtGui
 
-    service = GenerationService(tmp_path / "out", engine_factory=lambda: Engine(device="cpu", preview="none"))
+    service = JobQueue(tmp_path / "out", engine_factory=lambda: Engine(device="cpu", preview="none"))
     view = QueueView(service)
     qtbot.addWidget(view)
     try:

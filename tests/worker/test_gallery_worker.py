@@ -1,5 +1,5 @@
 """GalleryService on a real Qt event loop: a real SQLite catalogue, real PNG files in tmp_path, the real
-scanning thread, file watcher and thumbnail pool. Waits use signals or waitUntil, never sleeps.
+gallery thread, file watcher and thumbnail pool. Waits use signals or waitUntil, never sleeps.
 """
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
-from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
-from studio.library.gallery import Gallery, Query, ScanReport
+from studio.library import gallery_scan
+from studio.library.gallery import Gallery, Query
 from studio.library.gallery_repair import move_aside, repair_lock
 from studio.library.images import save_image
 from studio.library.thumbnails import ThumbnailCache
-from studio.worker.gallery import GalleryService, describe_report
+from studio.worker import gallery as gallery_worker
+from studio.worker.gallery import GalleryService
 from tests.library.samples import A1111_CLASSIC, studio_meta
 from tests.library.test_gallery import scan_in_another_process
 from tests.library.test_gallery_damage import column_renamed, folder_index_page_overwritten
@@ -98,15 +99,18 @@ def wait_scan(qtbot, service: GalleryService, start) -> object:
 
 
 # ---------------------------------------------------------------------------------------- tests
-def test_scan_runs_in_the_gallery_thread_and_reports_progress(make_service, qtbot, library):
+def test_scan_runs_in_the_gallery_thread_and_reports_progress(make_service, qtbot, library, monkeypatch):
     service = make_service()
     progress: list[tuple[int, int]] = []
-    scan_threads: set[int] = set()
+    scan_threads: set[str] = set()
     service.scan_progress.connect(lambda done, total: progress.append((done, total)))
-    # The worker's own signal, connected directly: called in the thread the scan runs in.
-    service._worker.scan_progress.connect(
-        lambda *_: scan_threads.add(threading.get_ident()), Qt.ConnectionType.DirectConnection
-    )
+    read = gallery_scan.read_metadata
+
+    def reading(path):  # called in the thread the scan runs in
+        scan_threads.add(threading.current_thread().name)
+        return read(path)
+
+    monkeypatch.setattr(gallery_scan, "read_metadata", reading)
     started = []
     service.scan_started.connect(lambda: started.append(service.is_scanning()))
     with qtbot.waitSignal(service.library_changed, timeout=WAIT_MS):
@@ -114,7 +118,8 @@ def test_scan_runs_in_the_gallery_thread_and_reports_progress(make_service, qtbo
     assert (report.added, report.updated, report.removed, report.unreadable) == (6, 0, 0, 0)
     assert started == [True] and not service.is_scanning()
     assert progress and progress[-1] == (6, 6)
-    assert scan_threads and threading.get_ident() not in scan_threads
+    assert scan_threads and all(name.startswith("studio-gallery") for name in scan_threads)
+    assert threading.current_thread().name not in scan_threads
     assert service.folders() == [library.resolve()]
     gallery = service.gallery()
     assert gallery.count() == 6
@@ -175,22 +180,25 @@ def test_index_paths_indexes_at_once_and_ignores_files_outside_the_library(make_
     assert service.gallery().get_by_path(outside) is None
 
 
-def test_thumbnails_are_made_in_the_pool_and_arrive_as_qimages(make_service, qtbot, library):
+def test_thumbnails_are_made_in_the_pool_and_arrive_as_qimages(make_service, qtbot, library, monkeypatch):
     service = make_service()
     wait_scan(qtbot, service, lambda: service.add_folder(library))
     image = service.gallery().get_by_path(library / "sub" / "umbrella.png")
     made_in: list[str] = []
-    service._thumbnail_made.connect(
-        lambda *_: made_in.append(threading.current_thread().name), Qt.ConnectionType.DirectConnection
-    )
+    read = gallery_worker.read_qimage
+
+    def reading(path, size=None):  # decodes the thumbnail, in the thread that made it
+        made_in.append(threading.current_thread().name)
+        return read(path, size)
+
+    monkeypatch.setattr(gallery_worker, "read_qimage", reading)
     with qtbot.waitSignal(service.thumbnail_ready, timeout=WAIT_MS) as blocker:
         service.request_thumbnail(image.id, image.path, size=24)
     image_id, thumb = blocker.args
     assert image_id == image.id and isinstance(thumb, QImage) and not thumb.isNull()
     assert (thumb.width(), thumb.height()) == (16, 24)  # 32x48 scaled to fit 24 px
-    qtbot.waitUntil(lambda: bool(made_in), timeout=WAIT_MS)  # the direct call may come after the queued one
-    assert made_in[0].startswith("studio-thumbnail")
-    assert service._thumbs.cached(image.path) is not None  # kept on disk for next time
+    assert made_in and made_in[0].startswith("studio-thumbnail")
+    assert ThumbnailCache(service.thumbnail_dir).cached(image.path) is not None  # kept on disk for next time
 
     broken = library / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
@@ -271,6 +279,21 @@ def test_shutdown_cancels_a_scan_keeps_folder_changes_and_is_idempotent(qtbot, t
         assert gallery.folders() == [library.resolve()]
 
 
+def test_forgets_asked_for_before_and_during_shutdown_are_written(qtbot, tmp_path, library):
+    """What a view does as the app quits: its pending delete is trashed (and forgotten) when the service
+    says it is shutting down. The gallery thread writes it before it closes the database."""
+    db = tmp_path / "db.sqlite3"
+    service = GalleryService(db, tmp_path / "thumbs")
+    wait_scan(qtbot, service, lambda: service.add_folder(library))
+    service.forget(library / "fox-0.png")
+    service.shutting_down.connect(lambda: service.forget(library / "fox-1.png"))
+    assert service.shutdown(timeout_ms=WAIT_MS)
+    with Gallery(db) as gallery:
+        assert gallery.get_by_path(library / "fox-0.png") is None
+        assert gallery.get_by_path(library / "fox-1.png") is None
+        assert gallery.count() == 4
+
+
 def test_scan_on_start_catches_up_with_changes_made_while_closed(qtbot, tmp_path, library):
     db = tmp_path / "db.sqlite3"
     with Gallery(db) as gallery:
@@ -305,7 +328,7 @@ def test_a_scan_by_another_process_shows_up_by_itself(make_service, qtbot, tmp_p
 
     report = wait_scan(qtbot, service, service.scan)  # Rescan: nothing left to do, and it says so
     assert (report.added, report.updated, report.removed, report.unchanged) == (0, 0, 0, 3)
-    assert describe_report(report).startswith("Library scanned: up to date, no changes (3 files checked")
+    assert report.describe().startswith("Library scanned: up to date, no changes (3 files checked")
 
 
 def test_each_commit_by_another_connection_is_announced_once(make_service, qtbot, library, tmp_path):
@@ -334,16 +357,6 @@ def test_each_commit_by_another_connection_is_announced_once(make_service, qtbot
         assert service.check_for_changes()
     assert service.gallery().get(fox.id).favourite
     assert not service.check_for_changes()  # seen
-
-
-def test_describe_report_says_what_changed_or_that_nothing_did():
-    assert describe_report(ScanReport(added=4, unchanged=2, seconds=0.25)) == (
-        "Library scanned: 4 added, 0 updated, 0 removed (0.2 s)"
-    )
-    assert describe_report(ScanReport(removed=1, unreadable=2)).endswith("1 removed, 2 unreadable (0.0 s)")
-    assert describe_report(ScanReport(unchanged=1, seconds=1.0)) == (
-        "Library scanned: up to date, no changes (1 file checked, 1.0 s)"
-    )
 
 
 def test_larger_thumbnails_come_from_a_larger_stored_size(make_service, qtbot, library):
@@ -446,14 +459,6 @@ def test_a_catalogue_from_a_newer_version_leaves_the_app_up_and_the_file_alone(m
     assert "unavailable" in blocker.args[0] and "newer" in blocker.args[0]
     assert service.gallery().count() == 0
     assert not list(db.parent.glob("*.damaged-*"))
-
-
-def test_describe_report_names_the_first_skipped_file_harmlessly():
-    report = ScanReport(added=1, unreadable=2, skipped=[("/p/bad\udcff.png", "file name is not valid UTF-8"), ("/p/x", "y")])
-    assert describe_report(report) == (
-        "Library scanned: 1 added, 0 updated, 0 removed, 2 unreadable (0.0 s); "
-        "e.g. bad\\udcff.png: file name is not valid UTF-8"
-    )
 
 
 @pytest.mark.parametrize("damage", [folder_index_page_overwritten, column_renamed])

@@ -1,4 +1,4 @@
-"""GenerationService on a real Qt event loop, a real generation thread and real tiny diffusers models.
+"""JobQueue on a real Qt event loop, a real generation thread and real tiny diffusers models.
 
 No mocks: engines are real CPU engines (a subclass only adds a recording or a fault where a test needs
 one), files are really written, signals really cross threads. Waits use signals with timeouts.
@@ -19,7 +19,8 @@ from PySide6.QtGui import QImage
 
 from studio.engine import Engine, GenerationRequest
 from studio.library.metadata import read_metadata
-from studio.worker import GenerationService, Job, JobStatus
+from studio.viewmodel.job_queue import Job, JobQueue, JobStatus
+from studio.worker import SavedImage, StepReport
 from studio.worker import generation as generation_module
 
 WAIT_MS = 30_000
@@ -35,7 +36,7 @@ class Recorder:
 
     NAMES = ("job_started", "step", "image_saved", "job_finished", "job_failed", "job_cancelled", "status")
 
-    def __init__(self, service: GenerationService):
+    def __init__(self, service: JobQueue):
         self.events: list[tuple] = []
         self.threads: set[int] = set()
         for name in self.NAMES:
@@ -43,7 +44,7 @@ class Recorder:
 
     def _record(self, name: str, args: tuple) -> None:
         self.threads.add(threading.get_ident())
-        self.events.append((name, *args))
+        self.events.append((name, *flatten(args)))
 
     def of(self, name: str, job_id: int | None = None) -> list[tuple]:
         return [e[1:] for e in self.events if e[0] == name and (job_id is None or e[1] == job_id)]
@@ -60,11 +61,11 @@ def cpu_engine():
 
 @pytest.fixture
 def make_service(qtbot, tmp_path, cpu_engine):
-    services: list[GenerationService] = []
+    services: list[JobQueue] = []
 
-    def make(**kwargs) -> GenerationService:
+    def make(**kwargs) -> JobQueue:
         kwargs.setdefault("engine_factory", lambda: cpu_engine)
-        service = GenerationService(kwargs.pop("output_dir", tmp_path / "out"), **kwargs)
+        service = JobQueue(kwargs.pop("output_dir", tmp_path / "out"), **kwargs)
         services.append(service)
         return service
 
@@ -77,10 +78,22 @@ def files_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 
 
-def wait_for_job(qtbot, service: GenerationService, job: Job, signal: str = "job_finished") -> None:
+def flatten(args: tuple) -> tuple:
+    """A typed report as the tuple the assertions index: (job id, step, total, preview, it/s, eta) and
+    (job id, path, image, metadata)."""
+    if len(args) == 1 and isinstance(args[0], StepReport):
+        r = args[0]
+        return (r.job_id, r.step, r.total, r.preview, r.it_per_s, r.eta_s)
+    if len(args) == 1 and isinstance(args[0], SavedImage):
+        r = args[0]
+        return (r.job_id, str(r.path), r.image, r.metadata)
+    return args
+
+
+def wait_for_job(qtbot, service: JobQueue, job: Job, signal: str = "job_finished") -> None:
     if job.status.is_final:
         return
-    with qtbot.waitSignal(getattr(service, signal), timeout=WAIT_MS, check_params_cb=lambda jid, *_: jid == job.id):
+    with qtbot.waitSignal(getattr(service, signal), timeout=WAIT_MS, check_params_cb=lambda *args: flatten(args)[0] == job.id):
         pass
 
 
@@ -167,7 +180,7 @@ def test_engine_work_and_qimages_happen_off_the_gui_thread(qtbot, make_service, 
     assert len(ticks) >= 5  # the GUI event loop kept running during the load and the 12 steps
 
 
-def test_set_device_makes_a_new_engine_for_the_next_job(qtbot, make_service, tiny_sd1):
+def test_a_job_on_another_device_gets_a_new_engine(qtbot, make_service, tiny_sd1):
     made = []
 
     def factory():
@@ -181,10 +194,9 @@ def test_set_device_makes_a_new_engine_for_the_next_job(qtbot, make_service, tin
     with qtbot.waitSignal(service.job_finished, timeout=WAIT_MS):
         service.submit(request(tiny_sd1, steps=2))
     assert len(made) == 1  # same settings: the engine (and its loaded model) is kept
-    service.set_device("cpu", "float32")
-    assert service.device == ("cpu", "float32")
     with qtbot.waitSignal(service.job_finished, timeout=WAIT_MS):
-        job = service.submit(request(tiny_sd1, steps=2))
+        job = service.submit(request(tiny_sd1, steps=2), device="cpu", dtype="float32")
+    assert (job.device, job.dtype) == ("cpu", "float32")
     assert len(made) == 2
     assert all(s[3].isNull() for s in rec.of("step", job.id))  # preview="none": null QImages, still a signal
 
@@ -214,7 +226,7 @@ def test_cancel_from_a_step_slot_stops_the_job_and_writes_nothing(qtbot, make_se
             assert job_box[0].cancel_requested
             assert "cancelling" in service.queue_model.index(0).data()
 
-    service.step.connect(on_step)
+    service.step.connect(lambda report: on_step(*flatten((report,))))
     with qtbot.waitSignal(service.job_cancelled, timeout=WAIT_MS):
         job_box.append(service.submit(request(tiny_sd1, steps=20)))
     job = job_box[0]
@@ -457,6 +469,6 @@ def test_shutdown_when_idle_and_before_any_job(qtbot, make_service):
 
 
 def test_importing_the_worker_does_not_import_torch():
-    code = "import sys, studio.worker, studio.ui.queue_view; print('torch' in sys.modules, 'diffusers' in sys.modules)"
+    code = "import sys, studio.worker, studio.viewmodel.job_queue; print('torch' in sys.modules, 'diffusers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.split() == ["False", "False"]

@@ -1,0 +1,139 @@
+"""The Models dialog's view-model, without a widget: statuses, sizes, downloads with progress and cancel,
+removal to the trash, on a real (tiny, loopback) hub and a real Hugging Face cache folder."""
+
+from __future__ import annotations
+
+import pytest
+
+from studio.engine.catalog import CATALOG
+from studio.viewmodel.model_manager import ModelManager
+from tests.cli.fake_hub import FakeHub, cache_repo, closed_port, folder_files
+
+SD1, SD2 = CATALOG["sd-1.4"], CATALOG["sd-2.1"]
+UNET = "unet/diffusion_pytorch_model.safetensors"
+WAIT_MS = 60_000
+
+
+@pytest.fixture
+def online(monkeypatch):
+    """This process may reach a hub (the fake one on 127.0.0.1)."""
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # read once, at import, from the tests' env
+
+
+@pytest.fixture
+def manager(qtbot, tmp_path):
+    manager = ModelManager(cache_dir=tmp_path / "hub")
+    yield manager
+    assert manager.shutdown()
+
+
+def test_statuses_read_the_cache_folder(qtbot, tmp_path, tiny_sd1, tiny_sd2):
+    cache = tmp_path / "hub"
+    snapshot = cache_repo(cache, SD2.repo, SD2.revision, folder_files(tiny_sd2))
+    cache_repo(cache, SD1.repo, SD1.revision, {k: v for k, v in folder_files(tiny_sd1).items() if k != UNET})
+    manager = ModelManager(cache_dir=cache)
+    assert manager.status("sd-2.1") is None  # nothing read yet
+    statuses = {status.id: status for status in manager.statuses()}
+    assert set(statuses) == set(CATALOG)
+    assert statuses["sd-2.1"].downloaded and statuses["sd-2.1"].path == snapshot
+    assert statuses["sd-1.4"].partial and not statuses["sd-1.4"].downloaded
+    assert manager.status("sd-2.1") is statuses["sd-2.1"]  # kept until the next read
+    assert manager.status("not-a-model") is None
+    assert not manager.is_downloading() and manager.progress_of("sd-1.4") is None
+    assert manager.shutdown()
+
+
+def test_the_download_size_is_asked_once(qtbot, online, manager, tiny_sd1, monkeypatch):
+    with FakeHub.from_folder(SD1.repo, SD1.revision, tiny_sd1) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        with qtbot.waitSignal(manager.size_known, timeout=WAIT_MS) as answer:
+            assert manager.query_size("sd-1.4")
+        assert not manager.query_size("sd-1.4")  # asked already
+    assert answer.args[0] == "sd-1.4" and answer.args[1] > 0
+    assert manager.known_size("sd-1.4") == answer.args[1]
+
+
+def test_a_size_the_hub_cannot_tell_is_unknown_not_an_error(qtbot, online, manager, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    with qtbot.assertNotEmitted(manager.failed), qtbot.waitSignal(manager.size_known, timeout=WAIT_MS) as answer:
+        manager.query_size("deci-diffusion-1.0")
+    assert answer.args == ["deci-diffusion-1.0", None] and manager.known_size("deci-diffusion-1.0") is None
+
+
+def test_download_reports_progress_then_finishes(qtbot, online, manager, tiny_sd1, monkeypatch):
+    seen: list[tuple] = []
+    manager.progress.connect(lambda key, done, total: seen.append((key, done, total, manager.progress_of(key))))
+    at_finish: list[tuple] = []
+    manager.finished.connect(lambda key, path: at_finish.append((manager.is_downloading(key), manager.progress_of(key))))
+    with FakeHub.from_folder(SD1.repo, SD1.revision, tiny_sd1) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        with qtbot.waitSignal(manager.finished, timeout=WAIT_MS) as done:
+            assert manager.download("sd-1.4")
+            assert manager.is_downloading("sd-1.4") and manager.is_downloading()
+            assert manager.progress_of("sd-1.4") == (0, None)  # started, nothing fetched yet
+            assert not manager.download("sd-1.4")  # already under way
+    assert seen and seen[-1][1] == seen[-1][2]  # the last report: all bytes of all bytes
+    assert all(progress == (done, total) for _key, done, total, progress in seen)  # updated before the signal
+    assert at_finish == [(False, None)]  # over before receivers hear of it
+    status = next(s for s in manager.statuses() if s.id == "sd-1.4")
+    assert status.downloaded and str(status.path) == done.args[1]
+
+
+def test_cancel_keeps_what_was_fetched_then_remove_goes_to_the_trash(qtbot, online, manager, tiny_sd1, trash, monkeypatch):
+    big_unet = bytes(range(256)) * (16 * 4096)  # 16 MiB, trickled out
+    with FakeHub(SD1.repo, SD1.revision, {**folder_files(tiny_sd1), UNET: big_unet}, slow_file=UNET) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        with qtbot.waitSignal(manager.progress, timeout=WAIT_MS):
+            manager.download("sd-1.4")
+        with qtbot.waitSignal(manager.cancelled, timeout=WAIT_MS):
+            assert manager.cancel("sd-1.4")
+    assert not manager.is_downloading("sd-1.4") and manager.progress_of("sd-1.4") is None
+    assert not manager.cancel("sd-1.4")  # nothing left to cancel
+    assert next(s for s in manager.statuses() if s.id == "sd-1.4").partial
+    with qtbot.waitSignal(manager.removed, timeout=WAIT_MS) as removed:
+        assert manager.remove("sd-1.4")
+    assert removed.args[0] == "sd-1.4" and removed.args[1] > 0
+    assert (trash / f"models--{SD1.repo.replace('/', '--')}").is_dir()
+    assert not next(s for s in manager.statuses() if s.id == "sd-1.4").partial
+
+
+def test_a_queued_download_cancelled_never_starts(qtbot, online, manager, tiny_sd1, monkeypatch):
+    big_unet = bytes(range(256)) * (16 * 4096)
+    progressed: list[str] = []
+    manager.progress.connect(lambda key, *_: progressed.append(key))
+    cancelled: list[str] = []
+    manager.cancelled.connect(cancelled.append)
+    with FakeHub(SD1.repo, SD1.revision, {**folder_files(tiny_sd1), UNET: big_unet}, slow_file=UNET) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        with qtbot.waitSignal(manager.progress, timeout=WAIT_MS):
+            manager.download("sd-1.4")
+        assert manager.download("sd-2.1")  # waits behind the first: one download at a time
+        assert manager.is_downloading("sd-2.1")
+        assert manager.cancel("sd-2.1") and manager.cancel("sd-1.4")
+        qtbot.waitUntil(lambda: len(cancelled) == 2, timeout=WAIT_MS)
+    assert cancelled == ["sd-1.4", "sd-2.1"] and "sd-2.1" not in progressed
+    assert not manager.is_downloading()
+
+
+def test_failures_are_one_line(qtbot, online, manager, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    with qtbot.waitSignal(manager.failed, timeout=WAIT_MS) as failed:
+        manager.download("deci-diffusion-1.0")
+    assert failed.args[0] == "deci-diffusion-1.0"
+    assert "\n" not in failed.args[1] and "cannot be reached" in failed.args[1]
+    assert manager.progress_of("deci-diffusion-1.0") is None and not manager.is_downloading()
+    with qtbot.waitSignal(manager.failed, timeout=WAIT_MS) as failed:
+        manager.remove("sd-1.4")  # nothing downloaded: nothing to remove
+    assert failed.args[0] == "sd-1.4" and "not downloaded" in failed.args[1]
+
+
+def test_nothing_starts_after_shutdown(qtbot, tmp_path):
+    manager = ModelManager(cache_dir=tmp_path / "hub")
+    assert manager.shutdown()
+    assert not manager.download("sd-1.4") and not manager.is_downloading()
+    assert not manager.remove("sd-1.4")
+    assert not manager.query_size("sd-1.4")
+    assert manager.shutdown()  # again: harmless
