@@ -226,13 +226,9 @@ class StudioSession(ViewModel):
 
     # ------------------------------------------------------------------------------------- reuse
     def reuse_parameters(self, image: SavedImage) -> str:
-        """Restore what made one of this session's images (the same path as any other image's, plus the
-        guidance rescale, which only our metadata records)."""
-        fields = from_studio(image.metadata).to_request_fields()
-        request = image.metadata.get("request")
-        if isinstance(request, dict) and request.get("guidance_rescale") is not None:
-            fields["guidance_rescale"] = request["guidance_rescale"]
-        return self.apply_image_fields(fields, image.path.name)
+        """Restore what made one of this session's images: its metadata read as any image's is (the
+        gallery's, a dropped file's), then :meth:`apply_image_fields`."""
+        return self.apply_image_fields(from_studio(image.metadata).to_request_fields(), image.path.name)
 
     def reuse_seed(self, seed: int | None) -> None:
         if isinstance(seed, int):

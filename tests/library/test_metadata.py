@@ -334,6 +334,7 @@ def test_to_request_fields_and_json_output(tmp_path: Path) -> None:
         "height": 512,
         "scheduler": "DPM++ 2M Karras",
         "model": "sd-1.4",
+        "guidance_rescale": 0.0,
     }
     as_json = json.loads(json.dumps(result.to_dict()))
     assert as_json["source"] == "latent-studio"
@@ -799,6 +800,7 @@ _FIELD_TYPES = {
     "height": int,
     "guidance": float,
     "strength": float,
+    "guidance_rescale": float,
 }
 
 

@@ -100,6 +100,7 @@ def from_studio(meta: dict[str, Any]) -> ImageMetadata:
         scheduler=as_str(request.get("scheduler")),
         model=model_ref,
         strength=as_float(request.get("strength")),
+        guidance_rescale=as_float(request.get("guidance_rescale")),
         nsfw=nsfw if isinstance(nsfw, bool) else None,
         studio=meta,
         extra=extra,

@@ -51,6 +51,7 @@ class ImageMetadata:
     scheduler: str | None = None
     model: str | None = None
     strength: float | None = None
+    guidance_rescale: float | None = None  # only our own metadata records it
     nsfw: bool | None = None
     studio: dict[str, Any] | None = None
     raw: dict[str, str] = field(default_factory=dict)
@@ -67,6 +68,7 @@ class ImageMetadata:
         "scheduler",
         "model",
         "strength",
+        "guidance_rescale",
     )
 
     def to_request_fields(self) -> dict[str, Any]:
@@ -120,6 +122,7 @@ def checked(meta: ImageMetadata) -> ImageMetadata:
     meta.height = bounded_int(meta.height, *SIDE_RANGE)
     meta.guidance = bounded_float(meta.guidance, *GUIDANCE_RANGE)
     meta.strength = bounded_float(meta.strength, *STRENGTH_RANGE)
+    meta.guidance_rescale = bounded_float(meta.guidance_rescale, 0.0, 1.0)
     meta.nsfw = meta.nsfw if isinstance(meta.nsfw, bool) else None
     meta.source = meta.source if meta.source in _SOURCE_LABELS else "unknown"
     meta.studio = clean_value(meta.studio) if isinstance(meta.studio, dict) else None
