@@ -29,7 +29,7 @@ from studio.worker import gallery as gallery_worker
 from tests.conftest import use_test_trash
 from tests.library.samples import studio_meta
 from tests.library.test_gallery import scan_in_another_process
-from tests.worker.test_gallery_worker import make_a1111, make_ours
+from tests.worker.test_gallery_worker import four_images, make_ours
 
 WAIT_MS = 15_000
 WATCH_MS = 20_000
@@ -38,13 +38,7 @@ BASE = 1_700_000_000.0
 
 @pytest.fixture
 def library(tmp_path) -> Path:
-    """Four images, oldest to newest: fox (sd-1.4), castle (sd-2.1), A1111 umbrella, snow fox (sd-1.4)."""
-    folder = tmp_path / "images"
-    make_ours(folder / "fox.png", "a watercolor fox in autumn", seed=111, steps=20, created=BASE + 1)
-    make_ours(folder / "castle.png", "a red castle at dusk", seed=222, steps=30, model="sd-2.1", created=BASE + 2)
-    make_a1111(folder / "a1111" / "umbrella.png", mtime=BASE + 3)
-    make_ours(folder / "snowfox.png", "a fox in the snow", seed=444, steps=25, created=BASE + 4)
-    return folder
+    return four_images(tmp_path / "images")
 
 
 @pytest.fixture

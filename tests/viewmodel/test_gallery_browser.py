@@ -20,7 +20,7 @@ from studio.viewmodel.gallery_browser import ICON_SIZE, MAX_ICON_SIZE, MIN_ICON_
 from studio.viewmodel.gallery_details import MISSING
 from studio.viewmodel.gallery_items import BROKEN_ROLE, IMAGE_ROLE, TOOLTIP_ROLE
 from studio.viewmodel.properties import persisted_values, restore_values
-from tests.worker.test_gallery_worker import make_a1111, make_ours
+from tests.worker.test_gallery_worker import four_images, make_ours
 
 WAIT_MS = 15_000
 BASE = 1_700_000_000.0
@@ -28,13 +28,7 @@ BASE = 1_700_000_000.0
 
 @pytest.fixture
 def library(tmp_path) -> Path:
-    """Four images, oldest to newest: fox (sd-1.4), castle (sd-2.1), A1111 umbrella, snow fox (sd-1.4)."""
-    folder = tmp_path / "images"
-    make_ours(folder / "fox.png", "a watercolor fox in autumn", seed=111, steps=20, created=BASE + 1)
-    make_ours(folder / "castle.png", "a red castle at dusk", seed=222, steps=30, model="sd-2.1", created=BASE + 2)
-    make_a1111(folder / "a1111" / "umbrella.png", mtime=BASE + 3)
-    make_ours(folder / "snowfox.png", "a fox in the snow", seed=444, steps=25, created=BASE + 4)
-    return folder
+    return four_images(tmp_path / "images")
 
 
 @pytest.fixture

@@ -538,3 +538,17 @@ def test_a_catalogue_another_process_rebuilt_meanwhile_is_used_not_moved_again(
     assert service.gallery().get_by_path(library / "fox-1.png").rating == 5  # the new catalogue, kept
     [said] = damaged_messages(messages)
     assert "another process" in said
+
+
+GALLERY_BASE_TIME = 1_700_000_000.0
+
+
+def four_images(folder: Path) -> Path:
+    """A library of four images, oldest to newest: fox (sd-1.4), castle (sd-2.1), A1111 umbrella, snow
+    fox (sd-1.4), for the gallery's view-model and view tests."""
+    base = GALLERY_BASE_TIME
+    make_ours(folder / "fox.png", "a watercolor fox in autumn", seed=111, steps=20, created=base + 1)
+    make_ours(folder / "castle.png", "a red castle at dusk", seed=222, steps=30, model="sd-2.1", created=base + 2)
+    make_a1111(folder / "a1111" / "umbrella.png", mtime=base + 3)
+    make_ours(folder / "snowfox.png", "a fox in the snow", seed=444, steps=25, created=base + 4)
+    return folder
