@@ -366,7 +366,7 @@ def test_queue_status_reaches_the_status_bar_and_the_busy_bar(session):
     assert messages == ["Loading model tiny…"] and busy == ["Loading model tiny…"]
     session.queue.status.emit("Ready")
     assert messages[-1] == "Ready" and len(busy) == 1
-    session._shown_job = 4  # the job the preview follows
+    session.queue.job_started.emit(4)  # the preview follows the job started last
     session.queue.job_cancelled.emit(3)  # another job: the preview is left alone
     session.queue.job_cancelled.emit(4)
     session.queue.job_finished.emit(4)
