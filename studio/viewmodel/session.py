@@ -119,7 +119,6 @@ class StudioSession(ViewModel):
         self.model_cache_dir = model_cache_dir
         self.queue = JobQueue(self.output_path(), engine_factory=engine_factory, parent=self)
         self._probe = TaskPool("studio-model-probe", threads=1, parent=self)
-        self._snapshots: dict[str, Path | None] = {}  # catalogue id -> its downloaded folder, as last probed
         self._shown_job: int | None = None
         self._last_failure = ""
         self._ran_on: tuple[str, str] | None = None
@@ -131,8 +130,9 @@ class StudioSession(ViewModel):
         self.settings.width_changed.connect(self._on_size_changed)
         self.settings.height_changed.connect(self._on_size_changed)
         self._on_size_changed()
-        for signal in (self.settings.model_changed, self.settings.device_changed, self.settings.dtype_changed):
-            signal.connect(self._on_device_or_model_changed)
+        self.settings.model_changed.connect(self._on_model_changed)
+        self.settings.device_changed.connect(self._on_device_changed)
+        self.settings.dtype_changed.connect(self._on_device_changed)
         self.queue.job_started.connect(self._on_job_started)
         self.queue.step.connect(self._on_step)
         self.queue.image_saved.connect(self._on_image_saved)
@@ -197,7 +197,7 @@ class StudioSession(ViewModel):
             self.message.emit(self.settings.size_problem)
             return None
         entry = self.settings.catalogue_entry()
-        if entry is not None and self.cached_snapshot(entry) is None:
+        if entry is not None and _snapshot_of(entry, self.model_cache_dir) is None:  # a few file checks
             self.download_needed.emit(entry)
             return None
         prompt, negative = self.prompt.prompt, self.prompt.negative_prompt
@@ -280,15 +280,6 @@ class StudioSession(ViewModel):
         return RestoreOffer(path.name, meta.source, summary, fields)
 
     # ------------------------------------------------------------------------------------- models
-    def cached_snapshot(self, entry: CatalogEntry) -> Path | None:
-        """Where a catalogue model is downloaded (None: not, or not completely). Asked now, on this
-        thread: a few file checks, before a job is queued."""
-        from studio.engine.loading import is_in_local_cache
-
-        snapshot = is_in_local_cache(entry.repo, entry.revision, entry, cache_dir=self.model_cache_dir)
-        self._snapshots[entry.id] = snapshot
-        return snapshot
-
     def refresh_model_note(self) -> None:
         """Say whether the chosen model is downloaded and name its default scheduler; the cache and the
         model's configs are read off the GUI thread."""
@@ -303,15 +294,17 @@ class StudioSession(ViewModel):
         if entry is None:
             self.settings.model_note = ""
         else:
-            self._snapshots[entry.id] = snapshot
             self.settings.model_note = entry.notes if snapshot is not None else (
                 f"Not downloaded yet: download {entry.repo} in Models (File menu, Ctrl+Shift+M). " + entry.notes
             )
         self.settings.default_scheduler = scheduler or ""
 
-    def _on_device_or_model_changed(self, *_args: Any) -> None:
-        self._ran_on = None
+    def _on_device_changed(self, *_args: Any) -> None:
+        self._ran_on = None  # what "Auto" came to before no longer says anything
         self._update_status_line()
+
+    def _on_model_changed(self, *_args: Any) -> None:
+        self._update_status_line()  # it names the model
         self.refresh_model_note()
 
     def _update_status_line(self) -> None:
@@ -427,13 +420,19 @@ def _exists(spec: str) -> bool:
 
 def _probe_model(_context, spec: str, family: str, cache_dir: Path | None) -> tuple[str, Path | None, str | None]:
     """(spec, its downloaded snapshot, its default scheduler's name), read from the disk."""
-    from studio.engine.loading import is_in_local_cache
     from studio.engine.model_info import default_scheduler_name
 
     entry = CATALOG.get(spec)
-    snapshot = is_in_local_cache(entry.repo, entry.revision, entry, cache_dir=cache_dir) if entry else None
+    snapshot = _snapshot_of(entry, cache_dir) if entry else None
     try:
         scheduler = default_scheduler_name(spec, snapshot, family=family) if spec else None
     except (OSError, RequestError):
         scheduler = None
     return spec, snapshot, scheduler
+
+
+def _snapshot_of(entry: CatalogEntry, cache_dir: Path | None) -> Path | None:
+    """Where a catalogue model is downloaded, every file it needs there (None: not, or not completely)."""
+    from studio.engine.loading import is_in_local_cache
+
+    return is_in_local_cache(entry.repo, entry.revision, entry, cache_dir=cache_dir)
