@@ -166,10 +166,8 @@ class GenerationSettings(ViewModel):
         return list(self.user_models)
 
     def select_model(self, spec: str) -> None:
-        """Choose a model; a local one not in the list yet is added (unchecked: the command line's
-        --model, restored preferences)."""
-        if spec and spec not in CATALOG and spec not in self.user_models:
-            self.user_models = [*self.user_models, spec]
+        """Choose a model; a local one not in the list yet is added, unchecked (the command line's
+        --model, restored preferences), by :meth:`_on_model_changed`, as for any other way it is set."""
         self.model = spec
 
     def try_add_local_model(self, spec: str) -> bool:
