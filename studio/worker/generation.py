@@ -279,7 +279,9 @@ class GenerationWorker:
                     log.debug("unloading models failed", exc_info=True)
             self.engine = self._engine_factory() if self._engine_factory is not None else _default_engine(device, dtype)
             self._engine_key = key
-        self.engine.on_download = _DownloadReporter(context, listener)
+        hook = getattr(self.engine, "on_download", None)
+        if hook is None or isinstance(hook, _DownloadReporter):  # an engine_factory's own hook is kept
+            self.engine.on_download = _DownloadReporter(context, listener)
         return self.engine
 
     @staticmethod
