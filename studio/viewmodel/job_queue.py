@@ -8,8 +8,8 @@ device in the panel never changes a job already waiting). The worker reports bac
 (:class:`~studio.worker.generation.StepReport`, :class:`~studio.worker.generation.SavedImage`,
 :class:`~studio.worker.generation.JobOutcome`); the queue updates the job and re-emits them.
 
-:class:`JobQueue` is also the list a queue widget shows (a Qt list model): the running job first,
-then the queued ones in the order they will run. Finished, failed and cancelled jobs leave the list
+:class:`JobQueue.queue_model` (a :class:`JobQueueModel`) is the list a queue widget shows: the running
+job first, then the queued ones in the order they will run. Finished, failed and cancelled jobs leave the list
 (the window reports them through the signals); :meth:`JobQueue.job` still finds them by id.
 """
 

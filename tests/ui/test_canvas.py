@@ -22,20 +22,7 @@ from studio.library.image_fit import FIT_MODES
 from studio.ui.canvas import WEB_REFUSAL, ImageCanvas
 from studio.viewmodel.canvas_image import CanvasImage
 from studio.worker.qimage import pil_to_qimage
-
-GREEN, RED, BLUE = (0, 200, 0), (220, 0, 0), (0, 0, 220)
-TIMEOUT = 5000
-
-
-# ------------------------------------------------------------------------------------------ helpers
-
-
-def bands_image() -> Image.Image:
-    """400x100: four 100-px vertical bands green | red | blue | green (tells the fit modes apart)."""
-    image = Image.new("RGB", (400, 100), GREEN)
-    image.paste(RED, (100, 0, 200, 100))
-    image.paste(BLUE, (200, 0, 300, 100))
-    return image
+from tests.viewmodel.test_canvas_image import BLUE, GREEN, RED, TIMEOUT, bands_image
 
 
 def png_bytes(image: Image.Image) -> bytes:
