@@ -229,7 +229,7 @@ class MainWindow(QMainWindow):
         self.prompt_editor.generate_requested.connect(self.generate)
         session.message.connect(self.show_message)
         session.download_needed.connect(self._offer_download_first)
-        session.result_added.connect(self._on_result)
+        session.result_added.connect(self.results.add_result)
         session.status_line_changed.connect(self.status_model.setText)
         self.status_model.setText(session.status_line)
         self.canvas.message.connect(self.show_message)
@@ -425,9 +425,6 @@ class MainWindow(QMainWindow):
 
     def cancel_current(self) -> None:
         self.session.cancel_current()
-
-    def _on_result(self, saved: SavedImage) -> None:
-        self.results.add_result(saved)
 
     # ---------------------------------------------------------------------------------------- results
     def _with_current(self, fn) -> None:
