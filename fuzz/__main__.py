@@ -29,13 +29,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def isolate(work: Path) -> None:
-    """Nothing outside `work`: an empty offline model cache, the app's settings and pictures in `work`."""
+    """Nothing outside `work`: an empty offline model cache, the app's settings, pictures and caches in `work`."""
     os.environ.update(
         HF_HUB_OFFLINE="1",
         HF_HOME=str(work / "hf"),
         HF_HUB_CACHE=str(work / "hf" / "hub"),
         LATENT_STUDIO_CONFIG=str(work / "config"),
         LATENT_STUDIO_OUTPUT=str(work / "pictures"),
+        LATENT_STUDIO_CACHE=str(work / "cache"),  # thumbnails and OpenVINO conversions (killed midway too)
     )
 
 

@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=cmd_info)
 
     models = _command(sub, "models", help="the model catalogue: what is downloaded, where; download, remove")
-    models.add_argument("--json", action="store_true", help="print a JSON list (catalogue rows, then local models)")
+    models.add_argument("--json", action="store_true", help="print a JSON list (catalogue rows, local models, then OpenVINO conversions)")
     models.set_defaults(func=cmd_models)
     msub = models.add_subparsers(dest="models_command", metavar="[ACTION]", parser_class=_Parser)
     download = _command(msub, "download", help="download a model into the Hugging Face cache (an interrupted one continues)")
@@ -125,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     remove = _command(msub, "remove", help="move a downloaded model's cache folder to the trash")
     remove.add_argument("model_id", metavar="ID", help="catalogue id, or hub repo id owner/name")
     remove.set_defaults(func=cmd_models_remove)
+    uncache = _command(
+        msub, "remove-optimised", help="delete a model's OpenVINO conversion (it converts again on next use)"
+    )
+    uncache.add_argument("name", metavar="NAME", help="its folder name, as `studio models` lists it, or `all`")
+    uncache.set_defaults(func=cmd_models_remove_optimised)
 
     gallery = _command(sub, "gallery", help="the local image library: scan folders, search prompts")
     gallery.add_argument("--db", type=Path, help="catalogue database (default: the app's own)")
@@ -167,9 +172,18 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="sd-1.4", help="catalogue id, hub repo id, diffusers folder or .safetensors")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument(
-        "--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
+        "--backend", default="auto", choices=["auto", "torch", "openvino"],
+        help="what runs the networks. auto: OpenVINO on the CPU where it is installed, else PyTorch. OpenVINO "
+        "converts a model on first use (minutes for a full-size one) and caches it",
+    )
+    p.add_argument(
+        "--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16", "int8"],
         help="auto: float16 on a GPU; on the CPU bfloat16 where it is native (AVX512-BF16, AMX), else float32. "
-        "bfloat16 keeps the VAE in float32",
+        "bfloat16 keeps the VAE in float32 on PyTorch. int8: int8 UNet and text-encoder weights (OpenVINO, NNCF)",
+    )
+    p.add_argument(
+        "--threads", type=_int_between(1, 1024), default=None, metavar="N",
+        help="CPU threads for the OpenVINO backend (default: all physical cores)",
     )
     p.add_argument("--allow-ckpt", action="store_true", help="allow pickle checkpoints (.ckpt), weights only")
 
@@ -294,7 +308,20 @@ def _make_engine(args, **kwargs):
     from studio.engine.loading import quiet_libraries
 
     quiet_libraries()  # before any pipeline import: transformers warns on it otherwise
-    return Engine(device=args.device, dtype=args.dtype, allow_ckpt=args.allow_ckpt, preview="none", **kwargs)
+    kwargs.setdefault("on_status", _status_printer())
+    return Engine(
+        device=args.device, dtype=args.dtype, backend=args.backend, threads=args.threads,
+        allow_ckpt=args.allow_ckpt, preview="none", **kwargs,
+    )
+
+
+def _status_printer():
+    """What a long load is doing (an OpenVINO conversion), on stderr: the model's first use takes minutes."""
+
+    def show(text: str) -> None:
+        print(f"studio: {text}", file=sys.stderr, flush=True)
+
+    return show
 
 
 def cmd_generate(args) -> int:
@@ -575,6 +602,7 @@ def cmd_models(args) -> int:
     """The catalogue as the Hugging Face cache holds it, then the folders and files added in the app."""
     from studio.engine.loading import hub_cache_dir
     from studio.engine.model_store import local_model_statuses, model_statuses
+    from studio.library.openvino_cache import OpenVinoCache
     from studio.library.preferences_file import local_models, read_preferences
 
     statuses = model_statuses()
@@ -592,6 +620,11 @@ def cmd_models(args) -> int:
             {"kind": "local", "id": str(m.path), "name": m.path.name, "path": str(m.path), "exists": m.exists,
              "type": m.kind, "family": m.family}
             for m in local
+        ]
+        rows += [
+            {"kind": "openvino", "id": e.folder.name, "name": e.label, "path": str(e.folder), "size_on_disk": e.size,
+             "parts": list(e.parts), "created": e.created}
+            for e in OpenVinoCache().entries()
         ]
         print(json.dumps(rows, indent=2))
         return 0
@@ -613,6 +646,36 @@ def cmd_models(args) -> int:
         state = f"{m.kind}, {m.family or 'unknown family'}" if m.exists else "missing (moved or deleted)"
         print(f"  {m.path}  {state}")
     print("Also accepted: any hub repo id (owner/name[@revision]), a diffusers folder, a .safetensors file.")
+    _print_openvino_cache()
+    return 0
+
+
+def _print_openvino_cache() -> None:
+    from studio.library.display import printable
+    from studio.library.openvino_cache import OpenVinoCache
+
+    cache = OpenVinoCache()
+    entries = cache.entries()
+    print(f"Optimised for this CPU (OpenVINO cache: {cache.root})")
+    if not entries:
+        print("  none: a model is converted on its first use with the OpenVINO backend")
+    for entry in entries:
+        print(f"  {entry.folder.name:<40} {_gb(entry.size):>9}  {printable(entry.label)}, {len(entry.parts)} parts")
+    if entries:
+        print("  remove one with `studio models remove-optimised NAME` (or `all`)")
+
+
+def cmd_models_remove_optimised(args) -> int:
+    """Delete one model's OpenVINO conversion (or all): it is a cache, so nothing goes to the trash."""
+    from studio.library.openvino_cache import OpenVinoCache
+
+    cache = OpenVinoCache()
+    entries = cache.entries()
+    chosen = entries if args.name == "all" else [e for e in entries if e.folder.name == args.name]
+    if not chosen:
+        raise UsageError(f"{args.name}: no such model in the OpenVINO cache {cache.root} (see `studio models`)")
+    freed = sum(cache.remove(entry.folder) for entry in chosen)
+    print(f"removed {len(chosen)} optimised model(s) from {cache.root} ({_gb(freed)})")
     return 0
 
 

@@ -11,6 +11,17 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # `auto` on the CPU is bf16 on CPUs with native bf16: tests pin fp32 so that they mean the same everywhere
 # (tests/engine/test_precision.py checks the rule itself).
 os.environ.setdefault("STUDIO_AUTO_CPU_DTYPE", "float32")
+# `auto` on the CPU is OpenVINO where installed: most tests exercise the torch path they were written for;
+# tests/engine/test_openvino*.py ask for the OpenVINO backend by name (and check `auto` itself).
+os.environ.setdefault("STUDIO_AUTO_BACKEND", "torch")
+# Converted OpenVINO models and thumbnails go to a folder of this run, never to the user's cache.
+if "LATENT_STUDIO_CACHE" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["LATENT_STUDIO_CACHE"] = tempfile.mkdtemp(prefix="studio-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["LATENT_STUDIO_CACHE"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

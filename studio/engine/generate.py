@@ -5,6 +5,7 @@ One Engine belongs to one thread: a diffusers pipeline must not be used from two
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -15,12 +16,14 @@ from typing import Any
 
 from studio import __version__
 from studio.engine import loading, schedulers
+from studio.engine.backends import check_backend
 from studio.engine.catalog import ModelDefaults
 from studio.engine.errors import Cancelled, GenerationError, RequestError
 from studio.engine.loading import DownloadCallback, ModelSource
 from studio.engine.precision import Placement, choose_placement, place_pipeline
 from studio.engine.request import GenerationRequest, GenerationResult, StepEvent, request_fields
 
+log = logging.getLogger(__name__)
 StepCallback = Callable[[StepEvent], None]
 SCHEMA_VERSION = 1
 
@@ -94,6 +97,10 @@ class Engine:
         cache_dir: str | Path | None = None,  # Hugging Face cache; None: the user's usual one
         single_file_configs: str | Path | None = None,  # component configs for non-standard single files
         preview: str = "auto",  # "auto" (TAESD if cached, else linear) | "linear" | "none"
+        backend: str = "auto",  # "auto" (OpenVINO on the CPU where installed) | "torch" | "openvino"
+        threads: int | None = None,  # OpenVINO's CPU threads; None: all physical cores
+        openvino_cache: str | Path | None = None,  # converted networks; None: the user's cache
+        on_status: Callable[[str], None] | None = None,  # what a long load is doing ("Optimising…")
     ):
         self.device = device
         self.dtype = dtype
@@ -104,16 +111,22 @@ class Engine:
         self.cache_dir = cache_dir
         self.single_file_configs = single_file_configs
         self.preview_mode = preview
+        self.backend = check_backend(backend)
+        self.threads = threads
+        self.openvino_cache = openvino_cache
+        self.on_status = on_status
         self._models: OrderedDict[tuple, LoadedModel] = OrderedDict()
         self._previewers: dict[tuple, Any] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------ loading
     def placement(self) -> Placement:
-        return choose_placement(self.device, self.dtype)
+        return choose_placement(self.device, self.dtype, self.backend)
 
-    def load(self, model: str) -> LoadedModel:
-        """The loaded model for `model`, from the cache or loaded now (downloading if needed and allowed)."""
+    def load(self, model: str, cancel: threading.Event | None = None) -> LoadedModel:
+        """The loaded model for `model`, from the cache or loaded now (downloading if needed and allowed).
+
+        `cancel` stops an OpenVINO conversion between its parts (Cancelled)."""
         with self._lock:
             if ("memory", model) in self._models:
                 return self._models[("memory", model)]
@@ -127,16 +140,26 @@ class Engine:
             while len(self._models) >= self.max_models:
                 self._models.popitem(last=False)  # free memory before loading the next one
                 _free_accelerator_memory()
-            loaded = self._load_source(source, placement)
+            loaded = self._load_source(source, placement, cancel)
             self._models[key] = loaded
             return loaded
 
-    def add_pipeline(self, name: str, pipeline, family: str) -> LoadedModel:
-        """Use an already built StableDiffusionPipeline as model `name` (benchmarks, scripts, notebooks)."""
+    def add_pipeline(self, name: str, pipeline, family: str, identity: str | None = None) -> LoadedModel:
+        """Use an already built StableDiffusionPipeline as model `name` (benchmarks, scripts, notebooks).
+
+        On the OpenVINO backend its networks are converted and cached under `identity` (default: the
+        name and a fingerprint of the weights)."""
         placement = self.placement()
         pipeline.set_progress_bar_config(disable=True)
         place_pipeline(pipeline, placement)
-        loaded = LoadedModel.from_pipeline(ModelSource(name, "memory", family=family), family, placement, pipeline)
+        notes: list[str] = []
+        if placement.backend == "openvino":
+            if identity is None:
+                from studio.engine.openvino_pipeline import weights_fingerprint
+
+                identity = f"memory:{name}:{weights_fingerprint(pipeline)}"
+            placement, notes = self._to_openvino(pipeline, placement, identity, name, None)
+        loaded = LoadedModel.from_pipeline(ModelSource(name, "memory", family=family), family, placement, pipeline, notes=notes)
         with self._lock:
             self._models[("memory", name)] = loaded
         return loaded
@@ -149,7 +172,7 @@ class Engine:
             self._models.clear()
             _free_accelerator_memory()
 
-    def _load_source(self, source: ModelSource, placement: Placement) -> LoadedModel:
+    def _load_source(self, source: ModelSource, placement: Placement, cancel: threading.Event | None = None) -> LoadedModel:
         model_hash = None
         revision = source.revision
         notes: list[str] = []
@@ -164,7 +187,8 @@ class Engine:
             notes = [note] if note else []
             pipe.set_progress_bar_config(disable=True)
             place_pipeline(pipe, placement)
-            model_hash = loading.file_sha256(source.path)[:10]
+            full_hash = loading.file_sha256(source.path)
+            model_hash = full_hash[:10]
             path = source.path
         else:
             if source.kind == "folder":
@@ -178,9 +202,42 @@ class Engine:
             family = source.family or loading.detect_folder_family(path)
             pipe = loading.load_folder(path, family, placement, allow_pickle=self.allow_ckpt)
         source.family = family
+        if placement.backend == "openvino":
+            if source.kind == "file":
+                identity = f"file:{full_hash}"
+            elif source.kind == "folder":
+                from studio.engine.openvino_pipeline import folder_identity
+
+                identity = folder_identity(path)
+            else:
+                identity = f"hub:{source.repo}@{revision}"
+            placement, more = self._to_openvino(pipe, placement, identity, source.id, cancel)
+            notes = [*notes, *more]
         return LoadedModel.from_pipeline(
             source, family, placement, pipe, model_hash=model_hash, path=path, revision=revision, notes=notes
         )
+
+    def _to_openvino(self, pipe, placement: Placement, identity: str, label: str, cancel) -> tuple[Placement, list[str]]:
+        """The pipeline's networks on OpenVINO; on any failure, the whole pipeline on torch and one note."""
+        from studio.engine.openvino_pipeline import OpenVinoFailed, move_to_openvino
+        from studio.library.openvino_cache import OpenVinoCache
+
+        try:
+            prepared = move_to_openvino(
+                pipe, identity=identity, label=label, precision=placement.dtype_name,
+                cache=OpenVinoCache(self.openvino_cache), threads=self.threads, on_status=self.on_status, cancel=cancel,
+            )
+        except OpenVinoFailed as exc:
+            fallback = choose_placement(placement.device, "auto", "torch")
+            place_pipeline(pipe, fallback)
+            log.warning("OpenVINO backend unavailable for %s: %s", label, exc)
+            return fallback, [f"OpenVINO could not run this model ({exc}); it runs on PyTorch ({fallback.dtype_name}) instead"]
+        notes = list(prepared.notes)
+        if prepared.converted:
+            notes.append(f"optimised for this CPU with OpenVINO in {prepared.seconds:.0f} s (cached for next time)")
+        if placement.dtype_name == "bfloat16" and prepared.precisions.get("unet") == "f32":
+            notes.append("this CPU has no native bfloat16: OpenVINO runs float32")
+        return placement, notes
 
     # --------------------------------------------------------------------------------------- generation
     def generate(
@@ -193,7 +250,7 @@ class Engine:
         request.validate()
         cancel = cancel or threading.Event()
         _raise_if_cancelled(cancel)
-        model = self.load(request.model)
+        model = self.load(request.model, cancel)
         req = request.with_defaults(model.defaults, model.family)
         _raise_if_cancelled(cancel)
         init_image, init_hash = _prepare_init_image(req) if req.is_img2img else (None, None)
@@ -430,11 +487,16 @@ def _free_accelerator_memory() -> None:
         pass
 
 
-def _versions() -> dict[str, str]:
+def _versions(backend: str = "torch") -> dict[str, str]:
     import diffusers
     import torch
 
-    return {"torch": torch.__version__, "diffusers": diffusers.__version__}
+    versions = {"torch": torch.__version__, "diffusers": diffusers.__version__}
+    if backend == "openvino":
+        from studio.engine.backends import openvino_version
+
+        versions["openvino"] = openvino_version() or "unknown"
+    return versions
 
 
 def _json_safe(value):
@@ -484,7 +546,8 @@ def build_metadata(model: LoadedModel, req: GenerationRequest, scheduler, index:
         ),
         "device": model.placement.device,
         "dtype": model.placement.dtype_name,
+        "backend": model.placement.backend,
         "nsfw": nsfw,
-        "versions": _versions(),
+        "versions": _versions(model.placement.backend),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }

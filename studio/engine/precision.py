@@ -189,32 +189,52 @@ class UpcastAttnProcessor:
 
 @dataclass(frozen=True)
 class Placement:
+    """Where the networks run and in which precision. On the OpenVINO backend `dtype_name` is the
+    networks' precision ("float32", "bfloat16", "int8") and everything left in torch runs in float32."""
+
     device: str  # "cpu" | "cuda" | "cuda:1" | "mps"
-    dtype_name: str  # "float32" | "float16" | "bfloat16"
+    dtype_name: str  # "float32" | "float16" | "bfloat16" | "int8" (OpenVINO only)
+    backend: str = "torch"  # "torch" | "openvino"
 
     @property
     def dtype(self):
+        """The torch dtype of what runs in torch."""
         import torch
 
-        return getattr(torch, self.dtype_name)
+        return torch.float32 if self.backend == "openvino" else getattr(torch, self.dtype_name)
 
     @property
     def vae_dtype(self):
         import torch
 
+        if self.backend == "openvino":
+            return torch.float32
         return getattr(torch, vae_dtype_name(self.device, self.dtype_name))
 
+    @property
+    def label(self) -> str:
+        """"cpu bfloat16", "cpu int8 (OpenVINO)": what the status bar says "Auto" came to."""
+        suffix = " (OpenVINO)" if self.backend == "openvino" else ""
+        return f"{self.device} {self.dtype_name}{suffix}"
 
-_DTYPE_ALIASES = {
+
+DTYPE_ALIASES = {
     "fp32": "float32", "float32": "float32", "fp16": "float16", "float16": "float16", "half": "float16",
     "bf16": "bfloat16", "bfloat16": "bfloat16",
 }
 
 
-def choose_placement(device: str = "auto", dtype: str = "auto") -> Placement:
+def choose_placement(device: str = "auto", dtype: str = "auto", backend: str = "torch") -> Placement:
     """`auto`: CUDA fp16, MPS fp16, else the CPU in fp32, or in bf16 where the CPU has native bf16
-    (:func:`auto_cpu_dtype`). Asking for hardware that is absent is the user's error."""
+    (:func:`auto_cpu_dtype`). Asking for hardware that is absent is the user's error.
+
+    `backend` ("auto", "torch", "openvino") is resolved for the device (:func:`choose_backend`); the
+    OpenVINO backend has its own precisions (:func:`openvino_precision`)."""
     import torch
+
+    from studio.engine.backends import check_backend, choose_backend, openvino_precision
+
+    check_backend(backend)
 
     device = (device or "auto").lower()
     if device == "auto":
@@ -234,12 +254,16 @@ def choose_placement(device: str = "auto", dtype: str = "auto") -> Placement:
     elif device != "cpu":
         raise RequestError(f"unknown device {device!r}: choose auto, cpu, cuda or mps")
 
+    if choose_backend(backend, device) == "openvino":
+        return Placement(device, openvino_precision(dtype, cpu_has_native_bf16()), "openvino")
+    if (dtype or "auto").lower() == "int8":
+        raise RequestError("int8 runs on the OpenVINO backend only: choose backend openvino (or auto on the CPU)")
     if (dtype or "auto") == "auto":
         dtype_name = auto_cpu_dtype(cpu_has_native_bf16()) if device == "cpu" else "float16"
     else:
-        if dtype.lower() not in _DTYPE_ALIASES:
+        if dtype.lower() not in DTYPE_ALIASES:
             raise RequestError(f"unknown dtype {dtype!r}: choose auto, float32, float16 or bfloat16")
-        dtype_name = _DTYPE_ALIASES[dtype.lower()]
+        dtype_name = DTYPE_ALIASES[dtype.lower()]
     if device == "cpu" and dtype_name == "float16":
         raise RequestError("float16 is not supported on the CPU: use float32 or bfloat16")
     return Placement(device, dtype_name)

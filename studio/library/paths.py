@@ -46,6 +46,10 @@ def data_dir() -> Path:
 
 
 def cache_dir() -> Path:
+    """$LATENT_STUDIO_CACHE, else the user's cache folder: thumbnails and converted OpenVINO models."""
+    env = os.environ.get("LATENT_STUDIO_CACHE")
+    if env:
+        return Path(env).expanduser()
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir(APP_SLUG, appauthor=False))

@@ -6,7 +6,9 @@ shows a :class:`~studio.viewmodel.model_manager.ModelManager` (which runs downlo
 background and keeps their progress); it can be closed meanwhile (the download goes on, and the busy row
 says so when it is opened again). The local models are the window's list, given as any object with a
 ``model_changed(str)`` signal, ``local_models()``, ``remove_local_model(spec)`` and
-``try_add_local_model(spec)`` (:class:`LocalModels`).
+``try_add_local_model(spec)`` (:class:`LocalModels`). A third section lists the models optimised for this
+CPU (the OpenVINO cache), which can take gigabytes of their own: each can be removed (it is made again on
+the model's next use on OpenVINO).
 
 Local models are paths the user picked, and their folders' names may hold anything (a name like
 "<img src=...>"); error messages quote them. The note is plain text and tooltips are plain tooltips
@@ -34,13 +36,15 @@ from PySide6.QtWidgets import (
 )
 
 from studio.library.display import printable
+from studio.library.openvino_cache import CachedModel
 from studio.ui.plain_text import plain_label, plain_tooltip
 from studio.ui.questions import ask
 from studio.viewmodel.model_manager import ModelManager
 
 ID_ROLE = int(Qt.ItemDataRole.UserRole)
-KIND_ROLE = int(Qt.ItemDataRole.UserRole) + 1  # "catalog" | "local"
+KIND_ROLE = int(Qt.ItemDataRole.UserRole) + 1  # "catalog" | "local" | "openvino"
 COLUMNS = ("Model", "Status", "On disk", "Where")
+OPENVINO_SECTION = "Optimised for this CPU (OpenVINO)"
 
 
 class LocalModels(Protocol):
@@ -89,7 +93,10 @@ class ModelsDialog(QDialog):
         header.setStretchLastSection(True)
         self._catalog_root = QTreeWidgetItem(self.tree, ["Catalogue (Hugging Face hub)"])
         self._local_root = QTreeWidgetItem(self.tree, ["Added local folders and files"])
-        for root in (self._catalog_root, self._local_root):
+        self._openvino_root = QTreeWidgetItem(self.tree, [OPENVINO_SECTION])
+        self._roots = (self._catalog_root, self._local_root, self._openvino_root)
+        self._optimised: dict[str, CachedModel] = {}  # the OpenVINO cache as last read, by folder
+        for root in self._roots:
             root.setFlags(root.flags() & ~Qt.ItemFlag.ItemIsSelectable)
             root.setFirstColumnSpanned(True)
             root.setExpanded(True)
@@ -141,6 +148,9 @@ class ModelsDialog(QDialog):
         manager.cancelled.connect(self._on_cancelled)
         manager.removed.connect(self._on_removed)
         manager.size_known.connect(self._on_size)
+        manager.openvino_changed.connect(self.refresh)
+        manager.openvino_removed.connect(self._on_openvino_removed)
+        manager.openvino_failed.connect(lambda text: self.note.setText(printable(text)))
         models.model_changed.connect(self._on_model_changed)
 
     def _on_model_changed(self, _spec: str) -> None:
@@ -170,9 +180,26 @@ class ModelsDialog(QDialog):
             item.setData(0, ID_ROLE, spec)
             item.setData(0, KIND_ROLE, "local")
             item.setToolTip(3, plain_tooltip(spec))
+        self._fill_openvino()
         if selected:
             self.select(selected)
         self._update()
+
+    def _fill_openvino(self) -> None:
+        """The models optimised for this CPU: label, parts, size; the section's title says the total."""
+        self._openvino_root.takeChildren()
+        entries = self.manager.openvino_models()
+        self._optimised = {str(entry.folder): entry for entry in entries}
+        total = self.manager.openvino_total_size() if entries else 0
+        self._openvino_root.setText(0, f"{OPENVINO_SECTION} · {format_bytes(total)}" if entries else OPENVINO_SECTION)
+        for key, entry in self._optimised.items():
+            count = len(entry.parts)
+            parts = f"{count} part{'' if count == 1 else 's'} optimised"
+            item = QTreeWidgetItem(self._openvino_root, [printable(entry.label), parts, format_bytes(entry.size), printable(key)])
+            item.setData(0, ID_ROLE, key)
+            item.setData(0, KIND_ROLE, "openvino")
+            item.setToolTip(0, plain_tooltip(entry.identity or entry.label))
+            item.setToolTip(3, plain_tooltip(key))
 
     def _fill_catalog_row(self, item: QTreeWidgetItem) -> None:
         model_id = item.data(0, ID_ROLE)
@@ -198,14 +225,14 @@ class ModelsDialog(QDialog):
     def rows(self) -> dict[str, tuple[str, ...]]:
         """Each row's texts by model id or path (what the user reads)."""
         out = {}
-        for root in (self._catalog_root, self._local_root):
+        for root in self._roots:
             for i in range(root.childCount()):
                 item = root.child(i)
                 out[item.data(0, ID_ROLE)] = tuple(item.text(c) for c in range(len(COLUMNS)))
         return out
 
     def _item(self, key: str) -> QTreeWidgetItem | None:
-        for root in (self._catalog_root, self._local_root):
+        for root in self._roots:
             for i in range(root.childCount()):
                 if root.child(i).data(0, ID_ROLE) == key:
                     return root.child(i)
@@ -228,18 +255,23 @@ class ModelsDialog(QDialog):
     def _update(self) -> None:
         key, kind = self.selected(), self._selected_kind()
         status = self.manager.status(key) if kind == "catalog" and key else None
-        busy = bool(key) and self.manager.is_downloading(key)
+        optimised = self._optimised.get(key) if kind == "openvino" and key else None
+        busy = kind == "catalog" and bool(key) and self.manager.is_downloading(key)
+        removable = (status is not None and (status.downloaded or status.partial) and not busy) or kind == "local"
+        on_disk = (kind == "local" and Path(key).exists()) or optimised is not None
         self.download_button.setEnabled(status is not None and not status.downloaded and not busy)
         self.download_button.setText("&Resume download" if status is not None and status.partial else "&Download")
         self.cancel_button.setEnabled(busy)
-        self.remove_button.setEnabled((status is not None and (status.downloaded or status.partial) and not busy) or kind == "local")
+        self.remove_button.setEnabled(removable or optimised is not None)
         self.remove_button.setText("&Remove from list" if kind == "local" else "&Remove…")
-        self.reveal_button.setEnabled((status is not None and status.path is not None) or (kind == "local" and Path(key).exists()))
+        self.reveal_button.setEnabled((status is not None and status.path is not None) or on_disk)
         self.use_button.setEnabled((status is not None and status.downloaded) or (kind == "local" and Path(key).exists()))
         if status is not None:
             self.note.setText(f"{status.name}: {status.notes}" if status.notes else status.name)
         elif kind == "local":
             self.note.setText(printable(key))
+        elif optimised is not None:
+            self.note.setText(_optimised_note(optimised))
         else:
             self.note.setText("")
         self._show_progress(key)
@@ -281,6 +313,8 @@ class ModelsDialog(QDialog):
             self.models.remove_local_model(key)
             self.refresh()
             return None
+        if kind == "openvino":
+            return self._ask_remove_optimised(key)
         status = self.manager.status(key)
         if status is None:
             return None
@@ -291,6 +325,20 @@ class ModelsDialog(QDialog):
             choices=[("Move to trash", QMessageBox.ButtonRole.DestructiveRole, lambda: self.manager.remove(key))],
         )
 
+    def _ask_remove_optimised(self, key: str) -> QMessageBox | None:
+        """Ask before deleting a model's optimised copy: it is not in the trash afterwards, and making it
+        again costs minutes on the model's next use."""
+        entry = self._optimised.get(key)
+        if entry is None:
+            return None
+        return ask(
+            self, "Remove the optimised model?",
+            f"Delete the copy of {printable(entry.label)} optimised for this CPU ({format_bytes(entry.size)})? "
+            "It is made again the next time the model runs on OpenVINO, which takes a few minutes.",
+            name="removeOpenVinoBox",
+            choices=[("Delete", QMessageBox.ButtonRole.DestructiveRole, lambda: self.manager.remove_openvino(key))],
+        )
+
     def reveal_selected(self) -> bool:
         key, kind = self.selected(), self._selected_kind()
         if not key:
@@ -298,6 +346,8 @@ class ModelsDialog(QDialog):
         if kind == "catalog":
             status = self.manager.status(key)
             path = status.path if status is not None else None
+        elif kind == "openvino":
+            path = Path(key)
         else:
             path = Path(key) if Path(key).is_dir() else Path(key).parent
         if path is None:
@@ -355,6 +405,17 @@ class ModelsDialog(QDialog):
 
     def _on_size(self, key: str, _size) -> None:
         self._refresh_row(key)
+
+    def _on_openvino_removed(self, label: str, freed) -> None:
+        """After the refresh that ``openvino_changed`` made: say what went, and what it freed."""
+        self.note.setText(f"Removed the optimised copy of {printable(label)} ({format_bytes(freed)} freed).")
+
+
+def _optimised_note(entry: CachedModel) -> str:
+    """What a model of the OpenVINO cache is: when it was made, and its parts (network, weights, version)."""
+    made = f", made {entry.created[:10]}" if entry.created else ""
+    parts = ", ".join(entry.parts) if entry.parts else "no complete part"
+    return f"{printable(entry.label)}: optimised for this CPU with OpenVINO{made}. Parts: {parts}."
 
 
 def _local_size(path: Path) -> str:

@@ -1,4 +1,4 @@
-"""The parameter panel: model, scheduler, steps, guidance, seed, size, batch, strength, device.
+"""The parameter panel: model, scheduler, steps, guidance, seed, size, batch, strength, device, backend.
 
 Every control is bound to its property of :class:`~studio.viewmodel.generation_settings.GenerationSettings`
 in one line; the panel holds no state of its own. Choosing a model applies that model's defaults there.
@@ -118,21 +118,19 @@ class ParametersPanel(QWidget):
         self.strength.setToolTip("img2img: how much the canvas image may change (1 = ignore it almost entirely)")
         form.addRow("S&trength", self.strength)
 
-        self.device = QComboBox(accessibleName="Device")
-        self.device.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.device.setMinimumContentsLength(8)  # "… (not available)" entries must not widen the panel
-        for choice in s.device_choices():
-            self.device.addItem(choice.label if choice.available else f"{choice.label} (not available)", choice.value)
-            item = self.device.model().item(self.device.count() - 1)
-            item.setEnabled(choice.available)
-            if choice.reason:
-                item.setToolTip(plain_tooltip(choice.reason))  # may quote a driver's error message
+        self.device = _choice_box("Device", s.device_choices())
         self.dtype = QComboBox(accessibleName="Precision")
         for label, value, tip in PRECISIONS:
             self.dtype.addItem(label, value)
             self.dtype.setItemData(self.dtype.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
         self.dtype.setToolTip("Number format of the model's weights and arithmetic (hover an entry for details)")
         form.addRow("&Device", _row(self.device, self.dtype))
+        self.backend = _choice_box("Backend", s.backend_choices())
+        self.backend.setToolTip(
+            "What runs the model: PyTorch, or OpenVINO on the CPU (faster there; a model is optimised for this "
+            "CPU on its first use, then cached). Images differ slightly between backends"
+        )
+        form.addRow("Bac&kend", self.backend)
 
         self.safety = QCheckBox("Safety checker", accessibleName="Safety checker")
         self.safety.setToolTip(
@@ -156,6 +154,7 @@ class ParametersPanel(QWidget):
         bind(self.strength, s, "strength")
         bind(self.device, s, "device")
         bind(self.dtype, s, "dtype")
+        bind(self.backend, s, "backend")
         bind(self.safety, s, "safety_checker")
         show_text(self.model_note, s, "model_note")
         show_text(self.size_note, s, "size_problem")
@@ -229,6 +228,21 @@ class _SeedValidator(QIntValidator):
             return (QIntValidator.State.Invalid, text, pos)
         state = QIntValidator.State.Acceptable if int(text) <= MAX_SEED else QIntValidator.State.Invalid
         return (state, text, pos)
+
+
+def _choice_box(name: str, choices) -> QComboBox:
+    """A combo of (value, label, available, reason) choices: the unavailable ones greyed, with the reason
+    as their tooltip, so the list says what this machine could run and why not."""
+    box = QComboBox(accessibleName=name)
+    box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    box.setMinimumContentsLength(8)  # "… (not available)" entries must not widen the panel
+    for choice in choices:
+        box.addItem(choice.label if choice.available else f"{choice.label} (not available)", choice.value)
+        item = box.model().item(box.count() - 1)
+        item.setEnabled(choice.available)
+        if choice.reason:
+            item.setToolTip(plain_tooltip(choice.reason))  # may quote a driver's error message
+    return box
 
 
 def _row(*widgets: QWidget) -> QWidget:

@@ -14,10 +14,11 @@ import dataclasses
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from PySide6.QtCore import QObject, Signal
 
+from studio.engine.backends import BACKEND_LABELS, BACKENDS, openvino_installed
 from studio.engine.catalog import CATALOG, FAMILY_SIZE_MULTIPLE, CatalogEntry, ModelDefaults, family_defaults
 from studio.engine.devices import DeviceChoice, device_choices
 from studio.engine.errors import RequestError, first_line
@@ -37,6 +38,7 @@ __all__ = [
     "MIN_SIDE",
     "PRECISIONS",
     "SEED_MODES",
+    "BackendChoice",
     "GenerationSettings",
     "ModelChoice",
 ]
@@ -64,7 +66,28 @@ PRECISIONS = (
         "with native bfloat16 (AVX512-BF16 or AMX); elsewhere it is many times slower than float32",
     ),
     ("float16", "float16", "GPU only: half the memory and time; SD 2.1's attention is computed in float32"),
+    (
+        "int8 weights (OpenVINO)",
+        "int8",
+        "Needs the OpenVINO backend and NNCF (pip install 'latent-studio[int8]'): UNet and text encoder weights "
+        "compressed to 8 bits: a smaller and faster UNet, slightly different images",
+    ),
 )
+BACKEND_TIPS = {
+    "auto": "OpenVINO on the CPU where it is installed (faster there), PyTorch on a GPU",
+    "torch": "PyTorch on any device: the reference results",
+    "openvino": "CPU only: the model is optimised for this CPU on first use (minutes, then cached); "
+    "Models lists what is cached",
+}
+
+
+class BackendChoice(NamedTuple):
+    """One entry of the backend list: what the job asks for, what the list shows, and why it is greyed."""
+
+    value: str
+    label: str
+    available: bool
+    reason: str = ""  # why it is not available, or what it does (the entry's tooltip)
 
 
 @dataclass(frozen=True)
@@ -132,6 +155,7 @@ class GenerationSettings(ViewModel):
     strength = Property(0.75, persist=True, check=between(0.01, 1.0))
     device = Property("auto", persist=True, check=_usable_device)
     dtype = Property("auto", persist=True, check=one_of([value for _label, value, _tip in PRECISIONS]))
+    backend = Property("auto", persist=True, check=one_of(BACKENDS), doc="what runs the networks: auto, torch, openvino")
     safety_checker = Property(True, persist=True)
 
     # Shown, not kept: what the panel says about the current choice.
@@ -260,6 +284,18 @@ class GenerationSettings(ViewModel):
     def device_choices() -> list[DeviceChoice]:
         return device_choices()
 
+    @staticmethod
+    def backend_choices() -> list[BackendChoice]:
+        """Auto, PyTorch, OpenVINO: greyed with the reason where it is not installed (asked without
+        importing it: an import costs seconds). A job may still combine a backend with a device it cannot
+        use (OpenVINO on a GPU); the engine refuses that in one line."""
+        choices = []
+        for value in BACKENDS:
+            available = value != "openvino" or openvino_installed()
+            reason = BACKEND_TIPS[value] if available else "OpenVINO is not installed: pip install openvino"
+            choices.append(BackendChoice(value, BACKEND_LABELS[value], available, reason))
+        return choices
+
     def size_presets(self) -> list[tuple[int, int]]:
         family, prediction = self.kind()
         presets = "sd1" if (family, prediction) == ("sd2", "epsilon") else family  # 512-base: SD 1.x's sizes
@@ -308,7 +344,7 @@ class GenerationSettings(ViewModel):
         return [name for name in properties(cls) if name in fields]
 
     def to_request(self, prompt: str, negative: str, init_image: Any = None) -> GenerationRequest:
-        """The request for the next job (device and dtype travel beside it, see JobQueue.submit)."""
+        """The request for the next job (device, dtype and backend travel beside it, see JobQueue.submit)."""
         values = {name: getattr(self, name) for name in self.request_names()}
         values.update(
             prompt=prompt,

@@ -7,6 +7,12 @@ after that state is updated (so a receiver asking :meth:`ModelManager.progress_o
 :meth:`ModelManager.is_downloading` sees the news). The dialog needs nothing else from the engine or the
 worker: a status is read by attribute (``id``, ``name``, ``repo``, ``revision``, ``downloaded``,
 ``partial``, ``size_on_disk``, ``path``, ``notes``; see :class:`studio.engine.model_store.ModelStatus`).
+
+It also lists the OpenVINO cache (:class:`~studio.library.openvino_cache.OpenVinoCache`): the models
+optimised for this CPU, which can take gigabytes the user never downloaded as such, so they can be seen
+and removed here too. Removing one deletes one folder (milliseconds; it is made again on the model's next
+use on OpenVINO), so it runs in the GUI thread, unlike the removal of a download, which waits for the
+downloads before it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal
 
+from studio.library.display import first_line
+from studio.library.openvino_cache import CachedModel, OpenVinoCache
 from studio.viewmodel.properties import ViewModel
 from studio.worker.downloads import DownloadService
 
@@ -34,9 +42,19 @@ class ModelManager(ViewModel):
     cancelled = Signal(str)  # model id
     removed = Signal(str, object)  # model id, bytes freed
     size_known = Signal(str, object)  # model id, download size in bytes (None: unknown, e.g. offline)
+    openvino_changed = Signal()  # the OpenVINO cache's list changed (a model removed, or part of one)
+    openvino_removed = Signal(str, object)  # the removed model's label, bytes freed
+    openvino_failed = Signal(str)  # one line: why a model of the OpenVINO cache could not be removed
 
-    def __init__(self, cache_dir: str | Path | None = None, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        cache_dir: str | Path | None = None,
+        parent: QObject | None = None,
+        *,
+        openvino_cache: OpenVinoCache | None = None,
+    ) -> None:
         super().__init__(parent)
+        self.openvino_cache = openvino_cache if openvino_cache is not None else OpenVinoCache()
         self._service = DownloadService(cache_dir=cache_dir, parent=self)
         self._statuses: dict[str, ModelStatus] = {}
         self._sizes: dict[str, int | None] = {}
@@ -72,6 +90,14 @@ class ModelManager(ViewModel):
         """The download size the hub announced (None: not asked, not answered yet, or unknown)."""
         return self._sizes.get(model_id)
 
+    def openvino_models(self) -> list[CachedModel]:
+        """The models optimised for this CPU, largest first (reads the cache folder: milliseconds)."""
+        return self.openvino_cache.entries()
+
+    def openvino_total_size(self) -> int:
+        """Bytes the OpenVINO cache takes, IR and compiled blobs together."""
+        return self.openvino_cache.total_size()
+
     # ---------------------------------------------------------------------------------------- actions
     def query_size(self, model_id: str, *, again: bool = False) -> bool:
         """Ask the hub how big the download is (once per model unless `again`); ``size_known`` answers.
@@ -96,6 +122,23 @@ class ModelManager(ViewModel):
         """Move the model's downloaded files to the trash, after any download before it; ``removed`` or
         ``failed`` follows. False after shutdown."""
         return self._service.remove(model_id) is not None
+
+    def remove_openvino(self, folder: str | Path) -> int | None:
+        """Delete one model's folder of the OpenVINO cache; the bytes freed, or None when it could not
+        be. ``openvino_changed`` comes first either way (a removal that failed half-way changed the list
+        too), then ``openvino_removed`` or ``openvino_failed`` (why), so a view that refreshes on the
+        first keeps the message of the second."""
+        folder = Path(folder)
+        label = next((m.label for m in self.openvino_models() if m.folder == folder), folder.name)
+        try:
+            freed = self.openvino_cache.remove(folder)
+        except (OSError, ValueError) as exc:  # in use (Windows), read-only, or not a folder of the cache
+            self.openvino_changed.emit()
+            self.openvino_failed.emit(f"Could not remove {label}: {first_line(exc)}")
+            return None
+        self.openvino_changed.emit()
+        self.openvino_removed.emit(label, freed)
+        return freed
 
     def shutdown(self, wait: bool = True) -> bool:
         """Cancel the downloads (what was fetched is kept) and stop the thread; True when it stopped."""

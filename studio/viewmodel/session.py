@@ -9,7 +9,7 @@ parameters from any image, keep and resume the queue.
 
 The request travels: ``GenerationSettings.to_request`` (with the prompts and the canvas image) ->
 :meth:`StudioSession.generate` (validated once, here) -> ``JobQueue.submit`` (with the device, the
-dtype and the output folder) -> the engine's thread.
+dtype, the backend and the output folder) -> the engine's thread.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from studio.viewmodel.canvas_image import CanvasImage
 from studio.viewmodel.generation_settings import PRECISIONS, GenerationSettings
 
 if TYPE_CHECKING:
+    from studio.engine.request import GenerationRequest
     from studio.viewmodel.gallery_browser import GalleryBrowser
 from studio.viewmodel.job_queue import Job, JobQueue
 from studio.viewmodel.preferences import AppSettings, Preferences
@@ -40,6 +41,11 @@ from studio.worker.queue_store import SavedQueue, clear_queue, load_queue, save_
 from studio.worker.tasks import TaskPool
 
 __all__ = ["RestoreOffer", "SavedImage", "StepReport", "StudioSession", "caption", "shown"]
+
+RAN_ON_BACKEND = {"torch": "PyTorch", "openvino": "OpenVINO"}
+"""What the status line says a backend came to (the list's "OpenVINO (CPU)" would nest parentheses)."""
+BUSY_PREFIXES = ("Downloading", "Loading model", "Optimising", "Generating")
+"""Status texts of a wait the busy bar names for its whole length."""
 
 
 def shown(value: object, limit: int = 200) -> str:
@@ -93,7 +99,7 @@ class StudioSession(ViewModel):
     failure = Signal(str, bool)  # the message, whether the model is the problem (offer the manager)
     result_added = Signal(object)  # SavedImage
 
-    status_line = Property("", doc="model · device · dtype, with what Auto came to on the last image")
+    status_line = Property("", doc="model · device · dtype · backend, with what Auto came to on the last image")
 
     def __init__(
         self,
@@ -121,7 +127,7 @@ class StudioSession(ViewModel):
         self._probe = TaskPool("studio-model-probe", threads=1, parent=self)
         self._shown_job: int | None = None
         self._last_failure = ""
-        self._ran_on: tuple[str, str] | None = None
+        self._ran_on: tuple[str, str, str] | None = None  # device, dtype, backend of the last image
         self._closed = False
         self.gallery: GalleryBrowser | None = None  # made when the gallery is first opened: start-up stays light
 
@@ -133,6 +139,7 @@ class StudioSession(ViewModel):
         self.settings.model_changed.connect(self._on_model_changed)
         self.settings.device_changed.connect(self._on_device_changed)
         self.settings.dtype_changed.connect(self._on_device_changed)
+        self.settings.backend_changed.connect(self._on_device_changed)
         self.queue.job_started.connect(self._on_job_started)
         self.queue.step.connect(self._on_step)
         self.queue.image_saved.connect(self._on_image_saved)
@@ -210,11 +217,14 @@ class StudioSession(ViewModel):
             return None
         self.prompt.add_to_history(prompt, negative)
         self._last_failure = ""
-        job = self.queue.submit(
-            request, device=self.settings.device, dtype=self.settings.dtype, output_dir=self.output_path()
-        )
+        job = self._submit(request)
         self.message.emit(f"Queued job #{job.id}")
         return job
+
+    def _submit(self, request: GenerationRequest) -> Job:
+        """Queue `request` with today's device, dtype, backend and output folder (fixed from now on)."""
+        s = self.settings
+        return self.queue.submit(request, device=s.device, dtype=s.dtype, backend=s.backend, output_dir=self.output_path())
 
     def cancel_current(self) -> bool:
         job = self.queue.running_job()
@@ -308,15 +318,19 @@ class StudioSession(ViewModel):
         self.refresh_model_note()
 
     def _update_status_line(self) -> None:
-        device = next((c.label for c in self.settings.device_choices() if c.value == self.settings.device), "Auto")
-        dtype = next((label for label, value, _tip in PRECISIONS if value == self.settings.dtype), "Auto")
+        """"Stable Diffusion 1.4 · Auto (cpu) · Auto (bfloat16) · Auto (OpenVINO)": each choice, with what
+        "Auto" came to on the last image; a backend that fell back (OpenVINO could not run the model, so
+        PyTorch did) is said too, since it changes speed and pixels."""
+        s = self.settings
+        device = next((c.label for c in s.device_choices() if c.value == s.device), "Auto")
+        dtype = next((label for label, value, _tip in PRECISIONS if value == s.dtype), "Auto")
+        backend = next((c.label for c in s.backend_choices() if c.value == s.backend), "Auto")
         if self._ran_on is not None:  # what "Auto" came to for the last image
-            ran_device, ran_dtype = self._ran_on
-            if self.settings.device == "auto":
-                device = f"Auto ({ran_device})"
-            if self.settings.dtype == "auto":
-                dtype = f"Auto ({ran_dtype})"
-        self.status_line = f"{self.settings.model_label()} · {device} · {dtype}"
+            ran_device, ran_dtype, ran_backend = self._ran_on
+            device = _came_to(device, s.device, ran_device)
+            dtype = _came_to(dtype, s.dtype, ran_dtype)
+            backend = _came_to(backend, s.backend, ran_backend, RAN_ON_BACKEND.get(ran_backend, ran_backend), said=True)
+        self.status_line = f"{s.model_label()} · {device} · {dtype} · {backend}"
 
     # ---------------------------------------------------------------------------- queue reports
     def _on_job_started(self, job_id: int) -> None:
@@ -330,7 +344,7 @@ class StudioSession(ViewModel):
 
     def _on_image_saved(self, image: SavedImage) -> None:
         if image.device and image.dtype:
-            self._ran_on = (image.device, image.dtype)
+            self._ran_on = (image.device, image.dtype, image.backend)
             self._update_status_line()
         if image.seed is not None:
             self.settings.remember_seed(image.seed)
@@ -358,7 +372,7 @@ class StudioSession(ViewModel):
     def _on_status(self, text: str) -> None:
         if text == "Ready" and self._last_failure:
             return  # keep the failure readable in the status bar until it times out
-        if text.startswith(("Downloading", "Loading model", "Generating")):
+        if text.startswith(BUSY_PREFIXES):
             self.preview_busy.emit(text)  # the busy bar shows what the wait is for, the whole wait
         self.message.emit(text)
 
@@ -368,13 +382,11 @@ class StudioSession(ViewModel):
         return load_queue(self.queue_file)
 
     def resume(self, saved: SavedQueue, run: bool) -> None:
-        """Run the kept jobs again (with today's device and dtype) or forget them; the file goes."""
+        """Run the kept jobs again (with today's device, dtype and backend) or forget them; the file goes."""
         clear_queue(self.queue_file)
         if run:
             for request in saved.requests:
-                self.queue.submit(
-                    request, device=self.settings.device, dtype=self.settings.dtype, output_dir=self.output_path()
-                )
+                self._submit(request)
             count = len(saved.requests)
             self.message.emit(f"Resumed {'1 job' if count == 1 else f'{count} jobs'}")
 
@@ -407,6 +419,20 @@ class StudioSession(ViewModel):
         self.prompt.shutdown()
         self.canvas.shutdown()
         self.queue.shutdown()  # cancels the running job within one step; saves are atomic
+
+
+def _came_to(label: str, chosen: str, ran: str, ran_label: str = "", *, said: bool = False) -> str:
+    """A choice's label with what it came to on the last image: always for "auto"; for another choice
+    only when `said` and it differs (a fallback). Nothing is added when the image did not say (``ran``
+    empty: an engine of an older version)."""
+    ran_label = ran_label or ran
+    if not ran:
+        return label
+    if chosen == "auto":
+        return f"{label} ({ran_label})"
+    if said and ran != chosen:
+        return f"{label} (ran on {ran_label})"
+    return label
 
 
 def _exists(spec: str) -> bool:

@@ -4,9 +4,10 @@ Threads: a 1-thread :class:`~studio.worker.tasks.TaskPool` owns the :class:`~stu
 (made lazily on the first job, in that thread, so torch is neither imported when the window starts nor
 ever used from two threads). The queue that decides what runs next lives in the view-model
 (:class:`studio.viewmodel.job_queue.JobQueue`); it hands this worker one :class:`GenerationWork` at a
-time. Everything a job needs travels with it: the request, the output folder, the device and the
-dtype. The only object both threads touch is the job's cancel ``threading.Event``: setting it makes
-the engine raise ``Cancelled`` within one step.
+time. Everything a job needs travels with it: the request, the output folder, the device, the dtype
+and the backend. The only object both threads touch is the job's cancel ``threading.Event``: setting it
+makes the engine raise ``Cancelled`` within one step, or between the parts of a model being optimised
+for the CPU (an OpenVINO conversion, which takes minutes on a model's first use).
 
 Reports arrive in the GUI thread, in the order they were made, as calls on a
 :class:`GenerationListener`: ``started``, ``step`` (a :class:`StepReport` per denoising step),
@@ -115,6 +116,7 @@ class GenerationWork:
     output_dir: Path
     device: str = "auto"
     dtype: str = "auto"
+    backend: str = "auto"  # "auto" | "torch" | "openvino" (studio.engine.backends.BACKENDS)
     cancel: threading.Event = field(default_factory=threading.Event, compare=False)
 
 
@@ -142,6 +144,7 @@ class SavedImage:
     dtype: str
     nsfw: bool
     metadata: dict[str, Any]  # the exact JSON written into the file (for "reuse parameters")
+    backend: str = ""  # what "auto" came to: "torch" | "openvino" ("" for images of older versions)
 
 
 @dataclass(frozen=True)
@@ -196,15 +199,15 @@ class GenerationWorker:
     """Runs jobs on the engine's thread, one at a time, in the order they are given.
 
     Its engine is touched only from that thread (or after :meth:`shutdown` has stopped it). The
-    engine is kept between jobs with the same device and dtype, and made anew (the old one's models
-    freed first) when a job asks for others.
+    engine is kept between jobs with the same device, dtype and backend, and made anew (the old one's
+    models freed first) when a job asks for others.
     """
 
     def __init__(self, engine_factory: EngineFactory | None = None) -> None:
         self._engine_factory = engine_factory
         self._pool = TaskPool("studio-generation", threads=1)
         self.engine: Engine | None = None
-        self._engine_key: tuple[str, str] | None = None
+        self._engine_key: tuple[str, str, str] | None = None
 
     def run(self, work: GenerationWork, listener: GenerationListener) -> Task | None:
         """Queue `work` on the engine's thread; None once shut down. Exactly one ``ended`` follows."""
@@ -244,10 +247,10 @@ class GenerationWorker:
             context.report(listener.started, job_id)
             request.validate()
             check_writable_folder(work.output_dir)  # before minutes of work whose image could not be kept
-            engine = self._engine_for(work.device, work.dtype, context, listener)
+            engine = self._engine_for(work, context, listener)
             if not _is_loaded(engine, request.model):
                 context.report(listener.status, f"Loading model {model_label(request.model)}…")
-            engine.load(request.model)  # a dictionary look-up when already loaded
+            engine.load(request.model, cancel=work.cancel)  # a look-up when loaded; a conversion stops between parts
             context.check()
             phase = "generating"
             context.report(listener.status, f"Generating #{job_id}…")
@@ -267,9 +270,10 @@ class GenerationWorker:
             return JobOutcome(job_id, "failed", describe_failure(exc, phase, request.model), failure_kind(exc))
         return JobOutcome(job_id, "done")
 
-    def _engine_for(self, device: str, dtype: str, context: TaskContext, listener: GenerationListener) -> Engine:
-        """The engine for this device and dtype, made on first use or when they changed."""
-        key = (device, dtype)
+    def _engine_for(self, work: GenerationWork, context: TaskContext, listener: GenerationListener) -> Engine:
+        """The engine for the job's device, dtype and backend, made on first use or when they changed;
+        its download and status hooks report to this job's listener."""
+        key = (work.device, work.dtype, work.backend)
         if self.engine is None or self._engine_key != key:
             if self.engine is not None:  # free the old models before loading anew
                 old, self.engine, self._engine_key = self.engine, None, None
@@ -277,11 +281,13 @@ class GenerationWorker:
                     old.unload_all()
                 except Exception:  # noqa: BLE001 - freeing memory must never fail the job
                     log.debug("unloading models failed", exc_info=True)
-            self.engine = self._engine_factory() if self._engine_factory is not None else _default_engine(device, dtype)
+            if self._engine_factory is not None:
+                self.engine = self._engine_factory()
+            else:
+                self.engine = _default_engine(*key)
             self._engine_key = key
-        hook = getattr(self.engine, "on_download", None)
-        if hook is None or isinstance(hook, _DownloadReporter):  # an engine_factory's own hook is kept
-            self.engine.on_download = _DownloadReporter(context, listener)
+        _install_hook(self.engine, "on_download", _DownloadReporter, _DownloadReporter(context, listener))
+        _install_hook(self.engine, "on_status", _StatusReporter, _StatusReporter(context, listener))
         return self.engine
 
     @staticmethod
@@ -320,6 +326,29 @@ class _DownloadReporter:
         self._context.report(self._listener.status, text)
 
 
+class _StatusReporter:
+    """What a long load is doing ("Optimising for this CPU: UNet 2/4…") -> the status bar.
+
+    It does not cancel: the engine checks the job's cancel event itself between the parts of a
+    conversion (it is given to ``Engine.load``), where stopping leaves no half-written part behind.
+    """
+
+    def __init__(self, context: TaskContext, listener: GenerationListener) -> None:
+        self._context = context
+        self._listener = listener
+
+    def __call__(self, text: str) -> None:
+        self._context.report(self._listener.status, str(text))
+
+
+def _install_hook(engine: Engine, name: str, kind: type, reporter: Callable) -> None:
+    """Point the engine's hook `name` at this job's `reporter`, unless an engine_factory set its own
+    (a hook that is not one of ours, of type `kind`, is kept: the factory's owner wants its reports)."""
+    hook = getattr(engine, name, None)
+    if hook is None or isinstance(hook, kind):
+        setattr(engine, name, reporter)
+
+
 def _saved_image(job_id: int, path: Path, result) -> SavedImage:
     meta = result.metadata if isinstance(result.metadata, dict) else {}
     seed = meta.get("seed")
@@ -332,6 +361,7 @@ def _saved_image(job_id: int, path: Path, result) -> SavedImage:
         dtype=str(meta.get("dtype") or ""),
         nsfw=bool(meta.get("nsfw")),
         metadata=meta,
+        backend=str(meta.get("backend") or ""),
     )
 
 
@@ -343,9 +373,10 @@ def _is_loaded(engine: Engine, model: str) -> bool:
         return False
 
 
-def _default_engine(device: str, dtype: str) -> Engine:
+def _default_engine(device: str, dtype: str, backend: str = "auto") -> Engine:
+    """The app's engine: made here, in the engine's thread, so torch is imported off the GUI thread."""
     from studio.engine import Engine
     from studio.engine.loading import quiet_libraries
 
     quiet_libraries()  # the libraries' chatter would reach the terminal the app was started from
-    return Engine(device=device, dtype=dtype, preview="auto")
+    return Engine(device=device, dtype=dtype, backend=backend, preview="auto")

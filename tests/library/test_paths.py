@@ -15,6 +15,12 @@ def test_environment_overrides_the_output_and_config_folders(monkeypatch, tmp_pa
 def test_platform_folders_name_the_app(monkeypatch):
     monkeypatch.delenv("LATENT_STUDIO_OUTPUT", raising=False)
     monkeypatch.delenv("LATENT_STUDIO_CONFIG", raising=False)
+    monkeypatch.delenv("LATENT_STUDIO_CACHE", raising=False)
     assert paths.default_output_dir().name == paths.APP_NAME
     for folder in (paths.config_dir(), paths.data_dir(), paths.cache_dir()):
         assert paths.APP_SLUG in folder.parts
+
+
+def test_the_cache_folder_can_be_moved_by_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("LATENT_STUDIO_CACHE", str(tmp_path / "cache"))
+    assert paths.cache_dir() == tmp_path / "cache"

@@ -75,6 +75,7 @@ def test_type_a_prompt_and_generate_with_ctrl_return(make_window, qtbot, tmp_pat
     # The status bar says what "Auto" came to, once an image was made.
     ran_dtype = result.metadata["dtype"]  # float32 or bfloat16, by this CPU and STUDIO_AUTO_CPU_DTYPE
     assert "Auto (cpu)" in window.status_model.text() and f"Auto ({ran_dtype})" in window.status_model.text()
+    assert result.backend == "torch" and window.status_model.text().endswith(" · Auto (PyTorch)")  # STUDIO_AUTO_BACKEND
 
 
 def test_escape_cancels_the_running_job(make_window, qtbot):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Signal
 from PySide6.QtWidgets import QMessageBox
 
 from studio.engine.catalog import CATALOG
@@ -169,3 +169,57 @@ def test_a_local_model_path_that_spells_html_is_shown_literally(qtbot, dialog, t
     tip = dialog.tree.currentItem().toolTip(3)
     assert tip.startswith("<p style='white-space:pre-wrap'>") and "<img" not in tip and "<b>" not in tip
     assert "&lt;img src=&quot;/dev/null&quot;&gt;/&lt;b&gt;model" in tip
+
+
+# ------------------------------------------------------------------------------- the OpenVINO cache
+def test_models_optimised_for_this_cpu_are_listed_and_removed_after_asking(qtbot, tmp_path):
+    from studio.library.openvino_cache import OpenVinoCache
+    from studio.ui.models_dialog import OPENVINO_SECTION, format_bytes
+    from tests.viewmodel.test_model_manager import publish_fake
+
+    cache = OpenVinoCache(tmp_path / "openvino")
+    publish_fake(cache, "hub:CompVis/stable-diffusion-v1-4@1", "CompVis/stable-diffusion-v1-4", ("text_encoder", "unet"))
+    publish_fake(cache, "file:abc", "<b>dreamy.safetensors", ("unet",))
+    manager = ModelManager(cache_dir=tmp_path / "hub", openvino_cache=cache)
+    dialog = ModelsDialog(manager, LocalModelList())
+    qtbot.addWidget(dialog)
+    dialog.refresh()
+    first, second = cache.entries()
+    rows = dialog.rows()
+    assert rows[str(first.folder)] == (
+        "CompVis/stable-diffusion-v1-4", "2 parts optimised", format_bytes(first.size), str(first.folder)
+    )
+    assert first.size > 2000 and format_bytes(first.size) == "2 KB"
+    assert rows[str(second.folder)][:2] == ("<b>dreamy.safetensors", "1 part optimised")  # shown as text, never HTML
+    assert dialog._openvino_root.text(0) == f"{OPENVINO_SECTION} · {format_bytes(first.size + second.size)}"
+
+    assert dialog.select(str(first.folder))
+    assert dialog.remove_button.isEnabled() and not dialog.use_button.isEnabled() and dialog.reveal_button.isEnabled()
+    assert "optimised for this CPU with OpenVINO" in dialog.note.text() and "unet-fp16-ov2026.0" in dialog.note.text()
+    asked = dialog.remove_selected()
+    assert isinstance(asked, QMessageBox) and asked.objectName() == "removeOpenVinoBox"
+    assert "made again the next time the model runs on OpenVINO" in asked.text() and first.folder.is_dir()
+    next(b for b in asked.buttons() if asked.buttonRole(b) == QMessageBox.ButtonRole.RejectRole).click()
+    assert first.folder.is_dir()  # Cancel keeps it
+
+    box = dialog.remove_selected()
+    next(b for b in box.buttons() if box.buttonRole(b) == QMessageBox.ButtonRole.DestructiveRole).click()
+    for answered in (asked, box):  # a closed box keeps the application's focus for the tests after this one
+        answered.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    assert not first.folder.exists() and str(first.folder) not in dialog.rows()
+    assert dialog.note.text() == f"Removed the optimised copy of CompVis/stable-diffusion-v1-4 ({format_bytes(first.size)} freed)."
+    assert str(second.folder) in dialog.rows()
+    assert manager.shutdown()
+
+
+def test_an_empty_openvino_cache_shows_an_empty_section(qtbot, tmp_path):
+    from studio.library.openvino_cache import OpenVinoCache
+    from studio.ui.models_dialog import OPENVINO_SECTION
+
+    manager = ModelManager(cache_dir=tmp_path / "hub", openvino_cache=OpenVinoCache(tmp_path / "none"))
+    dialog = ModelsDialog(manager, LocalModelList())
+    qtbot.addWidget(dialog)
+    dialog.refresh()
+    assert dialog._openvino_root.text(0) == OPENVINO_SECTION and dialog._openvino_root.childCount() == 0
+    assert manager.shutdown()

@@ -83,6 +83,7 @@ def test_every_control_shows_and_edits_its_property(qtbot, panel, settings):
         (panel.seed_mode, "seed_mode", "fixed"),
         (panel.device, "device", "cpu"),
         (panel.dtype, "dtype", "float32"),
+        (panel.backend, "backend", "torch"),
         (panel.model, "model", "sd-2.1"),
     ):
         box.setCurrentIndex(box.findData(value))
@@ -178,6 +179,27 @@ def test_devices_this_machine_cannot_run_are_shown_disabled_with_the_reason(pane
         assert item.isEnabled() == choices[value].available
         if not choices[value].available:
             assert item.toolTip() == choices[value].reason and "not available" in item.text()
+
+
+def test_the_backend_list_binds_to_the_settings_and_greys_what_is_not_installed(qtbot, settings, monkeypatch):
+    import studio.viewmodel.generation_settings as module
+
+    monkeypatch.setattr(module, "openvino_installed", lambda: False)  # as on a machine without it
+    panel = ParametersPanel(settings)
+    qtbot.addWidget(panel)
+    texts = [panel.backend.itemText(i) for i in range(panel.backend.count())]
+    assert texts == ["Auto", "PyTorch", "OpenVINO (CPU) (not available)"]
+    item = panel.backend.model().item(2)
+    assert not item.isEnabled() and "pip install openvino" in item.toolTip()
+    assert panel.backend.model().item(1).isEnabled() and panel.backend.currentData() == "auto"
+    settings.backend = "openvino"  # kept from a machine that has it: shown, and the engine says why not
+    assert panel.backend.currentData() == "openvino"
+    panel.backend.setCurrentIndex(1)
+    assert settings.backend == "torch"
+    assert panel.dtype.findData("int8") >= 0
+    panel.dtype.setCurrentIndex(panel.dtype.findData("int8"))
+    assert settings.dtype == "int8" and panel.dtype.currentText() == "int8 weights (OpenVINO)"
+    assert "NNCF" in panel.dtype.itemData(panel.dtype.currentIndex(), Qt.ItemDataRole.ToolTipRole)
 
 
 def test_preferences_from_a_gpu_machine_fall_back_to_auto_where_there_is_none(qtbot, tmp_path, qapp):

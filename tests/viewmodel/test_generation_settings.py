@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from safetensors.numpy import save_file
 
+from studio.engine.backends import BACKENDS, openvino_installed
 from studio.engine.catalog import CATALOG, FAMILY_DEFAULTS
 from studio.engine.devices import device_choices
 from studio.viewmodel.generation_settings import (
@@ -18,8 +19,10 @@ from studio.viewmodel.generation_settings import (
     MAX_SEED,
     MAX_SIDE,
     MAX_STEPS,
+    PRECISIONS,
     GenerationSettings,
 )
+from studio.viewmodel.preferences import Preferences
 from studio.viewmodel.properties import persisted_values, properties, restore_values
 
 UNAVAILABLE = [c.value for c in device_choices() if not c.available]
@@ -56,7 +59,11 @@ PROPERTIES = {
     "device": ([("cpu", "cpu"), ("auto", "auto")], [("tpu", ValueError), (None, TypeError)])
     if not UNAVAILABLE
     else ([("cpu", "cpu")], [(UNAVAILABLE[0], ValueError), ("tpu", ValueError)]),
-    "dtype": ([("float32", "float32"), ("bfloat16", "bfloat16")], [("int8", ValueError), (16, TypeError)]),
+    "dtype": ([("float32", "float32"), ("bfloat16", "bfloat16"), ("int8", "int8")], [("int4", ValueError), (16, TypeError)]),
+    "backend": (
+        [("openvino", "openvino"), ("torch", "torch"), ("auto", "auto")],
+        [("tensorrt", ValueError), ("OpenVINO", ValueError), (None, TypeError), (1, TypeError)],
+    ),
     "safety_checker": ([(False, False)], [("yes", TypeError), (0, TypeError)]),
     "model_note": ([("a note", "a note")], [(None, TypeError)]),
     "default_scheduler": ([("DDIM", "DDIM")], [(None, TypeError)]),
@@ -285,3 +292,43 @@ def test_apply_skips_unusable_values_and_never_half_applies_a_size(settings):
     assert settings.apply({"width": 640}) == [] and (settings.width, settings.height) == (640, 512)
     assert settings.apply({"height": 7}) == ["height"] and settings.height == 512
     assert settings.apply({}) == []
+
+
+# ------------------------------------------------------------------------------------- the backend
+def test_the_backend_is_kept_in_the_preferences_file_and_read_back(qapp, tmp_path):
+    path = tmp_path / "prefs.json"
+    first, preferences = GenerationSettings(), Preferences(path)
+    assert preferences.attach(first) == [] and first.backend == "auto"
+    first.backend, first.dtype = "openvino", "int8"
+    preferences.save()
+    assert json.loads(path.read_text())["backend"] == "openvino"
+    second = GenerationSettings()
+    assert Preferences(path).attach(second) == []
+    assert (second.backend, second.dtype) == ("openvino", "int8")
+    path.write_text(json.dumps({"backend": "tensorrt", "dtype": "float32"}))  # hand-edited, or a future version
+    third = GenerationSettings()
+    assert Preferences(path).attach(third) == ["backend"]
+    assert (third.backend, third.dtype) == ("auto", "float32")
+
+
+def test_backend_choices_say_what_is_installed_and_why_not():
+    choices = GenerationSettings.backend_choices()
+    assert [c.value for c in choices] == list(BACKENDS)
+    assert [c.label for c in choices] == ["Auto", "PyTorch", "OpenVINO (CPU)"]
+    value, label, available, reason = choices[2]  # a tuple too, as the panel reads it
+    assert (value, label) == ("openvino", "OpenVINO (CPU)") and available == openvino_installed()
+    assert reason and ("not installed" in reason) != available
+    assert choices[0].available and choices[1].available
+
+
+def test_backend_choices_grey_openvino_where_it_is_not_installed(monkeypatch):
+    import studio.viewmodel.generation_settings as module
+
+    monkeypatch.setattr(module, "openvino_installed", lambda: False)
+    openvino = GenerationSettings.backend_choices()[2]
+    assert not openvino.available and openvino.reason.startswith("OpenVINO is not installed: pip install openvino")
+
+
+def test_int8_is_a_precision_that_names_what_it_needs():
+    label, value, tip = next(entry for entry in PRECISIONS if entry[1] == "int8")
+    assert label == "int8 weights (OpenVINO)" and "OpenVINO backend" in tip and "NNCF" in tip

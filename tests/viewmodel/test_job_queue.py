@@ -199,6 +199,30 @@ def test_a_job_on_another_device_gets_a_new_engine(qtbot, make_service, tiny_sd1
     assert (job.device, job.dtype) == ("cpu", "float32")
     assert len(made) == 2
     assert all(s[3].isNull() for s in rec.of("step", job.id))  # preview="none": null QImages, still a signal
+    with qtbot.waitSignal(service.job_finished, timeout=WAIT_MS):
+        job = service.submit(request(tiny_sd1, steps=2), device="cpu", dtype="float32", backend="torch")
+    assert job.backend == "torch" and len(made) == 3  # another backend: another engine
+
+
+def test_submit_carries_the_backend_into_the_work(qtbot, make_service, tiny_sd1, tmp_path):
+    service = make_service()
+    works = []
+    real_run = service._worker.run
+    service._worker.run = lambda work, listener: works.append(work) or real_run(work, listener)
+    with qtbot.waitSignal(service.job_finished, timeout=WAIT_MS):
+        job = service.submit(request(tiny_sd1, steps=2), device="cpu", dtype="float32", backend="torch")
+    assert (job.device, job.dtype, job.backend) == ("cpu", "float32", "torch")
+    (work,) = works
+    assert (work.job_id, work.device, work.dtype, work.backend) == (job.id, "cpu", "float32", "torch")
+    assert work.cancel is job._cancel and work.output_dir == tmp_path / "out"
+    assert service.submit(request(tiny_sd1), output_dir=tmp_path).backend == "auto"  # the default
+
+
+def test_an_unknown_backend_fails_the_job_in_one_line(qtbot, make_service, tiny_sd1):
+    service = make_service(engine_factory=None)  # the app's engine, made for the job's backend
+    with qtbot.waitSignal(service.job_failed, timeout=WAIT_MS) as blocker:
+        job = service.submit(request(tiny_sd1, steps=2), backend="tensorrt")
+    assert blocker.args == [job.id, "unknown backend 'tensorrt': choose auto, torch, openvino"]
 
 
 def test_set_output_dir_applies_to_the_next_job(qtbot, make_service, tiny_sd1, tmp_path):

@@ -137,3 +137,55 @@ def test_nothing_starts_after_shutdown(qtbot, tmp_path):
     assert not manager.remove("sd-1.4")
     assert not manager.query_size("sd-1.4")
     assert manager.shutdown()  # again: harmless
+
+
+# ------------------------------------------------------------------------------- the OpenVINO cache
+def publish_fake(cache, identity: str, label: str, components=("text_encoder", "unet")) -> None:
+    """Parts of a model in the OpenVINO cache, written the way a conversion publishes them (1 KB each)."""
+
+    def write(folder):
+        (folder / "openvino_model.xml").write_text("x")
+        (folder / "openvino_model.bin").write_bytes(b"0" * 1000)
+
+    for component in components:
+        cache.publish(identity, label, component, "fp16", "2026.0", write)
+
+
+def test_the_openvino_cache_is_listed_and_a_model_removed(qtbot, tmp_path):
+    from studio.library.openvino_cache import OpenVinoCache
+
+    cache = OpenVinoCache(tmp_path / "openvino")
+    manager = ModelManager(cache_dir=tmp_path / "hub", openvino_cache=cache)
+    assert manager.openvino_models() == [] and manager.openvino_total_size() == 0  # no folder yet
+    publish_fake(cache, "hub:a/big@1", "big-model", ("text_encoder", "unet", "vae_decoder"))
+    publish_fake(cache, "folder:/models/small:1", "small-model", ("unet",))
+    big, small = manager.openvino_models()  # largest first
+    assert (big.label, len(big.parts), small.label, len(small.parts)) == ("big-model", 3, "small-model", 1)
+    assert big.size > 3000 and manager.openvino_total_size() == big.size + small.size
+    changed, removed = [], []
+    manager.openvino_changed.connect(lambda: changed.append(len(manager.openvino_models())))
+    manager.openvino_removed.connect(lambda label, freed: removed.append((label, freed)))
+    freed = manager.remove_openvino(big.folder)
+    assert freed == big.size and removed == [("big-model", big.size)] and changed == [1]
+    assert not big.folder.exists() and [m.label for m in manager.openvino_models()] == ["small-model"]
+    assert manager.shutdown()
+
+
+def test_removing_what_is_not_an_openvino_model_fails_in_one_line(qtbot, tmp_path):
+    from studio.library.openvino_cache import OpenVinoCache
+
+    manager = ModelManager(cache_dir=tmp_path / "hub", openvino_cache=OpenVinoCache(tmp_path / "openvino"))
+    (tmp_path / "precious").mkdir()
+    failures = []
+    manager.openvino_failed.connect(failures.append)
+    assert manager.remove_openvino(tmp_path / "precious") is None
+    assert (tmp_path / "precious").is_dir()  # never deleted: outside the cache
+    assert len(failures) == 1 and failures[0].startswith("Could not remove precious: ") and "\n" not in failures[0]
+    assert manager.shutdown()
+
+
+def test_the_default_openvino_cache_is_the_users(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("LATENT_STUDIO_CACHE", str(tmp_path / "cache"))
+    manager = ModelManager(cache_dir=tmp_path / "hub")
+    assert manager.openvino_cache.root == tmp_path / "cache" / "openvino"
+    assert manager.shutdown()

@@ -216,9 +216,11 @@ def test_a_generated_job_runs_up_to_the_engine_and_its_failure_is_reported(qtbot
     session.settings.select_model(str(tmp_path / "local"))  # local models need no download
     session.prompt.set_prompts("a fox", "blurry")
     session.settings.set_seed(5)
+    session.settings.backend = "torch"
     with qtbot.waitSignal(session.preview_started, timeout=WAIT_MS) as started:
         job = session.generate()
     assert job is not None and messages[0] == f"Queued job #{job.id}"
+    assert (job.device, job.dtype, job.backend) == ("auto", "auto", "torch")  # fixed when queued
     assert job.request.prompt == "a fox" and job.request.seed == 5 and job.output_dir == tmp_path / "out"
     assert session.prompt.history == [("a fox", "blurry")]
     assert started.args == ["Starting…", f"Job #{job.id}: a fox"]
@@ -233,16 +235,35 @@ def test_an_image_saved_tells_what_auto_came_to_and_the_seed_to_reuse(qtbot, ses
     results, previews = [], []
     session.result_added.connect(results.append)
     session.preview_image.connect(lambda image, text: previews.append(text))
-    assert session.status_line == "Stable Diffusion 1.4 · Auto · Auto"
+    assert session.status_line == "Stable Diffusion 1.4 · Auto · Auto · Auto"
     session.settings.seed_mode = "reuse"
-    image = saved_image(tmp_path / "out" / "fox.png", our_metadata(), seed=1234, device="cpu", dtype="float32", nsfw=True)
+    image = saved_image(
+        tmp_path / "out" / "fox.png", our_metadata(), seed=1234, device="cpu", dtype="float32", nsfw=True, backend="torch"
+    )
     session.queue.image_saved.emit(image)
     assert results == [image] and previews == [caption(image)]
     assert caption(image) == "fox.png · seed 1234 · 22 steps · flagged by the safety checker"
-    assert session.status_line == "Stable Diffusion 1.4 · Auto (cpu) · Auto (float32)"
+    assert session.status_line == "Stable Diffusion 1.4 · Auto (cpu) · Auto (float32) · Auto (PyTorch)"
     assert session.settings.to_request("p", "").seed == 1234  # "Reuse last"
     session.settings.dtype = "float32"
-    assert session.status_line == "Stable Diffusion 1.4 · Auto · float32"  # a new choice: not known yet
+    assert session.status_line == "Stable Diffusion 1.4 · Auto · float32 · Auto"  # a new choice: not known yet
+
+
+def test_the_status_line_says_which_backend_auto_came_to_and_a_fallback(qtbot, session, tmp_path):
+    def saved(**kwargs) -> SavedImage:
+        return saved_image(tmp_path / "out" / "fox.png", our_metadata(), seed=1, device="cpu", **kwargs)
+
+    session.queue.image_saved.emit(saved(dtype="bfloat16", backend="openvino"))
+    assert session.status_line == "Stable Diffusion 1.4 · Auto (cpu) · Auto (bfloat16) · Auto (OpenVINO)"
+    session.settings.backend, session.settings.dtype = "openvino", "int8"
+    assert session.status_line == "Stable Diffusion 1.4 · Auto · int8 weights (OpenVINO) · OpenVINO (CPU)"
+    session.queue.image_saved.emit(saved(dtype="int8", backend="openvino"))
+    assert session.status_line == "Stable Diffusion 1.4 · Auto (cpu) · int8 weights (OpenVINO) · OpenVINO (CPU)"
+    session.queue.image_saved.emit(saved(dtype="float32", backend="torch"))  # OpenVINO could not run it
+    assert session.status_line == "Stable Diffusion 1.4 · Auto (cpu) · int8 weights (OpenVINO) · OpenVINO (CPU) (ran on PyTorch)"
+    session.settings.backend = "auto"
+    session.queue.image_saved.emit(saved(dtype="float32", backend=""))  # an engine that does not say
+    assert session.status_line == "Stable Diffusion 1.4 · Auto (cpu) · int8 weights (OpenVINO) · Auto"
 
 
 # --------------------------------------------------------------------------------------- the model
@@ -253,7 +274,7 @@ def test_the_model_note_says_whether_the_model_is_downloaded(qtbot, session):
     settings.model = "deci-diffusion-1.0"
     assert settings.default_scheduler == ""  # until the new model's probe answers
     qtbot.waitUntil(lambda: settings.default_scheduler == "DDIM", timeout=WAIT_MS)
-    assert session.status_line == "DeciDiffusion 1.0 · Auto · Auto"
+    assert session.status_line == "DeciDiffusion 1.0 · Auto · Auto · Auto"
 
 
 # ---------------------------------------------------------------------------------- preferences
@@ -329,11 +350,11 @@ def test_resumed_jobs_run_with_todays_device(qtbot, make_session, tmp_path):
     opened = Gate()
     opened.opened.set()  # refuses at once
     second = make_session(engine_factory=opened)
-    second.settings.dtype = "float32"
+    second.settings.dtype, second.settings.backend = "float32", "openvino"
     messages = Messages(second)
     second.resume(second.saved_queue(), run=True)
     jobs = second.queue.jobs()
-    assert [j.request.prompt for j in jobs] == ["kept"] and jobs[0].dtype == "float32"
+    assert [j.request.prompt for j in jobs] == ["kept"] and (jobs[0].dtype, jobs[0].backend) == ("float32", "openvino")
     assert messages == ["Resumed 1 job"] and not (tmp_path / "queue.json").exists()
     second.discard_unreadable_queue()
     assert "could not be read" in messages[-1]
@@ -366,6 +387,8 @@ def test_queue_status_reaches_the_status_bar_and_the_busy_bar(session):
     assert messages == ["Loading model tiny…"] and busy == ["Loading model tiny…"]
     session.queue.status.emit("Ready")
     assert messages[-1] == "Ready" and len(busy) == 1
+    session.queue.status.emit("Optimising for this CPU: UNet 2/4…")  # minutes on a model's first use
+    assert messages[-1] == busy[-1] == "Optimising for this CPU: UNet 2/4…"
     session.queue.job_started.emit(4)  # the preview follows the job started last
     session.queue.job_cancelled.emit(3)  # another job: the preview is left alone
     session.queue.job_cancelled.emit(4)

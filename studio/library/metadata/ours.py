@@ -78,6 +78,7 @@ def from_studio(meta: dict[str, Any]) -> ImageMetadata:
         ("Init image sha256", request.get("init_image_sha256")),
         ("Device", meta.get("device")),
         ("Dtype", meta.get("dtype")),
+        ("Backend", meta.get("backend")),
         (
             "Version",
             f"{APP_NAME} {meta['app_version']}" if isinstance(meta.get("app_version"), str) else None,

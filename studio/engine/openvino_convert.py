@@ -1,0 +1,160 @@
+"""Torch networks -> OpenVINO models (imported only by the OpenVINO backend: it imports torch), from the modules we load ourselves (never a repository's code).
+
+Each network is traced through a small `nn.Module` whose inputs are plain tensors, with dynamic batch
+and spatial sizes, so one conversion serves every image size and batch (bench/openvino_speed measured
+dynamic against per-size static shapes). DeciDiffusion's UNet-NAS is our own module
+(:mod:`studio.engine.deci_unet`) and converts like any other.
+
+The UNet is traced at a latent size that is not a multiple of its downsampling factor: diffusers then
+takes the branch that upsamples to the skip connection's size (read from the tensor's shape, so dynamic
+in the trace), which gives exactly the 2x of the other branch on the sizes where both apply and stays
+right on the others (a 520 px image has a 65-latent side).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from studio.engine.openvino_runtime import block_telemetry, openvino
+
+# The parts of a pipeline that move, in the order they are converted (the UNet takes most of the time).
+COMPONENTS = ("text_encoder", "unet", "vae_decoder", "vae_encoder")
+# int8 weight compression applies where the weights are the time: the UNet and text encoder. The VAE
+# runs once per image and its output is the pixels: it keeps float16 weights (the same IR as float32).
+INT8_COMPONENTS = ("text_encoder", "unet")
+
+
+def weights_format(component: str, precision: str) -> str:
+    """How a component's IR stores its weights for a precision: "int8" or "fp16" (never fp32)."""
+    return "int8" if precision == "int8" and component in INT8_COMPONENTS else "fp16"
+
+
+@dataclass
+class Traceable:
+    module: Any  # torch.nn.Module with tensor-only inputs
+    example: tuple
+    shapes: list  # openvino.PartialShape per input
+    config: dict  # what the pipeline reads from the component's `.config`
+
+
+def traceable(pipe, component: str) -> Traceable:
+    """The torch module of `component` wrapped for tracing, with an example input and dynamic shapes."""
+    ov = openvino()
+    dynamic = ov.PartialShape
+    if component == "text_encoder":
+        encoder = pipe.text_encoder
+        length = int(getattr(pipe.tokenizer, "model_max_length", 77) or 77)
+        return Traceable(
+            _TextEncoder(encoder), (torch.ones(1, length, dtype=torch.long),), [dynamic([-1, length])],
+            _plain(encoder.config.to_dict()),
+        )
+    if component == "unet":
+        unet = pipe.unet
+        channels = int(unet.config.in_channels)
+        width = int(pipe.text_encoder.config.hidden_size) if pipe.text_encoder is not None else int(unet.config.cross_attention_dim)
+        side = _trace_side(unet)
+        example = (torch.randn(2, channels, side, side), torch.tensor([500.0, 500.0]), torch.randn(2, 77, width))
+        shapes = [dynamic([-1, channels, -1, -1]), dynamic([-1]), dynamic([-1, -1, width])]
+        return Traceable(_UNet(unet), example, shapes, _plain(dict(unet.config)))
+    vae = pipe.vae
+    latent = int(vae.config.latent_channels)
+    if component == "vae_decoder":
+        return Traceable(_VaeDecoder(vae), (torch.randn(1, latent, 8, 8),), [dynamic([-1, latent, -1, -1])], _plain(dict(vae.config)))
+    if component == "vae_encoder":
+        channels = int(vae.config.in_channels)
+        return Traceable(_VaeEncoder(vae), (torch.randn(1, channels, 64, 64),), [dynamic([-1, channels, -1, -1])], _plain(dict(vae.config)))
+    raise ValueError(f"unknown component {component!r}")
+
+
+def convert(pipe, component: str):
+    """(openvino.Model with float32 weights, the component's config)."""
+    item = traceable(pipe, component)
+    ov = openvino()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the tracer warns about every shape-dependent Python branch
+        # Traced here without torch's check (a second and third run of the network, a third of the time):
+        # the check compares two traces of the same inputs, which a deterministic network always passes.
+        traced = torch.jit.trace(item.module.eval(), item.example, check_trace=False, strict=False)
+        model = ov.convert_model(traced, example_input=item.example, input=item.shapes)
+    return model, item.config
+
+
+def compress_int8(model):
+    """NNCF's int8 weight compression (asymmetric, per channel): weights only, no calibration data."""
+    import contextlib
+    import io
+    import logging
+
+    block_telemetry()
+    import nncf
+
+    logging.getLogger("nncf").setLevel(logging.WARNING)
+    # NNCF draws a progress bar on stdout (rich); our progress is the "Optimising…" status instead.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+
+
+def save(model, folder) -> None:
+    """The IR with float16 weights (int8 ones stay int8): the cache stays near the model's own size."""
+    from pathlib import Path
+
+    ov = openvino()
+    ov.save_model(model, str(Path(folder) / "openvino_model.xml"), compress_to_fp16=True)
+
+
+def _trace_side(unet) -> int:
+    """A latent side that no downsampling divides (see the module's docstring); DeciDiffusion's UNet
+    refuses such sides and has no such branch, so it is traced at a multiple of its factor."""
+    factor = int(getattr(unet, "latent_multiple", 0) or 0)
+    if factor:
+        return factor
+    return 2 ** max(len(unet.config.down_block_types) - 1, 0) + 1
+
+
+def _plain(config: dict) -> dict:
+    """A config as JSON-able values (tuples to lists, classes and dtypes to their names)."""
+    import json
+
+    return json.loads(json.dumps(dict(config), default=str))
+
+
+class _TextEncoder(torch.nn.Module):
+    def __init__(self, encoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, input_ids):
+        return self.encoder(input_ids)[0]
+
+
+class _UNet(torch.nn.Module):
+    def __init__(self, unet):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, sample, timestep, encoder_hidden_states):
+        return self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states, return_dict=False)[0]
+
+
+class _VaeDecoder(torch.nn.Module):
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, latents):
+        return self.vae.decode(latents, return_dict=False)[0]
+
+
+class _VaeEncoder(torch.nn.Module):
+    """The encoder's moments (mean and log-variance); sampling from them stays in torch, on our generator."""
+
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, image):
+        return self.vae.encode(image).latent_dist.parameters

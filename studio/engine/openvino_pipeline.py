@@ -1,0 +1,202 @@
+"""Move a loaded diffusers pipeline's networks onto OpenVINO: convert once (cached), compile, swap in.
+
+On first use of a model the text encoder, UNet and both halves of the VAE are converted from the torch
+modules we loaded (progress said, cancellable between parts), saved to the cache
+(:mod:`studio.library.openvino_cache`) and compiled; later loads, in any process, read the cached IR and
+OpenVINO's compiled-model cache. Nothing in the pipeline changes until every part has compiled, so a
+failure leaves a whole torch pipeline behind and the engine falls back to torch with one message.
+
+Reproducibility: an image is reproduced by the same device + backend + precision. The backend changes
+the networks' arithmetic (OpenVINO fuses and orders operations its own way, float16-stored weights), never
+the random numbers: seeds, schedulers and noise are torch's on both backends, so the same seed gives
+the same composition, and on one backend and precision the same pixels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from studio.engine.backends import openvino_version
+from studio.engine.errors import Cancelled
+from studio.engine.openvino_convert import COMPONENTS, compress_int8, convert, save, weights_format
+from studio.engine.openvino_networks import OpenVinoNetwork, OpenVinoTextEncoder, OpenVinoUNet, OpenVinoVae
+from studio.engine.openvino_runtime import compile_config, core
+from studio.library.openvino_cache import OpenVinoCache
+
+log = logging.getLogger(__name__)
+StatusCallback = Callable[[str], None]
+COMPONENT_LABELS = {"text_encoder": "text encoder", "unet": "UNet", "vae_decoder": "VAE decoder", "vae_encoder": "VAE encoder"}
+# Where a folder's weights are: its fingerprint covers these (sizes and modification times, not contents:
+# hashing gigabytes at every load would cost more than the conversion it protects).
+_NETWORK_FOLDERS = ("unet", "flexible_unet", "text_encoder", "vae")
+
+
+class OpenVinoFailed(RuntimeError):
+    """A part could not be converted or compiled; the message names it and says why, in one line."""
+
+
+@dataclass
+class Prepared:
+    converted: list[str] = field(default_factory=list)  # parts converted now (empty: all from the cache)
+    seconds: float = 0.0
+    precisions: dict[str, str] = field(default_factory=dict)  # part -> what OpenVINO runs ("bf16", "f32")
+    notes: list[str] = field(default_factory=list)
+
+
+def folder_identity(folder: Path) -> str:
+    """A local folder's identity: its path and its network files' sizes and modification times."""
+    folder = Path(folder).resolve()
+    digest = hashlib.sha256(str(folder).encode("utf-8"))
+    for name in _NETWORK_FOLDERS:
+        part = folder / name
+        if not part.is_dir():
+            continue
+        for path in sorted(p for p in part.rglob("*") if p.is_file()):
+            stat = path.stat()
+            digest.update(f"{path.relative_to(folder)}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    return f"folder:{folder}:{digest.hexdigest()[:16]}"
+
+
+def weights_fingerprint(pipe) -> str:
+    """A cheap identity for a pipeline built in memory: every network tensor's name, shape and a few of
+    its values (hashing all of a UNet's gigabytes would cost seconds; random or trained weights that
+    agree on all of these are not met in practice)."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name in ("text_encoder", "unet", "vae"):
+        module = getattr(pipe, name, None)
+        if not isinstance(module, torch.nn.Module):
+            continue
+        for key, tensor in module.state_dict().items():
+            flat = tensor.detach().reshape(-1)
+            sample = torch.cat([flat[:16], flat[-16:], flat[:: max(1, flat.numel() // 16)][:16]]).float()
+            digest.update(f"{name}.{key}{tuple(tensor.shape)}".encode())
+            digest.update(sample.cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def move_to_openvino(
+    pipe, *, identity: str, label: str, precision: str, cache: OpenVinoCache,
+    threads: int | None = None, on_status: StatusCallback | None = None, cancel: threading.Event | None = None,
+) -> Prepared:
+    """Replace `pipe`'s networks by compiled OpenVINO ones. Raises Cancelled, or OpenVinoFailed with
+    `pipe` untouched."""
+    started = time.perf_counter()
+    prepared = Prepared()
+    sources = _converted_parts(pipe, identity, label, precision, cache, prepared, on_status, cancel)
+    settings = compile_config(precision, threads=threads)
+    cached_settings = _with_compiled_cache(settings, cache, identity, label)
+
+    def compiled(component: str, kind):
+        # OpenVINO's compiled-model cache for float16-weight parts only: their blob leaves the weights in
+        # the IR (a few MB); an int8 part's blob holds all its weights again (2.2 GB for SD 1.5's UNet,
+        # measured) to save 6 s of compiling per load: the cache's size wins.
+        fp16 = weights_format(component, precision) == "fp16"
+        network = _compile(component, kind, sources[component], cached_settings if fp16 else settings, cancel)
+        prepared.precisions[component] = network.precision
+        return network
+
+    text_encoder = compiled("text_encoder", OpenVinoTextEncoder)
+    unet = compiled("unet", OpenVinoUNet)
+    vae = OpenVinoVae(compiled("vae_decoder", OpenVinoNetwork), compiled("vae_encoder", OpenVinoNetwork))
+    pipe.text_encoder, pipe.unet, pipe.vae = text_encoder, unet, vae  # all compiled: now swap
+    prepared.seconds = time.perf_counter() - started
+    return prepared
+
+
+def _converted_parts(
+    pipe, identity: str, label: str, precision: str, cache: OpenVinoCache, prepared: Prepared,
+    on_status: StatusCallback | None, cancel: threading.Event | None,
+) -> dict[str, tuple[object, dict]]:
+    """Each part's IR file (from the cache, or converted now and cached) and its config. A part that
+    cannot be cached (a full or read-only disk) runs from memory this time and is converted again next."""
+    version = openvino_version() or "unknown"
+    sources: dict[str, tuple[object, dict]] = {}
+    missing = [c for c in COMPONENTS if cache.part(identity, c, weights_format(c, precision), version) is None]
+    for component in COMPONENTS:
+        weights = weights_format(component, precision)
+        xml = cache.part(identity, component, weights, version)
+        if xml is not None:
+            sources[component] = (xml, _read_config(xml))
+            continue
+        _check(cancel)
+        if on_status is not None:
+            step = f"{len(prepared.converted) + 1}/{len(missing)}"
+            on_status(f"Optimising for this CPU: {COMPONENT_LABELS[component]} {step}…")
+        model, config = _convert(pipe, component, weights)
+        _check(cancel)
+        try:
+            xml = cache.publish(identity, label, component, weights, version, partial(save, model), config)
+            sources[component] = (xml, config)
+        except OSError as exc:
+            log.warning("cannot cache the OpenVINO %s", component, exc_info=True)
+            prepared.notes.append(f"the OpenVINO cache could not be written ({_first_line(exc)}): it converts again next time")
+            sources[component] = (model, config)
+        prepared.converted.append(component)
+    return sources
+
+
+def _convert(pipe, component: str, weights: str):
+    try:
+        model, config = convert(pipe, component)
+        return (compress_int8(model) if weights == "int8" else model), config
+    except Exception as exc:  # noqa: BLE001 - any converter failure is this part's failure
+        raise OpenVinoFailed(f"converting the {COMPONENT_LABELS[component]} failed: {_first_line(exc)}") from exc
+
+
+def _compile(component: str, kind, source: tuple[object, dict], settings: dict, cancel: threading.Event | None):
+    _check(cancel)
+    model, config = source
+    try:
+        compiled = core().compile_model(str(model) if isinstance(model, Path) else model, "CPU", settings)
+    except Exception as exc:  # noqa: BLE001 - a damaged IR, an unsupported operation, memory
+        raise OpenVinoFailed(f"compiling the {COMPONENT_LABELS[component]} failed: {_first_line(exc)}") from exc
+    return kind(compiled, config, name=component, precision=_runs_in(compiled))
+
+
+def _with_compiled_cache(settings: dict, cache: OpenVinoCache, identity: str, label: str) -> dict:
+    """`settings` plus the model's compiled-model cache folder (none when it cannot be made)."""
+    try:
+        folder = cache.compiled_dir(identity, label)
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return settings
+    # OPTIMIZE_SIZE: the blob without the weights, which are read from the IR (3.5 MB for a UNet).
+    return {**settings, "CACHE_DIR": str(folder), "CACHE_MODE": "OPTIMIZE_SIZE"}
+
+
+def _runs_in(compiled) -> str:
+    """"bf16" or "f32": what the plugin settled on (the hint is an element type, not a string)."""
+    try:
+        hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+    except Exception:  # noqa: BLE001 - a plugin that cannot say
+        return "unknown"
+    name = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
+    return {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}.get(name, name)
+
+
+def _read_config(xml: Path) -> dict:
+    try:
+        value = json.loads((xml.parent / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _check(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("cancelled while optimising the model for this CPU")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
