@@ -16,6 +16,7 @@ BENCHMARKS = {
     "unet_speed": "bench.unet_speed",
     "bf16_fidelity": "bench.bf16_fidelity",
     "openvino_speed": "bench.openvino_speed",
+    "openvino_shapes": "bench.openvino_shapes",
 }
 
 

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.bf16_fidelity import PSNR_RULE_DB, psnr
+from bench.realistic import unet_step_timer
 
 FAMILIES = ("deci", "sd1", "sd2")
 DEFAULT_SIZE = {"deci": 512, "sd1": 512, "sd2": 768}
@@ -347,15 +348,7 @@ def _unet_step(pipe, size: int, text_width: int) -> Callable[[], float]:
     g = torch.Generator().manual_seed(size)
     sample = torch.randn(2, 4, size // 8, size // 8, generator=g).to(dtype)
     context = torch.randn(2, 77, text_width, generator=g).to(dtype)
-    timestep = torch.tensor(500)
-
-    def step() -> float:
-        start = time.perf_counter()
-        with torch.inference_mode():
-            unet(sample, timestep, encoder_hidden_states=context, return_dict=False)
-        return time.perf_counter() - start
-
-    return step
+    return unet_step_timer(unet, sample, context=context, timestep=torch.tensor(500))
 
 
 def _request(family: str, size: int, steps: int):

@@ -36,3 +36,18 @@ def build_random_pipeline(family: str = "sd1", seed: int = 0):
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def unet_step_timer(unet, sample, timestep, context):
+    """A function that runs one UNet call (a torch module or the OpenVINO stand-in) and returns its seconds."""
+    import time
+
+    import torch
+
+    def step() -> float:
+        start = time.perf_counter()
+        with torch.inference_mode():
+            unet(sample, timestep, encoder_hidden_states=context, return_dict=False)
+        return time.perf_counter() - start
+
+    return step

@@ -95,17 +95,9 @@ def _timed(fn) -> float:
 
 
 def _timer(unet, inputs):
-    import torch
+    from bench.realistic import unet_step_timer
 
-    sample, timestep, context = inputs
-
-    def step() -> float:
-        start = time.perf_counter()
-        with torch.inference_mode():
-            unet(sample, timestep, encoder_hidden_states=context, return_dict=False)
-        return time.perf_counter() - start
-
-    return step
+    return unet_step_timer(unet, *inputs)
 
 
 def _alternate(steps: dict, rounds: int) -> dict[str, list[float]]:

@@ -15,11 +15,22 @@ import torch
 from diffusers.configuration_utils import FrozenDict
 
 
-class OpenVinoNetwork:
-    """One compiled model and its infer request (a pipeline runs on one thread: one request is enough)."""
+class _StaysOnTheCpu:
+    """What diffusers reads of a network's place, and its moves between devices and dtypes, which a
+    compiled OpenVINO network ignores: it runs where and how it was compiled."""
 
     dtype = torch.float32
     device = torch.device("cpu")
+
+    def to(self, *args, **kwargs):
+        return self
+
+    def eval(self):
+        return self
+
+
+class OpenVinoNetwork(_StaysOnTheCpu):
+    """One compiled model and its infer request (a pipeline runs on one thread: one request is enough)."""
 
     def __init__(self, compiled, config: dict, *, name: str, precision: str) -> None:
         self.compiled = compiled
@@ -33,13 +44,6 @@ class OpenVinoNetwork:
         self._request.infer(feeds)
         # The request reuses its output buffer on the next call: keep a copy.
         return torch.from_numpy(np.array(self._request.get_output_tensor(0).data, copy=True))
-
-    def to(self, *args, **kwargs):
-        """diffusers moves components between devices and dtypes; these stay where they were compiled."""
-        return self
-
-    def eval(self):
-        return self
 
     def __repr__(self) -> str:
         return f"OpenVinoNetwork({self.name}, {self.precision})"
@@ -72,11 +76,8 @@ class _Encoded:
         self.latent_dist = DiagonalGaussianDistribution(moments)
 
 
-class OpenVinoVae:
+class OpenVinoVae(_StaysOnTheCpu):
     """The VAE's decoder, and its encoder for img2img (the encoder's moments are sampled in torch)."""
-
-    dtype = torch.float32
-    device = torch.device("cpu")
 
     def __init__(self, decoder: OpenVinoNetwork, encoder: OpenVinoNetwork) -> None:
         self.decoder = decoder
@@ -89,12 +90,6 @@ class OpenVinoVae:
     def encode(self, image, return_dict: bool = True, **_ignored):
         encoded = _Encoded(self.encoder.run(image))
         return encoded if return_dict else (encoded.latent_dist,)
-
-    def to(self, *args, **kwargs):
-        return self
-
-    def eval(self):
-        return self
 
     def __repr__(self) -> str:
         return f"OpenVinoVae({self.decoder.precision})"
