@@ -24,3 +24,10 @@ def test_engine_and_library_never_import_qt():
     )
     assert "PySide6" not in loaded
     assert "torch" not in modules_after("import studio.library.metadata, studio.library.images, studio.library.naming")
+
+
+def test_openvino_imported_after_studio_starts_no_telemetry(tmp_path):
+    """A bare `import openvino` writes ~/intel (a client id, counters) and may send events; not in our process."""
+    env = {key: value for key, value in __import__("os").environ.items() if key != "CI"}  # CI turns it off itself
+    subprocess.run([sys.executable, "-c", "import studio, openvino"], env={**env, "HOME": str(tmp_path)}, check=True)
+    assert list(tmp_path.iterdir()) == []
