@@ -682,10 +682,11 @@ def cmd_models_remove_optimised(args) -> int:
 def cmd_models_download(args) -> int:
     """Fetch a model into the Hugging Face cache: progress on stderr (on a terminal), one line at the end.
     Ctrl+C stops it (exit 130); the next run resumes from what was fetched."""
-    from studio.engine.model_store import cache_size, download_model
+    from studio.engine.model_store import download_model
+    from studio.library.disk_usage import disk_usage
 
     path = download_model(args.model_id, on_progress=_download_printer(_INTERRUPTED), cancel=_INTERRUPTED)
-    print(f"{args.model_id}: downloaded ({_gb(cache_size(path.parent.parent))} in the cache): {path}")
+    print(f"{args.model_id}: downloaded ({_gb(disk_usage(path.parent.parent))} in the cache): {path}")
     return 0
 
 

@@ -8,7 +8,6 @@ snapshot file is a symlink to a blob, so sizes count each blob once.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from studio.engine.loading import (
     resolve_source,
     wanted_sizes,
 )
+from studio.library.disk_usage import disk_usage
 
 __all__ = [
     "LocalModelStatus",
@@ -88,34 +88,10 @@ def _hub_model(model_id: str) -> _HubModel:
 # --------------------------------------------------------------------------------------------- status
 
 
-def cache_size(folder: Path) -> int:
-    """Bytes of the regular files under `folder`, each file counted once (hard links, and the snapshot
-    symlinks that point at blobs, add nothing); partial `.incomplete` files count too."""
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    for root, _dirs, files in os.walk(folder):  # os.walk does not follow symlinked folders
-        for name in files:
-            try:
-                stat = os.lstat(os.path.join(root, name))
-            except OSError:
-                continue
-            if not _is_regular(stat.st_mode) or (stat.st_dev, stat.st_ino) in seen:
-                continue
-            seen.add((stat.st_dev, stat.st_ino))
-            total += stat.st_size
-    return total
-
-
-def _is_regular(mode: int) -> bool:
-    import stat
-
-    return stat.S_ISREG(mode)
-
-
 def model_status(entry: CatalogEntry, cache_dir: str | Path | None = None) -> ModelStatus:
     """One catalogue entry's state in the cache (see `model_statuses`)."""
     folder = repo_cache_folder(entry.repo, cache_dir)
-    size = cache_size(folder) if folder.is_dir() else 0
+    size = disk_usage(folder) if folder.is_dir() else 0
     path = is_in_local_cache(entry.repo, entry.revision, entry, cache_dir) if folder.is_dir() else None
     return ModelStatus(
         id=entry.id,
@@ -229,7 +205,7 @@ def remove_model(model_id: str, cache_dir: str | Path | None = None) -> int:
     if not folder.is_dir():
         name = model.entry.id if model.entry else model.repo
         raise ModelNotFoundError(f"model {name} is not downloaded: nothing in {hub_cache_dir(cache_dir)} to remove")
-    size = cache_size(folder)
+    size = disk_usage(folder)
     from send2trash import send2trash
 
     send2trash(str(folder))

@@ -17,9 +17,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+import openvino as ov
 import torch
-
-from studio.engine.openvino_runtime import block_telemetry, openvino
 
 # The parts of a pipeline that move, in the order they are converted (the UNet takes most of the time).
 COMPONENTS = ("text_encoder", "unet", "vae_decoder", "vae_encoder")
@@ -43,7 +42,6 @@ class Traceable:
 
 def traceable(pipe, component: str) -> Traceable:
     """The torch module of `component` wrapped for tracing, with an example input and dynamic shapes."""
-    ov = openvino()
     dynamic = ov.PartialShape
     if component == "text_encoder":
         encoder = pipe.text_encoder
@@ -73,7 +71,6 @@ def traceable(pipe, component: str) -> Traceable:
 def convert(pipe, component: str):
     """(openvino.Model with float32 weights, the component's config)."""
     item = traceable(pipe, component)
-    ov = openvino()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the tracer warns about every shape-dependent Python branch
         # Traced here without torch's check (a second and third run of the network, a third of the time):
@@ -89,7 +86,6 @@ def compress_int8(model):
     import io
     import logging
 
-    block_telemetry()
     import nncf
 
     logging.getLogger("nncf").setLevel(logging.WARNING)
@@ -102,7 +98,6 @@ def save(model, folder) -> None:
     """The IR with float16 weights (int8 ones stay int8): the cache stays near the model's own size."""
     from pathlib import Path
 
-    ov = openvino()
     ov.save_model(model, str(Path(folder) / "openvino_model.xml"), compress_to_fp16=True)
 
 

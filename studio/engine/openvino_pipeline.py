@@ -29,6 +29,7 @@ from studio.engine.errors import Cancelled
 from studio.engine.openvino_convert import COMPONENTS, compress_int8, convert, save, weights_format
 from studio.engine.openvino_networks import OpenVinoNetwork, OpenVinoTextEncoder, OpenVinoUNet, OpenVinoVae
 from studio.engine.openvino_runtime import compile_config, core
+from studio.library.display import first_line
 from studio.library.openvino_cache import OpenVinoCache
 
 log = logging.getLogger(__name__)
@@ -121,10 +122,10 @@ def _converted_parts(
     cannot be cached (a full or read-only disk) runs from memory this time and is converted again next."""
     version = openvino_version() or "unknown"
     sources: dict[str, tuple[object, dict]] = {}
-    missing = [c for c in COMPONENTS if cache.part(identity, c, weights_format(c, precision), version) is None]
-    for component in COMPONENTS:
+    cached = {c: cache.part(identity, c, weights_format(c, precision), version) for c in COMPONENTS}
+    missing = [c for c, xml in cached.items() if xml is None]
+    for component, xml in cached.items():
         weights = weights_format(component, precision)
-        xml = cache.part(identity, component, weights, version)
         if xml is not None:
             sources[component] = (xml, _read_config(xml))
             continue
@@ -139,7 +140,7 @@ def _converted_parts(
             sources[component] = (xml, config)
         except OSError as exc:
             log.warning("cannot cache the OpenVINO %s", component, exc_info=True)
-            prepared.notes.append(f"the OpenVINO cache could not be written ({_first_line(exc)}): it converts again next time")
+            prepared.notes.append(f"the OpenVINO cache could not be written ({first_line(exc)[:300]}): it converts again next time")
             sources[component] = (model, config)
         prepared.converted.append(component)
     return sources
@@ -150,7 +151,7 @@ def _convert(pipe, component: str, weights: str):
         model, config = convert(pipe, component)
         return (compress_int8(model) if weights == "int8" else model), config
     except Exception as exc:  # noqa: BLE001 - any converter failure is this part's failure
-        raise OpenVinoFailed(f"converting the {COMPONENT_LABELS[component]} failed: {_first_line(exc)}") from exc
+        raise OpenVinoFailed(f"converting the {COMPONENT_LABELS[component]} failed: {first_line(exc)[:300]}") from exc
 
 
 def _compile(component: str, kind, source: tuple[object, dict], settings: dict, cancel: threading.Event | None):
@@ -159,7 +160,7 @@ def _compile(component: str, kind, source: tuple[object, dict], settings: dict, 
     try:
         compiled = core().compile_model(str(model) if isinstance(model, Path) else model, "CPU", settings)
     except Exception as exc:  # noqa: BLE001 - a damaged IR, an unsupported operation, memory
-        raise OpenVinoFailed(f"compiling the {COMPONENT_LABELS[component]} failed: {_first_line(exc)}") from exc
+        raise OpenVinoFailed(f"compiling the {COMPONENT_LABELS[component]} failed: {first_line(exc)[:300]}") from exc
     return kind(compiled, config, name=component, precision=_runs_in(compiled))
 
 
@@ -195,8 +196,3 @@ def _read_config(xml: Path) -> dict:
 def _check(cancel: threading.Event | None) -> None:
     if cancel is not None and cancel.is_set():
         raise Cancelled("cancelled while optimising the model for this CPU")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from studio.library import paths
+from studio.library.disk_usage import disk_usage
 
 MODEL_FILE = "model.json"
 COMPILED = "compiled"
@@ -48,17 +49,6 @@ class CachedModel:
 
 def default_root() -> Path:
     return paths.cache_dir() / "openvino"
-
-
-def _folder_size(folder: Path) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(folder):
-        for name in files:
-            try:
-                total += (Path(dirpath) / name).stat().st_size
-            except OSError:
-                continue
-    return total
 
 
 class OpenVinoCache:
@@ -138,7 +128,7 @@ class OpenVinoCache:
                     folder=folder,
                     label=str(record.get("label") or folder.name),
                     identity=str(record.get("identity") or ""),
-                    size=_folder_size(folder),
+                    size=disk_usage(folder),
                     parts=parts,
                     created=str(record.get("created") or ""),
                 )
@@ -150,12 +140,12 @@ class OpenVinoCache:
         folder = Path(folder)
         if folder.resolve().parent != self.root.resolve():
             raise ValueError(f"{folder} is not a model folder of the OpenVINO cache {self.root}")
-        size = _folder_size(folder)
+        size = disk_usage(folder)
         shutil.rmtree(folder)
         return size
 
     def total_size(self) -> int:
-        return _folder_size(self.root) if self.root.is_dir() else 0
+        return disk_usage(self.root) if self.root.is_dir() else 0
 
 
 def _read_record(path: Path) -> dict:

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -15,13 +14,13 @@ from studio.engine.catalog import CATALOG
 from studio.engine.errors import Cancelled, ModelNotFoundError, RequestError, UnknownModelError
 from studio.engine.loading import repo_cache_folder
 from studio.engine.model_store import (
-    cache_size,
     download_model,
     download_size,
     local_model_statuses,
     model_statuses,
     remove_model,
 )
+from studio.library.disk_usage import disk_usage
 from tests.cli.fake_hub import FakeHub, cache_repo, closed_port, folder_files
 
 SD2 = CATALOG["sd-2.1"]
@@ -118,7 +117,7 @@ def test_download_with_progress_then_offline_load(online, tiny_sd2, tmp_path, mo
     assert {p.total for p in seen} == {wanted}  # the whole size from the first report, not a growing guess
     assert all(a.done <= b.done for a, b in zip(seen, seen[1:], strict=False))
     status = statuses_by_id(tmp_path)["sd-2.1"]
-    assert status.downloaded and status.path == path and status.size_on_disk == cache_size(path.parent.parent)
+    assert status.downloaded and status.path == path and status.size_on_disk == disk_usage(path.parent.parent)
     # Now offline: the same call returns the cached snapshot at once.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert download_model("sd-2.1", cache_dir=tmp_path) == path
@@ -180,7 +179,7 @@ def test_unreachable_hub_fails_at_once_with_how_to_get_it(online, tmp_path, monk
     assert "\n" not in message
     assert f"{SD2.repo}@{SD2.revision}" in message and "cannot be reached" in message
     assert "`studio models download sd-2.1`" in message
-    assert not repo_cache_folder(SD2.repo, tmp_path).exists() or cache_size(repo_cache_folder(SD2.repo, tmp_path)) == 0
+    assert not repo_cache_folder(SD2.repo, tmp_path).exists() or disk_usage(repo_cache_folder(SD2.repo, tmp_path)) == 0
 
 
 def test_bad_ids_are_bad_input(tiny_sd1, tmp_path):
@@ -198,7 +197,7 @@ def test_remove_moves_the_repo_folder_to_the_trash(tiny_sd2, tmp_path):
     cache = tmp_path / "cache"
     cache_repo(cache, SD2.repo, SD2.revision, folder_files(tiny_sd2))
     folder = repo_cache_folder(SD2.repo, cache)
-    size = cache_size(folder)
+    size = disk_usage(folder)
     home = tmp_path / "home"
     home.mkdir()
     env = {**os.environ, "HOME": str(home), "XDG_DATA_HOME": str(home / "share")}
@@ -211,7 +210,7 @@ def test_remove_moves_the_repo_folder_to_the_trash(tiny_sd2, tmp_path):
     assert int(done.stdout) == size > 0
     assert not folder.exists()
     trashed = home / "share" / "Trash" / "files" / folder.name
-    assert trashed.is_dir() and cache_size(trashed) == size
+    assert trashed.is_dir() and disk_usage(trashed) == size
     assert (home / "share" / "Trash" / "info" / f"{folder.name}.trashinfo").is_file()
 
 
@@ -219,12 +218,3 @@ def test_model_store_imports_no_torch():
     code = "import sys, studio.engine.model_store; print(sorted(m for m in ('torch', 'diffusers', 'transformers', 'PySide6') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
-
-
-def test_cache_size_counts_hard_links_once(tmp_path):
-    (tmp_path / "a").write_bytes(b"x" * 100)
-    os.link(tmp_path / "a", tmp_path / "b")
-    (tmp_path / "c").symlink_to(tmp_path / "a")
-    (tmp_path / "d.incomplete").write_bytes(b"y" * 7)
-    assert cache_size(tmp_path) == 107
-    assert cache_size(Path(tmp_path / "missing")) == 0
