@@ -1,12 +1,14 @@
 """OpenVINO vs torch on the CPU: conversion, cache size, UNet step, whole image, fidelity and memory.
 
 Per family (random-weight pipelines at real widths, bench/realistic.py; every config's pipeline has the
-same weights), for each config (torch-fp32, torch-auto, ov-f32, ov-bf16, ov-int8 by default):
+same weights), for each config (torch-fp32, torch-auto, ov-f32, ov-bf16, ov-int8, ov-int8-f32 by default;
+ov-int8-f32 is int8 as a CPU without native bf16 compiles it, a stand-in for an fp32-only CPU):
 
 1. OpenVINO only: the first load (Engine.add_pipeline into an empty cache folder of its own: conversion,
-   int8 weight compression where asked, compile; wall time), the cache's size on disk after it (IR and
+   int8 calibration and quantization where asked, compile; wall time), the cache's size on disk after it (IR and
    compiled blobs; a footnote gives each part), and a second load by a new Engine on that cache (reuse).
-   Each precision converts into its own folder so that each pays its own first load; in the app's one
+   Each precision converts into its own folder so that each pays its own first load (ov-int8-f32 shares
+   ov-int8's: the same IR, compiled with the f32 hint); in the app's one
    cache, float32 and bfloat16 share the float16-weight IR and int8 adds its own text encoder and UNet.
 2. UNet time per step: the pipeline's UNet called directly (torch module in its own dtype, or the
    OpenVINO wrapper), batch 2 as under classifier-free guidance; a warm-up call each, then rounds with
@@ -66,6 +68,7 @@ class Config:
     name: str
     backend: str  # "torch" | "openvino"
     dtype: str  # the Engine's dtype argument
+    auto_cpu_dtype: str | None = None  # $STUDIO_AUTO_CPU_DTYPE while it loads: int8's float part (f32 hint)
 
     @property
     def is_torch(self) -> bool:
@@ -81,10 +84,12 @@ CONFIGS = {
         Config("ov-f32", "openvino", "float32"),
         Config("ov-bf16", "openvino", "bfloat16"),
         Config("ov-int8", "openvino", "int8"),
+        # int8 as it compiles on a CPU without native bf16 (its float operations in f32): the fp32-only stand-in.
+        Config("ov-int8-f32", "openvino", "int8", auto_cpu_dtype="float32"),
         Config("ov-auto", "openvino", "auto"),
     )
 }
-DEFAULT_CONFIGS = "torch-fp32,torch-auto,ov-f32,ov-bf16,ov-int8"
+DEFAULT_CONFIGS = "torch-fp32,torch-auto,ov-f32,ov-bf16,ov-int8,ov-int8-f32"
 
 
 @dataclass
@@ -322,13 +327,29 @@ def _cache_parts(folder: Path) -> tuple[int, dict[str, int]]:
 
 
 def _prepare(config: Config, family: str, reference, settings: Settings, cache: Path) -> Run:
+    if config.auto_cpu_dtype is None:
+        return _prepare_run(config, family, reference, settings, cache)
+    from studio.engine.precision import AUTO_CPU_DTYPE_ENV
+
+    before = os.environ.get(AUTO_CPU_DTYPE_ENV)
+    os.environ[AUTO_CPU_DTYPE_ENV] = config.auto_cpu_dtype  # read when the networks compile, at load
+    try:
+        return _prepare_run(config, family, reference, settings, cache)
+    finally:
+        if before is None:
+            os.environ.pop(AUTO_CPU_DTYPE_ENV, None)
+        else:
+            os.environ[AUTO_CPU_DTYPE_ENV] = before
+
+
+def _prepare_run(config: Config, family: str, reference, settings: Settings, cache: Path) -> Run:
     if config.is_torch:
         engine = _engine(config, settings, None)
         added = _add(engine, reference, family)
         return Run(config, engine, _runs_label(config, added.loaded), load_mb=added.resident_mb)
     from studio.library.openvino_cache import OpenVinoCache
 
-    folder = cache / f"{family}-{config.name}"
+    folder = cache / f"{family}-{config.dtype}"  # ov-int8-f32 reuses ov-int8's conversion: the same IR
     converted = not OpenVinoCache(folder).entries()
     first_s = _add(_engine(config, settings, folder), reference, family).seconds  # that engine then goes
     total, parts = _cache_parts(folder)

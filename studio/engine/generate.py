@@ -176,6 +176,8 @@ class Engine:
         model_hash = None
         revision = source.revision
         notes: list[str] = []
+        identity = ""  # what the OpenVINO cache knows the weights by
+        networks = None  # the OpenVINO networks when its cache holds them all
         if source.kind == "file":
             from studio.engine.single_file import load_single_file
 
@@ -189,6 +191,7 @@ class Engine:
             place_pipeline(pipe, placement)
             full_hash = loading.file_sha256(source.path)
             model_hash = full_hash[:10]
+            identity = f"file:{full_hash}"
             path = source.path
         else:
             if source.kind == "folder":
@@ -200,22 +203,47 @@ class Engine:
                 )
                 revision = path.name  # the snapshot folder is named after the resolved commit
             family = source.family or loading.detect_folder_family(path)
-            pipe = loading.load_folder(path, family, placement, allow_pickle=self.allow_ckpt)
+            if placement.backend == "openvino":
+                identity = self._folder_identity(source, path, revision)
+                networks, more = self._cached_openvino(placement, identity, source.id, cancel)
+                notes = [*notes, *more]
+            pipe = loading.load_folder(path, family, placement, allow_pickle=self.allow_ckpt, networks=networks)
         source.family = family
-        if placement.backend == "openvino":
-            if source.kind == "file":
-                identity = f"file:{full_hash}"
-            elif source.kind == "folder":
-                from studio.engine.openvino_pipeline import folder_identity
-
-                identity = folder_identity(path)
-            else:
-                identity = f"hub:{source.repo}@{revision}"
+        if placement.backend == "openvino" and networks is None:  # else on OpenVINO already, from its cache
             placement, more = self._to_openvino(pipe, placement, identity, source.id, cancel)
             notes = [*notes, *more]
         return LoadedModel.from_pipeline(
             source, family, placement, pipe, model_hash=model_hash, path=path, revision=revision, notes=notes
         )
+
+    @staticmethod
+    def _folder_identity(source: ModelSource, path: Path, revision: str | None) -> str:
+        """What the OpenVINO cache knows a folder's or a Hub snapshot's weights by."""
+        if source.kind == "folder":
+            from studio.engine.openvino_pipeline import folder_identity
+
+            return folder_identity(path)
+        return f"hub:{source.repo}@{revision}"
+
+    def _cached_openvino(self, placement: Placement, identity: str, label: str, cancel) -> tuple[dict | None, list[str]]:
+        """The networks compiled from the OpenVINO cache when it holds every part (their torch weights are
+        then never read), else None: the model loads in torch and moves (a part that does not compile
+        fails there again, and falls back to torch with its note)."""
+        from studio.engine.openvino_pipeline import OpenVinoFailed, cached_networks
+        from studio.library.openvino_cache import OpenVinoCache
+
+        try:
+            found = cached_networks(
+                identity=identity, label=label, precision=placement.dtype_name,
+                cache=OpenVinoCache(self.openvino_cache), threads=self.threads, cancel=cancel,
+            )
+        except OpenVinoFailed as exc:
+            log.info("the cached OpenVINO networks of %s do not compile (%s): loading in torch", label, exc)
+            return None, []
+        if found is None:
+            return None, []
+        networks, prepared = found
+        return networks.as_components(), self._openvino_notes(placement, prepared)
 
     def _to_openvino(self, pipe, placement: Placement, identity: str, label: str, cancel) -> tuple[Placement, list[str]]:
         """The pipeline's networks on OpenVINO; on any failure, the whole pipeline on torch and one note."""
@@ -232,12 +260,16 @@ class Engine:
             place_pipeline(pipe, fallback)
             log.warning("OpenVINO backend unavailable for %s: %s", label, exc)
             return fallback, [f"OpenVINO could not run this model ({exc}); it runs on PyTorch ({fallback.dtype_name}) instead"]
+        return placement, self._openvino_notes(placement, prepared)
+
+    @staticmethod
+    def _openvino_notes(placement: Placement, prepared) -> list[str]:
         notes = list(prepared.notes)
         if prepared.converted:
             notes.append(f"optimised for this CPU with OpenVINO in {prepared.seconds:.0f} s (cached for next time)")
         if placement.dtype_name == "bfloat16" and prepared.precisions.get("unet") == "f32":
             notes.append("this CPU has no native bfloat16: OpenVINO runs float32")
-        return placement, notes
+        return notes
 
     # --------------------------------------------------------------------------------------- generation
     def generate(

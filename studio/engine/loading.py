@@ -563,8 +563,15 @@ class LoadedComponents:
     extra: dict = field(default_factory=dict)
 
 
-def load_folder(folder: Path, family: str, placement: Placement, *, allow_pickle: bool = False, safety: bool = True):
-    """A StableDiffusionPipeline from a diffusers-layout folder, component by component."""
+def load_folder(
+    folder: Path, family: str, placement: Placement, *, allow_pickle: bool = False, safety: bool = True,
+    networks: dict[str, Any] | None = None,
+):
+    """A StableDiffusionPipeline from a diffusers-layout folder, component by component.
+
+    `networks`: the text encoder, UNet and VAE already made (OpenVINO's, from its cache): their weights
+    are not read (so a folder whose weights are pickle only needs no opt-in: nothing is unpickled); the
+    rest (tokenizer, scheduler, safety checker) and the folder's checks still come from the folder."""
     quiet_libraries()  # before the imports below: importing the pipeline module is what warns
     import diffusers
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
@@ -576,8 +583,11 @@ def load_folder(folder: Path, family: str, placement: Placement, *, allow_pickle
     check_model_folder(folder, family, safety=safety)
     dtype = placement.dtype
     use_st = None if allow_pickle else True
+    text_encoder_class = _text_encoder_class(folder, CLIPTextModel, CLIPTextModelWithProjection)
     try:
-        if family == "deci":
+        if networks is not None:
+            unet, vae, text_encoder = networks["unet"], networks["vae"], networks["text_encoder"]
+        elif family == "deci":
             try:
                 from studio.engine.deci_unet import load_flexible_unet
             except ImportError:
@@ -585,15 +595,13 @@ def load_folder(folder: Path, family: str, placement: Placement, *, allow_pickle
             unet = load_flexible_unet(folder / "flexible_unet", dtype=dtype)
         else:
             unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dtype, use_safetensors=use_st)
-        vae = AutoencoderKL.from_pretrained(
-            folder, subfolder="vae", torch_dtype=placement.vae_dtype, use_safetensors=use_st
-        )
-        te_config = _read_json(folder / "text_encoder" / "config.json")
-        te_arch = (te_config.get("architectures") or ["CLIPTextModel"])[0]
-        if te_arch not in TEXT_ENCODER_CLASSES:
-            raise RequestError(f"{folder}: unsupported text encoder {te_arch!r} (expected a CLIP text model)")
-        te_cls = CLIPTextModelWithProjection if te_arch == "CLIPTextModelWithProjection" else CLIPTextModel
-        text_encoder = te_cls.from_pretrained(folder, subfolder="text_encoder", torch_dtype=dtype, use_safetensors=use_st)
+        if networks is None:
+            vae = AutoencoderKL.from_pretrained(
+                folder, subfolder="vae", torch_dtype=placement.vae_dtype, use_safetensors=use_st
+            )
+            text_encoder = text_encoder_class.from_pretrained(
+                folder, subfolder="text_encoder", torch_dtype=dtype, use_safetensors=use_st
+            )
         tokenizer = _load_tokenizer(folder, CLIPTokenizer)
         sched_config = _read_json(folder / "scheduler" / "scheduler_config.json")
         sched_cls_name = str(sched_config.get("_class_name", "PNDMScheduler"))
@@ -625,6 +633,15 @@ def load_folder(folder: Path, family: str, placement: Placement, *, allow_pickle
     pipe.set_progress_bar_config(disable=True)
     place_pipeline(pipe, placement)
     return pipe
+
+
+def _text_encoder_class(folder: Path, plain_class, projection_class):
+    """The folder's CLIP text-encoder class; any other architecture is refused, with or without its weights."""
+    te_config = _read_json(folder / "text_encoder" / "config.json")
+    te_arch = (te_config.get("architectures") or ["CLIPTextModel"])[0]
+    if te_arch not in TEXT_ENCODER_CLASSES:
+        raise RequestError(f"{folder}: unsupported text encoder {te_arch!r} (expected a CLIP text model)")
+    return projection_class if te_arch == "CLIPTextModelWithProjection" else plain_class
 
 
 def _load_tokenizer(folder: Path, tokenizer_class):

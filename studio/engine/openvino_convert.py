@@ -13,7 +13,11 @@ right on the others (a 520 px image has a 65-latent side).
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,14 +26,22 @@ import torch
 
 # The parts of a pipeline that move, in the order they are converted (the UNet takes most of the time).
 COMPONENTS = ("text_encoder", "unet", "vae_decoder", "vae_encoder")
-# int8 weight compression applies where the weights are the time: the UNet and text encoder. The VAE
-# runs once per image and its output is the pixels: it keeps float16 weights (the same IR as float32).
-INT8_COMPONENTS = ("text_encoder", "unet")
+# What `int8` does to each part. The UNet is the time (every step): its convolutions run in int8,
+# weights and activations ("w8a8", calibrated); the text encoder runs once per prompt: int8 weights only
+# ("int8", no calibration). The VAE runs once per image and its output is the pixels: it keeps float16
+# weights (the same IR as float32). A format's name is its recipe: when the calibration plan or the
+# quantization settings change, give it a new name (w8a8r2 ...) so no cache serves the old one.
+INT8_FORMATS = {"text_encoder": "int8", "unet": "w8a8"}
 
 
 def weights_format(component: str, precision: str) -> str:
-    """How a component's IR stores its weights for a precision: "int8" or "fp16" (never fp32)."""
-    return "int8" if precision == "int8" and component in INT8_COMPONENTS else "fp16"
+    """How a component's IR stores its weights for a precision: "w8a8", "int8" or "fp16" (never fp32)."""
+    return INT8_FORMATS.get(component, "fp16") if precision == "int8" else "fp16"
+
+
+def needs_calibration(weights: str) -> bool:
+    """Whether a weights format is made from calibration samples (openvino_calibration)."""
+    return weights == "w8a8"
 
 
 @dataclass
@@ -82,16 +94,43 @@ def convert(pipe, component: str):
 
 def compress_int8(model):
     """NNCF's int8 weight compression (asymmetric, per channel): weights only, no calibration data."""
-    import contextlib
-    import io
-    import logging
-
     import nncf
 
-    logging.getLogger("nncf").setLevel(logging.WARNING)
-    # NNCF draws a progress bar on stdout (rich); our progress is the "Optimising…" status instead.
-    with contextlib.redirect_stdout(io.StringIO()):
+    with _quiet_nncf():
         return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+
+
+@contextlib.contextmanager
+def _quiet_nncf():
+    """NNCF draws progress bars on stdout (rich) and logs each step: our progress is the "Optimising…" status."""
+    logging.getLogger("nncf").setLevel(logging.WARNING)
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def quantize_w8a8(model, samples: list, check: Callable[[], None] | None = None):
+    """NNCF post-training quantization of the UNet, weights and activations in int8 (its convolutions and
+    matrix multiplications), on calibration `samples` (openvino_calibration).
+
+    Measured on DeciDiffusion at 512 px (random weights, 8 samples at 256 px): 1.69 s per step against
+    3.00 for bf16 and 2.18 for int8 activations on the convolutions only (matrix multiplications with
+    int8 weights), at the same final-image PSNR (41.3 and 41.6 dB against torch fp32). SmoothQuant is
+    off: it made no difference but time. `check` runs before NNCF reads each sample (it may raise Cancelled).
+    """
+    import nncf
+
+    def sample(item):
+        if check is not None:
+            check()
+        return item
+
+    with _quiet_nncf():
+        return nncf.quantize(
+            model, nncf.Dataset(samples, sample), subset_size=len(samples), model_type=nncf.ModelType.TRANSFORMER,
+            advanced_parameters=nncf.AdvancedQuantizationParameters(
+                smooth_quant_alphas=nncf.AdvancedSmoothQuantParameters(convolution=-1, matmul=-1),
+            ),
+        )
 
 
 def save(model, folder) -> None:

@@ -3,10 +3,14 @@
 On first use of a model the text encoder, UNet and both halves of the VAE are converted from the torch
 modules we loaded (progress said, cancellable between parts), saved to the cache
 (:mod:`studio.library.openvino_cache`) and compiled; later loads, in any process, read the cached IR and
-OpenVINO's compiled-model cache. Nothing in the pipeline changes until every part has compiled, so a
+OpenVINO's compiled-model cache, and a folder or Hub model whose parts are all cached never reads its
+torch weights (:func:`cached_networks`). int8 also records calibration samples from the pipeline first
+(:mod:`studio.engine.openvino_calibration`). Nothing in the pipeline changes until every part has compiled, so a
 failure leaves a whole torch pipeline behind and the engine falls back to torch with one message.
 
-Reproducibility: an image is reproduced by the same device + backend + precision. The backend changes
+Reproducibility: an image is reproduced by the same device + backend + precision (for bfloat16 and
+int8, on a CPU of the same kind: without native bf16 OpenVINO computes their float parts in f32, and
+$STUDIO_AUTO_CPU_DTYPE=float32 forces that for int8). The backend changes
 the networks' arithmetic (OpenVINO fuses and orders operations its own way, float16-stored weights), never
 the random numbers: seeds, schedulers and noise are torch's on both backends, so the same seed gives
 the same composition, and on one backend and precision the same pixels.
@@ -26,7 +30,15 @@ from pathlib import Path
 
 from studio.engine.backends import openvino_version
 from studio.engine.errors import Cancelled
-from studio.engine.openvino_convert import COMPONENTS, compress_int8, convert, save, weights_format
+from studio.engine.openvino_convert import (
+    COMPONENTS,
+    compress_int8,
+    convert,
+    needs_calibration,
+    quantize_w8a8,
+    save,
+    weights_format,
+)
 from studio.engine.openvino_networks import OpenVinoNetwork, OpenVinoTextEncoder, OpenVinoUNet, OpenVinoVae
 from studio.engine.openvino_runtime import compile_config, core
 from studio.library.display import first_line
@@ -85,22 +97,65 @@ def weights_fingerprint(pipe) -> str:
     return digest.hexdigest()[:16]
 
 
+@dataclass
+class Networks:
+    """The compiled stand-ins for a pipeline's text encoder, UNet and VAE."""
+
+    text_encoder: OpenVinoTextEncoder
+    unet: OpenVinoUNet
+    vae: OpenVinoVae
+
+    def as_components(self) -> dict[str, object]:
+        return {"text_encoder": self.text_encoder, "unet": self.unet, "vae": self.vae}
+
+
 def move_to_openvino(
     pipe, *, identity: str, label: str, precision: str, cache: OpenVinoCache,
     threads: int | None = None, on_status: StatusCallback | None = None, cancel: threading.Event | None = None,
 ) -> Prepared:
     """Replace `pipe`'s networks by compiled OpenVINO ones. Raises Cancelled, or OpenVinoFailed with
-    `pipe` untouched."""
+    `pipe`'s networks untouched (int8's calibration has run the pipeline: its scheduler has stepped)."""
     started = time.perf_counter()
     prepared = Prepared()
     sources = _converted_parts(pipe, identity, label, precision, cache, prepared, on_status, cancel)
+    networks = _compile_all(sources, identity, label, precision, cache, threads, prepared, cancel)
+    pipe.text_encoder, pipe.unet, pipe.vae = networks.text_encoder, networks.unet, networks.vae  # all compiled: now swap
+    prepared.seconds = time.perf_counter() - started
+    return prepared
+
+
+def cached_networks(
+    *, identity: str, label: str, precision: str, cache: OpenVinoCache,
+    threads: int | None = None, cancel: threading.Event | None = None,
+) -> tuple[Networks, Prepared] | None:
+    """The compiled networks straight from the cache when it holds every part: the model's torch weights
+    need not be read at all (seconds and gigabytes of memory for a full-size model). None when a part is
+    missing; OpenVinoFailed when one does not compile."""
+    version = openvino_version() or "unknown"
+    parts = {c: cache.part(identity, c, weights_format(c, precision), version) for c in COMPONENTS}
+    if any(xml is None for xml in parts.values()):
+        return None
+    sources: dict[str, tuple[object, dict]] = {c: (xml, _read_config(xml)) for c, xml in parts.items()}
+    if not all(config for _xml, config in sources.values()):
+        return None  # a part without its config: the pipeline could not be built around it; convert again
+    started = time.perf_counter()
+    prepared = Prepared()
+    networks = _compile_all(sources, identity, label, precision, cache, threads, prepared, cancel)
+    prepared.seconds = time.perf_counter() - started
+    return networks, prepared
+
+
+def _compile_all(
+    sources: dict[str, tuple[object, dict]], identity: str, label: str, precision: str, cache: OpenVinoCache,
+    threads: int | None, prepared: Prepared, cancel: threading.Event | None,
+) -> Networks:
     settings = compile_config(precision, threads=threads)
     cached_settings = _with_compiled_cache(settings, cache, identity, label)
 
     def compiled(component: str, kind):
         # OpenVINO's compiled-model cache for float16-weight parts only: their blob leaves the weights in
-        # the IR (a few MB); an int8 part's blob holds all its weights again (2.2 GB for SD 1.5's UNet,
-        # measured) to save 6 s of compiling per load: the cache's size wins.
+        # the IR (a few MB); an int8 part's blob holds all its weights again (2.2 GB for SD 1.5's UNet with
+        # int8 weights, measured) to save 6 s of compiling per load: the cache's size wins.
         fp16 = weights_format(component, precision) == "fp16"
         network = _compile(component, kind, sources[component], cached_settings if fp16 else settings, cancel)
         prepared.precisions[component] = network.precision
@@ -109,9 +164,7 @@ def move_to_openvino(
     text_encoder = compiled("text_encoder", OpenVinoTextEncoder)
     unet = compiled("unet", OpenVinoUNet)
     vae = OpenVinoVae(compiled("vae_decoder", OpenVinoNetwork), compiled("vae_encoder", OpenVinoNetwork))
-    pipe.text_encoder, pipe.unet, pipe.vae = text_encoder, unet, vae  # all compiled: now swap
-    prepared.seconds = time.perf_counter() - started
-    return prepared
+    return Networks(text_encoder, unet, vae)
 
 
 def _converted_parts(
@@ -130,10 +183,8 @@ def _converted_parts(
             sources[component] = (xml, _read_config(xml))
             continue
         _check(cancel)
-        if on_status is not None:
-            step = f"{len(prepared.converted) + 1}/{len(missing)}"
-            on_status(f"Optimising for this CPU: {COMPONENT_LABELS[component]} {step}…")
-        model, config = _convert(pipe, component, weights)
+        said = f"Optimising for this CPU: {COMPONENT_LABELS[component]} {len(prepared.converted) + 1}/{len(missing)}"
+        model, config = _convert(pipe, component, weights, partial(_say, on_status, said), cancel)
         _check(cancel)
         try:
             xml = cache.publish(identity, label, component, weights, version, partial(save, model), config)
@@ -146,12 +197,39 @@ def _converted_parts(
     return sources
 
 
-def _convert(pipe, component: str, weights: str):
+def _convert(pipe, component: str, weights: str, say: Callable[[str], None], cancel: threading.Event | None):
+    """One part as an OpenVINO model in its weights format. w8a8 first records its calibration samples
+    from the pipeline's own torch networks (cancellable at each step), then quantizes (NNCF: not)."""
+    samples = None
+    if needs_calibration(weights):
+        from studio.engine.openvino_calibration import plan_for, unet_inputs
+
+        plan = plan_for(pipe)
+        say(f" (int8: calibrating on {plan.steps_total} steps)…")
+        try:
+            samples = unet_inputs(pipe, plan, cancel)
+        except Cancelled:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a pipeline that cannot run here cannot be calibrated
+            raise OpenVinoFailed(f"calibrating the {COMPONENT_LABELS[component]} for int8 failed: {first_line(exc)[:300]}") from exc
+        _check(cancel)
+        say(" (int8: quantizing)…")
+    else:
+        say("…")
     try:
         model, config = convert(pipe, component)
+        if samples is not None:
+            return quantize_w8a8(model, samples, partial(_check, cancel)), config
         return (compress_int8(model) if weights == "int8" else model), config
+    except Cancelled:
+        raise
     except Exception as exc:  # noqa: BLE001 - any converter failure is this part's failure
         raise OpenVinoFailed(f"converting the {COMPONENT_LABELS[component]} failed: {first_line(exc)[:300]}") from exc
+
+
+def _say(on_status: StatusCallback | None, prefix: str, rest: str) -> None:
+    if on_status is not None:
+        on_status(prefix + rest)
 
 
 def _compile(component: str, kind, source: tuple[object, dict], settings: dict, cancel: threading.Event | None):

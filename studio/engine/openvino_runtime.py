@@ -10,13 +10,15 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from studio.engine.backends import openvino_precision
 from studio.engine.precision import cpu_has_native_bf16
 
 _lock = threading.Lock()
 _core: Any = None
 
-# The OpenVINO precision hint for each of our network precisions (int8 weights compute in the CPU's best
-# float format: bf16 where it is native, else f32).
+# The OpenVINO precision hint for each of our network precisions. int8's float operations (what is not
+# quantized, and the int8 weights once expanded) compute in what `auto` picks: bf16 where it is native,
+# else f32 ($STUDIO_AUTO_CPU_DTYPE forces either, as for `auto`).
 _HINTS = {"float32": "f32", "bfloat16": "bf16"}
 
 
@@ -38,7 +40,7 @@ def compile_config(precision: str, *, threads: int | None = None) -> dict[str, A
     silently make "float32" a bf16 run. LATENCY: one request at a time, on all the cores it is given
     (by default the physical cores, as torch does).
     """
-    hint = _HINTS.get(precision) or ("bf16" if cpu_has_native_bf16() else "f32")  # the probe `auto` uses
+    hint = _HINTS.get(precision) or _HINTS[openvino_precision("auto", cpu_has_native_bf16())]
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)

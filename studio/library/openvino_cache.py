@@ -4,8 +4,8 @@ Layout, under ``paths.cache_dir()/openvino`` (one folder per model, so removing 
 
     <label>-<sha256(identity)[:12]>/
         model.json                          label, identity, when it was made
-        unet-fp16-ov2026.4.1/               <component>-<weights>-ov<OpenVINO version>
-            openvino_model.xml, .bin        the IR (float16 or int8 weights, never float32)
+        unet-fp16-ov2026.4.1/               <component>-<weights>-ov<OpenVINO version>; weights: fp16,
+            openvino_model.xml, .bin        int8 (weights only) or w8a8 (quantized), never float32
             config.json                     the component's config, as the pipeline reads it
         compiled/                           OpenVINO's own compiled-model cache (restarts skip compiling)
 

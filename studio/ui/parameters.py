@@ -1,10 +1,12 @@
-"""The parameter panel: model, scheduler, steps, guidance, seed, size, batch, strength, device, backend.
+"""The parameter panel: model, scheduler, steps, guidance, seed, size, batch, strength, device, backend, threads.
 
 Every control is bound to its property of :class:`~studio.viewmodel.generation_settings.GenerationSettings`
 in one line; the panel holds no state of its own. Choosing a model applies that model's defaults there.
 """
 
 from __future__ import annotations
+
+import os
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QIntValidator
@@ -31,6 +33,7 @@ from studio.viewmodel.generation_settings import (
     MAX_SEED,
     MAX_SIDE,
     MAX_STEPS,
+    MAX_THREADS,
     MIN_SIDE,
     PRECISIONS,
     SEED_MODES,
@@ -42,6 +45,11 @@ RESCALE_TIP = (
     "Guidance rescale (0 = off): tames the over-exposed, over-saturated look of high guidance, especially "
     "on v-prediction and zero-terminal-SNR models (DeciDiffusion recommends 0.7)"
 )
+THREADS_TIP = (
+    "CPU threads for the OpenVINO backend. Auto: all physical cores. Fewer leave the computer responsive while it renders"
+)
+PANEL_MAX_THREADS = min(max(os.cpu_count() or 1, 64), MAX_THREADS)
+"""The threads box's top: this machine's logical CPUs, at least 64 (preferences from a bigger machine)."""
 
 
 class ParametersPanel(QWidget):
@@ -131,6 +139,9 @@ class ParametersPanel(QWidget):
             "CPU on its first use, then cached). Images differ slightly between backends"
         )
         form.addRow("Bac&kend", self.backend)
+        self.threads = QSpinBox(minimum=0, maximum=PANEL_MAX_THREADS, specialValueText="Auto", accessibleName="CPU threads")
+        self.threads.setToolTip(THREADS_TIP)
+        form.addRow("CPU th&reads", self.threads)  # T is Strength's
 
         self.safety = QCheckBox("Safety checker", accessibleName="Safety checker")
         self.safety.setToolTip(
@@ -155,12 +166,15 @@ class ParametersPanel(QWidget):
         bind(self.device, s, "device")
         bind(self.dtype, s, "dtype")
         bind(self.backend, s, "backend")
+        bind(self.threads, s, "threads")
         bind(self.safety, s, "safety_checker")
         show_text(self.model_note, s, "model_note")
         show_text(self.size_note, s, "size_problem")
         s.default_scheduler_changed.connect(self._name_default_scheduler)
         s.seed_mode_changed.connect(self._sync_enabled)
         s.has_init_image_changed.connect(self._sync_enabled)
+        s.backend_changed.connect(self._sync_enabled)
+        s.device_changed.connect(self._sync_enabled)
         s.model_changed.connect(self._on_model_changed)
         self._on_model_changed()
         self._sync_enabled()
@@ -213,6 +227,7 @@ class ParametersPanel(QWidget):
     def _sync_enabled(self, *_args) -> None:
         self.seed.setEnabled(self.settings.seed_mode == "fixed")
         self.strength.setEnabled(self.settings.has_init_image)
+        self.threads.setEnabled(self.settings.may_run_openvino())
 
 
 class _SeedValidator(QIntValidator):

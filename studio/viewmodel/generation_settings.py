@@ -35,6 +35,7 @@ __all__ = [
     "MAX_SEED",
     "MAX_SIDE",
     "MAX_STEPS",
+    "MAX_THREADS",
     "MIN_SIDE",
     "PRECISIONS",
     "SEED_MODES",
@@ -46,6 +47,8 @@ __all__ = [
 MIN_SIDE = 64
 MAX_STEPS = 500
 MAX_PANEL_BATCH = min(MAX_BATCH, 16)
+MAX_THREADS = 1024
+"""The most CPU threads a job may ask OpenVINO for (the command line's --threads allows as many)."""
 NOT_RESTORED = frozenset({"model", "seed", "width", "height", "batch", "safety_checker"})
 """Request fields :meth:`GenerationSettings.apply` does not take one by one: the model and the seed have
 their own rules, the size is set as a pair, and an image's batch size or safety setting is not a
@@ -67,10 +70,11 @@ PRECISIONS = (
     ),
     ("float16", "float16", "GPU only: half the memory and time; SD 2.1's attention is computed in float32"),
     (
-        "int8 weights (OpenVINO)",
+        "int8 (OpenVINO)",
         "int8",
-        "Needs the OpenVINO backend and NNCF (pip install 'latent-studio[int8]'): UNet and text encoder weights "
-        "compressed to 8 bits: a smaller and faster UNet, slightly different images",
+        "Needs the OpenVINO backend and NNCF (pip install 'latent-studio[int8]'): the UNet quantized to 8 bits, "
+        "calibrated on the model on its first use (minutes, then cached): about twice bfloat16's speed, "
+        "slightly different images",
     ),
 )
 BACKEND_TIPS = {
@@ -156,6 +160,12 @@ class GenerationSettings(ViewModel):
     device = Property("auto", persist=True, check=_usable_device)
     dtype = Property("auto", persist=True, check=one_of([value for _label, value, _tip in PRECISIONS]))
     backend = Property("auto", persist=True, check=one_of(BACKENDS), doc="what runs the networks: auto, torch, openvino")
+    threads = Property(
+        0,
+        persist=True,
+        check=between(0, MAX_THREADS),
+        doc="OpenVINO's CPU threads; 0: Auto (all physical cores). Fewer keep the computer responsive while it renders",
+    )
     safety_checker = Property(True, persist=True)
 
     # Shown, not kept: what the panel says about the current choice.
@@ -296,6 +306,12 @@ class GenerationSettings(ViewModel):
             choices.append(BackendChoice(value, BACKEND_LABELS[value], available, reason))
         return choices
 
+    def may_run_openvino(self) -> bool:
+        """Whether the next job may run on OpenVINO, so that its CPU threads matter: the OpenVINO backend,
+        or Auto with the device cpu or Auto (Auto is the CPU on a machine without a GPU; with one, the
+        setting is kept for the jobs that do run on the CPU)."""
+        return self.backend == "openvino" or (self.backend == "auto" and self.device in ("auto", "cpu"))
+
     def size_presets(self) -> list[tuple[int, int]]:
         family, prediction = self.kind()
         presets = "sd1" if (family, prediction) == ("sd2", "epsilon") else family  # 512-base: SD 1.x's sizes
@@ -344,7 +360,7 @@ class GenerationSettings(ViewModel):
         return [name for name in properties(cls) if name in fields]
 
     def to_request(self, prompt: str, negative: str, init_image: Any = None) -> GenerationRequest:
-        """The request for the next job (device, dtype and backend travel beside it, see JobQueue.submit)."""
+        """The request for the next job (device, dtype, backend and threads travel beside it, see JobQueue.submit)."""
         values = {name: getattr(self, name) for name in self.request_names()}
         values.update(
             prompt=prompt,

@@ -3,10 +3,11 @@
 :class:`JobQueue` is the studio's queue of generation jobs. It owns the jobs (GUI thread only) and
 hands them, one at a time, to the engine's thread (:class:`~studio.worker.generation.GenerationWorker`)
 as a :class:`~studio.worker.generation.GenerationWork` that carries everything the job needs: the
-request, the output folder, the device, the dtype and the backend, all fixed when the job is queued
-(changing the device in the panel never changes a job already waiting). The worker reports back as typed values
-(:class:`~studio.worker.generation.StepReport`, :class:`~studio.worker.generation.SavedImage`,
-:class:`~studio.worker.generation.JobOutcome`); the queue updates the job and re-emits them.
+request, the output folder, the device, the dtype, the backend and its CPU threads, all fixed when the
+job is queued (changing the device in the panel never changes a job already waiting). The worker reports
+back as typed values (:class:`~studio.worker.generation.StepReport`,
+:class:`~studio.worker.generation.SavedImage`, :class:`~studio.worker.generation.JobOutcome`); the queue
+updates the job and re-emits them.
 
 :class:`JobQueue.queue_model` (a :class:`JobQueueModel`) is the list a queue widget shows: the running
 job first, then the queued ones in the order they will run. Finished, failed and cancelled jobs leave the list
@@ -81,9 +82,10 @@ class Job:
     error: str | None = None
     error_kind: str = ""  # generation.failure_kind: which actions help (e.g. the model manager)
     output_dir: Path = Path()  # where its images go, fixed when it is queued
-    device: str = "auto"  # the device, dtype and backend it runs with, fixed when it is queued
+    device: str = "auto"  # the device, dtype, backend and threads it runs with, fixed when it is queued
     dtype: str = "auto"
     backend: str = "auto"
+    threads: int = 0  # OpenVINO's CPU threads; 0: all physical cores
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
@@ -272,16 +274,18 @@ class JobQueue(QObject):
         device: str = "auto",
         dtype: str = "auto",
         backend: str = "auto",
+        threads: int = 0,
         output_dir: Path | None = None,
     ) -> Job:
-        """Queue a request to run on `device` in `dtype` with `backend`; it runs when the engine is free.
-        Problems (an unknown backend included) arrive later as job_failed."""
+        """Queue a request to run on `device` in `dtype` with `backend` (on OpenVINO with `threads` CPU
+        threads, 0: all physical cores); it runs when the engine is free. Problems (an unknown backend
+        included) arrive later as job_failed."""
         if self._closed:
             raise RuntimeError("the generation queue has been shut down")
         job = Job(
             id=self._next_id, request=replace(request),  # a copy: later edits by the UI don't leak in
             output_dir=Path(output_dir) if output_dir is not None else self._output_dir,
-            device=device, dtype=dtype, backend=backend,
+            device=device, dtype=dtype, backend=backend, threads=threads,
         )
         self._next_id += 1
         self._remember(job)
@@ -451,7 +455,8 @@ class JobQueue(QObject):
         self.queue_model.refresh(job.id)
         self.queue_changed.emit()
         work = GenerationWork(
-            job.id, job.request, job.output_dir, device=job.device, dtype=job.dtype, backend=job.backend, cancel=job._cancel
+            job.id, job.request, job.output_dir, device=job.device, dtype=job.dtype, backend=job.backend,
+            threads=job.threads, cancel=job._cancel,
         )
         self._worker.run(work, _Listener(self))
 

@@ -9,7 +9,7 @@ parameters from any image, keep and resume the queue.
 
 The request travels: ``GenerationSettings.to_request`` (with the prompts and the canvas image) ->
 :meth:`StudioSession.generate` (validated once, here) -> ``JobQueue.submit`` (with the device, the
-dtype, the backend and the output folder) -> the engine's thread.
+dtype, the backend, its CPU threads and the output folder) -> the engine's thread.
 """
 
 from __future__ import annotations
@@ -222,9 +222,11 @@ class StudioSession(ViewModel):
         return job
 
     def _submit(self, request: GenerationRequest) -> Job:
-        """Queue `request` with today's device, dtype, backend and output folder (fixed from now on)."""
+        """Queue `request` with today's device, dtype, backend, threads and output folder (fixed from now on)."""
         s = self.settings
-        return self.queue.submit(request, device=s.device, dtype=s.dtype, backend=s.backend, output_dir=self.output_path())
+        return self.queue.submit(
+            request, device=s.device, dtype=s.dtype, backend=s.backend, threads=s.threads, output_dir=self.output_path()
+        )
 
     def cancel_current(self) -> bool:
         job = self.queue.running_job()
@@ -382,7 +384,7 @@ class StudioSession(ViewModel):
         return load_queue(self.queue_file)
 
     def resume(self, saved: SavedQueue, run: bool) -> None:
-        """Run the kept jobs again (with today's device, dtype and backend) or forget them; the file goes."""
+        """Run the kept jobs again (with today's device, dtype, backend and threads) or forget them; the file goes."""
         clear_queue(self.queue_file)
         if run:
             for request in saved.requests:

@@ -4,10 +4,11 @@ Threads: a 1-thread :class:`~studio.worker.tasks.TaskPool` owns the :class:`~stu
 (made lazily on the first job, in that thread, so torch is neither imported when the window starts nor
 ever used from two threads). The queue that decides what runs next lives in the view-model
 (:class:`studio.viewmodel.job_queue.JobQueue`); it hands this worker one :class:`GenerationWork` at a
-time. Everything a job needs travels with it: the request, the output folder, the device, the dtype
-and the backend. The only object both threads touch is the job's cancel ``threading.Event``: setting it
-makes the engine raise ``Cancelled`` within one step, or between the parts of a model being optimised
-for the CPU (an OpenVINO conversion, which takes minutes on a model's first use).
+time. Everything a job needs travels with it: the request, the output folder, the device, the dtype,
+the backend and its CPU threads. The only object both threads touch is the job's cancel
+``threading.Event``: setting it makes the engine raise ``Cancelled`` within one step, or between the
+parts of a model being optimised for the CPU (an OpenVINO conversion, which takes minutes on a model's
+first use).
 
 Reports arrive in the GUI thread, in the order they were made, as calls on a
 :class:`GenerationListener`: ``started``, ``step`` (a :class:`StepReport` per denoising step),
@@ -117,6 +118,7 @@ class GenerationWork:
     device: str = "auto"
     dtype: str = "auto"
     backend: str = "auto"  # "auto" | "torch" | "openvino" (studio.engine.backends.BACKENDS)
+    threads: int = 0  # OpenVINO's CPU threads; 0: all physical cores
     cancel: threading.Event = field(default_factory=threading.Event, compare=False)
 
 
@@ -199,15 +201,16 @@ class GenerationWorker:
     """Runs jobs on the engine's thread, one at a time, in the order they are given.
 
     Its engine is touched only from that thread (or after :meth:`shutdown` has stopped it). The
-    engine is kept between jobs with the same device, dtype and backend, and made anew (the old one's
-    models freed first) when a job asks for others.
+    engine is kept between jobs with the same device, dtype, backend and threads, and made anew (the old
+    one's models freed first) when a job asks for others. An ``engine_factory`` (tests, tools) takes no
+    arguments: it makes the engine it wants whatever the job asks.
     """
 
     def __init__(self, engine_factory: EngineFactory | None = None) -> None:
         self._engine_factory = engine_factory
         self._pool = TaskPool("studio-generation", threads=1)
         self.engine: Engine | None = None
-        self._engine_key: tuple[str, str, str] | None = None
+        self._engine_key: tuple[str, str, str, int] | None = None
 
     def run(self, work: GenerationWork, listener: GenerationListener) -> Task | None:
         """Queue `work` on the engine's thread; None once shut down. Exactly one ``ended`` follows."""
@@ -271,9 +274,10 @@ class GenerationWorker:
         return JobOutcome(job_id, "done")
 
     def _engine_for(self, work: GenerationWork, context: TaskContext, listener: GenerationListener) -> Engine:
-        """The engine for the job's device, dtype and backend, made on first use or when they changed;
-        its download and status hooks report to this job's listener."""
-        key = (work.device, work.dtype, work.backend)
+        """The engine for the job's device, dtype, backend and threads, made on first use or when they
+        changed (OpenVINO's threads are fixed when a model is compiled); its download and status hooks
+        report to this job's listener."""
+        key = (work.device, work.dtype, work.backend, work.threads)
         if self.engine is None or self._engine_key != key:
             if self.engine is not None:  # free the old models before loading anew
                 old, self.engine, self._engine_key = self.engine, None, None
@@ -373,10 +377,11 @@ def _is_loaded(engine: Engine, model: str) -> bool:
         return False
 
 
-def _default_engine(device: str, dtype: str, backend: str = "auto") -> Engine:
-    """The app's engine: made here, in the engine's thread, so torch is imported off the GUI thread."""
+def _default_engine(device: str, dtype: str, backend: str = "auto", threads: int = 0) -> Engine:
+    """The app's engine: made here, in the engine's thread, so torch is imported off the GUI thread.
+    `threads` 0 is the engine's None: all physical cores."""
     from studio.engine import Engine
     from studio.engine.loading import quiet_libraries
 
     quiet_libraries()  # the libraries' chatter would reach the terminal the app was started from
-    return Engine(device=device, dtype=dtype, backend=backend, preview="auto")
+    return Engine(device=device, dtype=dtype, backend=backend, threads=threads or None, preview="auto")

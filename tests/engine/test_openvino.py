@@ -96,6 +96,34 @@ def test_same_seed_same_pixels_and_a_second_engine_reuses_the_cache(ov_engine, o
     assert not [w for w in image.warnings if "optimised" in w]
 
 
+def test_a_fully_cached_model_loads_without_reading_its_torch_weights(tmp_path, tiny_sd1):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_sd1, model)
+    cache = tmp_path / "cache"
+    first = Engine(device="cpu", dtype="float32", backend="openvino", preview="none", openvino_cache=cache)
+    before = first.generate(req(model))[0].image
+    for name in ("unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors", "vae/diffusion_pytorch_model.safetensors"):
+        _scramble_tensors_keeping_identity(model / name)
+    said = []
+    second = Engine(device="cpu", dtype="float32", backend="openvino", preview="none", openvino_cache=cache, on_status=said.append)
+    result = second.generate(req(model))[0]
+    assert np.array_equal(pixels(result.image), pixels(before)) and result.metadata["backend"] == "openvino"
+    assert said == [] and not [w for w in result.warnings if "optimised" in w]
+    on_torch = Engine(device="cpu", dtype="float32", backend="torch", preview="none").generate(req(model))[0]
+    assert not np.array_equal(pixels(on_torch.image), pixels(before))  # the weights on disk are scrambled indeed
+
+
+def _scramble_tensors_keeping_identity(path) -> None:
+    """Every tensor byte replaced (the safetensors header kept), the size and modification time kept: the
+    folder's identity for the OpenVINO cache stays, what torch would load does not."""
+    stat = path.stat()
+    data = bytearray(path.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")
+    data[start:] = bytes(np.random.default_rng(0).integers(0, 0x3F, len(data) - start, dtype=np.uint8))
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
 def test_every_scheduler_runs_on_openvino(ov_engine, tiny_sd1):
     for name in scheduler_names():
         result = ov_engine.generate(req(tiny_sd1, scheduler=name, steps=2))[0]
@@ -141,14 +169,39 @@ def test_a_cancel_during_conversion_stops_between_parts_and_keeps_what_was_done(
     assert said == [f"Optimising for this CPU: {name} {i}/3…" for i, name in enumerate(["UNet", "VAE decoder", "VAE encoder"], 1)]
 
 
-def test_int8_compresses_the_unet_and_text_encoder_and_shares_the_float16_vae(ov_cache, sd1_converted):
+def test_int8_quantizes_the_unet_calibrated_and_compresses_the_text_encoder(ov_cache, sd1_converted):
     pytest.importorskip("nncf")
-    engine = Engine(device="cpu", dtype="int8", backend="openvino", preview="none", openvino_cache=ov_cache)
+    said = []
+    engine = Engine(device="cpu", dtype="int8", backend="openvino", preview="none", openvino_cache=ov_cache, on_status=said.append)
     result = engine.generate(req(sd1_converted))[0]
     assert (result.metadata["backend"], result.metadata["dtype"]) == ("openvino", "int8")
+    assert pixels(result.image).std() > 0
     parts = next(e.parts for e in OpenVinoCache(ov_cache).entries() if e.label == sd1_converted.name)
-    int8 = {part.split("-")[0] for part in parts if "-int8-" in part}
-    assert int8 == {"text_encoder", "unet"}  # the VAE parts are the float16 ones float32 made
+    formats = {part.split("-")[0]: part.split("-")[1] for part in parts if "-fp16-" not in part}
+    assert formats == {"text_encoder": "int8", "unet": "w8a8"}  # the VAE parts are the float16 ones float32 made
+    assert said == [
+        "Optimising for this CPU: text encoder 1/2…",
+        "Optimising for this CPU: UNet 2/2 (int8: calibrating on 8 steps)…",
+        "Optimising for this CPU: UNet 2/2 (int8: quantizing)…",
+    ]
+    again = Engine(device="cpu", dtype="int8", backend="openvino", preview="none", openvino_cache=ov_cache)
+    assert pixels(again.generate(req(sd1_converted))[0].image).tolist() == pixels(result.image).tolist()
+
+
+@pytest.mark.parametrize("phase", ["calibrating", "quantizing"])
+def test_a_cancel_while_calibrating_or_quantizing_caches_no_unet(tmp_path, tiny_sd1, phase):
+    pytest.importorskip("nncf")
+    cancel = threading.Event()
+
+    def on_status(text):
+        if phase in text:
+            cancel.set()  # the recording checks it at its next step, NNCF before its next sample
+
+    engine = Engine(device="cpu", dtype="int8", backend="openvino", preview="none", openvino_cache=tmp_path, on_status=on_status)
+    with pytest.raises(Cancelled):
+        engine.load(str(tiny_sd1), cancel=cancel)
+    [entry] = OpenVinoCache(tmp_path).entries()
+    assert [p.split("-")[0] for p in entry.parts] == ["text_encoder"]
 
 
 def test_a_part_that_cannot_compile_falls_back_to_torch_with_one_note(tmp_path, ov_cache, sd1_converted):

@@ -152,6 +152,8 @@ def test_the_wheel_scrolls_the_panel_not_the_field_under_it(qtbot, settings):
     wheel(panel.scheduler)
     assert settings.guidance == 7.0 and settings.scheduler == "Euler" and panel.scheduler.currentData() == "Euler"
     assert scroll.verticalScrollBar().value() > before  # the wheel went to the scroll area
+    wheel(panel.threads, steps=3)  # up from Auto, were it not guarded
+    assert settings.threads == 0 and panel.threads.value() == 0
     panel.guidance.setFocus()
     qtbot.waitUntil(panel.guidance.hasFocus)
     wheel(panel.guidance, steps=-1)
@@ -198,8 +200,33 @@ def test_the_backend_list_binds_to_the_settings_and_greys_what_is_not_installed(
     assert settings.backend == "torch"
     assert panel.dtype.findData("int8") >= 0
     panel.dtype.setCurrentIndex(panel.dtype.findData("int8"))
-    assert settings.dtype == "int8" and panel.dtype.currentText() == "int8 weights (OpenVINO)"
+    assert settings.dtype == "int8" and panel.dtype.currentText() == "int8 (OpenVINO)"
     assert "NNCF" in panel.dtype.itemData(panel.dtype.currentIndex(), Qt.ItemDataRole.ToolTipRole)
+
+
+def test_the_cpu_threads_box_binds_both_ways_and_says_auto(panel, settings):
+    box = panel.threads
+    assert box.value() == 0 and box.text() == "Auto" and settings.threads == 0  # all physical cores
+    assert box.minimum() == 0 and box.maximum() >= 64
+    assert "OpenVINO" in box.toolTip() and "Auto: all physical cores" in box.toolTip()
+    box.setValue(3)
+    assert settings.threads == 3 and box.text() == "3"
+    settings.threads = 1
+    assert box.value() == 1
+    settings.reset("threads")
+    assert box.value() == 0 and box.text() == "Auto"
+
+
+def test_the_cpu_threads_box_is_enabled_only_where_openvino_may_run(panel, settings):
+    assert (settings.backend, settings.device) == ("auto", "auto") and panel.threads.isEnabled()
+    settings.backend = "torch"
+    assert not panel.threads.isEnabled()
+    settings.backend = "openvino"
+    assert panel.threads.isEnabled()
+    settings.backend, settings.device = "auto", "cpu"
+    assert panel.threads.isEnabled()
+    panel.backend.setCurrentIndex(panel.backend.findData("torch"))  # the user's choice in the list
+    assert not panel.threads.isEnabled()
 
 
 def test_preferences_from_a_gpu_machine_fall_back_to_auto_where_there_is_none(qtbot, tmp_path, qapp):

@@ -13,12 +13,13 @@ from safetensors.numpy import save_file
 
 from studio.engine.backends import BACKENDS, openvino_installed
 from studio.engine.catalog import CATALOG, FAMILY_DEFAULTS
-from studio.engine.devices import device_choices
+from studio.engine.devices import DeviceChoice, device_choices
 from studio.viewmodel.generation_settings import (
     MAX_PANEL_BATCH,
     MAX_SEED,
     MAX_SIDE,
     MAX_STEPS,
+    MAX_THREADS,
     PRECISIONS,
     GenerationSettings,
 )
@@ -63,6 +64,10 @@ PROPERTIES = {
     "backend": (
         [("openvino", "openvino"), ("torch", "torch"), ("auto", "auto")],
         [("tensorrt", ValueError), ("OpenVINO", ValueError), (None, TypeError), (1, TypeError)],
+    ),
+    "threads": (
+        [(1, 1), (MAX_THREADS, MAX_THREADS), (0, 0)],
+        [(-1, ValueError), (MAX_THREADS + 1, ValueError), (2.0, TypeError), ("4", TypeError), (None, TypeError)],
     ),
     "safety_checker": ([(False, False)], [("yes", TypeError), (0, TypeError)]),
     "model_note": ([("a note", "a note")], [(None, TypeError)]),
@@ -329,6 +334,37 @@ def test_backend_choices_grey_openvino_where_it_is_not_installed(monkeypatch):
     assert not openvino.available and openvino.reason.startswith("OpenVINO is not installed: pip install openvino")
 
 
+def test_the_cpu_threads_are_kept_in_the_preferences_file_and_checked_when_read(qapp, tmp_path):
+    path = tmp_path / "prefs.json"
+    first, preferences = GenerationSettings(), Preferences(path)
+    assert preferences.attach(first) == [] and first.threads == 0  # Auto: all physical cores
+    first.threads = 2
+    preferences.save()
+    assert json.loads(path.read_text())["threads"] == 2
+    second = GenerationSettings()
+    assert Preferences(path).attach(second) == [] and second.threads == 2
+    for refused in (-1, MAX_THREADS + 1, "2", 2.5, True):  # hand-edited
+        path.write_text(json.dumps({"threads": refused, "steps": 20}))
+        third = GenerationSettings()
+        assert Preferences(path).attach(third) == ["threads"]
+        assert (third.threads, third.steps) == (0, 20)
+
+
+def test_the_threads_matter_only_where_the_job_may_run_on_openvino(settings, monkeypatch):
+    import studio.viewmodel.generation_settings as module
+
+    gpu = [DeviceChoice("auto", "Auto", True), DeviceChoice("cpu", "CPU", True), DeviceChoice("cuda", "CUDA GPU", True)]
+    monkeypatch.setattr(module, "device_choices", lambda: gpu)  # as on a machine with a GPU
+    expected = {
+        ("auto", "auto"): True, ("auto", "cpu"): True, ("auto", "cuda"): False,  # Auto runs PyTorch on a GPU
+        ("openvino", "auto"): True, ("openvino", "cpu"): True, ("openvino", "cuda"): True,  # the engine refuses it
+        ("torch", "auto"): False, ("torch", "cpu"): False, ("torch", "cuda"): False,
+    }
+    for (backend, device), may in expected.items():
+        settings.backend, settings.device = backend, device
+        assert settings.may_run_openvino() is may, (backend, device)
+
+
 def test_int8_is_a_precision_that_names_what_it_needs():
     label, value, tip = next(entry for entry in PRECISIONS if entry[1] == "int8")
-    assert label == "int8 weights (OpenVINO)" and "OpenVINO backend" in tip and "NNCF" in tip
+    assert label == "int8 (OpenVINO)" and "OpenVINO backend" in tip and "NNCF" in tip

@@ -204,18 +204,19 @@ def test_a_job_on_another_device_gets_a_new_engine(qtbot, make_service, tiny_sd1
     assert job.backend == "torch" and len(made) == 3  # another backend: another engine
 
 
-def test_submit_carries_the_backend_into_the_work(qtbot, make_service, tiny_sd1, tmp_path):
+def test_submit_carries_the_backend_and_its_threads_into_the_work(qtbot, make_service, tiny_sd1, tmp_path):
     service = make_service()
     works = []
     real_run = service._worker.run
     service._worker.run = lambda work, listener: works.append(work) or real_run(work, listener)
     with qtbot.waitSignal(service.job_finished, timeout=WAIT_MS):
-        job = service.submit(request(tiny_sd1, steps=2), device="cpu", dtype="float32", backend="torch")
-    assert (job.device, job.dtype, job.backend) == ("cpu", "float32", "torch")
+        job = service.submit(request(tiny_sd1, steps=2), device="cpu", dtype="float32", backend="torch", threads=3)
+    assert (job.device, job.dtype, job.backend, job.threads) == ("cpu", "float32", "torch", 3)
     (work,) = works
-    assert (work.job_id, work.device, work.dtype, work.backend) == (job.id, "cpu", "float32", "torch")
+    assert (work.job_id, work.device, work.dtype, work.backend, work.threads) == (job.id, "cpu", "float32", "torch", 3)
     assert work.cancel is job._cancel and work.output_dir == tmp_path / "out"
-    assert service.submit(request(tiny_sd1), output_dir=tmp_path).backend == "auto"  # the default
+    default = service.submit(request(tiny_sd1), output_dir=tmp_path)
+    assert (default.backend, default.threads) == ("auto", 0)  # the defaults: Auto, all physical cores
 
 
 def test_an_unknown_backend_fails_the_job_in_one_line(qtbot, make_service, tiny_sd1):

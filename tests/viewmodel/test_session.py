@@ -216,11 +216,12 @@ def test_a_generated_job_runs_up_to_the_engine_and_its_failure_is_reported(qtbot
     session.settings.select_model(str(tmp_path / "local"))  # local models need no download
     session.prompt.set_prompts("a fox", "blurry")
     session.settings.set_seed(5)
-    session.settings.backend = "torch"
+    session.settings.backend, session.settings.threads = "torch", 2
     with qtbot.waitSignal(session.preview_started, timeout=WAIT_MS) as started:
         job = session.generate()
     assert job is not None and messages[0] == f"Queued job #{job.id}"
-    assert (job.device, job.dtype, job.backend) == ("auto", "auto", "torch")  # fixed when queued
+    session.settings.threads = 1
+    assert (job.device, job.dtype, job.backend, job.threads) == ("auto", "auto", "torch", 2)  # fixed when queued
     assert job.request.prompt == "a fox" and job.request.seed == 5 and job.output_dir == tmp_path / "out"
     assert session.prompt.history == [("a fox", "blurry")]
     assert started.args == ["Starting…", f"Job #{job.id}: a fox"]
@@ -256,14 +257,14 @@ def test_the_status_line_says_which_backend_auto_came_to_and_a_fallback(qtbot, s
     session.queue.image_saved.emit(saved(dtype="bfloat16", backend="openvino"))
     assert session.status_line == "Stable Diffusion 1.4 · Auto (cpu) · Auto (bfloat16) · Auto (OpenVINO)"
     session.settings.backend, session.settings.dtype = "openvino", "int8"
-    assert session.status_line == "Stable Diffusion 1.4 · Auto · int8 weights (OpenVINO) · OpenVINO (CPU)"
+    assert session.status_line == "Stable Diffusion 1.4 · Auto · int8 (OpenVINO) · OpenVINO (CPU)"
     session.queue.image_saved.emit(saved(dtype="int8", backend="openvino"))
-    assert session.status_line == "Stable Diffusion 1.4 · Auto (cpu) · int8 weights (OpenVINO) · OpenVINO (CPU)"
+    assert session.status_line == "Stable Diffusion 1.4 · Auto (cpu) · int8 (OpenVINO) · OpenVINO (CPU)"
     session.queue.image_saved.emit(saved(dtype="float32", backend="torch"))  # OpenVINO could not run it
-    assert session.status_line == "Stable Diffusion 1.4 · Auto (cpu) · int8 weights (OpenVINO) · OpenVINO (CPU) (ran on PyTorch)"
+    assert session.status_line == "Stable Diffusion 1.4 · Auto (cpu) · int8 (OpenVINO) · OpenVINO (CPU) (ran on PyTorch)"
     session.settings.backend = "auto"
     session.queue.image_saved.emit(saved(dtype="float32", backend=""))  # an engine that does not say
-    assert session.status_line == "Stable Diffusion 1.4 · Auto (cpu) · int8 weights (OpenVINO) · Auto"
+    assert session.status_line == "Stable Diffusion 1.4 · Auto (cpu) · int8 (OpenVINO) · Auto"
 
 
 # --------------------------------------------------------------------------------------- the model
@@ -350,11 +351,12 @@ def test_resumed_jobs_run_with_todays_device(qtbot, make_session, tmp_path):
     opened = Gate()
     opened.opened.set()  # refuses at once
     second = make_session(engine_factory=opened)
-    second.settings.dtype, second.settings.backend = "float32", "openvino"
+    second.settings.dtype, second.settings.backend, second.settings.threads = "float32", "openvino", 4
     messages = Messages(second)
     second.resume(second.saved_queue(), run=True)
     jobs = second.queue.jobs()
-    assert [j.request.prompt for j in jobs] == ["kept"] and (jobs[0].dtype, jobs[0].backend) == ("float32", "openvino")
+    assert [j.request.prompt for j in jobs] == ["kept"]
+    assert (jobs[0].dtype, jobs[0].backend, jobs[0].threads) == ("float32", "openvino", 4)
     assert messages == ["Resumed 1 job"] and not (tmp_path / "queue.json").exists()
     second.discard_unreadable_queue()
     assert "could not be read" in messages[-1]

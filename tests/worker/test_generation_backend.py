@@ -149,3 +149,30 @@ def test_int8_on_the_torch_backend_fails_with_a_readable_line(qtbot, worker, tin
     work = GenerationWork(5, request(tiny_sd1), tmp_path / "out", device="cpu", dtype="int8", backend="torch")
     outcome = run(qtbot, generation, work, Listener())
     assert outcome.status == "failed" and outcome.message.startswith("int8 runs on the OpenVINO backend only")
+
+
+def test_a_jobs_cpu_threads_reach_openvino_and_other_threads_make_a_new_engine(
+    qtbot, worker, tiny_sd1, tmp_path, monkeypatch
+):
+    import studio.engine.openvino_pipeline as pipeline
+
+    monkeypatch.setenv("LATENT_STUDIO_CACHE", str(tmp_path / "cache"))
+    asked: list[int | None] = []  # the threads each compile was configured with
+    real_config = pipeline.compile_config
+
+    def config(precision: str, *, threads: int | None = None) -> dict:
+        asked.append(threads)
+        return real_config(precision, threads=threads)
+
+    monkeypatch.setattr(pipeline, "compile_config", config)
+    generation = worker()  # no engine_factory: the app's engine, made for the job's threads
+    one = GenerationWork(6, request(tiny_sd1), tmp_path / "out", device="cpu", backend="openvino", threads=1)
+    assert run(qtbot, generation, one, Listener()) == JobOutcome(6, "done")
+    first = generation.engine
+    assert first.threads == 1 and asked and set(asked) == {1}
+
+    asked.clear()
+    auto = GenerationWork(7, request(tiny_sd1), tmp_path / "out", device="cpu", backend="openvino")  # threads 0: Auto
+    assert run(qtbot, generation, auto, Listener()) == JobOutcome(7, "done")
+    assert generation.engine is not first and generation.engine.threads is None  # all physical cores
+    assert asked and set(asked) == {None}
