@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--batch", type=int, default=1)
     gen.add_argument("--init-image", type=Path, help="image for img2img")
     gen.add_argument("--strength", type=float, help="img2img: how much to change the init image (0..1]")
+    _add_inpaint_options(gen)
     gen.add_argument("--output-dir", type=Path)
     gen.add_argument("--no-safety-checker", action="store_true", help="turn off the model's safety checker")
     gen.add_argument("--json", action="store_true", help="print a JSON list of {path, seed, nsfw}")
@@ -162,10 +163,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     tiny = _command(sub, "make-tiny-model", help="write a tiny random-weight pipeline (tests, bug reports)")
     tiny.add_argument("directory", type=Path, metavar="DIR")
-    tiny.add_argument("--family", default="sd1", choices=["sd1", "sd2", "deci"])
+    tiny.add_argument("--family", default="sd1", choices=["sd1", "sd2", "deci", "sd1-inpaint", "sd2-inpaint"])
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=cmd_make_tiny_model)
     return parser
+
+
+def _add_inpaint_options(p: argparse.ArgumentParser) -> None:
+    """Inpainting and outpainting, with AUTOMATIC1111's names and defaults (studio.library.masks)."""
+    from studio.library.masks import INPAINT_AREAS, MASKED_CONTENT, OUTPAINT_FILLS
+
+    group = p.add_argument_group("inpainting and outpainting (with --init-image)")
+    group.add_argument("--mask", type=Path, help="white (or a PNG's opaque pixels) is regenerated, black is kept")
+    group.add_argument("--mask-blur", type=int, metavar="PX", help="soften the mask's edge (default 4)")
+    group.add_argument("--masked-content", choices=MASKED_CONTENT, help="what the masked area starts from (default original)")
+    group.add_argument("--inpaint-area", choices=INPAINT_AREAS, help="whole picture, or only the masked box at the model's size (default whole)")
+    group.add_argument("--padding", type=int, metavar="PX", help="around the mask with --inpaint-area masked (default 32)")
+    group.add_argument("--invert-mask", action="store_true", help="regenerate what the mask does not cover")
+    group.add_argument("--expand", metavar="L,T,R,B", help="outpaint: grow the canvas by these pixels on each side")
+    group.add_argument("--outpaint-fill", choices=OUTPAINT_FILLS, help="what the new area starts as (default edge)")
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -325,6 +341,26 @@ def _status_printer():
     return show
 
 
+def _inpaint_inputs(args):
+    """The mask (loaded now: a bad file is exit 2 before any work) and the expansion, or None each."""
+    from studio.library.masks import Expansion, MaskError, read_mask
+
+    uses = [name for name in ("mask", "mask_blur", "masked_content", "inpaint_area", "padding", "expand", "outpaint_fill")
+            if getattr(args, name) is not None] + (["invert_mask"] if args.invert_mask else [])
+    if uses and args.init_image is None:
+        raise UsageError(f"--{uses[0].replace('_', '-')} needs --init-image")
+    if args.mask is None and args.expand is None and uses:
+        raise UsageError(f"--{uses[0].replace('_', '-')} needs --mask or --expand")
+    try:
+        expand = Expansion.parse(args.expand) if args.expand is not None else None
+        mask = read_mask(args.mask) if args.mask is not None else None
+    except MaskError as exc:
+        raise UsageError(str(exc)) from None
+    if expand is not None:
+        expand = (expand.left, expand.top, expand.right, expand.bottom)
+    return mask, expand
+
+
 def cmd_generate(args) -> int:
     from studio.engine import GenerationRequest
     from studio.library.folders import check_writable_folder
@@ -336,6 +372,7 @@ def cmd_generate(args) -> int:
     if args.strength is not None and args.init_image is None:
         raise UsageError("--strength needs --init-image")
     init = load_image(args.init_image) if args.init_image else None  # bad image: exit 2 before any work
+    mask, expand = _inpaint_inputs(args)
     request = GenerationRequest(
         model=args.model,
         prompt=args.prompt,
@@ -351,6 +388,14 @@ def cmd_generate(args) -> int:
         init_image=init,
         strength=args.strength,
         safety_checker=False if args.no_safety_checker else None,
+        mask_image=mask,
+        mask_blur=args.mask_blur,
+        masked_content=args.masked_content,
+        inpaint_area=args.inpaint_area,
+        padding=args.padding,
+        invert_mask=args.invert_mask,
+        expand=expand,
+        outpaint_fill=args.outpaint_fill,
     )
     request.validate()
     check_writable_folder(output_dir)  # before minutes of loading and generating

@@ -42,6 +42,7 @@ class LoadedModel:
     revision: str | None = None
     notes: list[str] = field(default_factory=list)  # said once, with the first images after the load
     _img2img: Any = field(default=None, repr=False)
+    _inpaint: Any = field(default=None, repr=False)
 
     @classmethod
     def from_pipeline(cls, source: ModelSource, family: str, placement: Placement, pipe, **extra) -> LoadedModel:
@@ -79,6 +80,23 @@ class LoadedModel:
             self._img2img = StableDiffusionImg2ImgPipeline(**self.txt2img.components)
             self._img2img.set_progress_bar_config(disable=True)
         return self._img2img
+
+    @property
+    def is_inpainting(self) -> bool:
+        """A real inpainting model: its UNet takes 9 channels (latents, mask, masked image)."""
+        config = getattr(self.txt2img.unet, "config", None) or {}
+        return int(dict(config).get("in_channels", 4) or 4) == 9
+
+    @property
+    def inpaint(self):
+        """Inpainting and outpainting share every component too (diffusers' inpaint pipeline runs a
+        4-channel UNet by masked latent blending, a 9-channel inpainting UNet natively)."""
+        if self._inpaint is None:
+            from studio.engine.inpaint import inpaint_pipeline
+
+            self._inpaint = inpaint_pipeline(self.txt2img.components)
+            self._inpaint.set_progress_bar_config(disable=True)
+        return self._inpaint
 
 
 
@@ -283,16 +301,30 @@ class Engine:
         cancel = cancel or threading.Event()
         _raise_if_cancelled(cancel)
         model = self.load(request.model, cancel)
+        if model.is_inpainting and not request.is_masked:
+            raise RequestError(
+                f"{model.source.id} is an inpainting model: give it an init image and a mask (or an expansion to outpaint)"
+            )
+        canvas = masked = None
+        if request.is_masked:
+            from studio.engine import inpaint
+
+            canvas = inpaint.load_canvas(request, model.family)
+            request = inpaint.sized(request, canvas, model.family)
         req = request.with_defaults(model.defaults, model.family)
         _raise_if_cancelled(cancel)
-        init_image, init_hash = _prepare_init_image(req) if req.is_img2img else (None, None)
-        pipe = model.img2img if req.is_img2img else model.txt2img
+        if canvas is not None:
+            masked = inpaint.prepare(req, canvas)
+            init_image, init_hash, pipe = masked.init, masked.init_hash, model.inpaint
+        else:
+            init_image, init_hash = _prepare_init_image(req) if req.is_img2img else (None, None)
+            pipe = model.img2img if req.is_img2img else model.txt2img
         pipe.scheduler = self._scheduler_for(model, req)
         use_checker = model.safety_default if req.safety_checker is None else req.safety_checker
         pipe.safety_checker = model.safety_checker if use_checker else None
         previewer = self._previewer(model) if on_step else None
         try:
-            output = self._run(pipe, model, req, init_image, on_step, previewer, cancel)
+            output = self._run(pipe, model, req, init_image, on_step, previewer, cancel, masked)
         except (Cancelled, RequestError):
             raise
         except Exception as exc:  # noqa: BLE001 - any failure of a job becomes one readable error
@@ -301,15 +333,18 @@ class Engine:
             pipe.safety_checker = model.safety_checker
         nsfw_flags = output.nsfw_content_detected
         warnings, model.notes = model.notes, []  # a load's notes go with its first images, once
-        warnings = [*warnings, *_prompt_warnings(req)]
+        warnings = [*warnings, *_prompt_warnings(req), *(masked.notes if masked else [])]
         results = []
         for index, image in enumerate(output.images):
             nsfw = None if nsfw_flags is None else bool(nsfw_flags[index])
-            meta = build_metadata(model, req, pipe.scheduler, index, nsfw, init_hash)
+            mask_hash = (masked.mask_hash or None) if masked is not None else None
+            meta = build_metadata(model, req, pipe.scheduler, index, nsfw, init_hash, mask_hash)
+            if masked is not None:
+                image = inpaint.paste_back(masked, image)
             results.append(GenerationResult(image=image, seed=req.seed + index, nsfw=nsfw, metadata=meta, warnings=list(warnings)))
         return results
 
-    def _run(self, pipe, model: LoadedModel, req: GenerationRequest, init_image, on_step, previewer, cancel):
+    def _run(self, pipe, model: LoadedModel, req: GenerationRequest, init_image, on_step, previewer, cancel, masked=None):
         import torch
 
         # One CPU generator per image, seeded seed+i: the start noise and every scheduler's own noise
@@ -339,12 +374,21 @@ class Engine:
             "callback_on_step_end": step_end,
             "callback_on_step_end_tensor_inputs": ["latents"],
         }
-        if init_image is not None:
+        if masked is not None:
+            from studio.engine.inpaint import latent_fill
+
+            pipe.latent_fill = latent_fill(masked, req)
+            kwargs.update(image=masked.init, mask_image=masked.mask, strength=req.strength, width=req.width, height=req.height)
+        elif init_image is not None:
             kwargs.update(image=init_image, strength=req.strength)
         else:
             kwargs.update(width=req.width, height=req.height)
-        with torch.inference_mode():
-            output = pipe(**kwargs)
+        try:
+            with torch.inference_mode():
+                output = pipe(**kwargs)
+        finally:
+            if masked is not None:
+                pipe.latent_fill = None
         _raise_if_cancelled(cancel)  # a cancel during the VAE decode still cancels
         return output
 
@@ -544,7 +588,7 @@ def _json_safe(value):
     return value
 
 
-def build_metadata(model: LoadedModel, req: GenerationRequest, scheduler, index: int, nsfw, init_hash) -> dict:
+def build_metadata(model: LoadedModel, req: GenerationRequest, scheduler, index: int, nsfw, init_hash, mask_hash=None) -> dict:
     """Our exact JSON (design.md section 6): enough to regenerate the same pixels.
 
     `request` is the request as run (defaults filled in, the scheduler by its canonical name, the
@@ -557,6 +601,8 @@ def build_metadata(model: LoadedModel, req: GenerationRequest, scheduler, index:
     fields = request_fields(req)
     fields["scheduler"] = req.scheduler or schedulers.name_of(scheduler)
     fields["init_image_sha256"] = init_hash
+    if req.is_masked:
+        fields["mask_image_sha256"] = mask_hash  # None for an outpainting with no mask of its own
     source = model.source
     return {
         "schema": SCHEMA_VERSION,

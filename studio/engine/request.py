@@ -46,10 +46,24 @@ class GenerationRequest:
     strength: float | None = None
     guidance_rescale: float | None = None
     safety_checker: bool | None = None  # None: the model's default (on for sd-1.4)
+    # Inpainting and outpainting (with an init image; library.masks holds the choices and their meaning):
+    mask_image: Image.Image | str | Path | None = None  # set -> inpainting; 255 regenerates, 0 keeps
+    mask_blur: int | None = None  # px (A1111 "Mask blur", default 4)
+    masked_content: str | None = None  # original | fill | noise | nothing (default original)
+    inpaint_area: str | None = None  # whole | masked (default whole)
+    padding: int | None = None  # px around the mask with inpaint_area "masked" (default 32)
+    invert_mask: bool = False  # A1111 "Inpaint not masked"
+    expand: tuple[int, int, int, int] | None = None  # outpainting: px added left, top, right, bottom
+    outpaint_fill: str | None = None  # edge | noise: what the new area starts as (default edge)
 
     @property
     def is_img2img(self) -> bool:
         return self.init_image is not None
+
+    @property
+    def is_masked(self) -> bool:
+        """Inpainting or outpainting: only part of the init image is regenerated."""
+        return self.init_image is not None and (self.mask_image is not None or self.expand is not None)
 
     def with_defaults(self, defaults: ModelDefaults, family: str) -> GenerationRequest:
         """A copy with every None filled from the model's defaults, then checked against its family.
@@ -68,9 +82,28 @@ class GenerationRequest:
             height=defaults.size if self.height is None else self.height,
             scheduler=None if scheduler is None else canonical_name(scheduler),
             strength=(defaults.strength if self.strength is None else self.strength) if self.is_img2img else None,
+            **self._masked_defaults(),
         )
         filled.validate(family)
         return filled
+
+    def _masked_defaults(self) -> dict[str, Any]:
+        """A1111's defaults for the inpainting options of a masked request (None for the others)."""
+        from studio.library.masks import DEFAULT_MASK_BLUR, DEFAULT_PADDING
+
+        if not self.is_masked:
+            return {"mask_blur": None, "masked_content": None, "inpaint_area": None, "padding": None, "outpaint_fill": None}
+
+        def given(value, default):
+            return default if value is None else value
+
+        return {
+            "mask_blur": given(self.mask_blur, DEFAULT_MASK_BLUR),
+            "masked_content": given(self.masked_content, "original"),
+            "inpaint_area": given(self.inpaint_area, "whole"),
+            "padding": given(self.padding, DEFAULT_PADDING),
+            "outpaint_fill": given(self.outpaint_fill, "edge") if self.expand is not None else None,
+        }
 
     def validate(self, family: str | None = None) -> None:
         """Raise RequestError naming the first field that is wrong (type or range). None fields are not
@@ -98,6 +131,7 @@ class GenerationRequest:
             _check_float("guidance rescale", self.guidance_rescale, 0.0, 1.0)
         if self.seed is not None:
             _check_int("seed", self.seed, 0, MAX_SEED)
+        self._validate_masking()
         if self.strength is not None:
             _check_float("strength", self.strength, 0.0, 1.0)
             if self.strength == 0.0:
@@ -113,6 +147,37 @@ class GenerationRequest:
                     f"{name} {value} px is not a multiple of {multiple}{why}; "
                     f"try {max(multiple, value // multiple * multiple)} or {(value // multiple + 1) * multiple}"
                 )
+
+
+    def _validate_masking(self) -> None:
+        from studio.library.masks import (
+            INPAINT_AREAS,
+            MASKED_CONTENT,
+            MAX_EXPAND,
+            MAX_MASK_BLUR,
+            OUTPAINT_FILLS,
+        )
+
+        if (self.mask_image is not None or self.expand is not None) and self.init_image is None:
+            raise RequestError("a mask or an expansion needs an init image to inpaint or outpaint")
+        if self.mask_blur is not None:
+            _check_int("mask blur", self.mask_blur, 0, MAX_MASK_BLUR)
+        if self.padding is not None:
+            _check_int("padding", self.padding, 0, MAX_SIDE)
+        for name, value, choices in (
+            ("masked content", self.masked_content, MASKED_CONTENT),
+            ("inpaint area", self.inpaint_area, INPAINT_AREAS),
+            ("outpaint fill", self.outpaint_fill, OUTPAINT_FILLS),
+        ):
+            if value is not None and value not in choices:
+                raise RequestError(f"{name} must be one of {', '.join(choices)}, got {_shown(value)}")
+        if not isinstance(self.invert_mask, bool):
+            raise RequestError(f"invert mask must be true or false, got {_shown(self.invert_mask)}")
+        if self.expand is not None:
+            if not isinstance(self.expand, list | tuple) or len(self.expand) != 4:
+                raise RequestError(f"expand must be four numbers of pixels (left, top, right, bottom), got {_shown(self.expand)}")
+            for side, value in zip(("left", "top", "right", "bottom"), self.expand, strict=True):
+                _check_int(f"expand {side}", value, 0, MAX_EXPAND)
 
 
 def _shown(value: Any, limit: int = 40) -> str:
@@ -172,14 +237,18 @@ class GenerationResult:
     warnings: list[str] = field(default_factory=list)
 
 
-STORED_FIELDS = frozenset({f.name for f in fields(GenerationRequest)} - {"init_image"})
-"""The request fields that metadata and the saved queue carry as values (an init image is a file)."""
+STORED_FIELDS = frozenset({f.name for f in fields(GenerationRequest)} - {"init_image", "mask_image"})
+"""The request fields that metadata and the saved queue carry as values (an init image and a mask are
+files, recorded by hash)."""
 
 
 def request_fields(request: GenerationRequest) -> dict[str, Any]:
-    """The request as JSON-ready fields for metadata (the init image is recorded by hash elsewhere)."""
-    data = asdict(replace(request, init_image=None))
+    """The request as JSON-ready fields for metadata (the init image and mask are recorded by hash elsewhere)."""
+    data = asdict(replace(request, init_image=None, mask_image=None))
     data.pop("init_image")
+    data.pop("mask_image")
+    if data.get("expand") is not None:
+        data["expand"] = list(data["expand"])
     return data
 
 

@@ -64,7 +64,7 @@ FAMILIES = ("sd1", "sd2")
 FAMILY_NAMES = {"sd1": "Stable Diffusion 1.x", "sd2": "Stable Diffusion 2.x"}
 SAFETENSORS_SUFFIX = ".safetensors"
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
-SUPPORTED = "supported: Stable Diffusion 1.x and 2.x text-to-image checkpoints (.safetensors)"
+SUPPORTED = "supported: Stable Diffusion 1.x and 2.x text-to-image and inpainting checkpoints (.safetensors)"
 
 # LDM key prefixes of the three components a Stable Diffusion single file holds.
 UNET_PREFIX = "model.diffusion_model."
@@ -385,9 +385,8 @@ def family_from_shapes(
     if conv_in is None or len(conv_in) != 4:
         raise SingleFileError(path, f"has an incomplete or unknown UNet (no {CONV_IN}); {SUPPORTED}")
     in_channels = conv_in[1]
-    if in_channels != 4:
+    if in_channels not in (4, 9):  # 9: an inpainting model (latents, mask, masked image), run natively
         kind = {
-            9: "an inpainting model (UNet with 9 input channels)",
             8: "an InstructPix2Pix model (UNet with 8 input channels)",
             7: "an upscaler (UNet with 7 input channels)",
             5: "a depth-to-image model (UNet with 5 input channels)",
@@ -744,8 +743,10 @@ def load_single_file(
     from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer
 
     common = {"config": str(configs), "local_files_only": True, "torch_dtype": torch_dtype}
+    in_channels = file_shapes[CONV_IN][1]  # 4, or 9 for an inpainting model (family_from_shapes checked)
     unet = _convert(
-        path, "UNet", lambda: UNet2DConditionModel.from_single_file(state, subfolder="unet", **common)
+        path, "UNet",
+        lambda: UNet2DConditionModel.from_single_file(state, subfolder="unet", in_channels=in_channels, **common),
     )
     _no_meta(path, unet, "UNet")
     vae_common = {**common, "torch_dtype": vae_dtype or torch_dtype}

@@ -15,6 +15,9 @@ from studio.engine.deci_config import scaled_configurations
 from studio.library.resources import clip_tokenizer_dir
 
 FAMILIES = ("sd1", "sd2", "deci")
+INPAINT_FAMILIES = ("sd1-inpaint", "sd2-inpaint")
+"""Tiny inpainting models: the family's pipeline with a 9-channel UNet (latents, mask, masked image), as
+runwayml's and stabilityai's inpainting checkpoints have."""
 TINY_WIDTH = 32  # text encoder hidden size == UNet cross-attention dim
 
 # The real scheduler configs of the families (only the fields that matter; the rest are class defaults).
@@ -148,7 +151,7 @@ def _vae():
     )
 
 
-def _unet(family: str):
+def _unet(family: str, in_channels: int = 4):
     if family == "deci":
         from studio.engine.deci_unet import build_unet
 
@@ -158,7 +161,7 @@ def _unet(family: str):
     sd2 = family == "sd2"
     return UNet2DConditionModel(
         sample_size=8,
-        in_channels=4,
+        in_channels=in_channels,
         out_channels=4,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
@@ -203,14 +206,16 @@ def _safety_checker(threshold: float):
 
 
 def build_tiny_pipeline(family: str = "sd1", seed: int = 0, *, safety_threshold: float = 1.0):
-    """A tiny `StableDiffusionPipeline` of the family, in memory. Same seed -> same weights."""
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}: choose one of {', '.join(FAMILIES)}")
+    """A tiny `StableDiffusionPipeline` of the family (or an inpainting variant), in memory. Same seed ->
+    same weights."""
+    if family not in (*FAMILIES, *INPAINT_FAMILIES):
+        raise ValueError(f"unknown family {family!r}: choose one of {', '.join((*FAMILIES, *INPAINT_FAMILIES))}")
     import torch
     from diffusers import StableDiffusionPipeline
 
+    family, inpainting = family.removesuffix("-inpaint"), family.endswith("-inpaint")
     torch.manual_seed(seed)
-    unet = _unet(family)
+    unet = _unet(family, in_channels=9 if inpainting else 4)
     vae = _vae()
     text_encoder = _text_encoder(family, seed)
     scheduler = _scheduler({"sd1": SD1_SCHEDULER, "sd2": SD2_SCHEDULER, "deci": DECI_SCHEDULER}[family])

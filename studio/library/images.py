@@ -145,7 +145,9 @@ def open_checked(stream: IO[bytes], name: str, max_pixels: int = MAX_PIXELS) -> 
     return image
 
 
-def _open_and_decode(stream: IO[bytes], name: str, max_pixels: int) -> Image.Image:
+def _open_and_decode(
+    stream: IO[bytes], name: str, max_pixels: int, convert: Callable[[Image.Image], Image.Image]
+) -> Image.Image:
     with open_checked(stream, name, max_pixels) as image:
         width, height = image.size
         try:
@@ -162,7 +164,7 @@ def _open_and_decode(stream: IO[bytes], name: str, max_pixels: int) -> Image.Ima
         except Exception:  # a corrupt EXIF block must not make a good image unloadable
             oriented = image.copy()
         try:
-            rgb = to_rgb(oriented)
+            rgb = convert(oriented)
         except Exception as exc:
             raise ImageLoadError(f"{name}: unsupported image mode {image.mode} ({exc})") from None
         rgb.load()
@@ -170,9 +172,11 @@ def _open_and_decode(stream: IO[bytes], name: str, max_pixels: int) -> Image.Ima
 
 
 def load_image(
-    source: str | os.PathLike[str] | bytes | bytearray | IO[bytes], *, max_pixels: int = MAX_PIXELS
+    source: str | os.PathLike[str] | bytes | bytearray | IO[bytes], *, max_pixels: int = MAX_PIXELS,
+    convert: Callable[[Image.Image], Image.Image] | None = None,
 ) -> Image.Image:
-    """Load an image safely as a detached RGB :class:`PIL.Image.Image`.
+    """Load an image safely as a detached RGB :class:`PIL.Image.Image` (or what `convert` makes of the
+    decoded, upright image: a mask takes its alpha).
 
     ``source`` is a path, the file's bytes, or a binary file object (left open; a file we open is
     closed before returning).  Raises :class:`ImageLoadError` for missing files, folders, empty or
@@ -200,13 +204,13 @@ def load_image(
         except OSError as exc:
             raise ImageLoadError(f"{name}: cannot open ({exc.strerror or exc})") from None
         with stream:
-            return _open_and_decode(stream, name, max_pixels)
+            return _open_and_decode(stream, name, max_pixels, convert or to_rgb)
     if isinstance(source, bytes | bytearray | memoryview):
         if len(source) == 0:
             raise ImageLoadError(f"{name}: empty file")
-        return _open_and_decode(io.BytesIO(bytes(source)), name, max_pixels)
+        return _open_and_decode(io.BytesIO(bytes(source)), name, max_pixels, convert or to_rgb)
     if hasattr(source, "read"):
-        return _open_and_decode(source, name, max_pixels)
+        return _open_and_decode(source, name, max_pixels, convert or to_rgb)
     raise TypeError(f"load_image() needs a path, bytes or a binary file object, not {type(source).__name__}")
 
 

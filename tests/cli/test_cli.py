@@ -222,3 +222,50 @@ def test_the_installed_command_runs_without_traceback(tmp_path):
     assert "Traceback" not in done.stderr
     version = subprocess.run([*command, "--version"], capture_output=True, text=True)
     assert version.returncode == 0 and "latent-studio" in version.stdout
+
+
+def test_generate_inpaints_with_a_mask_file_and_keeps_the_rest(capsys, tiny_sd1, tmp_path):
+    import numpy as np
+
+    init = Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    init.save(tmp_path / "init.png")
+    strokes = Image.new("RGBA", (64, 64), (0, 0, 0, 0))  # a PNG with transparency: its alpha is the mask
+    strokes.paste((255, 0, 0, 255), (0, 0, 64, 24))
+    strokes.save(tmp_path / "mask.png")
+    code, out, err = run(
+        capsys, "generate", "--prompt", "a red door", "--model", str(tiny_sd1), "--seed", "3", "--steps", "3",
+        "--device", "cpu", "--init-image", str(tmp_path / "init.png"), "--mask", str(tmp_path / "mask.png"),
+        "--mask-blur", "0", "--masked-content", "fill", "--output-dir", str(tmp_path / "out"),
+    )
+    assert code == 0, err
+    result = Image.open(out.strip())
+    assert result.size == (64, 64)
+    assert np.array_equal(np.asarray(result)[24:], np.asarray(init)[24:])
+    assert not np.array_equal(np.asarray(result)[:24], np.asarray(init)[:24])
+    meta = read_metadata(out.strip())
+    assert "Mask blur: 0, Masked content: fill" in meta.raw["parameters"]
+    assert meta.studio["request"]["masked_content"] == "fill" and meta.extra["Mask sha256"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--mask", "MASK"], "--mask needs --init-image"),
+        (["--init-image", "INIT", "--mask-blur", "4"], "--mask-blur needs --mask or --expand"),
+        (["--init-image", "INIT", "--mask", "NOT_AN_IMAGE"], "mask: "),
+        (["--init-image", "INIT", "--expand", "64"], "expand must be four whole numbers"),
+        (["--init-image", "INIT", "--mask", "BLACK"], "nothing to inpaint"),
+    ],
+)
+def test_bad_inpainting_arguments_are_exit_2_with_one_line(capsys, tiny_sd1, tmp_path, extra, message):
+    Image.new("RGB", (64, 64), (90, 90, 90)).save(tmp_path / "init.png")
+    Image.new("L", (64, 64), 255).save(tmp_path / "mask.png")
+    Image.new("L", (64, 64), 0).save(tmp_path / "black.png")
+    (tmp_path / "not.png").write_text("text", encoding="utf-8")
+    names = {"INIT": "init.png", "MASK": "mask.png", "BLACK": "black.png", "NOT_AN_IMAGE": "not.png"}
+    args = [str(tmp_path / names[a]) if a in names else a for a in extra]
+    code, out, err = run(
+        capsys, "generate", "--prompt", "x", "--model", str(tiny_sd1), *FAST, "--output-dir", str(tmp_path / "out"), *args
+    )
+    assert code == 2 and out == "" and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists() or files_in(tmp_path / "out") == []

@@ -261,15 +261,21 @@ def test_sgm_layout_sd2_is_refused_without_calling_it_sdxl(exports):
         family_from_shapes(shapes)
 
 
-def test_inpainting_unet_is_refused(exports, tmp_path):
+def test_an_inpainting_checkpoint_loads_with_its_9_channel_unet(exports, tmp_path):
+    pipe = build_tiny_pipeline("sd1-inpaint", seed=1)
+    path = _save(pipeline_to_ldm(pipe, "sd1"), tmp_path / "inpaint.safetensors")
+    loaded, family, _prediction = load_single_file(path, config_dir=exports["sd1"]["configs"])
+    assert family == "sd1" and loaded.unet.config.in_channels == 9  # from conv_in's shape
+    _assert_same_weights(pipe, loaded)
+
+
+def test_an_instruct_pix2pix_unet_is_refused(exports, tmp_path):
     state = dict(exports["sd1"]["state"])
     conv_in = state["model.diffusion_model.input_blocks.0.0.weight"]
-    state["model.diffusion_model.input_blocks.0.0.weight"] = torch.zeros(conv_in.shape[0], 9, 3, 3)
-    path = _save(state, tmp_path / "inpaint.safetensors")
-    with pytest.raises(SingleFileError, match=r"inpainting model \(UNet with 9 input channels\)"):
+    state["model.diffusion_model.input_blocks.0.0.weight"] = torch.zeros(conv_in.shape[0], 8, 3, 3)
+    path = _save(state, tmp_path / "pix2pix.safetensors")
+    with pytest.raises(SingleFileError, match=r"InstructPix2Pix model \(UNet with 8 input channels\)"):
         detect_family(path)
-    with pytest.raises(SingleFileError, match="inpainting"):
-        load_single_file(path, config_dir=exports["sd1"]["configs"])
 
 
 def test_diffusers_format_file_is_refused(exports, tmp_path):

@@ -141,12 +141,31 @@ def format_parameters(meta: Mapping[str, Any]) -> str:
         ("Model hash", model.get("hash") or None),
         ("Model", _model_display_name(model)),
         ("Denoising strength", strength),
+        *_inpaint_pairs(request),
         ("Version", f"{APP_NAME} {app_version}" if app_version else APP_NAME),
     ]
     line = ", ".join(f"{key}: {_quote(fmt_number(value))}" for key, value in pairs if value is not None)
     negative_text = f"\nNegative prompt: {negative}" if negative else ""
     # A lone surrogate (a broken paste) could not be encoded into the file: written as U+FFFD.
     return clean_text(f"{prompt}{negative_text}\n{line}".strip())
+
+
+_MASKED_CONTENT_NAMES = {"original": "original", "fill": "fill", "noise": "latent noise", "nothing": "latent nothing"}
+
+
+def _inpaint_pairs(request: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """A1111's inpainting keys, as its img2img tab writes them (padding only with "Only masked")."""
+    if request.get("mask_blur") is None:
+        return []
+    only_masked = request.get("inpaint_area") == "masked"
+    content = as_str(request.get("masked_content"))
+    return [
+        ("Mask blur", request.get("mask_blur")),
+        ("Mask mode", "Inpaint not masked" if request.get("invert_mask") is True else None),
+        ("Masked content", _MASKED_CONTENT_NAMES.get(content or "")),
+        ("Inpaint area", "Only masked" if only_masked else "Whole picture"),
+        ("Masked area padding", request.get("padding") if only_masked else None),
+    ]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -76,6 +76,7 @@ def from_studio(meta: dict[str, Any]) -> ImageMetadata:
         ("Model path", model.get("path")),
         ("Model hash", model.get("hash")),
         ("Init image sha256", request.get("init_image_sha256")),
+        ("Mask sha256", request.get("mask_image_sha256")),
         ("Device", meta.get("device")),
         ("Dtype", meta.get("dtype")),
         ("Backend", meta.get("backend")),
