@@ -17,6 +17,7 @@ BENCHMARKS = {
     "bf16_fidelity": "bench.bf16_fidelity",
     "openvino_speed": "bench.openvino_speed",
     "openvino_shapes": "bench.openvino_shapes",
+    "inpaint_speed": "bench.inpaint_speed",
 }
 
 

@@ -527,14 +527,9 @@ def _capture_x0(scheduler) -> list:
 def _prepare_init_image(req: GenerationRequest):
     from PIL import Image
 
-    from studio.library.images import ImageLoadError, load_image, sha256_image, to_rgb
+    from studio.engine.init_image import read_init_image
 
-    source = req.init_image
-    try:
-        image = to_rgb(source) if isinstance(source, Image.Image) else load_image(source)
-    except ImageLoadError as exc:
-        raise RequestError(f"init image: {exc}") from None
-    digest = sha256_image(image)
+    image, digest = read_init_image(req.init_image)
     if image.size != (req.width, req.height):
         image = image.resize((req.width, req.height), Image.Resampling.LANCZOS)
     return image, digest

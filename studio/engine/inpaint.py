@@ -54,16 +54,10 @@ class Canvas:
 def load_canvas(req: GenerationRequest, family: str) -> Canvas:
     """The request's init image and mask (outpainting's grown canvas), checked. RequestError for a file
     that is not an image or a mask with nothing to inpaint."""
-    from PIL import Image
+    from studio.engine.init_image import read_init_image
+    from studio.library.images import sha256_image
 
-    from studio.library.images import ImageLoadError, load_image, sha256_image, to_rgb
-
-    source = req.init_image
-    try:
-        image = to_rgb(source) if isinstance(source, Image.Image) else load_image(source)
-    except ImageLoadError as exc:
-        raise RequestError(f"init image: {exc}") from None
-    init_hash = sha256_image(image)
+    image, init_hash = read_init_image(req.init_image)
     try:
         notes: list[str] = []
         mask, mask_hash, kept = None, "", None
