@@ -131,8 +131,7 @@ def cached_networks(
     """The compiled networks straight from the cache when it holds every part: the model's torch weights
     need not be read at all (seconds and gigabytes of memory for a full-size model). None when a part is
     missing; OpenVinoFailed when one does not compile."""
-    version = openvino_version() or "unknown"
-    parts = {c: cache.part(identity, c, weights_format(c, precision), version) for c in COMPONENTS}
+    parts = _cached_parts(cache, identity, precision)
     if any(xml is None for xml in parts.values()):
         return None
     sources: dict[str, tuple[object, dict]] = {c: (xml, _read_config(xml)) for c, xml in parts.items()}
@@ -167,6 +166,12 @@ def _compile_all(
     return Networks(text_encoder, unet, vae)
 
 
+def _cached_parts(cache: OpenVinoCache, identity: str, precision: str) -> dict[str, Path | None]:
+    """Each part's cached IR for this precision and OpenVINO version (None: not converted yet)."""
+    version = openvino_version() or "unknown"
+    return {c: cache.part(identity, c, weights_format(c, precision), version) for c in COMPONENTS}
+
+
 def _converted_parts(
     pipe, identity: str, label: str, precision: str, cache: OpenVinoCache, prepared: Prepared,
     on_status: StatusCallback | None, cancel: threading.Event | None,
@@ -175,7 +180,7 @@ def _converted_parts(
     cannot be cached (a full or read-only disk) runs from memory this time and is converted again next."""
     version = openvino_version() or "unknown"
     sources: dict[str, tuple[object, dict]] = {}
-    cached = {c: cache.part(identity, c, weights_format(c, precision), version) for c in COMPONENTS}
+    cached = _cached_parts(cache, identity, precision)
     missing = [c for c, xml in cached.items() if xml is None]
     for component, xml in cached.items():
         weights = weights_format(component, precision)
