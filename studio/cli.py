@@ -404,12 +404,28 @@ def cmd_generate(args) -> int:
     for warning in dict.fromkeys(w for r in results for w in r.warnings):
         _warn(warning)
     written = [(save_result(r, output_dir), r) for r in results]
+    _keep_inputs(results)
     if args.json:
         print(json.dumps([{"path": str(p), "seed": r.seed, "nsfw": r.nsfw} for p, r in written], indent=2))
     else:
         for path, _ in written:
             print(path)
     return 0
+
+
+def _keep_inputs(results) -> None:
+    """The init image and mask by content in the user's data folder, as the window keeps them, so that
+    "Reuse parameters" on an image made here restores its canvas. Failing costs one warning, not the run."""
+    from studio.library.display import first_line
+    from studio.library.input_store import InputStore
+    from studio.library.paths import inputs_dir
+
+    if not results or not results[0].inputs:  # txt2img; a batch shares its inputs
+        return
+    try:
+        InputStore(inputs_dir()).keep(results[0].inputs)
+    except (OSError, ValueError) as exc:
+        _warn(f"could not keep the init image and mask for reuse: {first_line(exc)}")
 
 
 def _download_printer(cancel: threading.Event | None = None) -> Callable:

@@ -14,14 +14,16 @@ os.environ.setdefault("STUDIO_AUTO_CPU_DTYPE", "float32")
 # `auto` on the CPU is OpenVINO where installed: most tests exercise the torch path they were written for;
 # tests/engine/test_openvino*.py ask for the OpenVINO backend by name (and check `auto` itself).
 os.environ.setdefault("STUDIO_AUTO_BACKEND", "torch")
-# Converted OpenVINO models and thumbnails go to a folder of this run, never to the user's cache.
-if "LATENT_STUDIO_CACHE" not in os.environ:
-    import atexit
-    import shutil
-    import tempfile
+# Converted OpenVINO models and thumbnails go to a folder of this run, never to the user's cache; the
+# gallery's catalogue and kept job inputs likewise, never to the user's data folder.
+for _variable, _prefix in (("LATENT_STUDIO_CACHE", "studio-test-cache-"), ("LATENT_STUDIO_DATA", "studio-test-data-")):
+    if _variable not in os.environ:
+        import atexit
+        import shutil
+        import tempfile
 
-    os.environ["LATENT_STUDIO_CACHE"] = tempfile.mkdtemp(prefix="studio-test-cache-")
-    atexit.register(shutil.rmtree, os.environ["LATENT_STUDIO_CACHE"], ignore_errors=True)
+        os.environ[_variable] = tempfile.mkdtemp(prefix=_prefix)
+        atexit.register(shutil.rmtree, os.environ[_variable], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

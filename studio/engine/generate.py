@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio import __version__
 from studio.engine import loading, schedulers
@@ -22,6 +22,9 @@ from studio.engine.errors import Cancelled, GenerationError, RequestError
 from studio.engine.loading import DownloadCallback, ModelSource
 from studio.engine.precision import Placement, choose_placement, place_pipeline
 from studio.engine.request import GenerationRequest, GenerationResult, StepEvent, request_fields
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 StepCallback = Callable[[StepEvent], None]
@@ -306,6 +309,7 @@ class Engine:
                 f"{model.source.id} is an inpainting model: give it an init image and a mask (or an expansion to outpaint)"
             )
         canvas = masked = None
+        inputs: dict[str, Image.Image] = {}
         if request.is_masked:
             from studio.engine import inpaint
 
@@ -316,9 +320,12 @@ class Engine:
         if canvas is not None:
             masked = inpaint.prepare(req, canvas)
             init_image, init_hash, pipe = masked.init, masked.init_hash, model.inpaint
+            inputs = canvas.inputs()
+        elif req.is_img2img:
+            init_image, init_hash, read = _prepare_init_image(req)
+            inputs, pipe = {init_hash: read}, model.img2img
         else:
-            init_image, init_hash = _prepare_init_image(req) if req.is_img2img else (None, None)
-            pipe = model.img2img if req.is_img2img else model.txt2img
+            init_image, init_hash, pipe = None, None, model.txt2img
         pipe.scheduler = self._scheduler_for(model, req)
         use_checker = model.safety_default if req.safety_checker is None else req.safety_checker
         pipe.safety_checker = model.safety_checker if use_checker else None
@@ -341,7 +348,9 @@ class Engine:
             meta = build_metadata(model, req, pipe.scheduler, index, nsfw, init_hash, mask_hash)
             if masked is not None:
                 image = inpaint.paste_back(masked, image)
-            results.append(GenerationResult(image=image, seed=req.seed + index, nsfw=nsfw, metadata=meta, warnings=list(warnings)))
+            results.append(GenerationResult(
+                image=image, seed=req.seed + index, nsfw=nsfw, metadata=meta, warnings=list(warnings), inputs=dict(inputs),
+            ))
         return results
 
     def _run(self, pipe, model: LoadedModel, req: GenerationRequest, init_image, on_step, previewer, cancel, masked=None):
@@ -525,14 +534,16 @@ def _capture_x0(scheduler) -> list:
 
 
 def _prepare_init_image(req: GenerationRequest):
+    """(the init image at the generation size, its hash, the image as read: what the hash is of)."""
     from PIL import Image
 
     from studio.engine.init_image import read_init_image
 
-    image, digest = read_init_image(req.init_image)
+    read, digest = read_init_image(req.init_image)
+    image = read
     if image.size != (req.width, req.height):
         image = image.resize((req.width, req.height), Image.Resampling.LANCZOS)
-    return image, digest
+    return image, digest, read
 
 
 def _explain_failure(exc: BaseException, req: GenerationRequest) -> str:

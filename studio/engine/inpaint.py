@@ -41,14 +41,27 @@ class MaskedJob:
 
 @dataclass
 class Canvas:
-    """The init image and its mask, loaded, grown for outpainting, inverted: before any size is chosen."""
+    """The init image and its mask, loaded, grown for outpainting, inverted: before any size is chosen.
+
+    `init` and `given_mask` are the images as the metadata hashes them (the init image before it is
+    grown, the mask as given, at the init image's size, before any inversion): kept with the result so
+    that the metadata alone makes the same pixels again."""
 
     image: Image.Image
     mask: Image.Image
+    init: Image.Image
+    given_mask: Image.Image | None  # None: outpainting without a mask of its own
     init_hash: str
     mask_hash: str
     notes: list[str]
     kept: tuple[int, int, int, int] | None = None  # outpainting: the old picture's box in the canvas
+
+    def inputs(self) -> dict[str, Image.Image]:
+        """digest -> image, for :attr:`~studio.engine.request.GenerationResult.inputs`."""
+        found = {self.init_hash: self.init}
+        if self.given_mask is not None and self.mask_hash:
+            found.setdefault(self.mask_hash, self.given_mask)
+        return found
 
 
 def load_canvas(req: GenerationRequest, family: str) -> Canvas:
@@ -58,12 +71,13 @@ def load_canvas(req: GenerationRequest, family: str) -> Canvas:
     from studio.library.images import sha256_image
 
     image, init_hash = read_init_image(req.init_image)
+    init = image
     try:
         notes: list[str] = []
-        mask, mask_hash, kept = None, "", None
+        mask, given, mask_hash, kept = None, None, "", None
         if req.mask_image is not None:
             mask, notes = masks.load_mask(req.mask_image, image.size)
-            mask_hash = sha256_image(mask)  # the mask as given, before any inversion
+            given, mask_hash = mask, sha256_image(mask)  # the mask as given, before any inversion
             if req.invert_mask:
                 mask = masks.prepared_mask(mask, invert=True)
         if req.expand is not None:
@@ -79,7 +93,10 @@ def load_canvas(req: GenerationRequest, family: str) -> Canvas:
         masks.prepared_mask(mask)  # nothing to inpaint: refused before the model runs
     except masks.MaskError as exc:
         raise RequestError(str(exc)) from None
-    return Canvas(image, mask, init_hash, mask_hash, notes, kept)
+    return Canvas(
+        image=image, mask=mask, init=init, given_mask=given, init_hash=init_hash, mask_hash=mask_hash, notes=notes,
+        kept=kept,
+    )
 
 
 def sized(req: GenerationRequest, canvas: Canvas, family: str) -> GenerationRequest:

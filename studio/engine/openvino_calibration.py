@@ -73,18 +73,37 @@ def unet_inputs(pipe, plan: CalibrationPlan, cancel: threading.Event | None = No
             raise Cancelled("cancelled while optimising the model for this CPU")
         return callback_kwargs
 
+    runner, extra = _runner(pipe, plan)
     handle = pipe.unet.register_forward_pre_hook(record, with_kwargs=True)
     try:
         with torch.inference_mode():
             for index, prompt in enumerate(plan.prompts):
-                pipe(
+                runner(
                     prompt=prompt, num_inference_steps=plan.steps, guidance_scale=plan.guidance,
                     height=plan.side, width=plan.side, output_type="latent",
-                    generator=torch.Generator().manual_seed(index), callback_on_step_end=check,
+                    generator=torch.Generator().manual_seed(index), callback_on_step_end=check, **extra,
                 )
     finally:
         handle.remove()
     return samples
+
+
+def _runner(pipe, plan: CalibrationPlan):
+    """The pipeline that feeds this UNet as generation will, and what it needs besides a prompt: an
+    inpainting UNet (9 input channels: latents, mask, masked picture) is fed by the inpaint pipeline, on
+    a picture with a hole in its middle, as an inpainting job would be."""
+    if int(getattr(pipe.unet.config, "in_channels", 4)) != 9:
+        return pipe, {}
+    from diffusers import StableDiffusionInpaintPipeline
+    from PIL import Image, ImageDraw
+
+    side = plan.side
+    picture = Image.linear_gradient("L").resize((side, side)).convert("RGB")
+    mask = Image.new("L", (side, side), 0)
+    ImageDraw.Draw(mask).rectangle((side // 4, side // 4, side * 3 // 4, side * 3 // 4), fill=255)
+    runner = StableDiffusionInpaintPipeline(**pipe.components)
+    runner.set_progress_bar_config(disable=True)
+    return runner, {"image": picture, "mask_image": mask, "strength": 1.0}
 
 
 def _array(tensor: torch.Tensor) -> np.ndarray:

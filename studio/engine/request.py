@@ -20,6 +20,8 @@ from studio.library.prompt_syntax import weight_problem
 if TYPE_CHECKING:
     from PIL import Image
 
+    from studio.library.input_store import InputStore
+
 MAX_SEED = 2**32 - 1
 MAX_SIDE = 4096
 MAX_BATCH = 64
@@ -235,6 +237,10 @@ class GenerationResult:
     nsfw: bool | None
     metadata: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    inputs: dict[str, Image.Image] = field(default_factory=dict)
+    """digest -> image: the init image and mask exactly as the metadata's ``init_image_sha256`` and
+    ``mask_image_sha256`` hash them (before any resize, outpainting growth or inversion), for
+    :class:`~studio.library.input_store.InputStore`; empty for txt2img. Shared by a batch's results."""
 
 
 STORED_FIELDS = frozenset({f.name for f in fields(GenerationRequest)} - {"init_image", "mask_image"})
@@ -253,20 +259,27 @@ def request_fields(request: GenerationRequest) -> dict[str, Any]:
 
 
 def request_from_metadata(
-    meta: Mapping[str, Any], *, init_image: Image.Image | str | Path | None = None
+    meta: Mapping[str, Any],
+    *,
+    init_image: Image.Image | str | Path | None = None,
+    mask_image: Image.Image | str | Path | None = None,
+    store: InputStore | None = None,
 ) -> tuple[GenerationRequest, int]:
     """The request that made an image, from our metadata JSON alone, and the image's index in its batch.
 
     Run the request and take result[index] to get the same pixels: the batch is run again as it was
     (same first seed and size) because batched maths may round differently from a single image's. For
-    img2img the init image is not in the metadata, only its hash: pass it as `init_image`; a different
-    image is refused (it would give other pixels). Unknown keys are ignored; missing ones stay None
-    (the model's defaults).
+    img2img and inpainting the init image and the mask are not in the metadata, only their hashes: pass
+    them as `init_image` / `mask_image`, or give the `store` the window and the CLI keep them in
+    (:class:`~studio.library.input_store.InputStore`); an image whose hash differs is refused (it would
+    give other pixels). Unknown keys are ignored; missing ones stay None (the model's defaults).
     """
     request = meta.get("request")
     if not isinstance(request, Mapping):
         raise RequestError("no generation request in this metadata")
     values = {key: value for key, value in request.items() if key in STORED_FIELDS}
+    if isinstance(values.get("expand"), list):
+        values["expand"] = tuple(values["expand"])
     model = meta.get("model") if isinstance(meta.get("model"), Mapping) else {}
     if not values.get("model"):
         values["model"] = model.get("path") or model.get("id") or model.get("repo")
@@ -274,25 +287,52 @@ def request_from_metadata(
         raise RequestError("this metadata names no model or prompt")
     index = meta.get("batch_index", 0)
     index = index if isinstance(index, int) and not isinstance(index, bool) and index >= 0 else 0
-    wanted = request.get("init_image_sha256")
-    if wanted and init_image is None:
-        raise RequestError("this image was made from an init image: give the same image again")
-    if init_image is not None:
-        if not wanted:
-            raise RequestError("this image was made without an init image (txt2img)")
-        from PIL import Image as PILImage
-
-        from studio.library.images import ImageLoadError, load_image, sha256_image, to_rgb
-
-        try:
-            image = to_rgb(init_image) if isinstance(init_image, PILImage.Image) else load_image(init_image)
-        except ImageLoadError as exc:
-            raise RequestError(f"init image: {exc}") from None
-        if sha256_image(image) != wanted:
-            raise RequestError("the init image differs from the one this image was made from (its hash does not match)")
-        values["init_image"] = image
+    for field_name, key, given, label in (
+        ("init_image", "init_image_sha256", init_image, "init image"),
+        ("mask_image", "mask_image_sha256", mask_image, "mask"),
+    ):
+        image = _matching_input(request.get(key), given, store, label)
+        if image is not None:
+            values[field_name] = image
     generation = GenerationRequest(**values)
     generation.validate()
     if index >= generation.batch:
         raise RequestError(f"batch index {index} is outside the batch of {generation.batch}")
     return generation, index
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
+
+
+def _matching_input(wanted: Any, given: Image.Image | str | Path | None, store: InputStore | None, label: str):
+    """The init image or mask a recorded hash asks for: the one given (checked), else the store's."""
+    if given is None and wanted and store is not None:
+        given = store.get(wanted)
+        if given is None:
+            raise RequestError(f"this image was made from {_a(label)} that is not kept here any more: give it again")
+    if wanted and given is None:
+        raise RequestError(f"this image was made from {_a(label)}: give the same {label} again")
+    if given is None:
+        return None
+    if not wanted:
+        raise RequestError(f"this image was made without {_a(label)}" + (" (txt2img)" if label == "init image" else ""))
+    from PIL import Image as PILImage
+
+    from studio.library.images import ImageLoadError, load_image, sha256_image, to_rgb
+
+    try:
+        if label == "mask":
+            from studio.library.masks import MaskError, read_mask
+
+            try:
+                image = read_mask(given)
+            except MaskError as exc:
+                raise RequestError(str(exc)) from None
+        else:
+            image = to_rgb(given) if isinstance(given, PILImage.Image) else load_image(given)
+    except ImageLoadError as exc:
+        raise RequestError(f"{label}: {exc}") from None
+    if sha256_image(image) != wanted:
+        raise RequestError(f"the {label} differs from the one this image was made from (its hash does not match)")
+    return image

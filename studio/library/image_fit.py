@@ -9,13 +9,29 @@ from PIL import Image, ImageFilter
 
 from studio.library.images import to_rgb
 
-__all__ = ["FIT_MODES", "prepare_image"]
+__all__ = ["FIT_MODES", "placement", "prepare_image"]
 
 FIT_MODES: tuple[str, ...] = ("fit", "crop", "stretch")
 """``fit``: letterbox, the whole image scaled into the output and the rest padded; ``crop``: cover, scale
 to fill then centre-crop; ``stretch``: scale each axis independently (distorts)."""
 
 
+def placement(source: tuple[int, int], size: tuple[int, int], mode: str) -> tuple[float, float, float, float]:
+    """Where :func:`prepare_image` puts a `source`-sized image in its `size` output: (x, y, width,
+    height) in output pixels (a crop's box reaches past the output). A mask painted over the prepared
+    image follows the picture through a change of size or fit mode by this box (see
+    :func:`studio.library.masks.moved`)."""
+    if mode not in FIT_MODES:
+        raise ValueError(f"unknown fit mode {mode!r} (use one of {', '.join(FIT_MODES)})")
+    (src_w, src_h), (width, height) = source, size
+    if mode == "stretch":
+        return 0.0, 0.0, float(width), float(height)
+    if mode == "crop":
+        scale = max(width / src_w, height / src_h)
+        return (width - src_w * scale) / 2, (height - src_h * scale) / 2, src_w * scale, src_h * scale
+    scale = min(width / src_w, height / src_h)
+    inner_w, inner_h = min(width, max(1, round(src_w * scale))), min(height, max(1, round(src_h * scale)))
+    return float((width - inner_w) // 2), float((height - inner_h) // 2), float(inner_w), float(inner_h)
 
 
 def _resize(image: Image.Image, size: tuple[int, int], box: Sequence[float] | None = None) -> Image.Image:

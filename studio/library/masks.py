@@ -71,6 +71,36 @@ def to_mask(image: Image.Image) -> Image.Image:
     return image.convert("RGB").convert("L")
 
 
+def transparency(image: Image.Image) -> Image.Image | None:
+    """Where a picture is see-through, as a mask (255: fully transparent), or None when it is opaque: a
+    picture with holes erased in GIMP or Krita asks for them to be painted in."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        from PIL import ImageOps
+
+        alpha = image.convert("RGBA").getchannel("A")
+        if alpha.getextrema()[0] < 255:
+            return ImageOps.invert(alpha)
+    return None
+
+
+def moved(
+    mask: Image.Image, old_box: tuple[float, float, float, float], new_box: tuple[float, float, float, float],
+    size: tuple[int, int],
+) -> Image.Image:
+    """A mask drawn over a picture placed at `old_box` (x, y, width, height), redrawn at `size` over the
+    same picture placed at `new_box`: a painted mask follows its picture when the output size or the fit
+    mode changes. Where the old mask did not reach is unmasked."""
+    from PIL import Image
+
+    old_x, old_y, old_w, old_h = old_box
+    new_x, new_y, new_w, new_h = new_box
+    sx, sy = old_w / new_w, old_h / new_h  # new pixel -> old pixel
+    coefficients = (sx, 0.0, old_x - new_x * sx, 0.0, sy, old_y - new_y * sy)
+    return mask.convert("L").transform(
+        tuple(size), Image.Transform.AFFINE, coefficients, Image.Resampling.BILINEAR, fillcolor=0
+    )
+
+
 def read_mask(source: Image.Image | str | os.PathLike[str]) -> Image.Image:
     """A mask from a file or an image, at its own size. MaskError for a file that is not a readable image."""
     from PIL import Image

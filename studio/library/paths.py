@@ -13,6 +13,7 @@ __all__ = [
     "config_dir",
     "data_dir",
     "default_output_dir",
+    "inputs_dir",
     "preferences_path",
 ]
 
@@ -40,9 +41,20 @@ def config_dir() -> Path:
 
 
 def data_dir() -> Path:
+    """$LATENT_STUDIO_DATA, else the user's data folder: the gallery's catalogue and the kept job inputs
+    (tests and portable installs point it elsewhere, so nothing reaches the user's own folder)."""
+    env = os.environ.get("LATENT_STUDIO_DATA")
+    if env:
+        return Path(env).expanduser()
     from platformdirs import user_data_dir
 
     return Path(user_data_dir(APP_SLUG, appauthor=False))
+
+
+def inputs_dir() -> Path:
+    """Where the init images and masks of jobs are kept by content (see
+    :class:`studio.library.input_store.InputStore`): "Reuse parameters" restores a canvas from them."""
+    return data_dir() / "inputs"
 
 
 def cache_dir() -> Path:

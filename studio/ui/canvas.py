@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PIL import Image
-from PySide6.QtCore import QEvent, QRectF, QSize, QStandardPaths, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, QStandardPaths, Qt, Signal
 from PySide6.QtGui import (
     QColor,
     QDragEnterEvent,
@@ -30,7 +30,9 @@ from PySide6.QtGui import (
     QPalette,
     QPen,
     QPixmap,
+    QRegion,
     QResizeEvent,
+    QWheelEvent,
 )
 from PySide6.QtWidgets import (
     QComboBox,
@@ -38,16 +40,22 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
+    QMenu,
     QPushButton,
     QSizePolicy,
+    QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from studio.library.image_fit import FIT_MODES, prepare_image
+from studio.library.masks import MAX_EXPAND
 from studio.ui.bind import bind
 from studio.ui.plain_text import plain_tooltip
+from studio.ui.wheel_guard import guard_wheel
 from studio.viewmodel.canvas_image import CanvasImage
+from studio.viewmodel.canvas_mask import MAX_BRUSH, SIDES, CanvasMask
 from studio.viewmodel.image_sources import WEB_REFUSAL, drag_verdict, request_from_mime
 
 __all__ = ["FIT_MODES", "PASTE_KEYS", "WEB_REFUSAL", "CanvasImage", "ImageCanvas", "prepare_image"]
@@ -74,6 +82,24 @@ _DIALOG_FILTER = "Images (*.png *.jpg *.jpeg *.jpe *.jfif *.webp *.bmp *.gif *.t
 def _shortcut_text(key: QKeySequence.StandardKey, fallback: str) -> str:
     text = QKeySequence(key).toString(QKeySequence.SequenceFormat.NativeText)
     return text or fallback
+
+
+MASK_RGB = (255, 48, 96)
+MASK_OPACITY = 0.55
+"""The mask's tint and how opaque a fully masked pixel is drawn: the picture stays readable under it."""
+
+
+def _overlay_colours(rgb: tuple[int, int, int], opacity: float) -> list[int]:
+    """A colour table for the mask's 8-bit image: coverage v is the tint at v * opacity alpha."""
+    red, green, blue = rgb
+    return [(round(v * opacity) << 24) | (red << 16) | (green << 8) | blue for v in range(256)]
+
+
+def _tool_button(text: str, tip: str) -> QToolButton:
+    button = QToolButton(text=text, toolTip=tip, checkable=True, autoExclusive=False)
+    button.setObjectName(f"{text.lower()}Button")
+    button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+    return button
 
 
 class _ElidedLabel(QLabel):
@@ -103,18 +129,36 @@ class _ElidedLabel(QLabel):
 
 
 class _CanvasView(QWidget):
-    """Paints the prepared image (or the empty-state hint) inside a frame with the output's aspect."""
+    """Paints the canvas: the prepared image (grown with its outpainting preview), the mask over it, the
+    brush; turns the mouse into strokes, edge drags, zoom and pan.
+
+    Geometry: the *document* is the output image plus its outpainting expansion; at zoom 1 it is as large
+    as fits the view, centred; the wheel zooms about the pointer, space-drag or the middle button pans.
+    """
 
     _MARGIN = 10
+    _EDGE_GRIP = 8  # px outside (or on) the document's edge where a press drags that edge
+    _MIN_ZOOM, _MAX_ZOOM = 0.25, 64.0
+    _OVERLAY_COLOURS = _overlay_colours(MASK_RGB, MASK_OPACITY)
 
     def __init__(self, canvas: ImageCanvas) -> None:
         super().__init__(canvas)
         self._canvas = canvas
         self._pixmap: QPixmap | None = None
         self._pixmap_key: tuple | None = None
+        self._overlay: QImage | None = None
+        self._overlay_stale = True
+        self.zoom = 1.0
+        self.pan = QPointF(0, 0)
+        self.space_held = False
+        self._drag: str | None = None  # "stroke", "pan", or "edge:<side>"
+        self._drag_start = QPointF()
+        self._drag_value: object = None
+        self._pointer: QPointF | None = None
         self.setMinimumSize(160, 120)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keys go to the canvas itself
+        self.setMouseTracking(True)  # the brush outline follows the pointer
         self.setObjectName("canvasView")
 
     def invalidate(self) -> None:
@@ -122,28 +166,100 @@ class _CanvasView(QWidget):
         self._pixmap_key = None
         self.update()
 
+    def mask_changed(self, _region: object = None) -> None:
+        """Repaint soon; the overlay is rebuilt once per paint, not once per dab of a stroke."""
+        self._overlay_stale = True
+        self.update()
+
+    def _mask_overlay(self) -> QImage | None:
+        """The mask as the tinted, see-through layer painted over the picture."""
+        if self._overlay_stale:
+            image = self._canvas.mask.mask_qimage()
+            if image is not None:
+                image.setColorTable(self._OVERLAY_COLOURS)
+            self._overlay, self._overlay_stale = image, False
+        return self._overlay
+
+    # -------------------------------------------------------------------------------------- geometry
+    def document_size(self) -> tuple[int, int]:
+        return self._canvas.mask.grown_size() or self._canvas.output_size()
+
     def frame_rect(self) -> QRectF:
-        """The output-size frame, as large as fits the view, centred (logical pixels)."""
-        out_w, out_h = self._canvas.output_size()
+        """The document (the output image and its expansion), fitted to the view, zoomed and panned."""
+        doc_w, doc_h = self.document_size()
         area = QRectF(self.rect()).adjusted(self._MARGIN, self._MARGIN, -self._MARGIN, -self._MARGIN)
         if area.width() <= 1 or area.height() <= 1:
             return QRectF(self.rect())
-        scale = min(area.width() / out_w, area.height() / out_h)
-        width, height = out_w * scale, out_h * scale
-        return QRectF(
-            area.x() + (area.width() - width) / 2, area.y() + (area.height() - height) / 2, width, height
-        )
+        scale = min(area.width() / doc_w, area.height() / doc_h) * self.zoom
+        width, height = doc_w * scale, doc_h * scale
+        centre = area.center() + self.pan
+        return QRectF(centre.x() - width / 2, centre.y() - height / 2, width, height)
 
+    def scale(self) -> float:
+        """Screen pixels per image pixel."""
+        return self.frame_rect().width() / self.document_size()[0]
+
+    def image_rect(self) -> QRectF:
+        """Where the output image (without the expansion) lies on screen."""
+        frame, scale = self.frame_rect(), self.scale()
+        left, top, _right, _bottom = self._canvas.mask.expansion() or (0, 0, 0, 0)
+        width, height = self._canvas.output_size()
+        return QRectF(frame.x() + left * scale, frame.y() + top * scale, width * scale, height * scale)
+
+    def to_image(self, point: QPointF) -> QPointF:
+        """A point of the view in output-image pixels."""
+        rect, scale = self.image_rect(), self.scale()
+        return QPointF((point.x() - rect.x()) / scale, (point.y() - rect.y()) / scale)
+
+    def from_image(self, point: QPointF) -> QPointF:
+        rect, scale = self.image_rect(), self.scale()
+        return QPointF(rect.x() + point.x() * scale, rect.y() + point.y() * scale)
+
+    def reset_view(self) -> None:
+        """Zoom 1 (the whole document fits), no pan."""
+        self.zoom, self.pan = 1.0, QPointF(0, 0)
+        self.invalidate()
+
+    def zoom_by(self, factor: float, anchor: QPointF | None = None) -> None:
+        """Zoom by `factor` keeping the image point under `anchor` (default: the view's centre) still."""
+        anchor = anchor if anchor is not None else QPointF(self.rect().center())
+        before = self.to_image(anchor)
+        self.zoom = min(max(self.zoom * factor, self._MIN_ZOOM), self._MAX_ZOOM)
+        after = self.from_image(before)
+        self.pan += anchor - after
+        self.invalidate()
+
+    def edge_at(self, point: QPointF) -> str | None:
+        """The side of the document whose edge `point` grips (outside it, or on it), if any."""
+        if not self._canvas.mask.has_layer():
+            return None
+        frame, grip = self.frame_rect(), self._EDGE_GRIP
+        inside_x = frame.left() <= point.x() <= frame.right()
+        inside_y = frame.top() <= point.y() <= frame.bottom()
+        if inside_y and frame.left() - grip <= point.x() <= frame.left() + 2:
+            return "left"
+        if inside_y and frame.right() - 2 <= point.x() <= frame.right() + grip:
+            return "right"
+        if inside_x and frame.top() - grip <= point.y() <= frame.top() + 2:
+            return "top"
+        if inside_x and frame.bottom() - 2 <= point.y() <= frame.bottom() + grip:
+            return "bottom"
+        return None
+
+    # -------------------------------------------------------------------------------------- painting
     def _scaled_pixmap(self, display: QImage, frame: QRectF) -> QPixmap:
         """The image smoothly scaled to the frame in device pixels (sharp on high-DPI screens); cached
-        because scaling on every paint (drag hover, focus changes) would waste time."""
+        because scaling on every paint (brush moves, drag hover, focus changes) would waste time."""
         dpr = self.devicePixelRatioF()
         target = QSize(max(1, round(frame.width() * dpr)), max(1, round(frame.height() * dpr)))
         key = (display.cacheKey(), target.width(), target.height(), dpr)
         if self._pixmap is None or self._pixmap_key != key:
-            scaled = display.scaled(
-                target, Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.SmoothTransformation
-            )
+            if target.width() * target.height() > 4 * display.width() * display.height():
+                scaled = display  # zoomed in: the painter scales it (pixels stay sharp, memory stays small)
+            else:
+                scaled = display.scaled(
+                    target, Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.SmoothTransformation
+                )
             pixmap = QPixmap.fromImage(scaled)
             pixmap.setDevicePixelRatio(dpr)
             self._pixmap, self._pixmap_key = pixmap, key
@@ -151,22 +267,37 @@ class _CanvasView(QWidget):
 
     def paintEvent(self, event: QPaintEvent) -> None:
         canvas = self._canvas
+        mask = canvas.mask
         palette = self.palette()
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
         painter.fillRect(self.rect(), palette.color(QPalette.ColorRole.Base).darker(108))
         frame = self.frame_rect()
-        display = canvas.canvas_image.display_image()
+        grown = mask.expanded_preview()
+        display = grown if grown is not None else canvas.canvas_image.display_image()
         if display is not None and not display.isNull():
-            painter.drawPixmap(frame.topLeft(), self._scaled_pixmap(display, frame))
+            painter.drawPixmap(frame, self._scaled_pixmap(display, frame), QRectF(self._pixmap.rect()))
             pen = QPen(palette.color(QPalette.ColorRole.Mid), 1)
         else:
             painter.fillRect(frame, palette.color(QPalette.ColorRole.Base))
             pen = QPen(palette.color(QPalette.ColorRole.Mid), 1, Qt.PenStyle.DashLine)
+        image_rect = self.image_rect()
+        if grown is not None:  # the new area is masked: the engine paints it
+            painter.save()
+            painter.setClipRegion(QRegion(frame.toAlignedRect()).subtracted(QRegion(image_rect.toAlignedRect())))
+            painter.fillRect(frame, QColor(*MASK_RGB, round(255 * MASK_OPACITY * 0.6)))
+            painter.restore()
+            painter.setPen(QPen(QColor("white"), 1, Qt.PenStyle.DashLine))
+            painter.drawRect(image_rect.adjusted(-0.5, -0.5, 0.5, 0.5))
+        overlay = self._mask_overlay() if display is not None and not mask.is_empty() else None
+        if overlay is not None:
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.scale() < 2)
+            painter.drawImage(image_rect, overlay)
         if canvas._drag_hover or canvas.hasFocus():
             pen = QPen(palette.color(QPalette.ColorRole.Highlight), 2 if canvas._drag_hover else 1)
         painter.setPen(pen)
         painter.drawRect(frame.adjusted(-0.5, -0.5, 0.5, 0.5))
+        self._paint_brush(painter)
         text = ""
         if canvas.is_loading():
             text = "Loading…"
@@ -181,13 +312,110 @@ class _CanvasView(QWidget):
             painter.drawText(box, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, text)
         painter.end()
 
+    def _paint_brush(self, painter: QPainter) -> None:
+        """The brush's outline where the pointer is (black and white, visible on any picture)."""
+        mask = self._canvas.mask
+        if self._pointer is None or not mask.has_layer() or self._drag in ("pan",) or self.space_held:
+            return
+        if self._drag is None and self.edge_at(self._pointer) is not None:
+            return
+        radius = max(mask.brush_size * self.scale() / 2, 1.5)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        for colour, width in ((QColor(0, 0, 0, 160), 3.0), (QColor("white"), 1.0)):
+            pen = QPen(colour, width)
+            if mask.tool == "eraser" and colour.lightness() > 128:
+                pen.setStyle(Qt.PenStyle.DashLine)
+            painter.setPen(pen)
+            painter.drawEllipse(self._pointer, radius, radius)
+
+    # ---------------------------------------------------------------------------------------- mouse
     def mousePressEvent(self, event: QMouseEvent) -> None:
         self._canvas.setFocus(Qt.FocusReason.MouseFocusReason)
-        super().mousePressEvent(event)
+        point, button = event.position(), event.button()
+        mask = self._canvas.mask
+        if button == Qt.MouseButton.MiddleButton or (button == Qt.MouseButton.LeftButton and self.space_held):
+            self._drag, self._drag_start, self._drag_value = "pan", point, QPointF(self.pan)
+            self.setCursor(Qt.CursorShape.ClosedHandCursor)
+        elif button == Qt.MouseButton.LeftButton and (side := self.edge_at(point)) is not None:
+            self._drag, self._drag_start = f"edge:{side}", point
+            self._drag_value = (getattr(mask, f"expand_{side}"), self.scale())
+        elif button in (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton) and mask.has_layer():
+            self._drag_value = mask.tool
+            if button == Qt.MouseButton.RightButton:  # the other tool, while the right button is down
+                mask.tool = "eraser" if mask.tool == "brush" else "brush"
+            at = self.to_image(point)
+            if mask.begin_stroke(at.x(), at.y()):
+                self._drag = "stroke"
+        else:
+            super().mousePressEvent(event)
+            return
+        event.accept()
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        point = event.position()
+        self._pointer = point
+        mask = self._canvas.mask
+        if self._drag == "pan":
+            self.pan = self._drag_value + (point - self._drag_start)
+            self.invalidate()
+        elif self._drag and self._drag.startswith("edge:"):
+            side = self._drag.split(":", 1)[1]
+            start, scale = self._drag_value
+            delta = point - self._drag_start
+            outward = {"left": -delta.x(), "right": delta.x(), "top": -delta.y(), "bottom": delta.y()}[side]
+            mask.set_expansion(side, start + outward / scale)
+        elif self._drag == "stroke":
+            at = self.to_image(point)
+            mask.stroke_to(at.x(), at.y())
+        else:
+            self._hover_cursor(point)
+        self.update()
+
+    def _hover_cursor(self, point: QPointF) -> None:
+        side = self.edge_at(point)
+        if self.space_held:
+            self.setCursor(Qt.CursorShape.OpenHandCursor)
+        elif side in ("left", "right"):
+            self.setCursor(Qt.CursorShape.SizeHorCursor)
+        elif side in ("top", "bottom"):
+            self.setCursor(Qt.CursorShape.SizeVerCursor)
+        elif self._canvas.mask.has_layer():
+            self.setCursor(Qt.CursorShape.CrossCursor)
+        else:
+            self.unsetCursor()
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        drag, self._drag = self._drag, None
+        if drag == "stroke":
+            mask = self._canvas.mask
+            mask.end_stroke()
+            mask.tool = self._drag_value  # back from the right button's other tool
+        if drag is not None:
+            self._hover_cursor(event.position())
+            self.update()
+            event.accept()
+            return
+        super().mouseReleaseEvent(event)
+
+    def leaveEvent(self, event: QEvent) -> None:
+        self._pointer = None
+        self.update()
+        super().leaveEvent(event)
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        steps = event.angleDelta().y() / 120
+        if not steps:
+            super().wheelEvent(event)
+            return
+        self.zoom_by(1.25**steps, event.position())
+        event.accept()
 
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
-        if event.button() == Qt.MouseButton.LeftButton:
+        if event.button() == Qt.MouseButton.LeftButton and not self._canvas.has_image():
             self._canvas.open_file_dialog()
+        elif event.button() == Qt.MouseButton.LeftButton and self._canvas.mask.has_layer():
+            self.mousePressEvent(event)  # a quick second dab is a dab, not a dialog
         else:
             super().mouseDoubleClickEvent(event)
 
@@ -207,9 +435,12 @@ class ImageCanvas(QWidget):
     fit_mode_changed = Signal(str)
     loading_changed = Signal(bool)
 
-    def __init__(self, canvas: CanvasImage | None = None, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, canvas: CanvasImage | None = None, parent: QWidget | None = None, *, mask: CanvasMask | None = None
+    ) -> None:
         super().__init__(parent)
         self.canvas_image = canvas if canvas is not None else CanvasImage(self)
+        self.mask = mask if mask is not None else CanvasMask(self.canvas_image, self)
         self._drag_hover = False
         self._last_dir = ""
 
@@ -248,8 +479,10 @@ class ImageCanvas(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(4)
+        layout.addLayout(self._build_mask_tools())
         layout.addWidget(self._view, 1)
         layout.addWidget(self._info)  # a line of its own: the sizes are never squeezed by the buttons
+        layout.addLayout(self._build_outpaint_row())
         layout.addLayout(bar)
 
         model = self.canvas_image
@@ -259,7 +492,136 @@ class ImageCanvas(QWidget):
         model.message.connect(self.message)
         model.loading_changed.connect(self.loading_changed)
         model.fit_mode_changed.connect(lambda mode: self.fit_mode_changed.emit(mode))
+        self.mask.mask_changed.connect(self._view.mask_changed)
+        self.mask.mask_changed.connect(self._refresh_mask_tools)
+        self.mask.history_changed.connect(self._refresh_mask_tools)
+        self.mask.message.connect(self.message)
+        self.mask.tool_changed.connect(self._refresh_mask_tools)
+        self.mask.changed.connect(self._on_mask_setting)
+        self._view.mask_changed()
         self._refresh()
+        self._refresh_mask_tools()
+
+    # ---------------------------------------------------------------------------------- mask tools
+    def _build_mask_tools(self) -> QHBoxLayout:
+        """Brush and eraser, size and hardness, and the mask menu (clear, invert, fill, load, undo)."""
+        self._brush_button = _tool_button("Brush", "Paint the area to regenerate (B; X swaps with the eraser; right-drag erases)")
+        self._eraser_button = _tool_button("Eraser", "Remove the mask where you paint (E; X swaps with the brush)")
+        self._brush_button.clicked.connect(lambda: self.run_command("brush"))
+        self._eraser_button.clicked.connect(lambda: self.run_command("eraser"))
+        self._size_box = QSpinBox(minimum=1, maximum=MAX_BRUSH, suffix=" px", accessibleName="Brush size")
+        self._size_box.setObjectName("brushSizeBox")
+        self._size_box.setToolTip("Brush diameter in pixels of the output image ([ and ] change it)")
+        self._hardness_box = QSpinBox(minimum=0, maximum=100, singleStep=10, suffix=" %", accessibleName="Brush hardness")
+        self._hardness_box.setObjectName("brushHardnessBox")
+        self._hardness_box.setToolTip("Brush hardness: 100 % paints a sharp edge, 0 % a soft one (Shift+[ and Shift+] change it)")
+        for box in (self._size_box, self._hardness_box):
+            box.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+            guard_wheel(box)
+        bind(self._size_box, self.mask, "brush_size")
+        bind(self._hardness_box, self.mask, "hardness")
+        self._mask_button = QToolButton(text="Mask", toolTip="Clear, invert, fill or load the mask; undo and redo")
+        self._mask_button.setObjectName("maskMenuButton")
+        menu = QMenu(self._mask_button)
+        self._mask_actions = {
+            "undo": menu.addAction("Undo stroke", self.mask.undo, QKeySequence("Ctrl+Z")),
+            "redo": menu.addAction("Redo stroke", self.mask.redo, QKeySequence("Ctrl+Shift+Z")),
+        }
+        menu.addSeparator()
+        self._mask_actions |= {
+            "clear": menu.addAction("Clear mask", self.mask.clear, QKeySequence("Shift+Delete")),
+            "invert": menu.addAction("Invert mask", self.mask.invert, QKeySequence("Ctrl+I")),
+            "fill": menu.addAction("Fill mask (regenerate everything)", self.mask.fill, QKeySequence("Shift+Backspace")),
+        }
+        menu.addSeparator()
+        self._mask_actions["load"] = menu.addAction("Load mask from a file…", self.open_mask_dialog)
+        for act in self._mask_actions.values():
+            act.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)  # shown in the menu; the canvas handles the keys
+        self._mask_button.setMenu(menu)
+        self._mask_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(2)
+        for widget in (self._brush_button, self._eraser_button, self._size_box, self._hardness_box):
+            row.addWidget(widget)
+        row.addStretch(1)
+        row.addWidget(self._mask_button)
+        return row
+
+    def _build_outpaint_row(self) -> QHBoxLayout:
+        """Outpainting: the pixels the canvas grows by on each side (or drag the picture's edges)."""
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(2)
+        label = QLabel("Outpaint")
+        label.setToolTip("Grow the canvas: the new area is generated (drag an edge of the picture, or set the pixels)")
+        row.addWidget(label)
+        self._expand_boxes: dict[str, QSpinBox] = {}
+        for side in SIDES:
+            box = QSpinBox(minimum=0, maximum=MAX_EXPAND, accessibleName=f"Outpaint {side}")
+            box.setObjectName(f"expand{side.title()}Box")
+            box.setToolTip(f"Pixels added on the {side}: a multiple of the model's side rule")
+            box.setPrefix(f"{side[0].upper()} ")
+            box.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+            guard_wheel(box)
+            bind(box, self.mask, f"expand_{side}")
+            self._expand_boxes[side] = box
+            row.addWidget(box, 1)
+        return row
+
+    def _on_mask_setting(self, name: str) -> None:
+        if name == "side_multiple":
+            for box in self._expand_boxes.values():
+                box.setSingleStep(self.mask.side_multiple)
+        if name.startswith("expand_") or name in ("brush_size", "hardness", "outpaint_fill"):
+            self._view.invalidate()
+            self._refresh()
+
+    def _mask_summary(self) -> str:
+        """" · mask 12 % · outpaint → 640×512": what the next job will do beyond img2img."""
+        mask, parts = self.mask, []
+        if not mask.is_empty():
+            parts.append(f"mask {max(mask.coverage(), 0.01):.0%}")
+        grown = mask.grown_size() if mask.expansion() is not None else None
+        if grown is not None:
+            parts.append(f"outpaint → {grown[0]}×{grown[1]}")
+        return "".join(f" · {part}" for part in parts)
+
+    def _refresh_mask_tools(self, *_args: object) -> None:
+        mask, has_layer = self.mask, self.mask.has_layer()
+        self._refresh_summary()
+        self._brush_button.setChecked(mask.tool == "brush")
+        self._eraser_button.setChecked(mask.tool == "eraser")
+        for widget in (self._brush_button, self._eraser_button, self._mask_button, *self._expand_boxes.values()):
+            widget.setEnabled(has_layer)
+        self._mask_actions["undo"].setEnabled(mask.can_undo())
+        self._mask_actions["redo"].setEnabled(mask.can_redo())
+        for name in ("clear", "invert"):
+            self._mask_actions[name].setEnabled(has_layer and not mask.is_empty())
+        self._mask_actions["fill"].setEnabled(has_layer)
+        self._mask_actions["load"].setEnabled(has_layer)
+
+    def open_mask_dialog(self) -> bool:
+        """Ask for a mask file (white, or a PNG's opaque pixels, is regenerated); True if one loaded."""
+        if not self.mask.has_layer():
+            self.message.emit("Open a picture first: a mask is painted over it")
+            return False
+        path = self._ask_image_file("Load a mask", "mask-open-dialog")
+        return path is not None and self.mask.load_file(path)
+
+    def view(self) -> QWidget:
+        """The painting surface (for tests and screenshots: strokes are mouse events on it)."""
+        return self._view
+
+    def image_to_view(self, x: float, y: float) -> QPointF:
+        """Where output-image pixel (x, y) is on :meth:`view` now (after zoom and pan)."""
+        return self._view.from_image(QPointF(x, y))
+
+    def reset_view(self) -> None:
+        self._view.reset_view()
+
+    def zoom(self) -> float:
+        return self._view.zoom
 
     # ----------------------------------------------------------------------------------------- state
 
@@ -319,12 +681,16 @@ class ImageCanvas(QWidget):
 
     def _refresh(self) -> None:
         model = self.canvas_image
-        text = model.summary()
+        self._refresh_summary()
+        self._clear_button.setEnabled(model.has_image() or model.is_loading())
+        self._view.invalidate()
+
+    def _refresh_summary(self) -> None:
+        model = self.canvas_image
+        text = model.summary() + self._mask_summary()
         self._info.set_full_text(text)  # a plain-text label
         # The whole path: its folders' names may hold anything ("<img src=...>" split across them).
         self._info.setToolTip(plain_tooltip(model.source_label() if model.has_image() else text))
-        self._clear_button.setEnabled(model.has_image() or model.is_loading())
-        self._view.invalidate()
 
     # ------------------------------------------------------------------------------------- loading
 
@@ -344,21 +710,24 @@ class ImageCanvas(QWidget):
 
     def open_file_dialog(self) -> bool:
         """Ask for an image file (remembering the folder); True if one was chosen and a load started."""
-        start = self._last_dir or QStandardPaths.writableLocation(
-            QStandardPaths.StandardLocation.PicturesLocation
-        )
-        dialog = QFileDialog(self, "Open an image", start, _DIALOG_FILTER)
-        dialog.setObjectName("canvas-open-dialog")
+        path = self._ask_image_file("Open an image", "canvas-open-dialog")
+        return path is not None and self.load_file(path)
+
+    def _ask_image_file(self, title: str, name: str) -> str | None:
+        """An image file the user picks (the dialog starts where the last one was left), or None."""
+        start = self._last_dir or QStandardPaths.writableLocation(QStandardPaths.StandardLocation.PicturesLocation)
+        dialog = QFileDialog(self, title, start, _DIALOG_FILTER)
+        dialog.setObjectName(name)
         dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
         dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptOpen)
         try:
             if dialog.exec() != QDialog.DialogCode.Accepted or not dialog.selectedFiles():
-                return False
+                return None
             path = dialog.selectedFiles()[0]
         finally:
             dialog.deleteLater()
         self._last_dir = str(Path(path).parent)
-        return self.load_file(path)
+        return path
 
     # -------------------------------------------------------------------------------- drag and drop
 
@@ -397,14 +766,40 @@ class ImageCanvas(QWidget):
 
     # ----------------------------------------------------------------------------------- keyboard
 
-    @staticmethod
-    def _command_for(event: QKeyEvent) -> str | None:
+    _MASK_KEYS = {
+        (Qt.KeyboardModifier.NoModifier, Qt.Key.Key_BracketLeft): "smaller",
+        (Qt.KeyboardModifier.NoModifier, Qt.Key.Key_BracketRight): "larger",
+        (Qt.KeyboardModifier.ShiftModifier, Qt.Key.Key_BraceLeft): "softer",
+        (Qt.KeyboardModifier.ShiftModifier, Qt.Key.Key_BraceRight): "harder",
+        (Qt.KeyboardModifier.ShiftModifier, Qt.Key.Key_BracketLeft): "softer",
+        (Qt.KeyboardModifier.ShiftModifier, Qt.Key.Key_BracketRight): "harder",
+        (Qt.KeyboardModifier.NoModifier, Qt.Key.Key_X): "swap",
+        (Qt.KeyboardModifier.NoModifier, Qt.Key.Key_B): "brush",
+        (Qt.KeyboardModifier.NoModifier, Qt.Key.Key_E): "eraser",
+        (Qt.KeyboardModifier.ControlModifier, Qt.Key.Key_Z): "undo",
+        (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier, Qt.Key.Key_Z): "redo",
+        (Qt.KeyboardModifier.ControlModifier, Qt.Key.Key_Y): "redo",
+        (Qt.KeyboardModifier.ShiftModifier, Qt.Key.Key_Delete): "clear mask",
+        (Qt.KeyboardModifier.ControlModifier, Qt.Key.Key_I): "invert mask",
+        (Qt.KeyboardModifier.ShiftModifier, Qt.Key.Key_Backspace): "fill mask",
+        (Qt.KeyboardModifier.NoModifier, Qt.Key.Key_0): "fit view",
+        (Qt.KeyboardModifier.ControlModifier, Qt.Key.Key_0): "fit view",
+        (Qt.KeyboardModifier.NoModifier, Qt.Key.Key_Plus): "zoom in",
+        (Qt.KeyboardModifier.NoModifier, Qt.Key.Key_Equal): "zoom in",
+        (Qt.KeyboardModifier.ShiftModifier, Qt.Key.Key_Plus): "zoom in",
+        (Qt.KeyboardModifier.NoModifier, Qt.Key.Key_Minus): "zoom out",
+    }
+    """The mask layer's keys (while the canvas has focus and a picture), as painting programs have them."""
+
+    def _command_for(self, event: QKeyEvent) -> str | None:
+        modifiers = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+        key = event.key()
+        if self.mask.has_layer() and (command := self._MASK_KEYS.get((modifiers, key))) is not None:
+            return command
         if event.matches(QKeySequence.StandardKey.Paste):
             return "paste"
         if event.matches(QKeySequence.StandardKey.Open):
             return "open"
-        modifiers = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
-        key = event.key()
         if modifiers == Qt.KeyboardModifier.ControlModifier and key in (Qt.Key.Key_V, Qt.Key.Key_O):
             return "paste" if key == Qt.Key.Key_V else "open"
         if modifiers == Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier and key == Qt.Key.Key_V:
@@ -416,28 +811,69 @@ class ImageCanvas(QWidget):
         return None
 
     def event(self, event: QEvent) -> bool:
-        # The window may bind Ctrl+O / Delete to actions; while the canvas has focus its keys win.
+        # The window may bind Ctrl+O / Delete / Ctrl+Z to actions; while the canvas has focus its keys win.
         if (
             event.type() == QEvent.Type.ShortcutOverride
             and isinstance(event, QKeyEvent)
-            and self._command_for(event) is not None
+            and (self._command_for(event) is not None or event.key() == Qt.Key.Key_Space)
         ):
             event.accept()
             return True
         return super().event(event)
 
+    def run_command(self, command: str) -> bool:
+        """Do what a key of the canvas does (see :attr:`_MASK_KEYS`); False for an unknown command."""
+        mask = self.mask
+        actions = {
+            "paste": self.paste_from_clipboard,
+            "open": self.open_file_dialog,
+            "clear": self.clear,
+            "smaller": lambda: setattr(mask, "brush_size", max(1, min(mask.brush_size - 1, round(mask.brush_size / 1.2)))),
+            "larger": lambda: setattr(mask, "brush_size", min(MAX_BRUSH, max(mask.brush_size + 1, round(mask.brush_size * 1.2)))),
+            "softer": lambda: setattr(mask, "hardness", max(0, mask.hardness - 10)),
+            "harder": lambda: setattr(mask, "hardness", min(100, mask.hardness + 10)),
+            "swap": lambda: setattr(mask, "tool", "eraser" if mask.tool == "brush" else "brush"),
+            "brush": lambda: setattr(mask, "tool", "brush"),
+            "eraser": lambda: setattr(mask, "tool", "eraser"),
+            "undo": mask.undo,
+            "redo": mask.redo,
+            "clear mask": mask.clear,
+            "invert mask": mask.invert,
+            "fill mask": mask.fill,
+            "fit view": self._view.reset_view,
+            "zoom in": lambda: self._view.zoom_by(1.25),
+            "zoom out": lambda: self._view.zoom_by(0.8),
+        }
+        action = actions.get(command)
+        if action is None:
+            return False
+        action()
+        self._refresh_mask_tools()
+        self._view.update()
+        return True
+
     def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() == Qt.Key.Key_Space and not event.modifiers():
+            if not event.isAutoRepeat():
+                self._view.space_held = True
+                self._view.setCursor(Qt.CursorShape.OpenHandCursor)
+                self._view.update()
+            event.accept()
+            return
         command = self._command_for(event)
-        if command == "paste":
-            self.paste_from_clipboard()
-        elif command == "open":
-            self.open_file_dialog()
-        elif command == "clear":
-            self.clear()
-        else:
+        if command is None or not self.run_command(command):
             super().keyPressEvent(event)
             return
         event.accept()
+
+    def keyReleaseEvent(self, event: QKeyEvent) -> None:
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._view.space_held = False
+            self._view.unsetCursor()
+            self._view.update()
+            event.accept()
+            return
+        super().keyReleaseEvent(event)
 
     def focusInEvent(self, event: QFocusEvent) -> None:
         self._view.update()

@@ -31,7 +31,6 @@ from PySide6.QtWidgets import (
 
 from studio import __version__
 from studio.library.display import printable
-from studio.library.images import ImageLoadError, load_image
 from studio.library.paths import APP_NAME
 from studio.ui.canvas import PASTE_KEYS, ImageCanvas
 from studio.ui.icons import icon
@@ -83,7 +82,7 @@ class MainWindow(QMainWindow):
 
         self.prompt_editor = PromptEditor(self.session.prompt)
         self.parameters = ParametersPanel(self.session.settings)
-        self.canvas = ImageCanvas(self.session.canvas)
+        self.canvas = ImageCanvas(self.session.canvas, mask=self.session.mask)
         self.preview = PreviewPane()
         self.preview.follow(self.session)
         self.results = ResultsStrip()
@@ -116,7 +115,7 @@ class MainWindow(QMainWindow):
         center_layout.addWidget(self.results)
 
         self.right_panel = QSplitter(Qt.Orientation.Vertical, objectName="rightSplitter")
-        self.right_panel.addWidget(_group("img2img canvas", self.canvas))
+        self.right_panel.addWidget(_group("Canvas: img2img, inpainting, outpainting", self.canvas))
         self.right_panel.addWidget(_group("Queue", self.queue_view))
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal, objectName="mainSplitter")
@@ -171,7 +170,9 @@ class MainWindow(QMainWindow):
         self.act_copy = action("&Copy image", self.results.copy_current, "Ctrl+Shift+C", "copy")
         self.act_reuse = action("&Reuse parameters", lambda: self._with_current(self.reuse_parameters), "Ctrl+R")
         self.act_reuse_seed = action("Reuse &seed", lambda: self._with_current(self.reuse_seed), "Ctrl+Shift+R")
-        self.act_to_canvas = action("Send to &canvas", lambda: self._with_current(self.send_to_canvas), "Ctrl+Shift+I")
+        self.act_to_canvas = action(
+            "Send to &canvas (use as new init)", lambda: self._with_current(self.send_to_canvas), "Ctrl+Shift+I"
+        )
         self.act_focus_prompt = action("Focus prompt", self.prompt_editor.focus_prompt, "Ctrl+L")
         self.act_studio = action("&Studio", lambda: self.tabs.setCurrentIndex(STUDIO_PAGE), "Ctrl+1")
         self.act_gallery = action("&Gallery", lambda: self.tabs.setCurrentIndex(GALLERY_PAGE), ["Ctrl+2", "Ctrl+G"])
@@ -448,10 +449,8 @@ class MainWindow(QMainWindow):
         self.session.reuse_seed(result.seed)
 
     def send_to_canvas(self, result: SavedImage) -> None:
-        try:
-            self.canvas.set_image(load_image(result.path), str(result.path))
-        except ImageLoadError as exc:
-            self.show_message(str(exc))
+        """The result as the new init image, at its size, the mask kept: an artist iterates on it."""
+        self.session.use_as_init(result.path)
 
     def apply_image_fields(self, fields: dict, origin: str = "") -> str:
         """Restore parameters read from any image's metadata; returns the message shown."""

@@ -1,4 +1,5 @@
-"""The parameter panel: model, scheduler, steps, guidance, seed, size, batch, strength, device, backend, threads.
+"""The parameter panel: model, scheduler, steps, guidance, seed, size, batch, strength, the inpainting
+options, device, backend, threads.
 
 Every control is bound to its property of :class:`~studio.viewmodel.generation_settings.GenerationSettings`
 in one line; the panel holds no state of its own. Choosing a model applies that model's defaults there.
@@ -29,12 +30,18 @@ from studio.ui.bind import bind, show_text
 from studio.ui.plain_text import plain_label, plain_tooltip
 from studio.ui.wheel_guard import guard_wheel
 from studio.viewmodel.generation_settings import (
+    INPAINT_AREA_CHOICES,
+    MASK_MODES,
+    MASKED_CONTENT_CHOICES,
     MAX_PANEL_BATCH,
+    MAX_PANEL_MASK_BLUR,
+    MAX_PANEL_PADDING,
     MAX_SEED,
     MAX_SIDE,
     MAX_STEPS,
     MAX_THREADS,
     MIN_SIDE,
+    OUTPAINT_FILL_CHOICES,
     PRECISIONS,
     SEED_MODES,
     GenerationSettings,
@@ -48,6 +55,20 @@ RESCALE_TIP = (
 THREADS_TIP = (
     "CPU threads for the OpenVINO backend. Auto: all physical cores. Fewer leave the computer responsive while it renders"
 )
+NEEDS_MASK = "Needs a painted mask or an outpaint expansion on the canvas."
+INPAINT_TIPS = {
+    "mask_blur": "Mask blur: how many pixels the mask's edge is blurred, so the new part blends into the picture",
+    "masked_content": "Masked content: what the masked area starts from before it is regenerated (hover an entry)",
+    "inpaint_area": "Inpaint area. Whole picture: the model redraws the whole picture at the output size and only "
+    "the masked part is kept. Only masked: the masked part (plus padding) is upscaled to the output size, "
+    "redrawn there and pasted back: more detail for a small mask",
+    "padding": "Only masked padding: pixels of the picture around the mask that the model sees, for context",
+    "invert_mask": "Mask mode. Inpaint masked: regenerate what is painted. Inpaint not masked: regenerate "
+    "everything else and keep what is painted",
+    "outpaint_fill": "Outpaint fill: what an outpaint expansion starts as. Stretch edges: the picture's edge "
+    "pixels stretched outwards; Noise: random colours",
+}
+"""The inpainting options' tooltips, in A1111's words; each ends with :data:`NEEDS_MASK`."""
 PANEL_MAX_THREADS = min(max(os.cpu_count() or 1, 64), MAX_THREADS)
 """The threads box's top: this machine's logical CPUs, at least 64 (preferences from a bigger machine)."""
 
@@ -125,6 +146,7 @@ class ParametersPanel(QWidget):
         self.strength = QDoubleSpinBox(minimum=0.01, maximum=1.0, singleStep=0.05, decimals=2, accessibleName="Strength")
         self.strength.setToolTip("img2img: how much the canvas image may change (1 = ignore it almost entirely)")
         form.addRow("S&trength", self.strength)
+        self._add_inpainting_rows(form)
 
         self.device = _choice_box("Device", s.device_choices())
         self.dtype = QComboBox(accessibleName="Precision")
@@ -163,6 +185,8 @@ class ParametersPanel(QWidget):
         bind(self.height, s, "height")
         bind(self.batch, s, "batch")
         bind(self.strength, s, "strength")
+        for name in INPAINT_TIPS:
+            bind(getattr(self, name), s, name)
         bind(self.device, s, "device")
         bind(self.dtype, s, "dtype")
         bind(self.backend, s, "backend")
@@ -173,12 +197,38 @@ class ParametersPanel(QWidget):
         s.default_scheduler_changed.connect(self._name_default_scheduler)
         s.seed_mode_changed.connect(self._sync_enabled)
         s.has_init_image_changed.connect(self._sync_enabled)
+        s.has_mask_changed.connect(self._sync_enabled)
+        s.inpaint_area_changed.connect(self._sync_enabled)
         s.backend_changed.connect(self._sync_enabled)
         s.device_changed.connect(self._sync_enabled)
         s.model_changed.connect(self._on_model_changed)
         self._on_model_changed()
         self._sync_enabled()
         self._wheel_guard = guard_wheel(self)
+
+    def _add_inpainting_rows(self, form: QFormLayout) -> None:
+        """A1111's inpainting options under a section title. No mnemonics: the canvas's mask tools take
+        letters too, and these are set once, not reached for while typing a prompt."""
+        title = QLabel("Inpainting", accessibleName="Inpainting options")
+        title.setToolTip(NEEDS_MASK)
+        font = title.font()
+        font.setBold(True)
+        title.setFont(font)
+        form.addRow(title)
+        self.mask_blur = QSpinBox(minimum=0, maximum=MAX_PANEL_MASK_BLUR, suffix=" px", accessibleName="Mask blur")
+        form.addRow("Mask blur", self.mask_blur)
+        self.masked_content = _combo("Masked content", MASKED_CONTENT_CHOICES)
+        form.addRow("Masked content", self.masked_content)
+        self.inpaint_area = _combo("Inpaint area", INPAINT_AREA_CHOICES)
+        form.addRow("Inpaint area", self.inpaint_area)
+        self.padding = QSpinBox(minimum=0, maximum=MAX_PANEL_PADDING, singleStep=8, suffix=" px", accessibleName="Padding")
+        form.addRow("Padding", self.padding)
+        self.invert_mask = _combo("Mask mode", MASK_MODES)
+        form.addRow("Mask mode", self.invert_mask)
+        self.outpaint_fill = _combo("Outpaint fill", OUTPAINT_FILL_CHOICES)
+        form.addRow("Outpaint fill", self.outpaint_fill)
+        for name, tip in INPAINT_TIPS.items():
+            getattr(self, name).setToolTip(f"{tip}. {NEEDS_MASK}")
 
     # --------------------------------------------------------------------------------------- models
     def _fill_models(self, *_args) -> None:
@@ -227,6 +277,10 @@ class ParametersPanel(QWidget):
     def _sync_enabled(self, *_args) -> None:
         self.seed.setEnabled(self.settings.seed_mode == "fixed")
         self.strength.setEnabled(self.settings.has_init_image)
+        masked = self.settings.has_init_image and self.settings.has_mask
+        for name in INPAINT_TIPS:
+            getattr(self, name).setEnabled(masked)
+        self.padding.setEnabled(masked and self.settings.inpaint_area == "masked")
         self.threads.setEnabled(self.settings.may_run_openvino())
 
 
@@ -257,6 +311,19 @@ def _choice_box(name: str, choices) -> QComboBox:
         item.setEnabled(choice.available)
         if choice.reason:
             item.setToolTip(plain_tooltip(choice.reason))  # may quote a driver's error message
+    return box
+
+
+def _combo(name: str, choices) -> QComboBox:
+    """A combo of (label, value) or (label, value, tooltip) choices, kept narrow: the panel scrolls
+    vertically, never sideways."""
+    box = QComboBox(accessibleName=name)
+    box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    box.setMinimumContentsLength(10)
+    for label, value, *tip in choices:
+        box.addItem(label, value)
+        if tip:
+            box.setItemData(box.count() - 1, tip[0], Qt.ItemDataRole.ToolTipRole)
     return box
 
 

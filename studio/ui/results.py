@@ -86,5 +86,5 @@ class ResultsStrip(QListWidget):
         menu.addSeparator()
         menu.addAction("Reuse parameters", lambda: self.reuse_parameters.emit(result))
         menu.addAction("Reuse seed", lambda: self.reuse_seed.emit(result))
-        menu.addAction("Send to img2img canvas", lambda: self.send_to_canvas.emit(result))
+        menu.addAction("Send to canvas (use as new init)", lambda: self.send_to_canvas.emit(result))
         menu.exec(self.viewport().mapToGlobal(pos))

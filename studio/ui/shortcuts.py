@@ -26,10 +26,20 @@ FIELD_KEYS: dict[str, list[tuple[str, str]]] = {
         ("Weight the selected words up / down", "Ctrl+Up / Ctrl+Down"),
         ("Older / newer prompt from the history", "Alt+Up / Alt+Down"),
     ],
-    "img2img canvas (when it has focus)": [
+    "Canvas (when it has focus)": [
         ("Paste an image", "Ctrl+V"),
         ("Open an image", "Ctrl+O"),
         ("Remove the image", "Delete"),
+        ("Paint the mask / erase it", "drag / right-drag"),
+        ("Brush / eraser / swap them", "B / E / X"),
+        ("Brush smaller / larger", "[ / ]"),
+        ("Brush softer / harder", "Shift+[ / Shift+]"),
+        ("Undo / redo a stroke", "Ctrl+Z / Ctrl+Shift+Z, Ctrl+Y"),
+        ("Clear / invert / fill the mask", "Shift+Delete / Ctrl+I / Shift+Backspace"),
+        ("Zoom about the pointer", "mouse wheel, + / -"),
+        ("Pan", "Space+drag, middle-drag"),
+        ("Fit the view", "0"),
+        ("Outpaint: grow the canvas", "drag an edge of the picture"),
     ],
     "Fields": [("Change a number or choice with the mouse wheel", "click the field first")],
 }

@@ -32,10 +32,11 @@ from PySide6.QtGui import QImage
 from studio.library.display import printable
 from studio.library.image_fit import FIT_MODES, prepare_image
 from studio.library.images import MAX_PIXELS, ImageLoadError, to_rgb
+from studio.library.masks import transparency
 from studio.viewmodel.image_sources import (
     NOTHING_USABLE,
     ImageRequest,
-    decode_candidate,
+    decode_with_transparency,
     file_request,
     is_dir,
     request_from_mime,
@@ -63,6 +64,7 @@ class _Loaded:
 
     image: Image.Image
     label: str
+    holes: Image.Image | None  # where the picture was see-through (a mask), or None
     prepared: Image.Image | None  # None when it was not made (cancelled, or preparing failed)
     display: QImage | None
     key: tuple[int, int, str]  # the output size and mode `prepared` was made for
@@ -74,7 +76,7 @@ def _load(context: TaskContext, request: ImageRequest, max_pixels: int, key: tup
     for candidate in request.candidates:
         context.check()  # superseded while trying candidates: don't spend a second on the next
         try:
-            image = decode_candidate(candidate, max_pixels)
+            image, holes = decode_with_transparency(candidate, max_pixels)
         except ImageLoadError as exc:
             errors.append(str(exc))
             continue
@@ -88,7 +90,7 @@ def _load(context: TaskContext, request: ImageRequest, max_pixels: int, key: tup
                 display = pil_to_qimage(prepared)  # QImage may be made in any thread
             except Exception:  # noqa: BLE001 - the GUI thread prepares again, and reports
                 prepared = display = None
-        return _Loaded(image, candidate.label, prepared, display, key)
+        return _Loaded(image, candidate.label, holes, prepared, display, key)
     first = errors[0] if errors else "nothing could be loaded"
     more = len(errors) - 1
     suffix = f" (and {more} other item{'s' if more > 1 else ''} failed too)" if more > 0 else ""
@@ -127,6 +129,7 @@ class CanvasImage(ViewModel):
         self.max_pixels = max_pixels
         self._source: Image.Image | None = None
         self._source_label = ""
+        self._holes: Image.Image | None = None
         self._prepared: Image.Image | None = None
         self._display: QImage | None = None
         self._tickets = itertools.count(1)
@@ -146,6 +149,11 @@ class CanvasImage(ViewModel):
         """The loaded image (upright RGB, full size).  Shared, not copied (it may be 64 Mpx): don't
         modify it."""
         return self._source
+
+    def source_transparency(self) -> Image.Image | None:
+        """Where the loaded picture was see-through, at its full size (255: transparent), or None: a PNG
+        with holes erased in GIMP or Krita, whose holes the mask layer takes as the area to inpaint."""
+        return self._holes
 
     def source_label(self) -> str:
         """Where the image came from: a path, "clipboard image", or what :meth:`set_image` was told."""
@@ -205,20 +213,23 @@ class CanvasImage(ViewModel):
         rgb = to_rgb(image)
         rgb = rgb.copy() if rgb is image else rgb
         self._supersede_pending()
-        self._install(rgb, source or "image", None, None)
+        self._install(rgb, source or "image", transparency(image), None, None)
 
     def clear(self) -> None:
         """Remove the image (and cancel a load in flight).  Emits ``image_changed`` if there was one."""
         self._supersede_pending()
         if self._source is None:
             return
-        self._source, self._source_label = None, ""
+        self._source, self._source_label, self._holes = None, "", None
         self._prepared, self._display = None, None
         self.display_changed.emit()
         self.image_changed.emit()
 
-    def _install(self, image: Image.Image, label: str, prepared: Image.Image | None, display: QImage | None) -> None:
-        self._source, self._source_label = image, label
+    def _install(
+        self, image: Image.Image, label: str, holes: Image.Image | None, prepared: Image.Image | None,
+        display: QImage | None,
+    ) -> None:
+        self._source, self._source_label, self._holes = image, label, holes
         if prepared is None or display is None:
             self._reprepare()
         else:
@@ -316,7 +327,7 @@ class CanvasImage(ViewModel):
             return
         current = (*self.output_size, self.fit_mode)
         usable = loaded.key == current
-        self._install(loaded.image, loaded.label, loaded.prepared if usable else None, loaded.display if usable else None)
+        self._install(loaded.image, loaded.label, loaded.holes, loaded.prepared if usable else None, loaded.display if usable else None)
         if isinstance(request, ImageRequest) and request.dropped_files > 1 and Path(loaded.label).is_absolute():
             self.message.emit(f"{request.dropped_files} items dropped: using only the first image, {Path(loaded.label).name}")
 

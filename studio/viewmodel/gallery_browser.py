@@ -454,7 +454,7 @@ class GalleryBrowser(ViewModel):
         if image is None:
             return False
         meta = _metadata(image.path)
-        fields = meta.to_request_fields() if meta is not None else {}
+        fields = meta.reuse_fields() if meta is not None else {}
         if not fields:
             self.message.emit(f"{file_name(image.path)} holds no generation parameters")
             return False

@@ -6,6 +6,11 @@ declarations, not a hand-written list). Choosing a model applies that model's de
 recommended steps, guidance, size, scheduler). :meth:`GenerationSettings.apply` takes the fields read
 from any image's metadata (a result, a gallery image, a dropped file) and is the one way they are
 restored; :meth:`GenerationSettings.to_request` makes the request a job runs.
+
+The inpainting options (mask blur, masked content, inpaint area, padding, mask mode, outpaint fill) are
+AUTOMATIC1111's, declared under the request's field names so that they reach every request and come back
+from an image like any other parameter; the engine ignores them unless the canvas sends a mask or an
+outpaint expansion with the job.
 """
 
 from __future__ import annotations
@@ -28,15 +33,28 @@ from studio.engine.request import MAX_BATCH, MAX_SEED, MAX_SIDE, GenerationReque
 from studio.engine.schedulers import names as scheduler_names
 from studio.engine.schedulers import resolve_name
 from studio.library.display import printable
+from studio.library.masks import (
+    DEFAULT_MASK_BLUR,
+    DEFAULT_PADDING,
+    INPAINT_AREAS,
+    MASKED_CONTENT,
+    OUTPAINT_FILLS,
+)
 from studio.viewmodel.properties import Property, ViewModel, between, one_of, properties
 
 __all__ = [
+    "INPAINT_AREA_CHOICES",
+    "MASKED_CONTENT_CHOICES",
+    "MASK_MODES",
     "MAX_PANEL_BATCH",
+    "MAX_PANEL_MASK_BLUR",
+    "MAX_PANEL_PADDING",
     "MAX_SEED",
     "MAX_SIDE",
     "MAX_STEPS",
     "MAX_THREADS",
     "MIN_SIDE",
+    "OUTPAINT_FILL_CHOICES",
     "PRECISIONS",
     "SEED_MODES",
     "BackendChoice",
@@ -49,6 +67,11 @@ MAX_STEPS = 500
 MAX_PANEL_BATCH = min(MAX_BATCH, 16)
 MAX_THREADS = 1024
 """The most CPU threads a job may ask OpenVINO for (the command line's --threads allows as many)."""
+MAX_PANEL_MASK_BLUR = 64
+"""A1111's slider's top: a wider blur only smears the mask's edge over the kept picture (the command line's
+--mask-blur allows up to the engine's limit; such an image's value is skipped when restored here)."""
+MAX_PANEL_PADDING = 256
+"""A1111's "Only masked padding" slider's top."""
 NOT_RESTORED = frozenset({"model", "seed", "width", "height", "batch", "safety_checker"})
 """Request fields :meth:`GenerationSettings.apply` does not take one by one: the model and the seed have
 their own rules, the size is set as a pair, and an image's batch size or safety setting is not a
@@ -77,6 +100,19 @@ PRECISIONS = (
         "slightly different images",
     ),
 )
+MASKED_CONTENT_CHOICES = (
+    ("Original", "original", "Starts from the picture under the mask: changes it, keeps its colours and shapes"),
+    ("Fill", "fill", "The masked area is first filled with its surroundings' colours: removes what was there"),
+    ("Latent noise", "noise", "Starts from pure noise: new content for the masked area (needs strength near 1)"),
+    ("Latent nothing", "nothing", "Starts from zero latents: flat, new content (needs strength near 1)"),
+)
+"""A1111's "Masked content": (label, value, tooltip)."""
+INPAINT_AREA_CHOICES = (("Whole picture", "whole"), ("Only masked", "masked"))
+"""A1111's "Inpaint area": (label, value)."""
+MASK_MODES = (("Inpaint masked", False), ("Inpaint not masked", True))
+"""A1111's "Mask mode": (label, invert_mask)."""
+OUTPAINT_FILL_CHOICES = (("Stretch edges", "edge"), ("Noise", "noise"))
+"""What an outpaint expansion starts as: (label, value)."""
 BACKEND_TIPS = {
     "auto": "OpenVINO on the CPU where it is installed (faster there), PyTorch on a GPU",
     "torch": "PyTorch on any device: the reference results",
@@ -157,6 +193,16 @@ class GenerationSettings(ViewModel):
     height = Property(512, persist=True, check=between(MIN_SIDE, MAX_SIDE))
     batch = Property(1, persist=True, check=between(1, MAX_PANEL_BATCH))
     strength = Property(0.75, persist=True, check=between(0.01, 1.0))
+    mask_blur = Property(
+        DEFAULT_MASK_BLUR, persist=True, check=between(0, MAX_PANEL_MASK_BLUR), doc="px the mask's edge is blurred"
+    )
+    masked_content = Property("original", persist=True, check=one_of(MASKED_CONTENT), doc="what the masked area starts from")
+    inpaint_area = Property("whole", persist=True, check=one_of(INPAINT_AREAS), doc="the whole picture, or only the masked box")
+    padding = Property(
+        DEFAULT_PADDING, persist=True, check=between(0, MAX_PANEL_PADDING), doc="px around the mask with 'Only masked'"
+    )
+    invert_mask = Property(False, persist=True, doc="A1111's 'Inpaint not masked': regenerate what is not painted")
+    outpaint_fill = Property("edge", persist=True, check=one_of(OUTPAINT_FILLS), doc="what an outpaint expansion starts as")
     device = Property("auto", persist=True, check=_usable_device)
     dtype = Property("auto", persist=True, check=one_of([value for _label, value, _tip in PRECISIONS]))
     backend = Property("auto", persist=True, check=one_of(BACKENDS), doc="what runs the networks: auto, torch, openvino")
@@ -173,6 +219,9 @@ class GenerationSettings(ViewModel):
     default_scheduler = Property("", doc="the name of the model's own scheduler, when known")
     size_problem = Property("", doc="why the size does not suit the model ('' when it does)")
     has_init_image = Property(False, doc="an img2img image is on the canvas: strength applies")
+    has_mask = Property(
+        False, doc="the canvas has a mask or an outpaint expansion: the inpainting options apply (set by the session)"
+    )
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -319,7 +368,8 @@ class GenerationSettings(ViewModel):
 
     # ----------------------------------------------------------------------------------------- size
     def set_size(self, width: int, height: int) -> None:
-        self.width, self.height = width, height
+        """Both sides or neither: ValueError/TypeError for a side the panel cannot take."""
+        self._set_together(width=width, height=height)
 
     def swap_size(self) -> None:
         self.set_size(self.height, self.width)
@@ -355,20 +405,43 @@ class GenerationSettings(ViewModel):
     @classmethod
     def request_names(cls) -> list[str]:
         """The properties that are request fields (same name): declaring one is all it takes for it to
-        reach the request and to be restored from an image."""
+        reach the request and to be restored from an image. The canvas's parts of a request (init image,
+        mask, outpaint expansion) are not properties, so never restored here: the session handles them."""
         fields = {f.name for f in dataclasses.fields(GenerationRequest)}
         return [name for name in properties(cls) if name in fields]
 
-    def to_request(self, prompt: str, negative: str, init_image: Any = None) -> GenerationRequest:
-        """The request for the next job (device, dtype, backend and threads travel beside it, see JobQueue.submit)."""
+    def to_request(
+        self,
+        prompt: str,
+        negative: str,
+        init_image: Any = None,
+        mask_image: Any = None,
+        expand: tuple[int, int, int, int] | None = None,
+    ) -> GenerationRequest:
+        """The request for the next job (device, dtype, backend and threads travel beside it, see JobQueue.submit).
+
+        The inpainting options always travel: the engine clears them for a request without a mask or an
+        expansion. With `expand` (px added left, top, right, bottom) the request's size is the grown canvas:
+        the settings' size is the picture's, and the canvas grows it by whole multiples of the model's side
+        rule, so the engine makes exactly the canvas the user sees.
+        """
         values = {name: getattr(self, name) for name in self.request_names()}
+        width, height = self.width, self.height
+        if expand is not None:
+            expand = tuple(expand)
+            left, top, right, bottom = expand
+            width, height = width + left + right, height + top + bottom
         values.update(
             prompt=prompt,
             negative_prompt=negative,
             seed=self.next_seed(),
+            width=width,
+            height=height,
             init_image=init_image,
             strength=self.strength if init_image is not None else None,
             safety_checker=self.safety_checker if self.safety_available() else None,
+            mask_image=mask_image,
+            expand=expand,
         )
         return GenerationRequest(**values)
 

@@ -32,9 +32,11 @@ from PySide6.QtCore import QMimeData
 from PySide6.QtGui import QImage, QPixmap
 
 from studio.library.images import ImageLoadError, load_image, to_rgb
+from studio.library.masks import transparency
 from studio.worker.qimage import qimage_to_pil
 
 __all__ = [
+    "decode_with_transparency",
     "FOLDER_REFUSAL",
     "NOTHING_USABLE",
     "WEB_REFUSAL",
@@ -234,8 +236,13 @@ def request_from_mime(mime: QMimeData | None, origin: str) -> ImageRequest | str
 
 def decode_candidate(candidate: Candidate, max_pixels: int) -> Image.Image:
     """The candidate as an upright RGB image; ImageLoadError with a one-line message naming it."""
-    if candidate.kind == "path":
-        return load_image(str(candidate.data), max_pixels=max_pixels)
+    return decode_with_transparency(candidate, max_pixels)[0]
+
+
+def decode_with_transparency(candidate: Candidate, max_pixels: int) -> tuple[Image.Image, Image.Image | None]:
+    """The candidate as an upright RGB image (transparency on white), and where it was see-through as a
+    mask (:func:`studio.library.masks.transparency`; None when opaque): a picture with holes erased in
+    an image editor asks for them to be inpainted. ImageLoadError with a one-line message naming it."""
     if candidate.kind == "qimage":
         qimage = candidate.data
         assert isinstance(qimage, QImage)
@@ -246,11 +253,22 @@ def decode_candidate(candidate: Candidate, max_pixels: int) -> Image.Image:
                 f"pixels; the limit is {max_pixels:,})"
             )
         try:
-            return to_rgb(qimage_to_pil(qimage))  # transparency on white, as load_image does
+            decoded = qimage_to_pil(qimage)
         except ValueError:
             raise ImageLoadError(f"{candidate.label}: the image data could not be read") from None
-    raw = candidate.data
-    assert isinstance(raw, bytes)
-    stream = io.BytesIO(raw)
-    stream.name = candidate.label  # type: ignore[attr-defined]  # load_image names it in messages
-    return load_image(stream, max_pixels=max_pixels)
+        return to_rgb(decoded), transparency(decoded)
+    if candidate.kind == "path":
+        source: str | io.BytesIO = str(candidate.data)
+    else:
+        raw = candidate.data
+        assert isinstance(raw, bytes)
+        source = io.BytesIO(raw)
+        source.name = candidate.label  # type: ignore[attr-defined]  # load_image names it in messages
+    holes: list[Image.Image | None] = []
+
+    def split(image: Image.Image) -> Image.Image:
+        holes.append(transparency(image))
+        return to_rgb(image)
+
+    image = load_image(source, max_pixels=max_pixels, convert=split)
+    return image, holes[0] if holes else None

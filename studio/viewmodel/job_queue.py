@@ -86,6 +86,7 @@ class Job:
     dtype: str = "auto"
     backend: str = "auto"
     threads: int = 0  # OpenVINO's CPU threads; 0: all physical cores
+    inputs_dir: Path | None = None  # where its init image and mask are kept for reuse (None: not kept)
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
@@ -276,16 +277,19 @@ class JobQueue(QObject):
         backend: str = "auto",
         threads: int = 0,
         output_dir: Path | None = None,
+        inputs_dir: Path | None = None,
     ) -> Job:
         """Queue a request to run on `device` in `dtype` with `backend` (on OpenVINO with `threads` CPU
         threads, 0: all physical cores); it runs when the engine is free. Problems (an unknown backend
-        included) arrive later as job_failed."""
+        included) arrive later as job_failed. With `inputs_dir` its init image and mask are kept there
+        by content (:class:`~studio.library.input_store.InputStore`) for "Reuse parameters"."""
         if self._closed:
             raise RuntimeError("the generation queue has been shut down")
         job = Job(
             id=self._next_id, request=replace(request),  # a copy: later edits by the UI don't leak in
             output_dir=Path(output_dir) if output_dir is not None else self._output_dir,
             device=device, dtype=dtype, backend=backend, threads=threads,
+            inputs_dir=Path(inputs_dir) if inputs_dir is not None else None,
         )
         self._next_id += 1
         self._remember(job)
@@ -456,7 +460,7 @@ class JobQueue(QObject):
         self.queue_changed.emit()
         work = GenerationWork(
             job.id, job.request, job.output_dir, device=job.device, dtype=job.dtype, backend=job.backend,
-            threads=job.threads, cancel=job._cancel,
+            threads=job.threads, cancel=job._cancel, inputs_dir=job.inputs_dir,
         )
         self._worker.run(work, _Listener(self))
 

@@ -14,19 +14,23 @@ dtype, the backend, its CPU threads and the output folder) -> the engine's threa
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from PIL import Image
 from PySide6.QtCore import QObject, Signal
 
-from studio.engine.catalog import CATALOG, CatalogEntry
+from studio.engine.catalog import CATALOG, FAMILY_SIZE_MULTIPLE, CatalogEntry
 from studio.engine.errors import RequestError
 from studio.library.display import printable
-from studio.library.images import ImageLoadError
+from studio.library.images import ImageLoadError, load_image
+from studio.library.input_store import InputStore
 from studio.library.metadata import MetadataError, read_metadata
 from studio.library.metadata.ours import from_studio
 from studio.viewmodel.canvas_image import CanvasImage
+from studio.viewmodel.canvas_mask import SIDES, CanvasMask
 from studio.viewmodel.generation_settings import PRECISIONS, GenerationSettings
 
 if TYPE_CHECKING:
@@ -109,6 +113,7 @@ class StudioSession(ViewModel):
         engine_factory=None,
         queue_file: Path | None = None,
         model_cache_dir: Path | None = None,
+        inputs_dir: Path | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
@@ -117,8 +122,11 @@ class StudioSession(ViewModel):
         self.settings = GenerationSettings(self)
         self.prompt = PromptState(parent=self)
         self.canvas = CanvasImage(self, fit_mode="crop")
-        for model in (self.app, self.settings, self.prompt, self.canvas):
+        self.mask = CanvasMask(self.canvas, self)
+        for model in (self.app, self.settings, self.prompt, self.canvas, self.mask):
             self.preferences.attach(model)
+        # Every job's init image and mask, kept by hash: "reuse parameters" restores the canvas from them.
+        self.inputs = InputStore(Path(inputs_dir) if inputs_dir is not None else _default_inputs_dir())
         # A command-line --output-dir applies to this run only: it is never written to the preferences.
         self._output_override = Path(output_dir) if output_dir is not None else None
         self.queue_file = Path(queue_file) if queue_file else self.preferences.path.with_name("queue.json")
@@ -133,6 +141,9 @@ class StudioSession(ViewModel):
 
         self.settings.message.connect(self.message)
         self.canvas.image_changed.connect(self._on_canvas_changed)
+        self.mask.mask_changed.connect(self._on_mask_changed)
+        self.mask.changed.connect(self._on_mask_changed)
+        self.settings.outpaint_fill_changed.connect(self._on_mask_changed)
         self.settings.width_changed.connect(self._on_size_changed)
         self.settings.height_changed.connect(self._on_size_changed)
         self._on_size_changed()
@@ -192,6 +203,14 @@ class StudioSession(ViewModel):
     # --------------------------------------------------------------------------------- generation
     def _on_canvas_changed(self) -> None:
         self.settings.has_init_image = self.canvas.has_image()
+        self._on_mask_changed()
+
+    def _on_mask_changed(self, *_args: Any) -> None:
+        """The inpainting options apply while a mask is painted or the canvas is grown; the outpainting
+        preview uses the settings' fill and the model's side rule."""
+        self.settings.has_mask = self.mask.is_active()
+        self.mask.outpaint_fill = self.settings.outpaint_fill
+        self.mask.side_multiple = FAMILY_SIZE_MULTIPLE.get(self.settings.family(), 8)
 
     def _on_size_changed(self, *_args: Any) -> None:
         """The canvas prepares its image at the output size: what the user sees is what the model gets."""
@@ -209,7 +228,9 @@ class StudioSession(ViewModel):
             return None
         prompt, negative = self.prompt.prompt, self.prompt.negative_prompt
         init_image = self.canvas.prepared_image() if self.canvas.has_image() else None
-        request = self.settings.to_request(prompt, negative, init_image)
+        mask_image = self.mask.mask_image() if init_image is not None else None
+        expand = self.mask.expansion() if init_image is not None else None
+        request = self.settings.to_request(prompt, negative, init_image, mask_image=mask_image, expand=expand)
         try:
             request.validate()
         except RequestError as exc:
@@ -225,7 +246,8 @@ class StudioSession(ViewModel):
         """Queue `request` with today's device, dtype, backend, threads and output folder (fixed from now on)."""
         s = self.settings
         return self.queue.submit(
-            request, device=s.device, dtype=s.dtype, backend=s.backend, threads=s.threads, output_dir=self.output_path()
+            request, device=s.device, dtype=s.dtype, backend=s.backend, threads=s.threads, output_dir=self.output_path(),
+            inputs_dir=self.inputs.root,
         )
 
     def cancel_current(self) -> bool:
@@ -240,7 +262,28 @@ class StudioSession(ViewModel):
     def reuse_parameters(self, image: SavedImage) -> str:
         """Restore what made one of this session's images: its metadata read as any image's is (the
         gallery's, a dropped file's), then :meth:`apply_image_fields`."""
-        return self.apply_image_fields(from_studio(image.metadata).to_request_fields(), image.path.name)
+        return self.apply_image_fields(from_studio(image.metadata).reuse_fields(), image.path.name)
+
+    def use_as_init(self, path: Path) -> bool:
+        """A result as the canvas's new init image, at its own size, so an artist can iterate: the mask
+        stays where it was over the picture (an outpainting's grown area is now picture, unmasked)."""
+        try:
+            picture = load_image(path)
+        except ImageLoadError as exc:
+            self.message.emit(shown(exc, 500))
+            return False
+        old, old_size = self.mask.mask_image(), self.mask.size()
+        left, top, right, bottom = self.mask.expansion() or (0, 0, 0, 0)
+        with contextlib.suppress(TypeError, ValueError):  # a size the panel cannot take: fitted to today's
+            self.settings.set_size(*picture.size)
+        self.canvas.set_image(picture, str(path))
+        kept = old is not None and old_size is not None and picture.size == (old_size[0] + left + right, old_size[1] + top + bottom)
+        if kept:
+            grown = Image.new("L", picture.size, 0)
+            grown.paste(old, (left, top))
+            self.mask.set_mask(grown)
+        self.message.emit(f"{shown(path.name)} is the init image{' (the mask is kept)' if kept else ''}")
+        return True
 
     def reuse_seed(self, seed: int | None) -> None:
         if isinstance(seed, int):
@@ -265,6 +308,7 @@ class StudioSession(ViewModel):
                 f"kept {self.settings.model_label()}"
             )
         skipped = self.settings.apply(fields)
+        note += self._restore_canvas(fields)
         if "prompt" in fields or "negative_prompt" in fields:
             removed = self.prompt.set_untrusted_prompts(fields.get("prompt") or "", fields.get("negative_prompt") or "")
             if removed:
@@ -274,6 +318,30 @@ class StudioSession(ViewModel):
         text = f"Parameters restored{' from ' + shown(origin) if origin else ''}{note}"
         self.message.emit(text)
         return text
+
+    def _restore_canvas(self, fields: dict[str, Any]) -> str:
+        """The init image and mask an image was made from, back on the canvas when they are kept here
+        (its hashes name them), with the size and outpainting it had; a note for the message."""
+        init_hash, mask_hash = fields.get("init_image_sha256"), fields.get("mask_image_sha256")
+        if not init_hash:
+            return ""
+        init = self.inputs.get(init_hash)
+        if init is None:
+            return "; its init image is not kept here: put it on the canvas yourself"
+        mask = self.inputs.get(mask_hash) if mask_hash else None
+        expand = fields.get("expand")
+        with contextlib.suppress(TypeError, ValueError):  # the canvas's size; an outpainting grows it
+            self.settings.set_size(*init.size)
+        self.canvas.set_image(init, "the init image it was made from")
+        if mask is not None:
+            self.mask.set_mask(mask)
+        if isinstance(expand, list | tuple) and len(expand) == 4:
+            for side, pixels in zip(SIDES, expand, strict=True):
+                if isinstance(pixels, int) and not isinstance(pixels, bool):
+                    self.mask.set_expansion(side, pixels)
+        if mask_hash and mask is None:
+            return "; its init image is on the canvas, but its mask is not kept here"
+        return "; its init image and mask are on the canvas" if mask is not None else "; its init image is on the canvas"
 
     def restore_offer(self, path: Path) -> RestoreOffer | None:
         """A file dropped on the window: the parameters it carries, or None (and a message) if none."""
@@ -287,7 +355,7 @@ class StudioSession(ViewModel):
                 f"{shown(path.name)} carries no generation parameters (drop it on the canvas for img2img)"
             )
             return None
-        fields = meta.to_request_fields()
+        fields = meta.reuse_fields()
         summary = ", ".join(f"{k} {shown(v)}" for k, v in fields.items() if k in ("seed", "steps", "model"))
         return RestoreOffer(path.name, meta.source, summary, fields)
 
@@ -316,6 +384,7 @@ class StudioSession(ViewModel):
         self._update_status_line()
 
     def _on_model_changed(self, *_args: Any) -> None:
+        self._on_mask_changed()  # the side rule of outpainting
         self._update_status_line()  # it names the model
         self.refresh_model_note()
 
@@ -421,6 +490,12 @@ class StudioSession(ViewModel):
         self.prompt.shutdown()
         self.canvas.shutdown()
         self.queue.shutdown()  # cancels the running job within one step; saves are atomic
+
+
+def _default_inputs_dir() -> Path:
+    from studio.library.paths import inputs_dir
+
+    return inputs_dir()
 
 
 def _came_to(label: str, chosen: str, ran: str, ran_label: str = "", *, said: bool = False) -> str:

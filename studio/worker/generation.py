@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from PySide6.QtGui import QImage
 
 from studio.engine.errors import Cancelled, GenerationError, ModelNotFoundError, RequestError
-from studio.engine.request import GenerationRequest
+from studio.engine.request import GenerationRequest, GenerationResult
 from studio.library.display import first_line, typed_first_line
 from studio.library.folders import FolderError, check_writable_folder
 from studio.library.images import sweep_stale_temp_files
+from studio.library.input_store import InputStore
 from studio.library.saving import save_result  # shared with the CLI
 from studio.worker.qimage import pil_to_qimage
 from studio.worker.tasks import Task, TaskContext, TaskPool
@@ -120,6 +121,7 @@ class GenerationWork:
     backend: str = "auto"  # "auto" | "torch" | "openvino" (studio.engine.backends.BACKENDS)
     threads: int = 0  # OpenVINO's CPU threads; 0: all physical cores
     cancel: threading.Event = field(default_factory=threading.Event, compare=False)
+    inputs_dir: Path | None = None  # where the init image and mask are kept for "Reuse parameters"; None: not kept
 
 
 @dataclass(frozen=True)
@@ -261,6 +263,8 @@ class GenerationWorker:
             phase = "saving"
             for text in dict.fromkeys(w for r in results for w in r.warnings):
                 context.report(listener.warning, job_id, text)
+            if work.inputs_dir is not None and results:
+                _keep_inputs(work.inputs_dir, results[0], lambda text: context.report(listener.warning, job_id, text))
             for result in results:
                 context.check()  # between batch images: a cancel keeps what is saved and saves nothing more
                 path = save_result(result, work.output_dir)
@@ -351,6 +355,19 @@ def _install_hook(engine: Engine, name: str, kind: type, reporter: Callable) -> 
     hook = getattr(engine, name, None)
     if hook is None or isinstance(hook, kind):
         setattr(engine, name, reporter)
+
+
+def _keep_inputs(folder: Path, result: GenerationResult, warn: Callable[[str], None]) -> None:
+    """Keep the job's init image and mask by content (a batch shares them: the first result's), so that
+    "Reuse parameters" on any of its images restores the canvas. A full or read-only disk costs the
+    reuse, not the images: it is said once and the job goes on."""
+    if not result.inputs:
+        return
+    try:
+        InputStore(folder).keep(result.inputs)
+    except (OSError, ValueError) as exc:
+        log.info("could not keep the inputs in %s", folder, exc_info=True)
+        warn(f"could not keep the init image and mask for reuse: {first_line(exc)}")
 
 
 def _saved_image(job_id: int, path: Path, result) -> SavedImage:

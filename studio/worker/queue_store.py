@@ -1,8 +1,9 @@
 """The job queue kept across a quit: what was running or waiting is saved, and offered again at start.
 
-A JSON file of request fields, with each img2img init image beside it as a PNG (a request holds the
-canvas image itself, not a path: the canvas may have come from the clipboard). Written atomically;
-read as untrusted input: a damaged file or entry is skipped and counted, never a crash.
+A JSON file of request fields, with each job's init image and inpainting mask beside it as PNGs
+(job-N.png, job-N-mask.png: a request holds the canvas image itself, not a path, as the canvas may have
+come from the clipboard). Written atomically; read as untrusted input: a damaged file or entry is
+skipped and counted, never a crash. Files of older versions, without masks, still load.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from studio.engine.errors import RequestError
 from studio.engine.request import STORED_FIELDS, GenerationRequest, request_fields
 from studio.library.images import ImageLoadError, atomic_write_bytes, encode_image, load_image
+from studio.library.masks import MaskError, read_mask
 
 __all__ = ["SavedQueue", "clear_queue", "load_queue", "save_queue"]
 
@@ -28,7 +30,7 @@ MAX_JOBS = 1000
 @dataclass
 class SavedQueue:
     requests: list[GenerationRequest]
-    skipped: int = 0  # entries that could not be read back (damaged file, init image gone)
+    skipped: int = 0  # entries that could not be read back (damaged file, init image or mask gone)
 
 
 def _images_dir(path: Path) -> Path:
@@ -36,7 +38,7 @@ def _images_dir(path: Path) -> Path:
 
 
 def _remove_images(images: Path) -> None:
-    """The init images a saved queue kept (only ours: job-N.png)."""
+    """The init images and masks a saved queue kept (only ours: job-N.png, job-N-mask.png)."""
     for file in images.glob("job-*.png"):
         file.unlink(missing_ok=True)
 
@@ -51,7 +53,7 @@ def save_queue(path: Path, requests: list[GenerationRequest]) -> None:
     _remove_images(images)  # from an earlier save
     entries: list[dict[str, Any]] = []
     for index, request in enumerate(requests[:MAX_JOBS]):
-        entry: dict[str, Any] = {"request": request_fields(request), "init_image": None}
+        entry: dict[str, Any] = {"request": request_fields(request), "init_image": None, "mask_image": None}
         source = request.init_image
         if source is not None:
             images.mkdir(exist_ok=True)
@@ -59,6 +61,13 @@ def save_queue(path: Path, requests: list[GenerationRequest]) -> None:
             image = source if not isinstance(source, str | Path) else load_image(source)
             atomic_write_bytes(images / name, encode_image(image, "PNG"))
             entry["init_image"] = name
+        if request.mask_image is not None:
+            images.mkdir(exist_ok=True)
+            name = f"job-{index}-mask.png"
+            mask = read_mask(request.mask_image)  # a mask as the engine reads it: one channel, kept exactly
+            mask.info = {}
+            atomic_write_bytes(images / name, encode_image(mask, "PNG"))
+            entry["mask_image"] = name
         entries.append(entry)
     payload = {"version": VERSION, "jobs": entries}
     atomic_write_bytes(path, json.dumps(payload, indent=1, ensure_ascii=False).encode("utf-8"))
@@ -91,17 +100,28 @@ def _request_from(entry: Any, images: Path) -> GenerationRequest | None:
     if not isinstance(entry, dict) or not isinstance(entry.get("request"), dict):
         return None
     values = {k: v for k, v in entry["request"].items() if k in STORED_FIELDS}
-    name = entry.get("init_image")
+    if isinstance(values.get("expand"), list):  # JSON has no tuples: back to the request's own type
+        values["expand"] = tuple(values["expand"])
+    name, mask_name = entry.get("init_image"), entry.get("mask_image")
     try:
         if name is not None:
-            if not isinstance(name, str) or Path(name).name != name:  # a bare name inside our folder only
+            if not _is_ours(name):
                 return None
             values["init_image"] = load_image(images / name)
+        if mask_name is not None:
+            if not _is_ours(mask_name):
+                return None
+            values["mask_image"] = read_mask(images / mask_name)
         request = GenerationRequest(**values)
         request.validate()
-    except (TypeError, RequestError, ImageLoadError):
+    except (TypeError, RequestError, ImageLoadError, MaskError):
         return None
     return request
+
+
+def _is_ours(name: Any) -> bool:
+    """A bare file name, so inside our folder only (the JSON is untrusted: never "../x" or a full path)."""
+    return isinstance(name, str) and bool(name) and Path(name).name == name
 
 
 def clear_queue(path: Path) -> None:

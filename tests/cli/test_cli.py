@@ -247,6 +247,43 @@ def test_generate_inpaints_with_a_mask_file_and_keeps_the_rest(capsys, tiny_sd1,
     assert meta.studio["request"]["masked_content"] == "fill" and meta.extra["Mask sha256"]
 
 
+def test_generate_keeps_the_init_image_and_mask_for_reuse_in_the_data_folder(capsys, tiny_sd1, tmp_path, monkeypatch):
+    import numpy as np
+
+    from studio.library.input_store import InputStore
+
+    monkeypatch.setenv("LATENT_STUDIO_DATA", str(tmp_path / "data"))
+    init = Image.fromarray(np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    init.save(tmp_path / "init.png")
+    strokes = Image.new("RGBA", (64, 64), (0, 0, 0, 0))  # the mask is this file's alpha
+    strokes.paste((0, 0, 255, 255), (40, 0, 64, 64))
+    strokes.save(tmp_path / "mask.png")
+    code, out, err = run(
+        capsys, "generate", "--prompt", "a red door", "--model", str(tiny_sd1), "--seed", "3", "--steps", "2",
+        "--device", "cpu", "--init-image", str(tmp_path / "init.png"), "--mask", str(tmp_path / "mask.png"),
+        "--expand", "0,0,64,0", "--output-dir", str(tmp_path / "out"),
+    )
+    assert code == 0 and "warning" not in err, err
+    request = read_metadata(out.strip()).studio["request"]
+    store = InputStore(tmp_path / "data" / "inputs")
+    assert np.array_equal(np.asarray(store.get(request["init_image_sha256"])), np.asarray(init))
+    mask = store.get(request["mask_image_sha256"])
+    assert mask.mode == "L" and np.array_equal(np.asarray(mask), np.asarray(strokes.getchannel("A")))
+
+
+def test_generate_warns_once_when_the_inputs_cannot_be_kept_and_still_succeeds(capsys, tiny_sd1, tmp_path, monkeypatch):
+    (tmp_path / "data").write_text("a file where the data folder should be", encoding="utf-8")
+    monkeypatch.setenv("LATENT_STUDIO_DATA", str(tmp_path / "data"))
+    Image.new("RGB", (64, 64), (90, 120, 30)).save(tmp_path / "init.png")
+    code, out, err = run(
+        capsys, "generate", "--prompt", "x", "--model", str(tiny_sd1), *FAST, "--init-image", str(tmp_path / "init.png"),
+        "--strength", "0.5", "--output-dir", str(tmp_path / "out"),
+    )
+    assert code == 0 and Path(out.strip()).is_file()
+    [line] = [line for line in err.splitlines() if "could not keep" in line]
+    assert line.startswith("studio: warning: could not keep the init image and mask for reuse: cannot create folder")
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

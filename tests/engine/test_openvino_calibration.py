@@ -51,3 +51,17 @@ def test_a_cancel_stops_the_recording_at_the_next_step(sd1_pipe):
         unet_inputs(sd1_pipe, CalibrationPlan(side=64, steps=3), cancel)
     plan = CalibrationPlan(side=64, steps=2, prompts=("a red cube",))
     assert len(unet_inputs(sd1_pipe, plan)) == 2  # the cancelled run's recorder is gone
+
+
+@pytest.mark.parametrize("family", ["sd1-inpaint"])
+def test_an_inpainting_unet_is_calibrated_through_the_inpaint_pipeline(tmp_path_factory, family):
+    from diffusers import DDIMScheduler
+
+    from studio.engine.tiny import make_tiny_model
+
+    folder = make_tiny_model(tmp_path_factory.mktemp("models") / family, family, seed=0)
+    pipe = load_folder(folder, "sd1", choose_placement("cpu", "float32", "openvino"))
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    samples = unet_inputs(pipe, CalibrationPlan(side=32, steps=2, prompts=("a red cube",)))
+    assert len(samples) == 2
+    assert samples[0][0].shape == (2, 9, 4, 4)  # latents, mask and masked picture, as the converted UNet takes them

@@ -801,6 +801,13 @@ _FIELD_TYPES = {
     "guidance": float,
     "strength": float,
     "guidance_rescale": float,
+    "mask_blur": int,
+    "masked_content": str,
+    "inpaint_area": str,
+    "padding": int,
+    "invert_mask": bool,
+    "outpaint_fill": str,
+    "expand": tuple,
 }
 
 

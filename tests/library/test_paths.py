@@ -16,6 +16,7 @@ def test_platform_folders_name_the_app(monkeypatch):
     monkeypatch.delenv("LATENT_STUDIO_OUTPUT", raising=False)
     monkeypatch.delenv("LATENT_STUDIO_CONFIG", raising=False)
     monkeypatch.delenv("LATENT_STUDIO_CACHE", raising=False)
+    monkeypatch.delenv("LATENT_STUDIO_DATA", raising=False)
     assert paths.default_output_dir().name == paths.APP_NAME
     for folder in (paths.config_dir(), paths.data_dir(), paths.cache_dir()):
         assert paths.APP_SLUG in folder.parts
@@ -24,3 +25,18 @@ def test_platform_folders_name_the_app(monkeypatch):
 def test_the_cache_folder_can_be_moved_by_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("LATENT_STUDIO_CACHE", str(tmp_path / "cache"))
     assert paths.cache_dir() == tmp_path / "cache"
+
+
+def test_the_data_folder_and_its_kept_inputs_can_be_moved_by_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("LATENT_STUDIO_DATA", str(tmp_path / "data"))
+    assert paths.data_dir() == tmp_path / "data"
+    assert paths.inputs_dir() == tmp_path / "data" / "inputs"
+
+
+def test_tests_never_use_the_users_data_folder():
+    """conftest points the data folder elsewhere (a temporary folder of the run) for every test."""
+    from pathlib import Path
+
+    from platformdirs import user_data_dir
+
+    assert paths.data_dir() != Path(user_data_dir(paths.APP_SLUG, appauthor=False))

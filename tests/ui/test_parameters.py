@@ -1,5 +1,6 @@
 """The parameter panel through its view-model: every control bound both ways, wheel guard, wrapped
-warnings, devices, scheduler names, guidance rescale, local models (crafted ones included)."""
+warnings, devices, scheduler names, guidance rescale, local models (crafted ones included), the inpainting
+options (enabled by a mask on the canvas)."""
 
 from __future__ import annotations
 
@@ -350,3 +351,104 @@ def test_unchecked_crafted_models_leave_the_form_working(panel, settings, tiny_s
         assert panel.scheduler.itemText(0).startswith(MODEL_DEFAULT)
         panel.steps.setValue(21)  # the form still works
         assert settings.steps == 21
+
+
+# ------------------------------------------------------------------------------------- inpainting (issue 14)
+def masked(settings: GenerationSettings) -> None:
+    """As the session says it once the canvas holds a picture with a painted mask."""
+    settings.has_init_image = True
+    settings.has_mask = True
+
+
+def test_the_inpainting_controls_show_and_edit_their_properties(panel, settings):
+    masked(settings)
+    panel.mask_blur.setValue(8)
+    panel.padding.setValue(16)
+    assert (settings.mask_blur, settings.padding) == (8, 16)
+    settings.mask_blur, settings.padding = 0, 256
+    assert (panel.mask_blur.value(), panel.padding.value()) == (0, 256)
+    assert (panel.mask_blur.maximum(), panel.padding.maximum()) == (64, 256) and panel.mask_blur.suffix() == " px"
+    for box, name, value, label in (
+        (panel.masked_content, "masked_content", "noise", "Latent noise"),
+        (panel.inpaint_area, "inpaint_area", "masked", "Only masked"),
+        (panel.invert_mask, "invert_mask", True, "Inpaint not masked"),
+        (panel.outpaint_fill, "outpaint_fill", "noise", "Noise"),
+    ):
+        box.setCurrentIndex(box.findText(label))
+        assert getattr(settings, name) == value and getattr(settings, name) is not None
+        settings.reset(name)
+        assert box.currentIndex() == 0 and box.currentData() == getattr(settings, name)
+    assert settings.apply({"masked_content": "fill", "invert_mask": True, "mask_blur": 12}) == []
+    assert panel.masked_content.currentText() == "Fill" and panel.invert_mask.currentText() == "Inpaint not masked"
+    assert panel.mask_blur.value() == 12
+
+
+def test_the_inpainting_controls_wait_for_a_mask_on_the_canvas(panel, settings):
+    controls = [panel.mask_blur, panel.masked_content, panel.inpaint_area, panel.invert_mask, panel.outpaint_fill]
+    assert not any(c.isEnabled() for c in [*controls, panel.padding])
+    settings.has_init_image = True  # plain img2img
+    assert not any(c.isEnabled() for c in [*controls, panel.padding])
+    settings.has_mask = True
+    assert all(c.isEnabled() for c in controls) and not panel.padding.isEnabled()  # the whole picture: no padding
+    panel.inpaint_area.setCurrentIndex(panel.inpaint_area.findData("masked"))
+    assert panel.padding.isEnabled()
+    settings.inpaint_area = "whole"
+    assert not panel.padding.isEnabled()
+    settings.inpaint_area = "masked"
+    settings.has_mask = False  # the mask was cleared
+    assert not any(c.isEnabled() for c in [*controls, panel.padding])
+    settings.has_mask, settings.has_init_image = True, False  # the picture was cleared
+    assert not any(c.isEnabled() for c in [*controls, panel.padding])
+
+
+def test_a_restored_only_masked_area_enables_padding_in_a_new_panel(qtbot, settings):
+    masked(settings)
+    settings.inpaint_area = "masked"
+    panel = ParametersPanel(settings)
+    qtbot.addWidget(panel)
+    assert panel.padding.isEnabled() and panel.inpaint_area.currentText() == "Only masked"
+
+
+def test_the_inpainting_options_explain_themselves(panel):
+    for widget in (panel.mask_blur, panel.masked_content, panel.inpaint_area, panel.padding, panel.invert_mask,
+                   panel.outpaint_fill):
+        assert widget.toolTip().endswith("Needs a painted mask or an outpaint expansion on the canvas.")
+    assert "blend" in panel.mask_blur.toolTip() and "Only masked" in panel.inpaint_area.toolTip()
+    tips = [panel.masked_content.itemData(i, Qt.ItemDataRole.ToolTipRole) for i in range(panel.masked_content.count())]
+    assert len(tips) == 4 and all(tips) and "strength near 1" in tips[2]
+
+
+def test_the_inpainting_rows_follow_strength_under_their_title_and_take_no_mnemonic(panel):
+    from PySide6.QtWidgets import QFormLayout, QLabel
+
+    form = panel.layout()
+    assert isinstance(form, QFormLayout)
+    strength_row, _role = form.getWidgetPosition(panel.strength)
+    title = form.itemAt(strength_row + 1, QFormLayout.ItemRole.SpanningRole).widget()
+    assert isinstance(title, QLabel) and title.text() == "Inpainting" and title.font().bold()
+    rows = [form.getWidgetPosition(w)[0] for w in (panel.mask_blur, panel.masked_content, panel.inpaint_area,
+                                                   panel.padding, panel.invert_mask, panel.outpaint_fill)]
+    assert rows == list(range(strength_row + 2, strength_row + 8))
+    labels = [form.labelForField(w).text() for w in (panel.mask_blur, panel.masked_content, panel.invert_mask)]
+    assert labels == ["Mask blur", "Masked content", "Mask mode"] and not any("&" in t for t in labels)
+
+
+def test_the_wheel_passes_over_the_inpainting_controls(qtbot, settings):
+    masked(settings)
+    panel = ParametersPanel(settings)
+    scroll = QScrollArea(widgetResizable=True)
+    scroll.setWidget(panel)
+    scroll.resize(420, 200)
+    qtbot.addWidget(scroll)
+    scroll.show()
+    qtbot.waitExposed(scroll)
+    scroll.ensureWidgetVisible(panel.mask_blur)
+    wheel(panel.mask_blur, steps=3)
+    wheel(panel.masked_content)
+    assert settings.mask_blur == 4 and settings.masked_content == "original"
+
+
+def test_the_inpainting_rows_keep_the_panel_narrow(panel):
+    """The combos may shrink to the column: their longest entries never set the panel's width."""
+    for box in (panel.masked_content, panel.inpaint_area, panel.invert_mask, panel.outpaint_fill):
+        assert box.minimumSizeHint().width() <= panel.scheduler.minimumSizeHint().width()

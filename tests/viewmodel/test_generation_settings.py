@@ -1,5 +1,5 @@
 """GenerationSettings without a widget: every property's type and range, model defaults, sizes, seeds,
-local models, the request it makes and the image fields it restores."""
+local models, the request it makes (masks and outpaint expansions included) and the image fields it restores."""
 
 from __future__ import annotations
 
@@ -14,12 +14,26 @@ from safetensors.numpy import save_file
 from studio.engine.backends import BACKENDS, openvino_installed
 from studio.engine.catalog import CATALOG, FAMILY_DEFAULTS
 from studio.engine.devices import DeviceChoice, device_choices
+from studio.engine.request import request_fields
+from studio.library.masks import (
+    DEFAULT_MASK_BLUR,
+    DEFAULT_PADDING,
+    INPAINT_AREAS,
+    MASKED_CONTENT,
+    OUTPAINT_FILLS,
+)
 from studio.viewmodel.generation_settings import (
+    INPAINT_AREA_CHOICES,
+    MASK_MODES,
+    MASKED_CONTENT_CHOICES,
     MAX_PANEL_BATCH,
+    MAX_PANEL_MASK_BLUR,
+    MAX_PANEL_PADDING,
     MAX_SEED,
     MAX_SIDE,
     MAX_STEPS,
     MAX_THREADS,
+    OUTPAINT_FILL_CHOICES,
     PRECISIONS,
     GenerationSettings,
 )
@@ -70,17 +84,31 @@ PROPERTIES = {
         [(-1, ValueError), (MAX_THREADS + 1, ValueError), (2.0, TypeError), ("4", TypeError), (None, TypeError)],
     ),
     "safety_checker": ([(False, False)], [("yes", TypeError), (0, TypeError)]),
+    "mask_blur": (
+        [(0, 0), (MAX_PANEL_MASK_BLUR, MAX_PANEL_MASK_BLUR)],
+        [(-1, ValueError), (MAX_PANEL_MASK_BLUR + 1, ValueError), (4.0, TypeError), (None, TypeError)],
+    ),
+    "masked_content": ([(value, value) for value in MASKED_CONTENT], [("latent noise", ValueError), (None, TypeError)]),
+    "inpaint_area": ([("masked", "masked"), ("whole", "whole")], [("only masked", ValueError), (1, TypeError)]),
+    "padding": (
+        [(0, 0), (MAX_PANEL_PADDING, MAX_PANEL_PADDING)],
+        [(-1, ValueError), (MAX_PANEL_PADDING + 1, ValueError), ("32", TypeError), (True, TypeError)],
+    ),
+    "invert_mask": ([(True, True), (False, False)], [(1, TypeError), ("yes", TypeError), (None, TypeError)]),
+    "outpaint_fill": ([("noise", "noise"), ("edge", "edge")], [("mirror", ValueError), (None, TypeError)]),
     "model_note": ([("a note", "a note")], [(None, TypeError)]),
     "default_scheduler": ([("DDIM", "DDIM")], [(None, TypeError)]),
     "size_problem": ([("too wide", "too wide")], [(1, TypeError)]),
     "has_init_image": ([(True, True)], [(1, TypeError)]),
+    "has_mask": ([(True, True)], [(1, TypeError), (None, TypeError)]),
 }
+SHOWN_ONLY = {"model_note", "default_scheduler", "size_problem", "has_init_image", "has_mask"}
 
 
 def test_every_declared_property_is_covered():
     assert set(PROPERTIES) == set(properties(GenerationSettings))
     persisted = {name for name, prop in properties(GenerationSettings).items() if prop.persist}
-    assert persisted == set(PROPERTIES) - {"model_note", "default_scheduler", "size_problem", "has_init_image"}
+    assert persisted == set(PROPERTIES) - SHOWN_ONLY
 
 
 @pytest.mark.parametrize("name", list(PROPERTIES))
@@ -368,3 +396,103 @@ def test_the_threads_matter_only_where_the_job_may_run_on_openvino(settings, mon
 def test_int8_is_a_precision_that_names_what_it_needs():
     label, value, tip = next(entry for entry in PRECISIONS if entry[1] == "int8")
     assert label == "int8 (OpenVINO)" and "OpenVINO backend" in tip and "NNCF" in tip
+
+
+# ------------------------------------------------------------------------------------- inpainting (issue 14)
+INPAINTING = {"mask_blur": 8, "masked_content": "noise", "inpaint_area": "masked", "padding": 16, "invert_mask": True}
+
+
+def test_the_inpainting_options_start_at_a1111s_defaults(settings):
+    assert (settings.mask_blur, settings.masked_content, settings.inpaint_area) == (DEFAULT_MASK_BLUR, "original", "whole")
+    assert (settings.padding, settings.invert_mask, settings.outpaint_fill) == (DEFAULT_PADDING, False, "edge")
+    assert (DEFAULT_MASK_BLUR, DEFAULT_PADDING) == (4, 32) and settings.has_mask is False
+
+
+def test_the_choices_name_every_value_the_engine_takes_in_a1111s_words():
+    assert [value for _label, value, _tip in MASKED_CONTENT_CHOICES] == list(MASKED_CONTENT)
+    assert [label for label, _value, _tip in MASKED_CONTENT_CHOICES] == ["Original", "Fill", "Latent noise", "Latent nothing"]
+    assert all(tip and "\n" not in tip for _label, _value, tip in MASKED_CONTENT_CHOICES)
+    assert "strength near 1" in dict((v, t) for _l, v, t in MASKED_CONTENT_CHOICES)["noise"]
+    assert INPAINT_AREA_CHOICES == (("Whole picture", "whole"), ("Only masked", "masked"))
+    assert [value for _label, value in INPAINT_AREA_CHOICES] == list(INPAINT_AREAS)
+    assert MASK_MODES == (("Inpaint masked", False), ("Inpaint not masked", True))
+    assert [value for _label, value in OUTPAINT_FILL_CHOICES] == list(OUTPAINT_FILLS)
+    assert OUTPAINT_FILL_CHOICES[0] == ("Stretch edges", "edge")
+
+
+def test_the_inpainting_options_are_kept_in_the_preferences_file_and_checked_when_read(qapp, tmp_path):
+    path = tmp_path / "prefs.json"
+    first, preferences = GenerationSettings(), Preferences(path)
+    assert preferences.attach(first) == []
+    for name, value in {**INPAINTING, "outpaint_fill": "noise"}.items():
+        setattr(first, name, value)
+    first.has_mask = True
+    preferences.save()
+    saved = json.loads(path.read_text())
+    assert {name: saved[name] for name in [*INPAINTING, "outpaint_fill"]} == {**INPAINTING, "outpaint_fill": "noise"}
+    assert "has_mask" not in saved  # what the canvas holds now, not a preference
+    second = GenerationSettings()
+    assert Preferences(path).attach(second) == [] and second.has_mask is False
+    assert {name: getattr(second, name) for name in INPAINTING} == INPAINTING and second.outpaint_fill == "noise"
+    path.write_text(json.dumps({"mask_blur": 65, "masked_content": "zzz", "padding": -1, "invert_mask": 1, "steps": 20}))
+    third = GenerationSettings()  # hand-edited: each bad value is refused alone
+    assert sorted(Preferences(path).attach(third)) == ["invert_mask", "mask_blur", "masked_content", "padding"]
+    assert (third.mask_blur, third.masked_content, third.padding, third.invert_mask, third.steps) == (4, "original", 32, False, 20)
+
+
+def test_apply_restores_the_inpainting_options_of_an_image(settings):
+    assert settings.apply({**INPAINTING, "outpaint_fill": "noise"}) == []
+    assert {name: getattr(settings, name) for name in INPAINTING} == INPAINTING and settings.outpaint_fill == "noise"
+
+
+def test_apply_skips_bad_inpainting_values_and_leaves_the_canvas_fields_to_the_session(settings):
+    skipped = settings.apply(
+        {"masked_content": "zzz", "mask_blur": -1, "padding": 16, "expand": [64, 0, 64, 0], "mask_image": "m.png"}
+    )
+    assert sorted(skipped) == ["mask_blur", "masked_content"]
+    assert (settings.masked_content, settings.mask_blur, settings.padding) == ("original", 4, 16)
+    assert "expand" not in settings.request_names() and "mask_image" not in settings.request_names()
+    assert not hasattr(settings, "expand")
+
+
+def test_an_unmasked_images_fields_leave_the_inpainting_options_as_they_are(settings):
+    """A txt2img image's metadata holds None for the options (the engine clears them): nothing changes."""
+    settings.masked_content, settings.padding = "fill", 64
+    fields = request_fields(settings.to_request("p", "").with_defaults(FAMILY_DEFAULTS["sd1"], "sd1"))
+    assert fields["masked_content"] is None and fields["invert_mask"] is False
+    settings.apply({**fields, "masked_content": None})
+    assert (settings.masked_content, settings.padding) == ("fill", 64)
+
+
+def test_the_request_carries_the_mask_and_the_inpainting_options(settings):
+    for name, value in INPAINTING.items():
+        setattr(settings, name, value)
+    image, mask = Image.new("RGB", (512, 512)), Image.new("L", (512, 512), 255)
+    request = settings.to_request("p", "", image, mask)
+    assert request.mask_image is mask and request.expand is None and request.is_masked
+    assert (request.width, request.height) == (512, 512)
+    assert {name: getattr(request, name) for name in INPAINTING} == INPAINTING
+    request.validate("sd1")
+    filled = request.with_defaults(FAMILY_DEFAULTS["sd1"], "sd1")
+    assert (filled.mask_blur, filled.masked_content, filled.padding, filled.invert_mask) == (8, "noise", 16, True)
+
+
+def test_an_outpaint_expansion_grows_the_requests_size(settings):
+    settings.set_size(512, 768)
+    image = Image.new("RGB", (512, 768))
+    request = settings.to_request("p", "", image, expand=(64, 0, 128, 8))
+    assert request.expand == (64, 0, 128, 8) and request.mask_image is None and request.is_masked
+    assert (request.width, request.height) == (512 + 64 + 128, 768 + 8)
+    assert (settings.width, settings.height) == (512, 768)  # the picture's size, unchanged
+    mask = Image.new("L", (512, 768))
+    both = settings.to_request("p", "", image, mask, [0, 64, 0, 64])  # a list, as JSON gives it
+    assert both.expand == (0, 64, 0, 64) and both.mask_image is mask and (both.width, both.height) == (512, 896)
+    both.validate("sd1")
+
+
+def test_without_a_mask_the_engine_clears_the_inpainting_options(settings):
+    settings.masked_content, settings.outpaint_fill = "noise", "noise"
+    request = settings.to_request("p", "", Image.new("RGB", (64, 64)))
+    assert not request.is_masked and request.mask_image is None and request.expand is None
+    filled = request.with_defaults(FAMILY_DEFAULTS["sd1"], "sd1")
+    assert (filled.masked_content, filled.mask_blur, filled.outpaint_fill) == (None, None, None)

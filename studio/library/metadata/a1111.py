@@ -7,9 +7,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from studio.library.metadata.record import ImageMetadata
+from studio.library.metadata.record import ImageMetadata, mask_fields
 from studio.library.metadata.values import (
     APP_NAME,
+    MAX_INT_DIGITS,
     MAX_SEGMENTS,
     MAX_TEXT_BYTES,
     MAX_TRAILING_LINES,
@@ -374,6 +375,54 @@ def _combine_scheduler(sampler: str | None, schedule: str | None) -> str | None:
     return f"{sampler} {schedule}"
 
 
+_MASKED_CONTENT_FROM_NAMES = {name: ours for ours, name in _MASKED_CONTENT_NAMES.items()}
+_INPAINT_AREA_FROM_NAMES = {"whole picture": "whole", "only masked": "masked"}
+_MASK_MODE_FROM_NAMES = {"inpaint masked": False, "inpaint not masked": True}
+# A1111 writes "Masked content" only when not "original", "Mask mode" only when inverted and "Inpaint area"
+# only for "Only masked" (its PNG Info then fills in these defaults, as we do for an inpainted image).
+_INPAINT_DEFAULTS = (
+    ("Masked content", "original"),
+    ("Inpaint area", "Whole picture"),
+    ("Mask mode", "Inpaint masked"),
+)
+_INPAINT_KEYS = {
+    "Mask blur": "mask_blur",
+    "Masked content": "masked_content",
+    "Inpaint area": "inpaint_area",
+    "Masked area padding": "padding",
+    "Mask mode": "invert_mask",
+}
+
+
+def _small_int(text: str | None) -> int | None:
+    return as_int(text) if text is not None and len(text) <= MAX_INT_DIGITS else None
+
+
+def _masking(params: Mapping[str, str]) -> tuple[dict[str, Any], set[str]]:
+    """The inpainting fields of A1111's keys, and the keys they were read from (a value that is not one
+    A1111 writes gives None and its key stays among the extras, as text)."""
+    if not any(key in params for key in _INPAINT_KEYS):
+        return {}, set()
+    given = dict(params)
+    for key, default in _INPAINT_DEFAULTS:
+        given.setdefault(key, default)
+
+    def named(key: str, names: Mapping[str, Any]) -> Any:
+        value = given.get(key)
+        return names.get(value.strip().lower()) if isinstance(value, str) and len(value) <= 64 else None
+
+    fields = mask_fields(
+        {
+            "mask_blur": _small_int(given.get("Mask blur")),
+            "masked_content": named("Masked content", _MASKED_CONTENT_FROM_NAMES),
+            "inpaint_area": named("Inpaint area", _INPAINT_AREA_FROM_NAMES),
+            "padding": _small_int(given.get("Masked area padding")),
+            "invert_mask": named("Mask mode", _MASK_MODE_FROM_NAMES),
+        }
+    )
+    return fields, {key for key, name in _INPAINT_KEYS.items() if fields[name] is not None}
+
+
 def from_a1111(text: str) -> ImageMetadata:
     parsed = parse_parameters(text)
     params: dict[str, str] = dict(parsed["params"])
@@ -387,6 +436,8 @@ def from_a1111(text: str) -> ImageMetadata:
     strength = None if hires else as_float(params.get("Denoising strength"))
     if strength is not None:
         used.add("Denoising strength")
+    masking, mask_keys = _masking(params)
+    used |= mask_keys
     extra = {key: truncate(value, 4096) for key, value in params.items() if key not in used}
     if "trailing" in parsed:
         extra["Trailing text"] = truncate(parsed["trailing"], 4096)
@@ -402,5 +453,6 @@ def from_a1111(text: str) -> ImageMetadata:
         scheduler=_combine_scheduler(params.get("Sampler") or None, params.get("Schedule type")),
         model=params.get("Model") or None,
         strength=strength,
+        **masking,
         extra=extra,
     )

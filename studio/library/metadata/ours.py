@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from studio.library.metadata.record import ImageMetadata
+from studio.library.metadata.record import ImageMetadata, mask_fields
 from studio.library.metadata.values import (
     APP_NAME,
     as_float,
@@ -90,6 +90,13 @@ def from_studio(meta: dict[str, Any]) -> ImageMetadata:
         if shown is not None:
             extra[label] = shown
     nsfw = meta.get("nsfw")
+    masking = mask_fields(request)
+    # Every request records invert_mask (False for txt2img): it says something only for a masked one, which
+    # build_metadata marks by its mask hash (None for an outpainting without a mask) and its filled-in blur.
+    masked = "mask_image_sha256" in request or request.get("mask_blur") is not None
+    masked = masked or request.get("expand") is not None
+    if not masked:
+        masking["invert_mask"] = None
     return ImageMetadata(
         source="latent-studio",
         prompt=as_str(request.get("prompt")),
@@ -104,6 +111,7 @@ def from_studio(meta: dict[str, Any]) -> ImageMetadata:
         strength=as_float(request.get("strength")),
         guidance_rescale=as_float(request.get("guidance_rescale")),
         nsfw=nsfw if isinstance(nsfw, bool) else None,
+        **masking,
         studio=meta,
         extra=extra,
     )

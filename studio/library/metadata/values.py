@@ -56,6 +56,9 @@ SIDE_RANGE = (1, 1 << 16)
 SEED_RANGE = (0, (1 << 64) - 1)  # ComfyUI seeds use all 64 bits
 GUIDANCE_RANGE = (0.0, 1000.0)
 STRENGTH_RANGE = (0.0, 1.0)
+MAX_PADDING = 8192
+"""The largest "Masked area padding" read back, in px.
+The blur and expand limits are in :mod:`~studio.library.masks`."""
 JPEG_EXIF_LIMIT = 65533
 """Largest EXIF payload a JPEG APP1 segment can carry (Pillow refuses more)."""
 
@@ -169,6 +172,30 @@ def bounded_float(value: Any, low: float, high: float) -> float | None:
     except OverflowError:  # an int too large for a float
         return None
     return number if low <= number <= high else None
+
+
+def bounded_choice(value: Any, choices: tuple[str, ...]) -> str | None:
+    """`value` when it is exactly one of `choices` (a plain str); None otherwise."""
+    return value if type(value) is str and value in choices else None
+
+
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def sha256_hex(value: Any) -> str | None:
+    """A SHA-256 digest as 64 lowercase hex characters; None for anything else (a hash is used to find
+    a stored file by name, so nothing but hex digits may get through)."""
+    return value if type(value) is str and len(value) == 64 and _SHA256_RE.fullmatch(value) else None
+
+
+def bounded_sides(value: Any, high: int) -> tuple[int, int, int, int] | None:
+    """Exactly four ints (not bools) in [0, high] from a list or tuple, as a tuple; None otherwise."""
+    if not isinstance(value, list | tuple) or len(value) != 4:
+        return None
+    left, top, right, bottom = (bounded_int(side, 0, high) for side in value)
+    if left is None or top is None or right is None or bottom is None:
+        return None
+    return left, top, right, bottom
 
 
 def bounded_name(value: Any, limit: int = MAX_NAME_CHARS) -> str | None:
