@@ -423,7 +423,9 @@ def _keep_inputs(results) -> None:
     if not results or not results[0].inputs:  # txt2img; a batch shares its inputs
         return
     try:
-        InputStore(inputs_dir()).keep(results[0].inputs)
+        store = InputStore(inputs_dir())
+        store.keep(results[0].inputs)
+        store.prune()
     except (OSError, ValueError) as exc:
         _warn(f"could not keep the init image and mask for reuse: {first_line(exc)}")
 

@@ -9,13 +9,16 @@ addressing deduplicates: a canvas inpainted fifty times is one file.
 
 A digest read from an image's metadata is untrusted text: only exactly 64 lowercase hex digits name a
 file (never a path outside the root), and a file read back must hash to its name (a damaged or swapped
-file is refused, not used). Writes are atomic (a crash leaves no half file under a digest's name).
+file is refused, not used). Writes are atomic (a crash leaves no half file under a digest's name). The
+store is bounded: :meth:`InputStore.prune` removes the least recently used inputs beyond a size.
 No torch, no Qt: the worker, the CLI and the view-model share it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeGuard
@@ -35,9 +38,11 @@ if TYPE_CHECKING:
 
     from PIL import Image
 
-__all__ = ["InputStore", "is_digest"]
+__all__ = ["DEFAULT_LIMIT", "InputStore", "is_digest"]
 
 log = logging.getLogger(__name__)
+DEFAULT_LIMIT = 2 * 2**30
+"""The store's size after pruning: about 5,000 canvases of 512 px, 300 of 2048 px."""
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
@@ -115,13 +120,42 @@ class InputStore:
             return None
         return image
 
+    def prune(self, limit: int = DEFAULT_LIMIT) -> int:
+        """Remove the least recently used inputs until the store holds at most `limit` bytes (each put
+        marks its image used); returns how many files went. An image a result names but the store lost
+        is said when it is reused: its parameters still come back, its canvas does not."""
+        files = []
+        for path in self.root.glob("??/*.png"):
+            try:
+                info = path.stat()
+            except OSError:
+                continue
+            files.append((info.st_mtime, info.st_size, path))
+        total = sum(size for _mtime, size, _path in files)
+        removed = 0
+        for _mtime, size, path in sorted(files):
+            if total <= limit:
+                break
+            try:
+                path.unlink()
+            except OSError:
+                continue
+            total -= size
+            removed += 1
+        return removed
+
     def _put(self, image: Image.Image, digest: str | None) -> tuple[str, bool]:
         stored = _as_stored(image)
-        digest = sha256_image(stored) if digest is None else digest
+        actual = sha256_image(stored)
+        digest = actual if digest is None else digest
         path = self.path(digest)
         if path is None:
             raise ValueError(f"not a SHA-256 digest: {digest!r}")
+        if digest != actual:  # kept under a name it does not have, it could never be read back
+            raise ValueError(f"the image does not hash to {digest}")
         if self.get(digest) is not None:  # deduplicated; a damaged copy is written again
+            with contextlib.suppress(OSError):
+                os.utime(path)  # used again: the last to go when the store is pruned
             return digest, False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from studio.library.images import ImageLoadError, load_image
+from studio.library.images import ImageLoadError, load_image, to_rgb
 
 if TYPE_CHECKING:
     import os
@@ -68,7 +68,7 @@ def to_mask(image: Image.Image) -> Image.Image:
             return alpha
     if image.mode == "L":
         return image.copy()
-    return image.convert("RGB").convert("L")
+    return to_rgb(image).convert("L")  # 16-bit and float greys scaled to 8 bits, not clipped to white
 
 
 def transparency(image: Image.Image) -> Image.Image | None:

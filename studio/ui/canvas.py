@@ -152,6 +152,7 @@ class _CanvasView(QWidget):
         self.pan = QPointF(0, 0)
         self.space_held = False
         self._drag: str | None = None  # "stroke", "pan", or "edge:<side>"
+        self._drag_button = Qt.MouseButton.NoButton
         self._drag_start = QPointF()
         self._drag_value: object = None
         self._pointer: QPointF | None = None
@@ -236,13 +237,14 @@ class _CanvasView(QWidget):
         frame, grip = self.frame_rect(), self._EDGE_GRIP
         inside_x = frame.left() <= point.x() <= frame.right()
         inside_y = frame.top() <= point.y() <= frame.bottom()
-        if inside_y and frame.left() - grip <= point.x() <= frame.left() + 2:
+        # Outside the picture only: a stroke can always reach its border.
+        if inside_y and frame.left() - grip <= point.x() < frame.left():
             return "left"
-        if inside_y and frame.right() - 2 <= point.x() <= frame.right() + grip:
+        if inside_y and frame.right() < point.x() <= frame.right() + grip:
             return "right"
-        if inside_x and frame.top() - grip <= point.y() <= frame.top() + 2:
+        if inside_x and frame.top() - grip <= point.y() < frame.top():
             return "top"
-        if inside_x and frame.bottom() - 2 <= point.y() <= frame.bottom() + grip:
+        if inside_x and frame.bottom() < point.y() <= frame.bottom() + grip:
             return "bottom"
         return None
 
@@ -334,22 +336,25 @@ class _CanvasView(QWidget):
         self._canvas.setFocus(Qt.FocusReason.MouseFocusReason)
         point, button = event.position(), event.button()
         mask = self._canvas.mask
+        if self._drag is not None:  # a second button during a drag: the drag goes on, untouched
+            event.accept()
+            return
         if button == Qt.MouseButton.MiddleButton or (button == Qt.MouseButton.LeftButton and self.space_held):
             self._drag, self._drag_start, self._drag_value = "pan", point, QPointF(self.pan)
             self.setCursor(Qt.CursorShape.ClosedHandCursor)
         elif button == Qt.MouseButton.LeftButton and (side := self.edge_at(point)) is not None:
             self._drag, self._drag_start = f"edge:{side}", point
-            self._drag_value = (getattr(mask, f"expand_{side}"), self.scale())
         elif button in (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton) and mask.has_layer():
-            self._drag_value = mask.tool
-            if button == Qt.MouseButton.RightButton:  # the other tool, while the right button is down
-                mask.tool = "eraser" if mask.tool == "brush" else "brush"
+            erase = mask.tool == "eraser"
+            if button == Qt.MouseButton.RightButton:  # the right button paints with the other tool
+                erase = not erase
             at = self.to_image(point)
-            if mask.begin_stroke(at.x(), at.y()):
+            if mask.begin_stroke(at.x(), at.y(), erase=erase):
                 self._drag = "stroke"
         else:
             super().mousePressEvent(event)
             return
+        self._drag_button = button
         event.accept()
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
@@ -358,13 +363,14 @@ class _CanvasView(QWidget):
         mask = self._canvas.mask
         if self._drag == "pan":
             self.pan = self._drag_value + (point - self._drag_start)
-            self.invalidate()
         elif self._drag and self._drag.startswith("edge:"):
             side = self._drag.split(":", 1)[1]
-            start, scale = self._drag_value
-            delta = point - self._drag_start
-            outward = {"left": -delta.x(), "right": delta.x(), "top": -delta.y(), "bottom": delta.y()}[side]
-            mask.set_expansion(side, start + outward / scale)
+            rect, scale = self.image_rect(), self.scale()  # today's: the document refits as it grows
+            outward = {
+                "left": rect.left() - point.x(), "right": point.x() - rect.right(),
+                "top": rect.top() - point.y(), "bottom": point.y() - rect.bottom(),
+            }[side]
+            mask.set_expansion(side, outward / scale)
         elif self._drag == "stroke":
             at = self.to_image(point)
             mask.stroke_to(at.x(), at.y())
@@ -386,17 +392,24 @@ class _CanvasView(QWidget):
             self.unsetCursor()
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
-        drag, self._drag = self._drag, None
-        if drag == "stroke":
-            mask = self._canvas.mask
-            mask.end_stroke()
-            mask.tool = self._drag_value  # back from the right button's other tool
+        if self._drag is not None and event.button() != self._drag_button:
+            event.accept()  # another button let go: the drag goes on
+            return
+        drag = self._drag
+        self.cancel_drag()
         if drag is not None:
             self._hover_cursor(event.position())
             self.update()
             event.accept()
             return
         super().mouseReleaseEvent(event)
+
+    def cancel_drag(self) -> None:
+        """End whatever the mouse was doing (a stroke is kept, as one undo step)."""
+        drag, self._drag = self._drag, None
+        if drag == "stroke":
+            self._canvas.mask.end_stroke()
+        self.update()
 
     def leaveEvent(self, event: QEvent) -> None:
         self._pointer = None
@@ -493,7 +506,7 @@ class ImageCanvas(QWidget):
         model.loading_changed.connect(self.loading_changed)
         model.fit_mode_changed.connect(lambda mode: self.fit_mode_changed.emit(mode))
         self.mask.mask_changed.connect(self._view.mask_changed)
-        self.mask.mask_changed.connect(self._refresh_mask_tools)
+        self.mask.mask_changed.connect(self._on_mask_pixels)
         self.mask.history_changed.connect(self._refresh_mask_tools)
         self.mask.message.connect(self.message)
         self.mask.tool_changed.connect(self._refresh_mask_tools)
@@ -569,13 +582,21 @@ class ImageCanvas(QWidget):
             row.addWidget(box, 1)
         return row
 
+    def _on_mask_pixels(self, region: object) -> None:
+        """A whole-mask change refreshes the tools at once; a stroke's dabs wait for its end (the
+        history changes then), so painting never measures the whole mask at every move."""
+        if region is None:
+            self._refresh_mask_tools()
+
     def _on_mask_setting(self, name: str) -> None:
         if name == "side_multiple":
             for box in self._expand_boxes.values():
                 box.setSingleStep(self.mask.side_multiple)
-        if name.startswith("expand_") or name in ("brush_size", "hardness", "outpaint_fill"):
+        if name.startswith("expand_") or name == "outpaint_fill":
             self._view.invalidate()
             self._refresh()
+        elif name in ("brush_size", "hardness", "tool"):
+            self._view.update()  # the brush outline
 
     def _mask_summary(self) -> str:
         """" · mask 12 % · outpaint → 640×512": what the next job will do beyond img2img."""
@@ -880,6 +901,11 @@ class ImageCanvas(QWidget):
         super().focusInEvent(event)
 
     def focusOutEvent(self, event: QFocusEvent) -> None:
+        # A key released elsewhere never reaches us: forget Space, and end a drag the focus left.
+        self._view.space_held = False
+        self._view.unsetCursor()
+        if event.reason() != Qt.FocusReason.PopupFocusReason:
+            self._view.cancel_drag()
         self._view.update()
         super().focusOutEvent(event)
 

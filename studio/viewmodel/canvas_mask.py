@@ -85,14 +85,19 @@ class CanvasMask(ViewModel):
     def __init__(self, canvas: CanvasImage, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.canvas = canvas
-        self._mask: np.ndarray | None = None
+        self._mask: np.ndarray | None = None  # the mask over today's placement of the picture
         self._geometry: Geometry | None = None
+        self._master: _Entry | None = None  # the mask as last edited, and the placement it was edited on
         self._undo: list[_Entry] = []
         self._redo: list[_Entry] = []
         self._stroke: np.ndarray | None = None  # this stroke's coverage so far
         self._before: np.ndarray | None = None  # the mask when the stroke began
+        self._stroke_undo: _Entry | None = None  # the undo step the stroke makes, if it changes anything
+        self._stroke_erases = False
         self._last: tuple[float, float] | None = None
         self._to_next_dab = 0.0
+        self._dirty: list[int] | None = None  # x0, y0, x1, y1 changed since the last signal
+        self._stats: tuple[bool, float] | None = None  # (empty, coverage), computed when asked
         self._preview_key: tuple | None = None
         self._preview: QImage | None = None
         canvas.image_changed.connect(self._on_image_changed)
@@ -113,11 +118,22 @@ class CanvasMask(ViewModel):
         return None if self._mask is None else (self._mask.shape[1], self._mask.shape[0])
 
     def is_empty(self) -> bool:
-        return self._mask is None or not self._mask.any()
+        return self._measured()[0]
 
     def coverage(self) -> float:
         """The share of the picture the mask regenerates, 0..1 (partly covered pixels count in part)."""
-        return 0.0 if self._mask is None else float(self._mask.mean()) / 255.0
+        return self._measured()[1]
+
+    def _measured(self) -> tuple[bool, float]:
+        """(empty, coverage), computed once per change: a stroke changes the mask at every dab, and a
+        4-megapixel mean at each would make painting lag."""
+        if self._stats is None:
+            if self._mask is None:
+                self._stats = (True, 0.0)
+            else:
+                empty = not self._mask.any()
+                self._stats = (empty, 0.0 if empty else float(self._mask.mean()) / 255.0)
+        return self._stats
 
     def value_at(self, x: int, y: int) -> int:
         """The mask at one pixel (0 keeps, 255 regenerates); 0 outside the picture."""
@@ -190,18 +206,25 @@ class CanvasMask(ViewModel):
                 self.set_expansion(side, math.ceil(value / step) * step)
 
     # --------------------------------------------------------------------------------------- strokes
-    def begin_stroke(self, x: float, y: float) -> bool:
-        """Start a stroke of the current tool at (x, y) output pixels; False without a picture."""
+    def begin_stroke(self, x: float, y: float, *, erase: bool | None = None) -> bool:
+        """Start a stroke at (x, y) output pixels, erasing or painting as `erase` says (None: as the
+        current tool does); False without a picture. A stroke still open is finished first."""
+        self._close_stroke()
         if self._mask is None:
             return False
         self._before = self._mask.copy()
+        same = self._master is not None and self._master.geometry == self._geometry
+        self._stroke_undo = _Entry(self._before, self._geometry) if same or self._master is None else self._master
         self._stroke = np.zeros_like(self._mask)
+        self._stroke_erases = self.tool == "eraser" if erase is None else bool(erase)
         self._last, self._to_next_dab = (x, y), 0.0
         self._dab(x, y)
+        self._flush()
         return True
 
     def stroke_to(self, x: float, y: float) -> None:
-        """Continue the stroke to (x, y): dabs every tenth of the brush's diameter along the way."""
+        """Continue the stroke to (x, y): dabs every tenth of the brush's diameter along the way, and one
+        ``mask_changed`` for all of them."""
         if self._stroke is None or self._last is None:
             return
         x0, y0 = self._last
@@ -214,17 +237,29 @@ class CanvasMask(ViewModel):
             travelled += spacing
         self._to_next_dab = travelled - length
         self._last = (x, y)
+        self._flush()
+
+    def is_stroking(self) -> bool:
+        return self._stroke is not None
 
     def end_stroke(self) -> None:
         """Finish the stroke: one undo step, if it changed anything."""
-        if self._before is None or self._mask is None:
+        self._close_stroke()
+
+    def _close_stroke(self) -> None:
+        """End the open stroke, if any (also before anything replaces the mask or the picture)."""
+        if self._stroke is None:
             return
-        before, self._before, self._stroke, self._last = self._before, None, None, None
-        if not np.array_equal(before, self._mask):
-            self._remember(before)
+        before, undo = self._before, self._stroke_undo
+        self._before = self._stroke = self._stroke_undo = self._last = None
+        if self._mask is not None and before is not None and not np.array_equal(before, self._mask):
+            self._master = _Entry(self._mask, self._geometry)
+            self._remember(undo)
 
     def _dab(self, cx: float, cy: float) -> None:
         """One round dab into the stroke's coverage, then the mask there from the stroke and its start."""
+        if self._mask is None or self._stroke is None or self._stroke.shape != self._mask.shape:
+            return
         radius = self.brush_size / 2
         height, width = self._mask.shape
         x0, x1 = max(int(math.floor(cx - radius)), 0), min(int(math.ceil(cx + radius)) + 1, width)
@@ -243,11 +278,21 @@ class CanvasMask(ViewModel):
         value = np.rint(alpha * 255).astype(np.uint8)
         region = (slice(y0, y1), slice(x0, x1))
         np.maximum(self._stroke[region], value, out=self._stroke[region])
-        if self.tool == "brush":
-            self._mask[region] = np.maximum(self._before[region], self._stroke[region])
-        else:
+        if self._stroke_erases:
             self._mask[region] = np.minimum(self._before[region], 255 - self._stroke[region])
-        self.mask_changed.emit((x0, y0, x1 - x0, y1 - y0))
+        else:
+            self._mask[region] = np.maximum(self._before[region], self._stroke[region])
+        if self._dirty is None:
+            self._dirty = [x0, y0, x1, y1]
+        else:
+            d = self._dirty
+            d[0], d[1], d[2], d[3] = min(d[0], x0), min(d[1], y0), max(d[2], x1), max(d[3], y1)
+
+    def _flush(self) -> None:
+        if self._dirty is not None:
+            x0, y0, x1, y1 = self._dirty
+            self._dirty, self._stats = None, None
+            self.mask_changed.emit((x0, y0, x1 - x0, y1 - y0))
 
     # ------------------------------------------------------------------------------- whole-mask edits
     def clear(self) -> None:
@@ -265,24 +310,18 @@ class CanvasMask(ViewModel):
         if self._mask is not None:
             self._replace(255 - self._mask)
 
-    def set_mask(self, mask: Image.Image, note: str = "") -> bool:
+    def set_mask(self, mask: Image.Image) -> bool:
         """Use `mask` (any image: its alpha if it has transparency, else its brightness) over the current
-        picture, stretched to the output size when it is not of it (undoable); False without a picture."""
-        size = self.size()
-        if size is None:
+        picture, placed as :meth:`load_file` places a file's (undoable); False without a picture."""
+        if self._mask is None:
             return False
-        layer = read_mask(mask)
-        if layer.size != size:
-            layer = layer.resize(size, Image.Resampling.BILINEAR)
+        layer, _how = self._placed(read_mask(mask))
         self._replace(np.array(layer, dtype=np.uint8))
-        if note:
-            self.message.emit(note)
         return True
 
     def load_file(self, path: str | Path) -> bool:
-        """Load a mask file (white, or a PNG's opaque pixels, is regenerated): drawn for the original
-        picture (its size) it is placed as the picture is; for the output size it is used as is; any
-        other size is stretched, and the message says so. False (and a message) when it cannot be read."""
+        """Load a mask file (white, or a PNG's opaque pixels, is regenerated), placed over the picture
+        (:meth:`_placed`); the message says how. False (and a message) when it cannot be read."""
         if self._mask is None:
             self.message.emit("Open a picture first: a mask is painted over it")
             return False
@@ -291,27 +330,37 @@ class CanvasMask(ViewModel):
         except MaskError as exc:
             self.message.emit(f"Mask not loaded: {printable(exc)}")
             return False
-        name = printable(Path(path).name)
-        size, geometry = self.size(), self._geometry
-        source_size = geometry[0] if geometry else size
-        if layer.size == size:
-            note = f"Mask loaded from {name}"
-        elif layer.size == source_size:
-            layer = moved(layer, (0, 0, *source_size), placement(source_size, size, geometry[2]), size)
-            note = f"Mask loaded from {name}, placed as the picture is"
-        else:
-            note = (
-                f"Mask loaded from {name}: it is {layer.width}×{layer.height} and the picture "
-                f"{source_size[0]}×{source_size[1]}, so it was stretched to fit"
-            )
-            layer = layer.resize(size, Image.Resampling.BILINEAR)
+        name, drawn = printable(Path(path).name), layer.size
+        layer, how = self._placed(layer)
         self._replace(np.array(layer, dtype=np.uint8))
-        self.message.emit(note)
+        source = self._geometry[0]
+        self.message.emit({
+            "as is": f"Mask loaded from {name}",
+            "placed": f"Mask loaded from {name}, placed as the picture is",
+            "stretched": f"Mask loaded from {name}: it is {drawn[0]}×{drawn[1]} and the picture "
+            f"{source[0]}×{source[1]}, so it was stretched to fit",
+        }[how])
         return True
 
+    def _placed(self, layer: Image.Image) -> tuple[Image.Image, str]:
+        """A mask at the output size: one of that size "as is"; one of the picture's own size "placed"
+        where the fit mode puts the picture; any other size "stretched"."""
+        size = self.size()
+        source, _output, mode = self._geometry
+        if layer.size == size:
+            return layer, "as is"
+        if layer.size == source:
+            return moved(layer, (0, 0, *source), placement(source, size, mode), size), "placed"
+        return layer.resize(size, Image.Resampling.BILINEAR), "stretched"
+
     def _replace(self, mask: np.ndarray) -> None:
-        self._remember(self._mask)
-        self._mask = np.ascontiguousarray(mask, dtype=np.uint8)
+        self._close_stroke()
+        self._remember(self._master)
+        self._show(np.ascontiguousarray(mask, dtype=np.uint8))
+        self._master = _Entry(self._mask, self._geometry)
+
+    def _show(self, mask: np.ndarray | None) -> None:
+        self._mask, self._stats = mask, None
         self.mask_changed.emit(None)
 
     # -------------------------------------------------------------------------------------- history
@@ -329,22 +378,23 @@ class CanvasMask(ViewModel):
         return self._step(self._redo, self._undo)
 
     def _step(self, source: list[_Entry], target: list[_Entry]) -> bool:
+        self._close_stroke()
         if not source or self._mask is None:
             return False
         entry = source.pop()
-        target.append(_Entry(self._mask, self._geometry))
-        self._mask = self._fitted(entry, self._geometry)
-        self.mask_changed.emit(None)
+        target.append(self._master if self._master is not None else _Entry(self._mask, self._geometry))
+        self._master = entry
+        self._show(self._fitted(entry, self._geometry))
         self.history_changed.emit()
         return True
 
-    def _remember(self, mask: np.ndarray | None) -> None:
-        """An undo step back to `mask`; redo is forgotten, and the oldest steps beyond the memory bound."""
-        if mask is None:
+    def _remember(self, entry: _Entry | None) -> None:
+        """An undo step back to `entry`; redo is forgotten, and the oldest steps beyond the memory bound."""
+        if entry is None:
             return
-        self._undo.append(_Entry(mask, self._geometry))
+        self._undo.append(entry)
         self._redo.clear()
-        total = sum(entry.mask.nbytes for entry in self._undo)
+        total = sum(step.mask.nbytes for step in self._undo)
         while self._undo and (total > HISTORY_BYTES or len(self._undo) > MAX_HISTORY):
             total -= self._undo.pop(0).mask.nbytes
         self.history_changed.emit()
@@ -370,35 +420,36 @@ class CanvasMask(ViewModel):
         return source.size, tuple(self.canvas.output_size), self.canvas.fit_mode
 
     def _on_image_changed(self) -> None:
-        """A new picture: an empty mask, or its transparent area; the old mask stays one undo away."""
+        """A new picture: an empty mask, or its transparent area; the old mask stays one undo away (also
+        when the picture is removed: the next one can have it back)."""
+        self._close_stroke()
         geometry = self._current_geometry()
         self.clear_expansion()
+        old = self._master if self._master is not None and self._master.mask.any() else None
         if geometry is None:
-            self._mask, self._geometry = None, None
-            self._undo.clear()
-            self._redo.clear()
-            self.mask_changed.emit(None)
-            self.history_changed.emit()
+            self._remember(old)
+            self._master, self._geometry = None, None
+            self._show(None)
             return
         source, size, mode = geometry
-        old = self._mask if self._mask is not None and self._mask.any() else None
         fresh = np.zeros((size[1], size[0]), dtype=np.uint8)
         holes = self.canvas.source_transparency()
         if holes is not None:
             fresh = np.array(moved(holes, (0, 0, *source), placement(source, size, mode), size), dtype=np.uint8)
         self._remember(old)
-        self._mask, self._geometry = fresh, geometry
-        self.mask_changed.emit(None)
+        self._geometry = geometry
+        self._show(fresh)
+        self._master = _Entry(fresh, geometry)
         if holes is not None:
             self.message.emit(f"The picture's transparent area is the mask ({self.coverage():.0%} of it): inpaint to fill it")
 
     def _on_geometry_changed(self, *_args: object) -> None:
+        """The output size or fit mode changed: the mask is redrawn from the one last edited (never from
+        an earlier redrawing, which would blur or lose it step by step)."""
         geometry = self._current_geometry()
         if geometry is None or self._mask is None or geometry == self._geometry:
             return
-        old_geometry, self._geometry = self._geometry, geometry
-        if not self._mask.any():
-            self._mask = np.zeros((geometry[1][1], geometry[1][0]), dtype=np.uint8)
-        else:
-            self._mask = self._fitted(_Entry(self._mask, old_geometry), geometry)
-        self.mask_changed.emit(None)
+        self._close_stroke()
+        self._geometry = geometry
+        master = self._master or _Entry(self._mask, geometry)
+        self._show(self._fitted(master, geometry))

@@ -141,7 +141,8 @@ class StudioSession(ViewModel):
 
         self.settings.message.connect(self.message)
         self.canvas.image_changed.connect(self._on_canvas_changed)
-        self.mask.mask_changed.connect(self._on_mask_changed)
+        self.mask.mask_changed.connect(lambda region: region is None and self._on_mask_changed())
+        self.mask.history_changed.connect(self._on_mask_changed)  # a stroke ends
         self.mask.changed.connect(self._on_mask_changed)
         self.settings.outpaint_fill_changed.connect(self._on_mask_changed)
         self.settings.width_changed.connect(self._on_size_changed)

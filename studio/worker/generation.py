@@ -364,7 +364,9 @@ def _keep_inputs(folder: Path, result: GenerationResult, warn: Callable[[str], N
     if not result.inputs:
         return
     try:
-        InputStore(folder).keep(result.inputs)
+        store = InputStore(folder)
+        store.keep(result.inputs)
+        store.prune()
     except (OSError, ValueError) as exc:
         log.info("could not keep the inputs in %s", folder, exc_info=True)
         warn(f"could not keep the init image and mask for reuse: {first_line(exc)}")

@@ -30,8 +30,10 @@ def test_an_image_is_kept_once_under_its_hash(tmp_path):
     path = store.path(digest)
     assert path == tmp_path / "inputs" / digest[:2] / f"{digest}.png" and path.is_file()
     os.utime(path, (1_000_000, 1_000_000))
-    assert store.put(image.copy()) == digest  # the same pixels again: nothing written
-    assert path.stat().st_mtime == 1_000_000 and kept_files(tmp_path / "inputs") == [path]
+    inode = path.stat().st_ino
+    assert store.put(image.copy()) == digest  # the same pixels again: nothing written (an atomic write is a new file)...
+    assert path.stat().st_ino == inode and kept_files(tmp_path / "inputs") == [path]
+    assert path.stat().st_mtime > 1_000_000  # ...but it is marked used: the last to be pruned
     assert store.keep({digest: image}) == []
     assert store.has(digest)
 
@@ -98,11 +100,23 @@ def test_a_missing_image_is_none(tmp_path):
     assert InputStore(tmp_path / "nowhere").get("0" * 64) is None
 
 
-def test_a_wrong_digest_given_with_the_image_is_never_served(tmp_path):
-    """put trusts a given digest (the metadata's own hash); get still checks the pixels against it."""
+def test_an_image_given_with_a_digest_it_does_not_have_is_refused(tmp_path):
     store = InputStore(tmp_path)
-    store.put(noise(seed=6), "0" * 64)
-    assert store.get("0" * 64) is None
+    with pytest.raises(ValueError, match="does not hash"):
+        store.put(noise(seed=6), "0" * 64)
+    assert kept_files(tmp_path) == []
+
+
+def test_pruning_removes_the_least_recently_used_inputs_beyond_the_limit(tmp_path):
+    store = InputStore(tmp_path)
+    digests = [store.put(noise(seed=seed)) for seed in range(4)]
+    for age, digest in enumerate(digests):  # the first is the oldest...
+        os.utime(store.path(digest), (1000 + age, 1000 + age))
+    store.put(noise(seed=0))  # ...until it is used again
+    size = store.path(digests[1]).stat().st_size
+    assert store.prune(limit=2 * size + size // 2) == 2
+    assert [store.has(d) for d in digests] == [True, False, False, True]
+    assert store.prune(limit=10**9) == 0
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs POSIX permissions that bind (not root)")

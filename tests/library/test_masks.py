@@ -115,3 +115,15 @@ def test_expand_text_is_four_numbers():
     for bad in ("64", "a,b,c,d", "-1,0,0,0", "0,0,0,99999"):
         with pytest.raises(MaskError, match="expand"):
             Expansion.parse(bad)
+
+
+def test_a_16_bit_grey_mask_is_scaled_not_clipped(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from studio.library.masks import read_mask
+
+    values = np.array([[0, 8000, 32768, 65535]], dtype=np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(values).save(path)
+    assert np.asarray(read_mask(path)).tolist() == [[0, 31, 128, 255]]

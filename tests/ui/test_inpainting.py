@@ -214,3 +214,29 @@ def test_outpaint_from_the_window_grows_the_picture_and_keeps_the_old_area(qtbot
     assert result.metadata["request"]["expand"] == [0, 0, 16, 0]
     window.send_to_canvas(result)
     assert window.session.settings.width == 80 and window.session.mask.expansion() is None
+
+
+def test_a_second_button_during_a_stroke_changes_nothing(qtbot, canvas):
+    view = canvas.view()
+    qtbot.mousePress(view, Qt.MouseButton.RightButton, pos=point(canvas, 10, 10))  # erasing, on an empty mask
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=point(canvas, 10, 10))
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=point(canvas, 10, 10))
+    qtbot.mouseMove(view, point(canvas, 50, 10))
+    qtbot.mouseRelease(view, Qt.MouseButton.RightButton, pos=point(canvas, 50, 10))
+    assert canvas.mask.tool == "brush" and canvas.mask.is_empty() and not canvas.mask.is_stroking()
+
+
+def test_painting_up_to_the_border_never_grows_the_canvas(qtbot, canvas):
+    inside = canvas.image_to_view(63.9, 32)
+    drag(qtbot, canvas, QPoint(int(inside.x()) - 1, int(inside.y())), QPoint(int(inside.x()) - 1, int(inside.y()) + 20))
+    assert canvas.mask.expansion() is None and not canvas.mask.is_empty()
+
+
+def test_space_is_forgotten_when_the_focus_leaves(qtbot, canvas):
+    other = QLabel("elsewhere")
+    qtbot.addWidget(other)
+    canvas.setFocus()
+    qtbot.keyPress(canvas, Qt.Key.Key_Space)
+    canvas.clearFocus()
+    drag(qtbot, canvas, point(canvas, 10, 10), point(canvas, 30, 10))
+    assert not canvas.mask.is_empty()  # painted, not panned

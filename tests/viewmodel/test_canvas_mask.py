@@ -180,3 +180,44 @@ def test_outpainting_grows_by_whole_multiples_of_the_side_rule(layer):
     assert (preview.width(), preview.height()) == (256, 96)
     layer.canvas.set_image(Image.new("RGB", (128, 96)), "next")
     assert layer.expansion() is None  # a new picture starts ungrown
+
+
+def test_a_change_of_picture_or_size_in_the_middle_of_a_stroke_ends_it_cleanly(layer):
+    layer.brush_size, layer.hardness = 8, 100
+    assert layer.begin_stroke(10, 10)
+    layer.stroke_to(40, 10)
+    layer.canvas.set_output_size(128, 128)  # the stroke ends: one undo step, redrawn for the new size
+    layer.stroke_to(100, 10)  # the pointer goes on moving: nothing happens
+    assert not layer.is_stroking() and layer.value_at(20, 13) == 255 and layer.value_at(90, 13) == 0
+    assert layer.undo() and layer.is_empty()
+    assert layer.begin_stroke(10, 10)
+    layer.canvas.clear()
+    layer.stroke_to(60, 60)
+    layer.end_stroke()
+    assert not layer.has_layer()
+
+
+def test_sizes_and_fit_modes_back_and_forth_never_wear_the_mask_away(qapp):
+    canvas = CanvasImage(output_size=(128, 128), fit_mode="crop")
+    canvas.set_image(Image.new("RGB", (128, 128), "white"), "square")
+    layer = CanvasMask(canvas)
+    layer.brush_size, layer.hardness = 12, 50
+    stroke(layer, (20, 8), (100, 8))  # near the top: cropped away at 128x64
+    painted = pixels_of(layer).copy()
+    for size in [(128, 64), (128, 40), (90, 128), (128, 128)]:
+        canvas.set_output_size(*size)
+    assert np.array_equal(pixels_of(layer), painted)  # redrawn from what was painted, not from the last redrawing
+    canvas.shutdown()
+
+
+def test_removing_the_picture_keeps_its_mask_one_undo_away(layer):
+    layer.fill()
+    layer.canvas.clear()
+    layer.canvas.set_image(Image.new("RGB", (128, 96)), "again")
+    assert layer.is_empty() and layer.undo() and layer.coverage() == 1.0
+
+
+def pixels_of(mask: CanvasMask) -> np.ndarray:
+    image = mask.mask_image()
+    size = mask.size()
+    return np.zeros((size[1], size[0]), np.uint8) if image is None else np.asarray(image)
