@@ -166,6 +166,34 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--family", default="sd1", choices=["sd1", "sd2", "deci", "sd1-inpaint", "sd2-inpaint"])
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=cmd_make_tiny_model)
+
+    lora = _command(sub, "make-tiny-lora", help="write a random-weight LoRA for a model folder (tests, benches)")
+    lora.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="a diffusers folder, e.g. a tiny model")
+    lora.add_argument("output", type=Path, metavar="OUT", help="the .safetensors file to write")
+    lora.add_argument("--rank", type=_int_between(1, 1024), default=4)
+    lora.add_argument("--alpha", type=float, help="network alpha (default: the rank, i.e. scale 1)")
+    lora.add_argument("--seed", type=int, default=0)
+    lora.add_argument("--scale", type=float, default=1.0, help="multiply the up weights (a stronger effect)")
+    lora.add_argument("--format", dest="fmt", default="kohya", choices=["kohya", "peft"],
+                      help="kohya: A1111/kohya-ss keys (most shared files); peft: what diffusers saves")  # fmt: skip
+    lora.add_argument("--algo", default="lora", choices=["lora", "loha", "lokr"],
+                      help="loha/lokr: LyCORIS keys, which diffusers refuses")  # fmt: skip
+    lora.add_argument("--conv", action="store_true", help="also the resnets' conv layers (LoCon)")
+    lora.add_argument("--no-text-encoder", dest="text_encoder", action="store_false")
+    lora.add_argument("--no-unet", dest="unet", action="store_false")
+    lora.set_defaults(func=cmd_make_tiny_lora)
+
+    emb = _command(sub, "make-tiny-embedding", help="write a random textual-inversion embedding (tests, benches)")
+    emb.add_argument("output", type=Path, metavar="OUT", help="the file to write (.safetensors, or .pt)")
+    emb.add_argument("--model", type=Path, metavar="MODEL_DIR", help="take the width from its text encoder")
+    emb.add_argument("--vectors", type=_int_between(1, 75), default=2, help="tokens the embedding stands for")
+    emb.add_argument("--seed", type=int, default=0)
+    emb.add_argument("--scale", type=float, default=1.0, help="multiply the vectors")
+    emb.add_argument(
+        "--format", dest="fmt", default="safetensors", choices=["safetensors", "pt", "diffusers", "sdxl"],
+        help="safetensors/pt: A1111's; diffusers: {token: vectors}; sdxl: clip_l and clip_g",
+    )  # fmt: skip
+    emb.set_defaults(func=cmd_make_tiny_embedding)
     return parser
 
 
@@ -854,6 +882,47 @@ def cmd_make_tiny_model(args) -> int:
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise UsageError(f"{directory} exists and is not an empty folder; choose a new one")
     path = make_tiny_model(directory, family=args.family, seed=args.seed)
+    print(path)
+    return 0
+
+
+def _new_file(path: Path) -> Path:
+    """Refuse to overwrite: these files are written for tests and benches, never over a user's own."""
+    if path.exists():
+        raise UsageError(f"{path} exists; choose a new file name")
+    return path
+
+
+def cmd_make_tiny_lora(args) -> int:
+    from studio.engine.loading import quiet_libraries
+
+    quiet_libraries()
+    from studio.engine.tiny import make_tiny_lora
+
+    if not (args.model_dir / "model_index.json").is_file():
+        raise UsageError(f"{args.model_dir} is not a diffusers model folder (no model_index.json)")
+    if not (args.unet or args.text_encoder):
+        raise UsageError("--no-unet and --no-text-encoder together leave nothing to write")
+    if args.algo != "lora" and args.fmt != "kohya":
+        raise UsageError(f"--algo {args.algo} files exist only in kohya naming; drop --format {args.fmt}")
+    path = make_tiny_lora(
+        args.model_dir, _new_file(args.output), rank=args.rank, alpha=args.alpha, seed=args.seed,
+        scale=args.scale, unet=args.unet, text_encoder=args.text_encoder, conv=args.conv, fmt=args.fmt,
+        algo=args.algo,
+    )  # fmt: skip
+    print(path)
+    return 0
+
+
+def cmd_make_tiny_embedding(args) -> int:
+    from studio.engine.tiny import make_tiny_embedding
+
+    if args.model is not None and not (args.model / "text_encoder" / "config.json").is_file():
+        raise UsageError(f"{args.model} has no text_encoder/config.json to take the width from")
+    path = make_tiny_embedding(
+        _new_file(args.output), vectors=args.vectors, model_dir=args.model, seed=args.seed, scale=args.scale,
+        fmt=args.fmt,
+    )  # fmt: skip
     print(path)
     return 0
 

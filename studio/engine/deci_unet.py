@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.loaders.peft import PeftAdapterMixin
 from diffusers.models.attention import AttentionMixin, BasicTransformerBlock
 from diffusers.models.downsampling import Downsample2D
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
@@ -281,7 +282,7 @@ class UpBlock(nn.Module):
 # ------------------------------------------------------------------------------------------------ model
 
 
-class DeciUNet(ModelMixin, AttentionMixin, ConfigMixin):
+class DeciUNet(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
     """DeciDiffusion's UNet-NAS as a diffusers model: StableDiffusion(Img2Img)Pipeline accept it as `unet`."""
 
     config_name = CONFIG_NAME

@@ -46,6 +46,7 @@ class LoadedModel:
     notes: list[str] = field(default_factory=list)  # said once, with the first images after the load
     _img2img: Any = field(default=None, repr=False)
     _inpaint: Any = field(default=None, repr=False)
+    networks: Any = field(default=None, repr=False)  # the LoRAs and embeddings loaded into it (extra_networks)
 
     @classmethod
     def from_pipeline(cls, source: ModelSource, family: str, placement: Placement, pipe, **extra) -> LoadedModel:
@@ -122,6 +123,7 @@ class Engine:
         threads: int | None = None,  # OpenVINO's CPU threads; None: all physical cores
         openvino_cache: str | Path | None = None,  # converted networks; None: the user's cache
         on_status: Callable[[str], None] | None = None,  # what a long load is doing ("Optimising…")
+        networks: Any = None,  # LoRA and embedding folders (library NetworkCatalog); None: the user's
     ):
         self.device = device
         self.dtype = dtype
@@ -136,23 +138,43 @@ class Engine:
         self.threads = threads
         self.openvino_cache = openvino_cache
         self.on_status = on_status
+        self._networks_catalog = networks
+        self._networks = None  # made on the first job (it scans the folders)
         self._models: OrderedDict[tuple, LoadedModel] = OrderedDict()
         self._previewers: dict[tuple, Any] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------ loading
-    def placement(self) -> Placement:
-        return choose_placement(self.device, self.dtype, self.backend)
+    def placement(self, request: GenerationRequest | None = None) -> Placement:
+        """Where models run; with "auto", a job that uses LoRAs or embeddings runs on PyTorch (they are
+        applied to its networks, which OpenVINO's compiled ones are not, yet)."""
+        backend = self.backend
+        if backend == "auto" and request is not None and self._uses_networks(request):
+            backend = "torch"
+        return choose_placement(self.device, self.dtype, backend)
 
-    def load(self, model: str, cancel: threading.Event | None = None) -> LoadedModel:
-        """The loaded model for `model`, from the cache or loaded now (downloading if needed and allowed).
+    def _uses_networks(self, request: GenerationRequest) -> bool:
+        return self._extra_networks().uses_networks(request.prompt, request.negative_prompt or "")
+
+    def _extra_networks(self):
+        if self._networks is None:
+            from studio.engine.extra_networks import ExtraNetworks
+
+            self._networks = ExtraNetworks(self._networks_catalog, allow_pickle=self.allow_ckpt)
+        return self._networks
+
+    def load(
+        self, model: str, cancel: threading.Event | None = None, *, request: GenerationRequest | None = None
+    ) -> LoadedModel:
+        """The loaded model for `model`, from the cache or loaded now (downloading if needed and allowed),
+        placed for `request` (see :meth:`placement`).
 
         `cancel` stops an OpenVINO conversion between its parts (Cancelled)."""
         with self._lock:
             if ("memory", model) in self._models:
                 return self._models[("memory", model)]
         source = loading.resolve_source(model)
-        placement = self.placement()
+        placement = self.placement(request)
         key = (source.kind, str(source.path or source.repo), source.revision, placement, loading.file_stamp(source))
         with self._lock:
             if key in self._models:
@@ -303,7 +325,7 @@ class Engine:
         request.validate()
         cancel = cancel or threading.Event()
         _raise_if_cancelled(cancel)
-        model = self.load(request.model, cancel)
+        model = self.load(request.model, cancel, request=request)
         if model.is_inpainting and not request.is_masked:
             raise RequestError(
                 f"{model.source.id} is an inpainting model: give it an init image and a mask (or an expansion to outpaint)"
@@ -330,8 +352,9 @@ class Engine:
         use_checker = model.safety_default if req.safety_checker is None else req.safety_checker
         pipe.safety_checker = model.safety_checker if use_checker else None
         previewer = self._previewer(model) if on_step else None
+        extras = self._prepare_networks(model, req)
         try:
-            output = self._run(pipe, model, req, init_image, on_step, previewer, cancel, masked)
+            output = self._run(pipe, model, req, init_image, on_step, previewer, cancel, masked, extras)
         except (Cancelled, RequestError):
             raise
         except Exception as exc:  # noqa: BLE001 - any failure of a job becomes one readable error
@@ -340,12 +363,13 @@ class Engine:
             pipe.safety_checker = model.safety_checker
         nsfw_flags = output.nsfw_content_detected
         warnings, model.notes = model.notes, []  # a load's notes go with its first images, once
-        warnings = [*warnings, *_prompt_warnings(req), *(masked.notes if masked else [])]
+        warnings = [*warnings, *extras.notes, *(masked.notes if masked else [])]
         results = []
         for index, image in enumerate(output.images):
             nsfw = None if nsfw_flags is None else bool(nsfw_flags[index])
             mask_hash = (masked.mask_hash or None) if masked is not None else None
             meta = build_metadata(model, req, pipe.scheduler, index, nsfw, init_hash, mask_hash)
+            meta.update(extras.metadata())
             if masked is not None:
                 image = inpaint.paste_back(masked, image)
             results.append(GenerationResult(
@@ -353,7 +377,14 @@ class Engine:
             ))
         return results
 
-    def _run(self, pipe, model: LoadedModel, req: GenerationRequest, init_image, on_step, previewer, cancel, masked=None):
+    def _prepare_networks(self, model: LoadedModel, req: GenerationRequest):
+        """The job's LoRAs active on the model (or none) and its embeddings loaded (extra_networks)."""
+        networks = self._extra_networks()
+        if model.placement.backend != "torch":
+            return networks.unapplied(req.prompt, req.negative_prompt or "", "they need the PyTorch backend for now")
+        return networks.prepare(model, req.prompt, req.negative_prompt or "")
+
+    def _run(self, pipe, model: LoadedModel, req: GenerationRequest, init_image, on_step, previewer, cancel, masked=None, extras=None):
         import torch
 
         # One CPU generator per image, seeded seed+i: the start noise and every scheduler's own noise
@@ -374,7 +405,7 @@ class Engine:
             return {}
 
         kwargs: dict[str, Any] = {
-            **_prompt_kwargs(pipe, req),
+            **_prompt_kwargs(pipe, req, extras),
             "num_inference_steps": req.steps,
             "guidance_scale": req.guidance,
             "guidance_rescale": req.guidance_rescale,
@@ -435,19 +466,23 @@ def _raise_if_cancelled(cancel: threading.Event) -> None:
         raise Cancelled("generation cancelled")
 
 
-def _prompt_kwargs(pipe, req: GenerationRequest) -> dict[str, Any]:
+def _prompt_kwargs(pipe, req: GenerationRequest, extras=None) -> dict[str, Any]:
     """The pipeline's prompt arguments.
 
     Plain prompts of up to 75 tokens go in as strings, so that path is exactly diffusers' own. Prompts
     with emphasis weights or BREAK, or longer than one chunk, go in as embeddings (A1111 syntax,
     75-token chunks). Bracket syntax whose weights all come to 1 (`(cat:1.0)`, `\\(`) is resolved to
     its plain text first. Extra-network tags (`<lora:name:0.8>`) are not text: they are removed first, as
-    A1111 does, and `_prompt_warnings` says so until LoRA support exists.
+    A1111 does; `extras` (extra_networks.Prepared) gives the texts with embedding names turned into their
+    tokens.
     """
     from studio.engine.prompt_embeds import encode_prompts, needs_embeddings
     from studio.library.prompt_syntax import plain_text, strip_extra_networks
 
-    prompt, negative = strip_extra_networks(req.prompt), strip_extra_networks(req.negative_prompt or "")
+    if extras is not None:
+        prompt, negative = extras.prompt, extras.negative
+    else:
+        prompt, negative = strip_extra_networks(req.prompt), strip_extra_networks(req.negative_prompt or "")
     if not needs_embeddings(pipe.tokenizer, prompt, negative):
         plain_negative = plain_text(negative) if negative else ""
         return {"prompt": plain_text(prompt), "negative_prompt": plain_negative or None}

@@ -5,8 +5,9 @@ A single file (the original CompVis/LDM key layout: ``model.diffusion_model.*``,
 folders shipped in ``studio/resources/configs/{sd1,sd2}`` and the tokenizer from the shared CLIP vocabulary
 in ``studio/resources/clip_tokenizer``, so nothing is ever fetched and no code from a model repository runs.
 
-- ``.safetensors`` is the only format read by default. Its header is parsed here without loading a tensor,
-  which is how a file is identified (family, or what else it is) in milliseconds even for 4-7 GB files.
+- ``.safetensors`` is the only format read by default. Its header is parsed (``library.safetensors_header``)
+  without loading a tensor, which is how a file is identified (family, or what else it is) in milliseconds
+  even for 4-7 GB files.
 - Pickle files (``.ckpt``, ``.pt``, ``.pth``, ``.bin``) can run arbitrary code when unpickled: they are
   refused unless the caller opts in (``allow_ckpt=True``, the CLI's ``--allow-ckpt``), and then read only with
   ``torch.load(weights_only=True, map_location="cpu")``, which admits tensors and plain containers and
@@ -26,7 +27,6 @@ Importing this module is cheap: torch, diffusers, transformers and safetensors a
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from studio.engine.errors import InvalidModelError
 from studio.engine.model_checks import check_config_folder, read_config
-from studio.library import safe_json
 from studio.library.resources import clip_tokenizer_dir, component_configs_dir
+from studio.library.safetensors_header import NO_TENSORS, HeaderError, read_header
 
 if TYPE_CHECKING:
     import torch
@@ -80,16 +80,6 @@ WANTED_PREFIXES = (UNET_PREFIX, VAE_PREFIX, TEXT_PREFIX)
 # diffusers only knows the nested names, so those keys are renamed on read.
 _CLIP_UNNESTED = tuple(CLIP_PREFIX + part for part in ("embeddings.", "encoder.", "final_layer_norm."))
 
-MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
-MAX_HEADER_DEPTH = 8  # a header nests 3 levels (the object, a tensor's entry, its shape)
-MAX_RANK = 8  # real tensors have at most 5 dimensions
-MAX_DIMENSION = 2**40  # bytes also bound each dimension, except in tensors with another dimension 0
-# Bits per element of every dtype the safetensors library knows (the sub-byte ones are packed).
-DTYPE_BITS = {
-    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8,
-    "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6, "I16": 16, "U16": 16, "F16": 16, "BF16": 16,
-    "I32": 32, "U32": 32, "F32": 32, "I64": 64, "U64": 64, "F64": 64, "C64": 64,
-}  # fmt: skip
 CONFIG_FILES = (
     "unet/config.json",
     "vae/config.json",
@@ -161,16 +151,11 @@ def read_safetensors_header(
 ) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
     """(tensor name -> shape, ``__metadata__``) of a ``.safetensors`` file, from its header, validated.
 
-    Every caller (the window's pickers, ``studio models``, the loaders) goes through here, and the file may
-    be crafted, so the header is checked at least as strictly as the safetensors library checks it before
-    it reads a tensor: an 8-byte little-endian length within the file and under `MAX_HEADER_BYTES`; UTF-8
-    JSON nested no deeper than `MAX_HEADER_DEPTH`, without NaN/Infinity or repeated names; an object whose
-    ``__metadata__`` maps strings to strings and whose every other entry has a known ``dtype``, a
-    ``shape`` of at most `MAX_RANK` non-negative integers (`MAX_DIMENSION` at most), and ``data_offsets``
-    spanning exactly the bytes that dtype and shape need, the tensors together covering the data section
-    exactly, without overlap or gap. The first violation is one `SingleFileError` (an `InvalidModelError`,
-    CLI exit 2) naming the file and what is wrong; nothing else can escape (no OverflowError or
-    RecursionError from a crafted header).
+    Every engine caller (the window's pickers, ``studio models``, the loaders) goes through here, and the
+    file may be crafted: the checks are `studio.library.safetensors_header.read_header`'s (shared with the
+    LoRA and embedding catalogue), after this module's own (the file exists, is not empty, is not a pickle).
+    The first violation is one `SingleFileError` (an `InvalidModelError`, CLI exit 2) naming the file and
+    what is wrong; nothing else can escape (no OverflowError or RecursionError from a crafted header).
     """
     path = Path(path)
     _check_file(path)
@@ -182,108 +167,10 @@ def read_safetensors_header(
         )
     _check_suffix(path, allow_ckpt=False)
     try:
-        with path.open("rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if size < 8:
-                raise _invalid(path, f"it is {size} bytes long, too short for the 8-byte header length")
-            header_len = int.from_bytes(handle.read(8), "little")
-            if header_len > MAX_HEADER_BYTES:
-                raise _invalid(
-                    path, f"its header length {header_len:,} is over the {MAX_HEADER_BYTES:,}-byte limit"
-                )
-            if header_len > size - 8:
-                raise _invalid(
-                    path, f"its header length {header_len:,} runs past the end of the file ({size:,} bytes)"
-                )
-            if header_len < 2:
-                raise _invalid(path, f"its header length {header_len} is too short for a JSON object")
-            raw = handle.read(header_len)
-    except OSError as exc:
-        raise SingleFileError(path, f"cannot be read ({exc.strerror or exc})") from None
-    if len(raw) != header_len:  # the file shrank while we read it
-        raise SingleFileError(path, "is truncated: its header ends early")
-    try:
-        header = safe_json.loads(raw, max_depth=MAX_HEADER_DEPTH, allow_constants=False, unique_keys=True)
-    except safe_json.JSONRefused as exc:
-        raise _invalid(path, f"its header {exc}") from None
-    return _validated_header(path, header, size - 8 - header_len)
-
-
-def _invalid(path: Path, detail: str) -> SingleFileError:
-    return SingleFileError(path, f"is not a valid .safetensors file: {detail}")
-
-
-def _is_int(value: Any) -> bool:
-    return type(value) is int  # not bool, not float (1e30 parses as a float)
-
-
-def _validated_header(
-    path: Path, header: Any, data_len: int
-) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
-    """`read_safetensors_header`'s checks of the parsed header against the `data_len` bytes after it."""
-    if not isinstance(header, dict):
-        raise _invalid(path, f"its header is {safe_json.kind(header)}, not a JSON object")
-    metadata = header.pop("__metadata__", None)
-    if metadata is None:
-        metadata = {}
-    if not isinstance(metadata, dict):
-        raise _invalid(path, f"its __metadata__ is {safe_json.kind(metadata)}, not an object of strings")
-    for key, value in metadata.items():
-        if not isinstance(value, str):
-            raise _invalid(path, f"__metadata__[{safe_json.shown(key)}] is {safe_json.kind(value)}, not a string")
-    shapes: dict[str, tuple[int, ...]] = {}
-    spans: list[tuple[int, int, str]] = []
-    for name, info in header.items():
-        tensor = f"tensor {safe_json.shown(name)}"
-        if not isinstance(info, dict):
-            raise _invalid(path, f"{tensor} is described by {safe_json.kind(info)}, not an object")
-        missing = [key for key in ("dtype", "shape", "data_offsets") if key not in info]
-        if missing:
-            raise _invalid(path, f"{tensor} has no {', '.join(missing)}")
-        dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-        if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
-            raise _invalid(path, f"{tensor} has an unknown dtype {safe_json.shown(dtype, 30)}")
-        if not isinstance(shape, list):
-            raise _invalid(path, f"{tensor} has a shape that is {safe_json.kind(shape)}, not a list")
-        if len(shape) > MAX_RANK:
-            raise _invalid(path, f"{tensor} has {len(shape):,} dimensions (at most {MAX_RANK})")
-        for dim in shape:
-            if not _is_int(dim):
-                raise _invalid(path, f"{tensor} has a dimension {safe_json.shown(dim, 30)}, not a whole number")
-            if dim < 0:
-                raise _invalid(path, f"{tensor} has a negative dimension {dim}")
-            if dim > MAX_DIMENSION:
-                raise _invalid(path, f"{tensor} has a dimension of {dim:,}, larger than any real tensor's")
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(x) for x in offsets)):
-            raise _invalid(path, f"{tensor} has data_offsets {safe_json.shown(offsets, 40)}, not two whole numbers")
-        begin, end = offsets
-        if not 0 <= begin <= end:
-            raise _invalid(path, f"{tensor} has data_offsets [{begin}, {end}], not 0 <= begin <= end")
-        if end > data_len:
-            raise SingleFileError(
-                path,
-                f"is truncated: {tensor} ends at byte {end:,} of the data, which holds only {data_len:,} bytes",
-            )
-        bits = math.prod(shape) * DTYPE_BITS[dtype]
-        if bits != 8 * (end - begin):
-            needs = f"{bits // 8:,} bytes" if bits % 8 == 0 else f"{bits:,} bits"
-            raise _invalid(
-                path, f"{tensor} ({dtype} {shape}) needs {needs}, but its data_offsets span {end - begin:,}"
-            )
-        shapes[name] = tuple(shape)
-        spans.append((begin, end, name))
-    if not shapes:
-        raise SingleFileError(path, f"holds no tensors; {SUPPORTED}")
-    position, previous = 0, None
-    for begin, end, name in sorted(spans):
-        if begin < position:
-            raise _invalid(path, f"tensors {safe_json.shown(previous)} and {safe_json.shown(name)} overlap in the data")
-        if begin > position:
-            raise _invalid(path, f"bytes {position:,}..{begin:,} of the data belong to no tensor")
-        position, previous = end, name
-    if position != data_len:
-        raise _invalid(path, f"{data_len - position:,} bytes after its last tensor belong to no tensor")
-    return shapes, metadata
+        return read_header(path)
+    except HeaderError as exc:
+        reason = str(exc)
+        raise SingleFileError(path, f"{reason}; {SUPPORTED}" if reason == NO_TENSORS else reason) from None
 
 
 def read_checkpoint_keys(path: str | os.PathLike[str]) -> set[str]:

@@ -13,7 +13,9 @@ __all__ = [
     "config_dir",
     "data_dir",
     "default_output_dir",
+    "embeddings_dir",
     "inputs_dir",
+    "loras_dir",
     "preferences_path",
 ]
 
@@ -55,6 +57,18 @@ def inputs_dir() -> Path:
     """Where the init images and masks of jobs are kept by content (see
     :class:`studio.library.input_store.InputStore`): "Reuse parameters" restores a canvas from them."""
     return data_dir() / "inputs"
+
+
+def loras_dir() -> Path:
+    """The app's own LoRA folder (A1111's ``models/Lora``): scanned with subfolders, beside any folders the
+    user adds, so that ``<lora:name>`` tags find files without configuration."""
+    return data_dir() / "loras"
+
+
+def embeddings_dir() -> Path:
+    """The app's own textual-inversion folder (A1111's ``embeddings``): a file's stem is the word that a
+    prompt uses to call it in."""
+    return data_dir() / "embeddings"
 
 
 def cache_dir() -> Path:

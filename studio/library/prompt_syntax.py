@@ -31,13 +31,16 @@ __all__ = [
     "COMMA_BACKTRACK",
     "EXTRA_NETWORK_KINDS",
     "MAX_ABS_WEIGHT",
+    "MAX_LORA_WEIGHT",
     "Chunk",
     "ExtraNetworkTag",
+    "LoraUse",
     "build_chunks",
     "extra_network_tags",
     "has_weights",
     "ignored_tags_warning",
     "is_break",
+    "lora_uses",
     "parse_prompt_attention",
     "plain_text",
     "split_extra_networks",
@@ -259,6 +262,91 @@ def ignored_tags_warning(tags: Sequence[ExtraNetworkTag]) -> str | None:
     labels = list(dict.fromkeys(_KIND_LABELS.get(tag.kind, tag.kind) for tag in tags))
     shown = ", ".join(dict.fromkeys(tag.text for tag in tags))
     return f"{' and '.join(labels)} tags are not supported yet and were ignored: {shown}"
+
+
+@dataclass(frozen=True)
+class LoraUse:
+    """One LoRA a prompt asks for, with A1111's two multipliers: `te` for the text encoder(s), `unet` for
+    the UNet (``<lora:name:te:unet>``). `text` is the tag as typed, for messages."""
+
+    name: str
+    te: float
+    unet: float
+    text: str
+
+
+MAX_LORA_WEIGHT = 5.0  # A1111's sliders stop at ±2; far beyond ±5 a LoRA only burns the image
+_LORA_KINDS = ("lora", "lyco")  # <lyco:...>: the old LyCORIS extension's tag, a LoRA to A1111 since 1.5
+_LORA_NAMED = ("te", "unet", "dyn")
+
+
+def lora_uses(tags: Sequence[ExtraNetworkTag]) -> tuple[list[LoraUse], list[str]]:
+    """The LoRAs that `tags` ask for, read as A1111 reads them, and the problems found (one line each).
+
+    An argument with "=" is named (``te=``, ``unet=``, ``dyn=``), any other positional: te is the named te,
+    else the first positional, else 1; unet is the named unet, else the second positional, else te. A weight
+    that is not a number, or lies outside ±`MAX_LORA_WEIGHT`, drops its tag with a problem; ``dyn`` (a rank
+    limit, positional third or named) and unknown names are ignored with a problem. ``<lyco:...>`` is a LoRA;
+    hypernetwork tags are not LoRAs and are left to the caller.
+    """
+    uses: list[LoraUse] = []
+    problems: list[str] = []
+    for tag in tags:
+        if tag.kind not in _LORA_KINDS:
+            continue
+        shown = _shown_tag(tag.text)
+        if not tag.name:
+            problems.append(f"{shown}: names no LoRA")
+            continue
+        positional: list[str] = []
+        named: dict[str, str] = {}
+        for arg in tag.args:
+            parts = arg.split("=")
+            if len(parts) == 2:  # A1111: "a=b" is named, "a=b=c" positional
+                named[parts[0].strip()] = parts[1].strip()
+            else:
+                positional.append(arg)
+        ignored = [f"{key}=" for key in named if key not in _LORA_NAMED]
+        if "dyn" in named or len(positional) > 2:
+            ignored.insert(0, "dyn (a rank limit)")
+        if len(positional) > 3:
+            ignored.append(f"{len(positional) - 3} more value(s)")
+        if ignored:
+            problems.append(f"{shown}: {', '.join(_shown_value(i) for i in ignored)} ignored (not supported)")
+        te_text = named.get("te", positional[0] if positional else None)
+        te, problem = _lora_weight(te_text, shown)
+        unet_text = named.get("unet", positional[1] if len(positional) > 1 else None)
+        unet, unet_problem = _lora_weight(unet_text, shown, default=te)
+        if problem or unet_problem:
+            problems.append(problem or unet_problem)
+            continue
+        uses.append(LoraUse(tag.name, te, unet, tag.text))
+    return uses, problems
+
+
+def _lora_weight(text: str | None, shown: str, default: float = 1.0) -> tuple[float, str]:
+    if text is None:
+        return default, ""
+    try:
+        weight = float(text)
+    except ValueError:
+        return default, f"{shown}: the weight {_shown_value(text)!r} is not a number (not applied)"
+    if not abs(weight) <= MAX_LORA_WEIGHT:  # NaN fails too
+        return default, (
+            f"{shown}: the weight {_shown_value(text)} lies outside ±{MAX_LORA_WEIGHT:g} (not applied; "
+            "a typo?)"
+        )
+    return weight, ""
+
+
+def _shown_tag(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def _shown_value(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= 30 else text[:29] + "…"
 
 
 # ------------------------------------------------------------------------------------------- chunks

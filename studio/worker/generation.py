@@ -255,7 +255,7 @@ class GenerationWorker:
             engine = self._engine_for(work, context, listener)
             if not _is_loaded(engine, request.model):
                 context.report(listener.status, f"Loading model {model_label(request.model)}…")
-            engine.load(request.model, cancel=work.cancel)  # a look-up when loaded; a conversion stops between parts
+            engine.load(request.model, cancel=work.cancel, request=request)  # a look-up when loaded; a conversion stops between parts
             context.check()
             phase = "generating"
             context.report(listener.status, f"Generating #{job_id}…")

@@ -31,6 +31,8 @@ def test_the_data_folder_and_its_kept_inputs_can_be_moved_by_the_environment(mon
     monkeypatch.setenv("LATENT_STUDIO_DATA", str(tmp_path / "data"))
     assert paths.data_dir() == tmp_path / "data"
     assert paths.inputs_dir() == tmp_path / "data" / "inputs"
+    assert paths.loras_dir() == tmp_path / "data" / "loras"
+    assert paths.embeddings_dir() == tmp_path / "data" / "embeddings"
 
 
 def test_tests_never_use_the_users_data_folder():

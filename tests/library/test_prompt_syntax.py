@@ -10,11 +10,13 @@ from studio.library.prompt_syntax import (
     BREAK,
     CHUNK_LENGTH,
     ExtraNetworkTag,
+    LoraUse,
     build_chunks,
     extra_network_tags,
     has_weights,
     ignored_tags_warning,
     is_break,
+    lora_uses,
     parse_prompt_attention,
     plain_text,
     split_extra_networks,
@@ -375,3 +377,66 @@ def test_ignored_tags_warning():
     assert both == (
         "LoRA and hypernetwork tags are not supported yet and were ignored: <lora:a:1>, <hypernet:b:1>, <lyco:c:1>"
     )
+
+
+# ------------------------------------------------------------------------------------------ LoRA uses
+@pytest.mark.parametrize(
+    ("tag", "te", "unet"),
+    [
+        ("<lora:x>", 1.0, 1.0),
+        ("<lora:x:0.5>", 0.5, 0.5),  # unet follows te
+        ("<lora:x:0.5:1>", 0.5, 1.0),
+        ("<lora:x: -0.25 : 2 >", -0.25, 2.0),
+        ("<lora:x:unet=0.3>", 1.0, 0.3),
+        ("<lora:x:te=0.4>", 0.4, 0.4),  # a named te is the default of unet too
+        ("<lora:x:te=0:unet=1>", 0.0, 1.0),
+        ("<lora:x:unet=1:te=0>", 0.0, 1.0),
+        ("<lora:x:0.2:te=0.7>", 0.7, 0.7),  # named beats positional
+        ("<lora:x:0.2:0.3:unet=0.9>", 0.2, 0.9),
+        ("<lora:x:5>", 5.0, 5.0),
+        ("<lora:x:-5:1e-1>", -5.0, 0.1),
+        ("<lyco:x:0.6>", 0.6, 0.6),  # the old LyCORIS extension's tag is a LoRA
+    ],
+)
+def test_lora_uses_read_weights_as_a1111(tag, te, unet):
+    uses, problems = lora_uses(extra_network_tags(f"a cat {tag}"))
+    assert (uses, problems) == ([LoraUse("x", te, unet, tag)], [])
+
+
+@pytest.mark.parametrize(
+    ("tag", "expected"),
+    [
+        ("<lora:x:abc>", "<lora:x:abc>: the weight 'abc' is not a number"),
+        ("<lora:x:1:abc>", "<lora:x:1:abc>: the weight 'abc' is not a number"),
+        ("<lora:x:te=>", "the weight '' is not a number"),
+        ("<lora:x:nan>", "the weight nan lies outside ±5"),
+        ("<lora:x:inf>", "the weight inf lies outside ±5"),
+        ("<lora:x:5.01>", "<lora:x:5.01>: the weight 5.01 lies outside ±5"),
+        ("<lora:x:1:-8>", "the weight -8 lies outside ±5"),
+        ("<lora:x:unet=1e9>", "the weight 1e9 lies outside ±5"),
+        ("<lora::1>", "<lora::1>: names no LoRA"),
+    ],
+)
+def test_lora_weights_no_model_can_use_are_refused_with_a_message(tag, expected):
+    uses, problems = lora_uses(extra_network_tags(tag))
+    assert uses == [] and len(problems) == 1 and expected in problems[0]
+
+
+def test_lora_arguments_we_do_not_support_are_named_and_the_rest_applies():
+    uses, problems = lora_uses(extra_network_tags("<lora:x:0.5:0.6:8> <lora:y:dyn=4:foo=1> <lora:z:1:1:1:2:3>"))
+    assert [(u.name, u.te, u.unet) for u in uses] == [("x", 0.5, 0.6), ("y", 1.0, 1.0), ("z", 1.0, 1.0)]
+    assert problems == [
+        "<lora:x:0.5:0.6:8>: dyn (a rank limit) ignored (not supported)",
+        "<lora:y:dyn=4:foo=1>: dyn (a rank limit), foo= ignored (not supported)",
+        "<lora:z:1:1:1:2:3>: dyn (a rank limit), 2 more value(s) ignored (not supported)",
+    ]
+
+
+def test_lora_uses_skip_hypernetworks_and_keep_order_and_repeats():
+    tags = [
+        ExtraNetworkTag("hypernet", "h", ("1",), "<hypernet:h:1>"),
+        *extra_network_tags("<lora:b:0.1> <lora:a> <lora:b:0.2>"),
+    ]
+    uses, problems = lora_uses(tags)
+    assert [(u.name, u.te) for u in uses] == [("b", 0.1), ("a", 1.0), ("b", 0.2)] and problems == []
+    assert lora_uses([]) == ([], [])

@@ -108,7 +108,7 @@ class HeldConversion(Engine):
     is reported: the user's Cancel, sent from the GUI thread when the status arrives, always lands
     mid-conversion, whatever the machine's speed."""
 
-    def load(self, model: str, cancel: threading.Event | None = None):
+    def load(self, model: str, cancel: threading.Event | None = None, *, request=None):
         reporter = self.on_status  # the worker's: it reports to the GUI thread
 
         def on_status(text: str) -> None:
@@ -117,7 +117,7 @@ class HeldConversion(Engine):
 
         self.on_status = on_status
         try:
-            return super().load(model, cancel)
+            return super().load(model, cancel, request=request)
         finally:
             self.on_status = reporter
 

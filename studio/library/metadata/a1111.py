@@ -143,6 +143,8 @@ def format_parameters(meta: Mapping[str, Any]) -> str:
         ("Model", _model_display_name(model)),
         ("Denoising strength", strength),
         *_inpaint_pairs(request),
+        ("Lora hashes", _hashes(meta.get("loras"))),
+        ("TI hashes", _hashes(meta.get("embeddings"))),
         ("Version", f"{APP_NAME} {app_version}" if app_version else APP_NAME),
     ]
     line = ", ".join(f"{key}: {_quote(fmt_number(value))}" for key, value in pairs if value is not None)
@@ -150,6 +152,23 @@ def format_parameters(meta: Mapping[str, Any]) -> str:
     # A lone surrogate (a broken paste) could not be encoded into the file: written as U+FFFD.
     return clean_text(f"{prompt}{negative_text}\n{line}".strip())
 
+
+def _hashes(entries: Any) -> str | None:
+    """A1111's "Lora hashes" / "TI hashes" value: "name: hash12, name: hash12" (names without ":" and
+    ",", the short hash Civitai looks files up by), or None without entries."""
+    if not isinstance(entries, list):
+        return None
+    parts = []
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            continue
+        name, digest = as_str(entry.get("name")), as_str(entry.get("sha256"))
+        if name and digest:
+            parts.append(f"{name.translate(_HASH_NAME_SYMBOLS)}: {digest[:12]}")
+    return ", ".join(parts) or None
+
+
+_HASH_NAME_SYMBOLS = str.maketrans("", "", ":,")
 
 _MASKED_CONTENT_NAMES = {"original": "original", "fill": "fill", "noise": "latent noise", "nothing": "latent nothing"}
 
