@@ -18,6 +18,7 @@ BENCHMARKS = {
     "openvino_speed": "bench.openvino_speed",
     "openvino_shapes": "bench.openvino_shapes",
     "inpaint_speed": "bench.inpaint_speed",
+    "lora_speed": "bench.lora_speed",
 }
 
 

@@ -194,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="safetensors/pt: A1111's; diffusers: {token: vectors}; sdxl: clip_l and clip_g",
     )  # fmt: skip
     emb.set_defaults(func=cmd_make_tiny_embedding)
+
+    networks = _command(sub, "networks", help="list the LoRAs and embeddings the prompts can name")
+    networks.add_argument("--lora-dir", action="append", type=Path, default=[], metavar="DIR", help="also this folder")
+    networks.add_argument("--embedding-dir", action="append", type=Path, default=[], metavar="DIR", help="also this folder")
+    networks.add_argument("--hashes", action="store_true", help="also compute A1111's short hashes (reads every file)")
+    networks.add_argument("--json", action="store_true", help="print a JSON list")
+    networks.set_defaults(func=cmd_networks)
     return parser
 
 
@@ -231,6 +238,14 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         help="CPU threads for the OpenVINO backend (default: all physical cores)",
     )
     p.add_argument("--allow-ckpt", action="store_true", help="allow pickle checkpoints (.ckpt), weights only")
+    p.add_argument(
+        "--lora-dir", action="append", type=Path, default=[], metavar="DIR",
+        help="also look for <lora:name> files here (repeatable; the app's folder and the window's are always searched)",
+    )
+    p.add_argument(
+        "--embedding-dir", action="append", type=Path, default=[], metavar="DIR",
+        help="also look for textual-inversion embeddings here (repeatable)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -356,7 +371,19 @@ def _make_engine(args, **kwargs):
     kwargs.setdefault("on_status", _status_printer())
     return Engine(
         device=args.device, dtype=args.dtype, backend=args.backend, threads=args.threads,
-        allow_ckpt=args.allow_ckpt, preview="none", **kwargs,
+        allow_ckpt=args.allow_ckpt, preview="none", networks=_network_catalog(args), **kwargs,
+    )
+
+
+def _network_catalog(args):
+    """The LoRA and embedding folders: the app's, the window's (from the preferences), then --lora-dir /
+    --embedding-dir."""
+    from studio.library.extra_networks import NetworkCatalog
+    from studio.library.preferences_file import network_folders, read_preferences
+
+    loras, embeddings = network_folders(read_preferences())
+    return NetworkCatalog.with_folders(
+        [*loras, *getattr(args, "lora_dir", [])], [*embeddings, *getattr(args, "embedding_dir", [])]
     )
 
 
@@ -688,6 +715,52 @@ def cmd_info(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------- models
+
+
+def cmd_networks(args) -> int:
+    """The LoRAs (by the name a <lora:name> tag takes) and embeddings (the word a prompt uses), with the
+    family they are for, their trigger words, and why one cannot be used."""
+    from studio.library.display import printable
+    from studio.library.extra_networks import embedding_hash, lora_hash, short_hash
+
+    catalog = _network_catalog(args)
+    rows = []
+    for item in [*catalog.loras(), *catalog.embeddings()]:
+        row = {
+            "kind": item.kind, "name": item.name, "alias": item.alias, "family": item.family, "format": item.format,
+            "vectors": item.vectors, "trigger_words": list(item.trigger_words), "path": str(item.path),
+            "preview": str(item.preview) if item.preview else None, "pickle": item.pickle, "problem": item.problem,
+        }
+        if args.hashes and not item.problem:
+            try:
+                row["hash"] = short_hash((lora_hash if item.kind == "lora" else embedding_hash)(item.path))
+            except OSError as exc:
+                row["problem"] = f"cannot be read ({exc.strerror or exc})"
+        rows.append(row)
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    loras, embeddings = catalog.folders()
+    for title, kind, folders in (("LoRAs", "lora", loras), ("Embeddings", "embedding", embeddings)):
+        print(f"{title} ({', '.join(str(f) for f in folders)})")
+        chosen = [r for r in rows if r["kind"] == kind]
+        if not chosen:
+            print("  (none)")
+        for row in chosen:
+            details = [row["family"] or "family unknown", row["format"]]
+            if row["vectors"]:
+                details.append(f"{row['vectors']} vectors")
+            if row.get("hash"):
+                details.append(row["hash"])
+            line = f"  {printable(row['name'])}  ({', '.join(printable(d) for d in details)})"
+            if row["trigger_words"]:
+                line += f"  triggers: {printable(', '.join(row['trigger_words'][:8]))}"
+            if row["problem"]:
+                line += f"  UNUSABLE: {printable(row['problem'])}"
+            elif row["pickle"]:
+                line += "  (pickle: needs --allow-ckpt)"
+            print(line)
+    return 0
 
 
 def cmd_models(args) -> int:

@@ -15,8 +15,14 @@ os.environ.setdefault("STUDIO_AUTO_CPU_DTYPE", "float32")
 # tests/engine/test_openvino*.py ask for the OpenVINO backend by name (and check `auto` itself).
 os.environ.setdefault("STUDIO_AUTO_BACKEND", "torch")
 # Converted OpenVINO models and thumbnails go to a folder of this run, never to the user's cache; the
-# gallery's catalogue and kept job inputs likewise, never to the user's data folder.
-for _variable, _prefix in (("LATENT_STUDIO_CACHE", "studio-test-cache-"), ("LATENT_STUDIO_DATA", "studio-test-data-")):
+# gallery's catalogue and kept job inputs likewise, never to the user's data folder; the preferences the
+# command line reads (local models, LoRA folders) never the user's.
+# The command line reads the window's preferences (local models, LoRA folders): never the user's own.
+for _variable, _prefix in (
+    ("LATENT_STUDIO_CACHE", "studio-test-cache-"),
+    ("LATENT_STUDIO_DATA", "studio-test-data-"),
+    ("LATENT_STUDIO_CONFIG", "studio-test-config-"),
+):
     if _variable not in os.environ:
         import atexit
         import shutil

@@ -98,6 +98,7 @@ class _ModelState:
     adapters: OrderedDict[str, str] = field(default_factory=OrderedDict)  # file key -> adapter name
     layers: dict[str, tuple[int, int]] = field(default_factory=dict)  # adapter -> (applied, of)
     tokens: dict[str, tuple[str, int]] = field(default_factory=dict)  # file key -> (token, vectors)
+    enabled: bool = False  # whether the adapters are on (disabling them walks every module: once)
 
 
 class ExtraNetworks:
@@ -167,10 +168,12 @@ class ExtraNetworks:
             if adapter is not None:
                 active.append((adapter, use, found))
         if not active:
-            if state.adapters:
+            if state.adapters and state.enabled:
                 pipe.disable_lora()
+                state.enabled = False
             return
         pipe.enable_lora()
+        state.enabled = True
         pipe.set_adapters(
             [adapter for adapter, _use, _file in active],
             adapter_weights=[{"unet": use.unet, "text_encoder": use.te} for _adapter, use, _file in active],
@@ -398,10 +401,14 @@ def _quiet_loaders():
     note this module writes says what matters."""
     import warnings
 
+    from transformers.utils import logging as transformers_logging
+
     loggers = [logging.getLogger(name) for name in ("diffusers", "transformers", "peft")]
     levels = [logger.level for logger in loggers]
+    bars = transformers_logging.is_progress_bar_enabled()
     for logger in loggers:
         logger.setLevel(logging.CRITICAL)  # a failed load is raised, and said in the job's note
+    transformers_logging.disable_progress_bar()  # "Loading weights" of the text encoder's part, on stderr
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Already found a `peft_config`")  # one adapter per LoRA, by design
@@ -409,6 +416,8 @@ def _quiet_loaders():
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
+        if bars:
+            transformers_logging.enable_progress_bar()
 
 
 __all__ = ["AppliedEmbedding", "AppliedLora", "ExtraNetworks", "Prepared", "extra_network_tags"]

@@ -156,6 +156,19 @@ class Engine:
     def _uses_networks(self, request: GenerationRequest) -> bool:
         return self._extra_networks().uses_networks(request.prompt, request.negative_prompt or "")
 
+    def set_network_folders(self, lora_folders, embedding_folders) -> None:
+        """Find LoRAs and embeddings in the app's folders and these (the window's choice, per job); what
+        is loaded into the models stays loaded."""
+        from studio.library.extra_networks import NetworkCatalog
+
+        catalog = NetworkCatalog.with_folders(lora_folders, embedding_folders)
+        current = self._networks.catalog if self._networks is not None else self._networks_catalog
+        if current is not None and current.folders() == catalog.folders():
+            return
+        self._networks_catalog = catalog
+        if self._networks is not None:
+            self._networks.catalog = catalog
+
     def _extra_networks(self):
         if self._networks is None:
             from studio.engine.extra_networks import ExtraNetworks
@@ -492,15 +505,6 @@ def _prompt_kwargs(pipe, req: GenerationRequest, extras=None) -> dict[str, Any]:
         pipe, prompt, negative, device=pipe._execution_device, dtype=dtype
     )
     return {"prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_embeds}
-
-
-def _prompt_warnings(req: GenerationRequest) -> list[str]:
-    """What the prompts asked for that was not done (the metadata keeps the prompts as typed)."""
-    from studio.library.prompt_syntax import extra_network_tags, ignored_tags_warning
-
-    tags = [*extra_network_tags(req.prompt), *extra_network_tags(req.negative_prompt or "")]
-    warning = ignored_tags_warning(tags)
-    return [warning] if warning else []
 
 
 class _StepProgress:

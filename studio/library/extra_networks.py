@@ -577,6 +577,21 @@ class NetworkCatalog:
 
         return cls([loras_dir()], [embeddings_dir()])
 
+    @classmethod
+    def with_folders(
+        cls, lora_folders: Iterable[str | os.PathLike[str]] = (), embedding_folders: Iterable[str | os.PathLike[str]] = ()
+    ) -> NetworkCatalog:
+        """The app's own folders, then the ones the user added (an A1111 or ComfyUI install's, shared)."""
+        from studio.library.paths import embeddings_dir, loras_dir
+
+        loras = list(dict.fromkeys([loras_dir(), *map(Path, lora_folders)]))
+        embeddings = list(dict.fromkeys([embeddings_dir(), *map(Path, embedding_folders)]))
+        return cls(loras, embeddings)
+
+    def folders(self) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+        """(LoRA folders, embedding folders), in search order."""
+        return tuple(self.lora_folders), tuple(self.embedding_folders)
+
     def refresh(self) -> None:
         self._loras = scan(self.lora_folders, LORA)
         self._embeddings = scan(self.embedding_folders, EMBEDDING)

@@ -49,3 +49,14 @@ def local_models(values: dict[str, Any]) -> list[str]:
     """The local model folders and files the user added in the window (for ``studio models``)."""
     found = values.get("local_models")
     return [spec for spec in found if isinstance(spec, str)] if isinstance(found, list) else []
+
+
+def network_folders(values: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The LoRA and embedding folders the user added in the window (an A1111 or ComfyUI install's), for
+    the command line to find the same files."""
+
+    def paths(key: str) -> list[str]:
+        found = values.get(key)
+        return [p for p in found if isinstance(p, str) and p.strip()] if isinstance(found, list) else []
+
+    return paths("lora_folders"), paths("embedding_folders")

@@ -38,7 +38,6 @@ __all__ = [
     "build_chunks",
     "extra_network_tags",
     "has_weights",
-    "ignored_tags_warning",
     "is_break",
     "lora_uses",
     "parse_prompt_attention",
@@ -250,18 +249,6 @@ def strip_extra_networks(text: str) -> str:
 def extra_network_tags(text: str) -> list[ExtraNetworkTag]:
     """The prompt's extra-network tags, in order."""
     return split_extra_networks(text)[1]
-
-
-def ignored_tags_warning(tags: Sequence[ExtraNetworkTag]) -> str | None:
-    """The user-facing note for tags that were removed and not applied, or None when there are none.
-
-    e.g. "LoRA tags are not supported yet and were ignored: <lora:foo:0.8>".
-    """
-    if not tags:
-        return None
-    labels = list(dict.fromkeys(_KIND_LABELS.get(tag.kind, tag.kind) for tag in tags))
-    shown = ", ".join(dict.fromkeys(tag.text for tag in tags))
-    return f"{' and '.join(labels)} tags are not supported yet and were ignored: {shown}"
 
 
 @dataclass(frozen=True)

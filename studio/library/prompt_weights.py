@@ -14,6 +14,14 @@ the same syntax :mod:`studio.library.prompt_syntax` (and the engine) reads:
   a nested group, as A1111 and ComfyUI do: otherwise one could never emphasise one word of a phrase.
   With no selection the cursor picks the enclosing group, so repeated presses adjust it.
 
+Extra-network tags carry their own multiplier, which the keys adjust instead: a cursor inside (or touching)
+a ``<lora:name:w>`` tag, or a selection of the whole tag, nudges `w` by the step (``<lora:x:1>`` ->
+``<lora:x:1.1>``; a tag without one, ``<lora:x>``, is 1), kept within ±5 (the engine's limit,
+:data:`studio.library.prompt_syntax.MAX_LORA_WEIGHT`) and written as A1111 writes a LoRA multiplier
+(``1``, ``0.9``, ``-0.5``), the tag selected. ``<lora:x:te:unet>`` nudges both numbers, as do named ``te=`` /
+``unet=`` values; a third value (``dyn``, a rank) and text that is no number are left alone.
+``<lyco:...>`` and ``<hypernet:...>`` tags likewise; other ``<kind:...>`` tags stay atomic.
+
 Weights are rounded to 2 decimals and kept within ``MIN_WEIGHT`` .. ``MAX_WEIGHT`` (0 .. 2): past 2
 images fall apart on every SD-family model and below 0 means "negative prompt inside the prompt",
 which the negative field does better. A weight already outside that range (typed by hand) is never
@@ -35,7 +43,18 @@ import math
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["MAX_WEIGHT", "MIN_WEIGHT", "STEP", "format_weight", "nudge", "word_bounds"]
+from studio.library.prompt_syntax import EXTRA_NETWORK_KINDS, MAX_LORA_WEIGHT
+
+__all__ = [
+    "MAX_WEIGHT",
+    "MIN_WEIGHT",
+    "STEP",
+    "format_multiplier",
+    "format_weight",
+    "nudge",
+    "nudge_tag",
+    "word_bounds",
+]
 
 STEP = 0.1
 MIN_WEIGHT = 0.0
@@ -47,6 +66,14 @@ _TRIM = frozenset(",;")
 _ESCAPABLE = frozenset("()[]\\")
 _WEIGHT_TAIL = re.compile(r":\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*$")
 _EXTRA_NETWORK = re.compile(r"<[^<>\n:]+:[^<>\n]*>")
+_NUMBER = re.compile(r"^(\s*)([+-]?(?:\d+(?:\.\d*)?|\.\d+))(\s*)$")
+_TAG_WEIGHT_NAMES = ("te", "unet")  # named multipliers nudged; "dyn" is a rank, never nudged
+
+
+def format_multiplier(weight: float) -> str:
+    """A LoRA multiplier as A1111 writes one: at most 2 decimals, no trailing zeros (``1``, ``0.9``, ``-0.5``)."""
+    text = f"{round(weight, 2) + 0.0:.2f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
 
 
 def _is_word(ch: str) -> bool:
@@ -271,6 +298,77 @@ def _adjust(text: str, group: _Group, delta: float) -> tuple[str, int, int]:
     return _replace(text, (outer.open, outer.close + 1), text[inner.open + 1 : inner.close], weight)
 
 
+def _step_multiplier(weight: float, delta: float) -> float:
+    """`weight` + `delta` within ±MAX_LORA_WEIGHT, never moved against `delta` (a typed 7 stays on Up)."""
+    new = round(weight + delta, 2)
+    new = min(new, max(weight, MAX_LORA_WEIGHT)) if delta > 0 else max(new, min(weight, -MAX_LORA_WEIGHT))
+    return round(new, 2) + 0.0
+
+
+def nudge_tag(tag: str, delta: float = STEP) -> str:
+    """An extra-network tag (``<lora:name:w>``, the whole tag) with its multiplier(s) nudged by `delta`; the tag
+    unchanged when it has no multiplier to nudge (another kind of tag, ``<lora:x:abc>``)."""
+    if not (tag.startswith("<") and tag.endswith(">")) or not math.isfinite(delta) or delta == 0:
+        return tag
+    kind, colon, rest = tag[1:-1].partition(":")
+    if not colon or kind.strip().lower() not in EXTRA_NETWORK_KINDS:
+        return tag
+    name, *args = rest.split(":")
+    if not args:  # "<lora:x>" is 1
+        return f"<{kind}:{name}:{format_multiplier(_step_multiplier(1.0, delta))}>"
+
+    def stepped(value: str) -> str | None:
+        match = _NUMBER.match(value)
+        if match is None:
+            return None
+        try:
+            weight = float(match.group(2))
+        except ValueError:  # pragma: no cover - the pattern only matches numbers
+            return None
+        if not math.isfinite(weight):
+            return None
+        return match.group(1) + format_multiplier(_step_multiplier(weight, delta)) + match.group(3)
+
+    changed = False
+    positional = 0
+    for i, arg in enumerate(args):
+        parts = arg.split("=")
+        if len(parts) == 2:  # A1111: "a=b" is named, "a=b=c" positional
+            if parts[0].strip() not in _TAG_WEIGHT_NAMES:
+                continue
+            new = stepped(parts[1])
+            if new is not None:
+                args[i], changed = f"{parts[0]}={new}", True
+            continue
+        positional += 1
+        if positional <= 2:  # te, unet; a third is dyn (a rank)
+            new = stepped(arg)
+            if new is not None:
+                args[i], changed = new, True
+    if not changed:
+        return tag
+    return "<" + kind + ":" + ":".join([name, *args]) + ">"
+
+
+def _tag_at(text: str, start: int, end: int, tags: list[tuple[int, int]]) -> tuple[int, int] | None:
+    """The tag a cursor is inside of (or touches, when no word is under it), or a selection covers exactly."""
+    if start != end:
+        return (start, end) if (start, end) in tags else None
+    inside = next((tag for tag in tags if tag[0] < start < tag[1]), None)
+    if inside is not None:
+        return inside
+    s, e = word_bounds(text, start)
+    if s != e:
+        return None
+    return next((tag for tag in tags if tag[1] == start), None) or next((tag for tag in tags if tag[0] == start), None)
+
+
+def _nudge_tag_span(text: str, span: tuple[int, int], delta: float) -> tuple[str, int, int]:
+    a, b = span
+    new_tag = nudge_tag(text[a:b], delta)
+    return text[:a] + new_tag + text[b:], a, a + len(new_tag)
+
+
 def nudge(text: str, start: int, end: int, delta: float = STEP) -> tuple[str, int, int]:
     """Raise (delta > 0) or lower the weight of the selection [start, end), or of the word / group
     under the cursor when start == end. Returns the new text and a selection covering the nudged
@@ -284,8 +382,12 @@ def nudge(text: str, start: int, end: int, delta: float = STEP) -> tuple[str, in
     if not math.isfinite(delta) or delta == 0:
         return text, start, end
     groups, escapes = _parse(text)
+    tags = [m.span() for m in _EXTRA_NETWORK.finditer(text)]
 
     if start == end:
+        tag = _tag_at(text, start, end, tags)
+        if tag is not None:  # "<lora:x:0.8>" carries its own multiplier: that is what the keys adjust
+            return _nudge_tag_span(text, tag, delta)
         group = _cursor_group(start, groups)
         if group is not None:
             return _adjust(text, group, delta)
@@ -299,10 +401,9 @@ def nudge(text: str, start: int, end: int, delta: float = STEP) -> tuple[str, in
         s, e = _strip_bounds(text, start, end, _TRIM)
         if s == e:
             return text, start, end
-    tags = [m.span() for m in _EXTRA_NETWORK.finditer(text)]
     s, e = _widen(text, s, e, groups, escapes, tags)
     if (s, e) in tags:  # "<lora:name:0.8>" carries its own weight; wrapping it would mean nothing
-        return text, s, e
+        return _nudge_tag_span(text, (s, e), delta)
     group = _target_group(text, s, e, groups)
     if group is not None:
         return _adjust(text, group, delta)

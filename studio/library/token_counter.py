@@ -10,6 +10,13 @@ keystroke. Emphasis syntax is removed and chunks are built by
 editor shows is what the text encoder reads (each weighted fragment is tokenized on its own, as in
 A1111; BREAK ends a chunk early).
 
+Textual-inversion embeddings: a prompt calls one by its name used as a word, and the engine replaces that
+word by the embedding's vectors, so the count must too. :meth:`TokenCounter.set_embeddings` gives the
+counter the names in the embedding folders and how many vectors each stands for (the window's LoRA and
+embedding browser passes what it scanned); each name found as a whole word, in any case (as the engine
+matches it), counts its vectors instead of its word's tokens. A file whose vectors are unknown (a pickle,
+not read without loading it) counts as one.
+
 If the tokenizer cannot be loaded (a broken install), counts fall back to a rough estimate and
 :attr:`TokenCounter.exact` is False, so the window still works and can say "about".
 """
@@ -20,6 +27,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,7 +39,7 @@ from studio.library.prompt_syntax import (
     strip_extra_networks,
 )
 
-__all__ = ["CHUNK_LENGTH", "TOKENIZER_PATH", "TokenCount", "TokenCounter", "shared_counter"]
+__all__ = ["CHUNK_LENGTH", "EMBEDDING_TOKEN", "TOKENIZER_PATH", "TokenCount", "TokenCounter", "shared_counter"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +47,27 @@ TOKENIZER_PATH = Path(__file__).resolve().parent.parent / "resources" / "clip_to
 _CACHE_SIZE = 16
 # Fallback estimate: CLIP's pre-tokenizer splits letters, single digits and punctuation runs apart.
 _ROUGH = re.compile(r"[^\W\d_]+|\d|[^\w\s]+|_+")
+EMBEDDING_TOKEN = -1
+"""The id counted for each vector of an embedding: never a real token (nor the comma that word wrap looks for)."""
+MAX_EMBEDDING_VECTORS = 75 * 8  # a larger count in a crafted header is not believed (counted as 1)
+
+
+class _Embeddings:
+    """The embedding names the counter recognises: one pattern (longest names first, so "bad-hands-5" wins
+    over "bad") and the vectors of each name, by its case-folded spelling."""
+
+    def __init__(self, vectors: Mapping[str, int | None]) -> None:
+        self.vectors: dict[str, int] = {}
+        for name, count in vectors.items():
+            if not isinstance(name, str) or not name.strip():
+                continue
+            ok = type(count) is int and 0 < count <= MAX_EMBEDDING_VECTORS
+            self.vectors.setdefault(name.casefold(), count if ok else 1)  # type: ignore[arg-type]
+        names = sorted({name for name in vectors if isinstance(name, str) and name.strip()}, key=len, reverse=True)
+        # As the engine finds a name: the whole word, in any case (CLIP lower-cases what it reads).
+        self.pattern = (
+            re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, names)) + r")(?!\w)", re.IGNORECASE) if names else None
+        )
 
 
 class TokenCount(NamedTuple):
@@ -66,6 +95,22 @@ class TokenCounter:
         self._load_lock = threading.Lock()
         self._cache: OrderedDict[str, TokenCount] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self._embeddings = _Embeddings({})
+        self._generation = 0  # set_embeddings: counts made before it are not cached after it
+
+    # --------------------------------------------------------------------------------- embeddings
+    def set_embeddings(self, vectors: Mapping[str, int | None]) -> None:
+        """The embeddings a prompt may call, by name, with their vector counts (None or nonsense: 1). Replaces
+        the previous set; counts are recounted from now on."""
+        embeddings = _Embeddings(vectors)
+        with self._cache_lock:
+            self._embeddings = embeddings
+            self._generation += 1
+            self._cache.clear()
+
+    def embedding_vectors(self) -> dict[str, int]:
+        """The embeddings known, by case-folded name, with the vectors each counts for."""
+        return dict(self._embeddings.vectors)
 
     # ------------------------------------------------------------------------------------ loading
     @property
@@ -101,34 +146,60 @@ class TokenCounter:
                 self._tokenizer = tokenizer
 
     # ----------------------------------------------------------------------------------- counting
-    def _tokenize(self, texts: list[str]) -> list[list[int]]:
+    def _tokenize(self, texts: list[str], embeddings: _Embeddings | None = None) -> list[list[int]]:
         # One encode per fragment (not encode_batch): a prompt has few fragments, and the batch call
         # starts a Rust thread pool that makes the library warn after any later fork.
+        pattern = embeddings.pattern if embeddings is not None else None
+        if pattern is None:
+            return [self._encode(text) for text in texts]
+        token_lists = []
+        for text in texts:
+            ids: list[int] = []
+            done = 0
+            for match in pattern.finditer(text):
+                # CLIP splits words at spaces and punctuation first, so the text around a name tokenizes
+                # alone exactly as it does in the whole (the name never shares a token with its neighbours).
+                ids += self._encode(text[done : match.start()])
+                ids += [EMBEDDING_TOKEN] * embeddings.vectors.get(match.group().casefold(), 1)
+                done = match.end()
+            ids += self._encode(text[done:])
+            token_lists.append(ids)
+        return token_lists
+
+    def _encode(self, text: str) -> list[int]:
+        if not text:
+            return []
         tokenizer = self._tokenizer
         if tokenizer is None:
-            return [[0] * len(_ROUGH.findall(text)) for text in texts]
-        return [tokenizer.encode(text, add_special_tokens=False).ids for text in texts]
+            return [0] * len(_ROUGH.findall(text))
+        return tokenizer.encode(text, add_special_tokens=False).ids
 
     def _comma(self) -> int | None:
         """The id of "," (word wrap at chunk ends, as the engine does); None while counts are estimates."""
         return self._comma_id if self._tokenizer is not None else None
 
     def measure(self, text: str) -> TokenCount:
-        """Tokens and chunks of `text` as the engine will encode it (emphasis syntax removed)."""
+        """Tokens and chunks of `text` as the engine will encode it (emphasis syntax removed, embedding names
+        counted as their vectors)."""
         with self._cache_lock:
             cached = self._cache.get(text)
             if cached is not None:
                 self._cache.move_to_end(text)
                 return cached
+            embeddings, generation = self._embeddings, self._generation
         if not text.strip():
             result = TokenCount(0, 1)
         else:
             self.load()
             fragments = parse_prompt_attention(strip_extra_networks(text))  # <lora:…> tags are not encoded
-            chunks = build_chunks(fragments, self._tokenize, self.chunk_length, comma=self._comma())
+            chunks = build_chunks(
+                fragments, lambda texts: self._tokenize(texts, embeddings), self.chunk_length, comma=self._comma()
+            )
             breaks = sum(1 for fragment in fragments if is_break(fragment))
             result = TokenCount(sum(len(chunk.tokens) for chunk in chunks), len(chunks), breaks)
         with self._cache_lock:
+            if generation != self._generation:
+                return result  # the embeddings changed meanwhile: not worth keeping
             self._cache[text] = result
             while len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)

@@ -1,4 +1,5 @@
-"""The main window: two pages. Studio: prompt and parameters on the left, previews and results in the
+"""The main window: two pages. Studio: the prompt on the left, over the parameters and the LoRA and embedding
+browser (two tabs), previews and results in the
 middle, the img2img canvas and the job queue on the right (both side panels collapse, so it fits a
 1024x640 screen). Gallery: the image library, using the window's whole width. Every action has a
 keyboard shortcut, listed under Help.
@@ -34,6 +35,7 @@ from studio.library.display import printable
 from studio.library.paths import APP_NAME
 from studio.ui.canvas import PASTE_KEYS, ImageCanvas
 from studio.ui.icons import icon
+from studio.ui.network_browser import NetworkBrowserPanel
 from studio.ui.parameters import ParametersPanel
 from studio.ui.plain_text import one_line, plain_label
 from studio.ui.preview import PreviewPane
@@ -47,6 +49,7 @@ from studio.viewmodel.session import SavedImage, StudioSession, caption
 STATUS_MS = 6000
 DEFAULT_SIZE = QSize(1280, 800)
 STUDIO_PAGE, GALLERY_PAGE = 0, 1
+PARAMETERS_TAB, NETWORKS_TAB = 0, 1
 
 
 class MainWindow(QMainWindow):
@@ -81,6 +84,8 @@ class MainWindow(QMainWindow):
         self._shown_once = False
 
         self.prompt_editor = PromptEditor(self.session.prompt)
+        self.network_browser = self.session.networks  # LoRAs and embeddings, scanned in the background
+        self.network_panel = NetworkBrowserPanel(self.network_browser, self.prompt_editor)
         self.parameters = ParametersPanel(self.session.settings)
         self.canvas = ImageCanvas(self.session.canvas, mask=self.session.mask)
         self.preview = PreviewPane()
@@ -104,7 +109,12 @@ class MainWindow(QMainWindow):
         params_scroll.setMinimumWidth(self.parameters.minimumSizeHint().width() + 24)
         self.left_panel = QSplitter(Qt.Orientation.Vertical, objectName="leftSplitter")
         self.left_panel.addWidget(_group("Prompt", self.prompt_editor))
-        self.left_panel.addWidget(_group("Parameters", params_scroll))
+        # Under the prompt, so a click in the browser inserts where the prompt stays in view.
+        self.left_tabs = QTabWidget(objectName="leftTabs")
+        self.left_tabs.addTab(params_scroll, "Parameters")
+        self.left_tabs.addTab(self.network_panel, "LoRAs && embeddings")
+        self.left_tabs.setTabToolTip(NETWORKS_TAB, "Click one to insert it at the prompt's cursor (Ctrl+Shift+L)")
+        self.left_panel.addWidget(self.left_tabs)
         self.left_panel.setStretchFactor(0, 2)
         self.left_panel.setStretchFactor(1, 3)
 
@@ -174,6 +184,10 @@ class MainWindow(QMainWindow):
             "Send to &canvas (use as new init)", lambda: self._with_current(self.send_to_canvas), "Ctrl+Shift+I"
         )
         self.act_focus_prompt = action("Focus prompt", self.prompt_editor.focus_prompt, "Ctrl+L")
+        self.act_networks = action(
+            "&LoRAs and embeddings", self.show_networks, "Ctrl+Shift+L",
+            tip="Browse the LoRAs and embeddings and insert them into the prompt (Ctrl+Shift+L)",
+        )
         self.act_studio = action("&Studio", lambda: self.tabs.setCurrentIndex(STUDIO_PAGE), "Ctrl+1")
         self.act_gallery = action("&Gallery", lambda: self.tabs.setCurrentIndex(GALLERY_PAGE), ["Ctrl+2", "Ctrl+G"])
         self.act_left_panel = action("&Prompt and parameters panel", self._show_left, "F8", checkable=True)
@@ -202,6 +216,7 @@ class MainWindow(QMainWindow):
         view_menu = bar.addMenu("&View")
         for act in (self.act_studio, self.act_gallery):
             view_menu.addAction(act)
+        view_menu.addAction(self.act_networks)
         view_menu.addSeparator()
         view_menu.addAction(self.act_left_panel)
         view_menu.addAction(self.act_right_panel)
@@ -234,6 +249,7 @@ class MainWindow(QMainWindow):
         session.status_line_changed.connect(self.status_model.setText)
         self.status_model.setText(session.status_line)
         self.canvas.message.connect(self.show_message)
+        self.network_panel.message.connect(self.show_message)
         self.results.message.connect(self.show_message)
         self.results.selected.connect(self._show_result)
         self.results.reuse_parameters.connect(self.reuse_parameters)
@@ -324,6 +340,14 @@ class MainWindow(QMainWindow):
         left = max(self.left_panel.minimumSizeHint().width(), int(total * 0.30))
         right = max(self.right_panel.minimumSizeHint().width(), int(total * 0.26))
         self.splitter.setSizes([left, max(total - left - right, 160), right])
+
+    def show_networks(self) -> None:
+        """The LoRA and embedding browser, its search box focused (the left panel shown if it was hidden)."""
+        self.tabs.setCurrentIndex(STUDIO_PAGE)
+        if not self.act_left_panel.isChecked():
+            self.act_left_panel.setChecked(True)
+        self.left_tabs.setCurrentIndex(NETWORKS_TAB)
+        self.network_panel.focus_search()
 
     def _show_left(self, shown: bool) -> None:
         self._show_panel(self.left_panel, shown)

@@ -3,8 +3,8 @@
 Keys inside either field (all keyboard, no mouse needed):
 
 - Ctrl+Up / Ctrl+Down: raise / lower the weight of the selection or the word under the cursor
-  (A1111 syntax, :func:`studio.library.prompt_weights.nudge`), one undo step per press, selection kept so the
-  key can be pressed again;
+  (A1111 syntax, :func:`studio.library.prompt_weights.nudge`), or the multiplier of the ``<lora:name:w>`` tag
+  the cursor is in, one undo step per press, selection kept so the key can be pressed again;
 - Alt+Up / Alt+Down: walk back / forward through the prompts already generated (both fields); what
   was being typed is kept as a draft and comes back past the newest entry;
 - Ctrl+Return / Ctrl+Enter: ``generate_requested`` (never a newline); Tab / Shift+Tab: next field;
@@ -12,7 +12,10 @@ Keys inside either field (all keyboard, no mouse needed):
 
 Token counts use CLIP's real tokenizer (:mod:`studio.library.token_counter`, no torch): 2-4 ms for a
 500-word prompt, so counts follow every keystroke; should a huge paste make a count slow (> 8 ms),
-recounting is debounced instead of stalling the typing.
+recounting is debounced instead of stalling the typing. An embedding's name counts as its vectors.
+
+The LoRA and embedding browser inserts its tags with :meth:`PromptEditor.insert_at_cursor`, into the
+field that had the focus last (prompt or negative prompt).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import time
 from collections.abc import Iterable, Sequence
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
-from PySide6.QtGui import QKeyEvent, QTextCursor
+from PySide6.QtGui import QFocusEvent, QKeyEvent, QTextCursor
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -38,7 +41,7 @@ from studio.library.token_counter import CHUNK_LENGTH, TokenCounter
 from studio.ui.plain_text import menu_text, plain_tooltip, single_spaced
 from studio.viewmodel.prompt_state import HISTORY_LIMIT, PromptState
 
-__all__ = ["HISTORY_LIMIT", "HISTORY_MENU_SIZE", "PromptEditor", "PromptField"]
+__all__ = ["HISTORY_LIMIT", "HISTORY_MENU_SIZE", "PromptEditor", "PromptField", "spaced_insertion"]
 
 HISTORY_MENU_SIZE = 30
 _MENU_LABEL_PX = 460
@@ -78,6 +81,7 @@ class PromptField(QPlainTextEdit):
 
     generate_requested = Signal()
     history_step = Signal(int)  # +1: older (Alt+Up), -1: newer (Alt+Down)
+    focused = Signal()  # the field got the keyboard focus
 
     def __init__(self, name: str, placeholder: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -114,6 +118,10 @@ class PromptField(QPlainTextEdit):
                 event.accept()
                 return True
         return super().event(event)
+
+    def focusInEvent(self, event: QFocusEvent) -> None:  # noqa: N802 - Qt's name
+        super().focusInEvent(event)
+        self.focused.emit()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt's name
         action = self._action(event)
@@ -158,6 +166,25 @@ class PromptField(QPlainTextEdit):
         self.setTextCursor(selection)
         return new != text
 
+    def insert_at_cursor(self, text: str, separator: str = " ") -> None:
+        """Insert `text` at the cursor (replacing a selection) as one undo step, apart from the words around
+        it (:func:`spaced_insertion`); the cursor ends right after `text`."""
+        whole = self.toPlainText()
+        cursor = self.textCursor()
+        start = _from_utf16(whole, cursor.selectionStart())
+        end = _from_utf16(whole, cursor.selectionEnd())
+        inserted, offset = spaced_insertion(whole[:start], whole[end:], text, separator)
+        edit = QTextCursor(self.document())
+        edit.beginEditBlock()
+        edit.setPosition(cursor.selectionStart())
+        edit.setPosition(cursor.selectionEnd(), QTextCursor.MoveMode.KeepAnchor)
+        edit.insertText(inserted)
+        edit.endEditBlock()
+        after = QTextCursor(self.document())
+        after.setPosition(_to_utf16(whole[:start] + inserted, start + offset))
+        self.setTextCursor(after)
+        self.ensureCursorVisible()
+
     def replace_text(self, text: str) -> None:
         """Replace the whole text as one undo step (Ctrl+Z brings the previous text back)."""
         if text == self.toPlainText():
@@ -170,6 +197,20 @@ class PromptField(QPlainTextEdit):
         end = QTextCursor(self.document())
         end.movePosition(QTextCursor.MoveOperation.End)
         self.setTextCursor(end)
+
+
+def spaced_insertion(before: str, after: str, text: str, separator: str = " ") -> tuple[str, int]:
+    """What to insert between `before` and `after` so that `text` stands apart from its neighbours, and where
+    `text` ends in it: `separator` (" " or ", ") after a word, only the space after a comma, nothing at the
+    start, after white space, an opening bracket, ":" or "|"; the same before a following word (not before a
+    comma, closing bracket, ":" or "|")."""
+    lead = ""
+    if before and not before[-1].isspace() and before[-1] not in "([{<:|":
+        lead = " " if before[-1] in ",;" else separator
+    trail = ""
+    if after and not after[0].isspace() and after[0] not in ",;:|)]}>":
+        trail = separator
+    return lead + text + trail, len(lead) + len(text)
 
 
 # ---------------------------------------------------------------------------------------- editor
@@ -206,6 +247,7 @@ class PromptEditor(QWidget):
         self.prompt_counter = self._make_counter("Prompt token count")
         self.negative_counter = self._make_counter("Negative prompt token count")
         self._counter_of = {self.prompt_edit: self.prompt_counter, self.negative_edit: self.negative_counter}
+        self._last_field = self.prompt_edit  # where the browser's tags go
         self._timers: dict[PromptField, QTimer] = {}
         self._last_cost = 0.0
 
@@ -241,12 +283,14 @@ class PromptEditor(QWidget):
             field.textChanged.connect(lambda f=field: self._on_text_changed(f))
             field.generate_requested.connect(self.generate_requested)
             field.history_step.connect(self._on_history_step)
+            field.focused.connect(lambda f=field: setattr(self, "_last_field", f))
         self._apply((self.state.prompt, self.state.negative_prompt), undoable=False)
         for field in (self.prompt_edit, self.negative_edit):
             self._show_count(field)
         self.state.prompt_changed.connect(self._on_state_prompts)
         self.state.negative_prompt_changed.connect(self._on_state_prompts)
         self.state.history_changed.connect(self._on_history_changed)
+        self.state.embeddings_changed.connect(self._recount)
         self._rebuild_menu()
 
     @property
@@ -292,6 +336,20 @@ class PromptEditor(QWidget):
 
     def focus_prompt(self) -> None:
         self.prompt_edit.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
+    def last_field(self) -> PromptField:
+        """The field that had the keyboard focus last (the prompt until one had it)."""
+        return self._last_field
+
+    def insert_at_cursor(self, text: str, separator: str = " ", *, focus: bool = True) -> PromptField:
+        """Insert `text` (a ``<lora:name:1>`` tag, an embedding's name) at the cursor of the field that had
+        the focus last, as one undoable step, with `separator` from the words around it; with `focus`, that
+        field takes the focus back, so Ctrl+Up / Ctrl+Down can adjust what was inserted. Returns the field."""
+        field = self._last_field
+        field.insert_at_cursor(text, separator)
+        if focus:
+            field.setFocus(Qt.FocusReason.OtherFocusReason)
+        return field
 
     # ----------------------------------------------------------------------------------- history
     def history_back(self) -> bool:
@@ -388,6 +446,10 @@ class PromptEditor(QWidget):
             self.changed.emit()
 
     # ----------------------------------------------------------------------------------- counter
+    def _recount(self) -> None:
+        for field in (self.prompt_edit, self.negative_edit):
+            self._show_count(field)
+
     def _make_counter(self, name: str) -> QLabel:
         label = QLabel(self)
         label.setObjectName("tokenCounter")

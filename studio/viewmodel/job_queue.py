@@ -87,6 +87,7 @@ class Job:
     backend: str = "auto"
     threads: int = 0  # OpenVINO's CPU threads; 0: all physical cores
     inputs_dir: Path | None = None  # where its init image and mask are kept for reuse (None: not kept)
+    network_folders: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # LoRA, embedding folders added
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
@@ -278,11 +279,14 @@ class JobQueue(QObject):
         threads: int = 0,
         output_dir: Path | None = None,
         inputs_dir: Path | None = None,
+        network_folders: tuple[tuple[str, ...], tuple[str, ...]] = ((), ()),
     ) -> Job:
         """Queue a request to run on `device` in `dtype` with `backend` (on OpenVINO with `threads` CPU
         threads, 0: all physical cores); it runs when the engine is free. Problems (an unknown backend
         included) arrive later as job_failed. With `inputs_dir` its init image and mask are kept there
-        by content (:class:`~studio.library.input_store.InputStore`) for "Reuse parameters"."""
+        by content (:class:`~studio.library.input_store.InputStore`) for "Reuse parameters". Its LoRAs and
+        embeddings are looked for in the app's folders and `network_folders` (LoRA folders, embedding
+        folders)."""
         if self._closed:
             raise RuntimeError("the generation queue has been shut down")
         job = Job(
@@ -290,6 +294,7 @@ class JobQueue(QObject):
             output_dir=Path(output_dir) if output_dir is not None else self._output_dir,
             device=device, dtype=dtype, backend=backend, threads=threads,
             inputs_dir=Path(inputs_dir) if inputs_dir is not None else None,
+            network_folders=(tuple(map(str, network_folders[0])), tuple(map(str, network_folders[1]))),
         )
         self._next_id += 1
         self._remember(job)
@@ -460,7 +465,7 @@ class JobQueue(QObject):
         self.queue_changed.emit()
         work = GenerationWork(
             job.id, job.request, job.output_dir, device=job.device, dtype=job.dtype, backend=job.backend,
-            threads=job.threads, cancel=job._cancel, inputs_dir=job.inputs_dir,
+            threads=job.threads, cancel=job._cancel, inputs_dir=job.inputs_dir, network_folders=job.network_folders,
         )
         self._worker.run(work, _Listener(self))
 

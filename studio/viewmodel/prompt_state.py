@@ -2,15 +2,17 @@
 
 The editor binds to this view-model; the session reads the prompts from it and adds each generated
 pair to the history. The token counter's tokenizer is loaded here, on a background pool, while the
-window opens, so the first keystroke does not wait for it.
+window opens, so the first keystroke does not wait for it. The embeddings a prompt may call come here
+too (:meth:`PromptState.set_embeddings`, from the LoRA and embedding browser's scans), so each counts as
+its vectors; the editor recounts on ``embeddings_changed``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Signal
 
 from studio.library.display import strip_controls
 from studio.library.token_counter import TokenCounter, shared_counter
@@ -45,6 +47,8 @@ def clean_history(items: Iterable[Any]) -> list[tuple[str, str]]:
 class PromptState(ViewModel):
     """Prompt, negative prompt and history (newest first)."""
 
+    embeddings_changed = Signal()  # the token counts of both prompts may have changed
+
     prompt = Property("", persist=True)
     negative_prompt = Property("", persist=True)
     history = Property([], kind=list, persist=True, check=clean_history)
@@ -53,6 +57,7 @@ class PromptState(ViewModel):
         super().__init__(parent)
         self.counter = counter or shared_counter()
         self._loader: TaskPool | None = None
+        self._embedding_vectors: dict[str, int | None] = {}
 
     def warm_up(self) -> None:
         """Load the tokenizer in the background (once): counts are exact from the first keystroke."""
@@ -60,6 +65,15 @@ class PromptState(ViewModel):
             return
         self._loader = TaskPool("token-counter", threads=1, parent=self)
         self._loader.submit(lambda _context: self.counter.load())
+
+    def set_embeddings(self, vectors: Mapping[str, int | None]) -> None:
+        """The embeddings in the folders, by name, with the vectors each stands for (None: unknown, a pickle,
+        counted as 1): the token counts count an embedding's name as its vectors."""
+        if dict(vectors) == self._embedding_vectors:
+            return
+        self._embedding_vectors = dict(vectors)
+        self.counter.set_embeddings(vectors)
+        self.embeddings_changed.emit()
 
     def set_prompts(self, prompt: str, negative: str = "") -> None:
         self.prompt, self.negative_prompt = prompt, negative

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from studio.engine.request import GenerationRequest
     from studio.viewmodel.gallery_browser import GalleryBrowser
 from studio.viewmodel.job_queue import Job, JobQueue
+from studio.viewmodel.network_browser import NetworkBrowser
 from studio.viewmodel.preferences import AppSettings, Preferences
 from studio.viewmodel.prompt_state import PromptState
 from studio.viewmodel.properties import Property, ViewModel
@@ -125,6 +126,10 @@ class StudioSession(ViewModel):
         self.mask = CanvasMask(self.canvas, self)
         for model in (self.app, self.settings, self.prompt, self.canvas, self.mask):
             self.preferences.attach(model)
+        # LoRAs and embeddings: scanned in the background from the start (the token counts need the embeddings).
+        self.networks = NetworkBrowser(self.app, parent=self)
+        self.preferences.attach(self.networks)
+        self.networks.embedding_vectors_changed.connect(self.prompt.set_embeddings)
         # Every job's init image and mask, kept by hash: "reuse parameters" restores the canvas from them.
         self.inputs = InputStore(Path(inputs_dir) if inputs_dir is not None else _default_inputs_dir())
         # A command-line --output-dir applies to this run only: it is never written to the preferences.
@@ -245,10 +250,10 @@ class StudioSession(ViewModel):
 
     def _submit(self, request: GenerationRequest) -> Job:
         """Queue `request` with today's device, dtype, backend, threads and output folder (fixed from now on)."""
-        s = self.settings
+        s, app = self.settings, self.app
         return self.queue.submit(
             request, device=s.device, dtype=s.dtype, backend=s.backend, threads=s.threads, output_dir=self.output_path(),
-            inputs_dir=self.inputs.root,
+            inputs_dir=self.inputs.root, network_folders=(tuple(app.lora_folders), tuple(app.embedding_folders)),
         )
 
     def cancel_current(self) -> bool:
@@ -316,9 +321,26 @@ class StudioSession(ViewModel):
                 note += f"; {removed} control character{'s' if removed != 1 else ''} removed from the prompts"
         if skipped:
             note += f"; not restored (unusable values): {', '.join(skipped)}"
+        missing = self._missing_loras(fields.get("prompt"))
+        if missing:
+            note += f"; LoRAs not found here: {', '.join(shown(name, 60) for name in missing[:10])}"
         text = f"Parameters restored{' from ' + shown(origin) if origin else ''}{note}"
         self.message.emit(text)
         return text
+
+    def _missing_loras(self, prompt: Any) -> list[str]:
+        """The LoRAs a restored prompt names that none of the LoRA folders holds (a stat per file)."""
+        from studio.library.extra_networks import NetworkCatalog
+        from studio.library.prompt_syntax import extra_network_tags
+
+        if not isinstance(prompt, str):
+            return []
+        names = [tag.name for tag in extra_network_tags(prompt) if tag.kind in ("lora", "lyco")]
+        if not names:
+            return []
+        loras, _embeddings = self.app.network_folders()
+        catalog = NetworkCatalog(loras, [])
+        return [name for name in dict.fromkeys(names) if catalog.find_lora(name) is None]
 
     def _restore_canvas(self, fields: dict[str, Any]) -> str:
         """The init image and mask an image was made from, back on the canvas when they are kept here
@@ -489,6 +511,7 @@ class StudioSession(ViewModel):
         if self.gallery is not None:
             self.gallery.shutdown()
         self.prompt.shutdown()
+        self.networks.shutdown(timeout_ms=0)
         self.canvas.shutdown()
         self.queue.shutdown()  # cancels the running job within one step; saves are atomic
 

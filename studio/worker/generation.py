@@ -122,6 +122,7 @@ class GenerationWork:
     threads: int = 0  # OpenVINO's CPU threads; 0: all physical cores
     cancel: threading.Event = field(default_factory=threading.Event, compare=False)
     inputs_dir: Path | None = None  # where the init image and mask are kept for "Reuse parameters"; None: not kept
+    network_folders: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # LoRA, embedding folders the user added
 
 
 @dataclass(frozen=True)
@@ -294,6 +295,8 @@ class GenerationWorker:
             else:
                 self.engine = _default_engine(*key)
             self._engine_key = key
+        if hasattr(self.engine, "set_network_folders"):
+            self.engine.set_network_folders(*work.network_folders)
         _install_hook(self.engine, "on_download", _DownloadReporter, _DownloadReporter(context, listener))
         _install_hook(self.engine, "on_status", _StatusReporter, _StatusReporter(context, listener))
         return self.engine

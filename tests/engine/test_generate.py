@@ -195,12 +195,12 @@ def test_default_scheduler_is_the_models_own(engine, tiny_sd1):
     assert meta["request"]["scheduler"] == "PNDM"
 
 
-def test_lora_tags_are_ignored_with_a_warning_and_kept_in_metadata(engine, tiny_sd1):
-    """Until LoRA support exists a tag is not encoded as text: it is removed (as A1111 does) and reported."""
+def test_a_lora_that_is_not_here_is_removed_with_a_warning_and_kept_in_metadata(engine, tiny_sd1):
+    """A tag is never encoded as text: it is removed (as A1111 does); a LoRA no folder holds is reported."""
     tagged = engine.generate(req(tiny_sd1, prompt="a lighthouse <lora:foggy_v2:0.8> at dusk"))[0]
     plain = engine.generate(req(tiny_sd1, prompt="a lighthouse  at dusk"))[0]
     assert np.array_equal(pixels(tagged.image), pixels(plain.image))
-    assert "LoRA tags are not supported yet and were ignored: <lora:foggy_v2:0.8>" in tagged.warnings
+    assert "LoRA 'foggy_v2' not found in the LoRA folders: not applied" in tagged.warnings
     assert plain.warnings == []
     assert tagged.metadata["request"]["prompt"] == "a lighthouse <lora:foggy_v2:0.8> at dusk"
 
@@ -210,5 +210,7 @@ def test_tags_in_weighted_and_negative_prompts(engine, tiny_sd2):
     plain = engine.generate(req(tiny_sd2, prompt="(fox:1.3) ", negative_prompt="blurry"))[0]
     assert np.array_equal(pixels(tagged.image), pixels(plain.image))
     assert tagged.warnings == [
-        "LoRA and hypernetwork tags are not supported yet and were ignored: <lora:a:1>, <hypernet:b:0.5>"
+        "ignored (hypernetworks are not supported; tags in the negative prompt are not applied, as in A1111): "
+        "<hypernet:b:0.5>",
+        "LoRA 'a' not found in the LoRA folders: not applied",
     ]

@@ -14,7 +14,6 @@ from studio.library.prompt_syntax import (
     build_chunks,
     extra_network_tags,
     has_weights,
-    ignored_tags_warning,
     is_break,
     lora_uses,
     parse_prompt_attention,
@@ -366,17 +365,6 @@ def test_many_unclosed_tags_still_split(text="<lora:" * 20_000 + "<lora:x:1>"):
     """Every attempt stops at the next "<": the scan is linear, and the one closed tag is still found."""
     rest, tags = split_extra_networks(text)
     assert rest == "<lora:" * 20_000 and [tag.text for tag in tags] == ["<lora:x:1>"]
-
-
-def test_ignored_tags_warning():
-    assert ignored_tags_warning([]) is None
-    assert ignored_tags_warning(extra_network_tags("a <lora:foo:0.8>")) == (
-        "LoRA tags are not supported yet and were ignored: <lora:foo:0.8>"
-    )
-    both = ignored_tags_warning(extra_network_tags("<lora:a:1> <hypernet:b:1> <lyco:c:1> <lora:a:1>"))
-    assert both == (
-        "LoRA and hypernetwork tags are not supported yet and were ignored: <lora:a:1>, <hypernet:b:1>, <lyco:c:1>"
-    )
 
 
 # ------------------------------------------------------------------------------------------ LoRA uses

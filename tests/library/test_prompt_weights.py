@@ -10,8 +10,15 @@ import random
 
 import pytest
 
-from studio.library.prompt_syntax import parse_prompt_attention
-from studio.library.prompt_weights import MAX_WEIGHT, format_weight, nudge, word_bounds
+from studio.library.prompt_syntax import parse_prompt_attention, strip_extra_networks
+from studio.library.prompt_weights import (
+    MAX_WEIGHT,
+    format_multiplier,
+    format_weight,
+    nudge,
+    nudge_tag,
+    word_bounds,
+)
 
 UP, DOWN = 0.1, -0.1
 
@@ -99,8 +106,34 @@ def press(marked: str, delta: float = UP, times: int = 1) -> str:
         ("[c‸at:dog:0.5]", UP, "[(«cat»:1.1):dog:0.5]"),
         ("[c‸at|dog]", UP, "[(«cat»:1.1)|dog]"),
         ("«[cat:dog:0.5]»", UP, "(«[cat:dog:0.5]»:1.1)"),
-        ("<lora:f‸oo:0.8> cat", UP, "«<lora:foo:0.8>» cat"),
         ("«<lora:foo:0.8> cat»", UP, "(«<lora:foo:0.8> cat»:1.1)"),
+        ("«<custom:foo:0.8>»", UP, "«<custom:foo:0.8>»"),  # not a kind the engine reads: left alone
+        # extra-network tags: the keys adjust the tag's own multiplier (A1111's writing: 1, 0.9, -0.5)
+        ("<lora:f‸oo:0.8> cat", UP, "«<lora:foo:0.9>» cat"),
+        ("<lora:foo:1>‸", UP, "«<lora:foo:1.1>»"),
+        ("a <lora:foo:1.1>‸, b", DOWN, "a «<lora:foo:1>», b"),
+        ("«<lora:foo:0.8>» cat", DOWN, "«<lora:foo:0.7>» cat"),
+        ("‸<lora:foo:0.8> cat", UP, "«<lora:foo:0.9>» cat"),
+        ("<lora:foo>‸", UP, "«<lora:foo:1.1>»"),  # no multiplier: 1
+        ("<LyCo:foo:0.5>‸", DOWN, "«<LyCo:foo:0.4>»"),
+        ("<hypernet:foo:0.5>‸", UP, "«<hypernet:foo:0.6>»"),
+        ("<lora:x:0.1>‸", DOWN, "«<lora:x:0>»"),
+        ("<lora:x:0>‸", DOWN, "«<lora:x:-0.1>»"),
+        ("<lora:x: 0.5 >‸", UP, "«<lora:x: 0.6 >»"),
+        ("(a <lora:x:0.5‸> cat:1.2)", UP, "(a «<lora:x:0.6>» cat:1.2)"),  # the tag, not the group around it
+        ("cat<lora:x:1>‸dog", UP, "cat<lora:x:1>(«dog»:1.1)"),  # a word under the cursor is the word
+        # <lora:name:te:unet>: both multipliers, named ones too; dyn (a rank) and text never
+        ("<lora:x:0.8:0.6>‸", UP, "«<lora:x:0.9:0.7>»"),
+        ("<lora:x:te=0.8:unet=1>‸", UP, "«<lora:x:te=0.9:unet=1.1>»"),
+        ("<lora:x:1:1:8>‸", UP, "«<lora:x:1.1:1.1:8>»"),
+        ("<lora:x:1:dyn=8>‸", UP, "«<lora:x:1.1:dyn=8>»"),
+        ("<lora:x:abc>‸", UP, "«<lora:x:abc>»"),
+        # kept within ±5, never pulled back against the key
+        ("<lora:x:4.95>‸", UP, "«<lora:x:5>»"),
+        ("<lora:x:5>‸", UP, "«<lora:x:5>»"),
+        ("<lora:x:-5>‸", DOWN, "«<lora:x:-5>»"),
+        ("<lora:x:7>‸", UP, "«<lora:x:7>»"),
+        ("<lora:x:7>‸", DOWN, "«<lora:x:6.9>»"),
         # unicode: accents (composed and combining), CJK, emoji, ñ
         ("un caf‸é", UP, "un («café»:1.1)"),
         ("cafe\u0301‸ noir", UP, "(«cafe\u0301»:1.1) noir"),
@@ -226,8 +259,27 @@ def _balanced(text: str) -> bool:
 
 
 def _words(text: str) -> str:
+    # Extra-network tags are not words: their multiplier is what the keys change in them.
+    text = strip_extra_networks(text)
     return "".join("".join(t.split()) for t, _ in parse_prompt_attention(text) if (t, _) != ("BREAK", -1.0))
 
 
 def _meaning(text: str) -> list[tuple[str, float]]:
     return [("".join(t.split()), round(w, 2)) for t, w in parse_prompt_attention(text)]
+
+
+def test_tag_multipliers_are_written_as_a1111_writes_them() -> None:
+    assert [format_multiplier(w) for w in (1.0, 1.1, 0.85, -0.5, 0.0, -0.0, 2.0, 1.004)] == [
+        "1", "1.1", "0.85", "-0.5", "0", "0", "2", "1",
+    ]
+    assert nudge_tag("<lora:x:1>", UP) == "<lora:x:1.1>"
+    assert nudge_tag("<lora:x:nan>", UP) == "<lora:x:nan>"
+    assert nudge_tag("not a tag", UP) == "not a tag"
+    assert nudge_tag("<lora:x:1>", 0.0) == "<lora:x:1>"
+
+
+def test_repeated_presses_on_a_tag_walk_its_multiplier() -> None:
+    assert press("<lora:x:1>‸", UP, times=3) == "«<lora:x:1.3>»"
+    assert press(press("<lora:x:1>‸", UP, times=3), DOWN, times=3) == "«<lora:x:1>»"
+    assert press("<lora:x:1>‸", UP, times=60) == "«<lora:x:5>»"
+    assert press("<lora:x:1>‸", DOWN, times=80) == "«<lora:x:-5>»"

@@ -112,3 +112,27 @@ def test_tokenizer_resource_loads_without_torch() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["5", "False", "False"]
     assert TOKENIZER_PATH.is_file()
+
+
+def test_an_embedding_counts_its_vectors() -> None:
+    counter = TokenCounter()
+    assert counter.count("a shiny cat") == 3
+    counter.set_embeddings({"shiny": 3})
+    assert counter.count("a shiny cat") == 5  # a, 3 vectors, cat
+    assert counter.count("a SHINY cat") == 5  # any case, as the engine matches it
+    assert counter.count("(shiny:1.3), cat") == 5  # inside emphasis; the comma is a token
+    assert counter.count("a shinycat") == TokenCounter().count("a shinycat")  # whole words only
+    assert counter.count("shiny " * 30) == 90 and counter.chunks("shiny " * 30) == 2
+    counter.set_embeddings({"bad-hands-5": 6, "bad": 2, "old": None, "huge": 10**9, "": 4})
+    assert counter.count("bad-hands-5, bad") == 6 + 1 + 2  # the longest name first
+    assert counter.count("old") == 1 and counter.count("huge") == 1  # unknown or unbelievable: 1
+    assert counter.count("a shiny cat") == 3  # replaced, not added to
+    assert counter.embedding_vectors() == {"bad-hands-5": 6, "bad": 2, "old": 1, "huge": 1}
+    counter.set_embeddings({})
+    assert counter.count("bad") == 1
+
+
+def test_embeddings_are_counted_without_the_tokenizer_too(tmp_path) -> None:
+    counter = TokenCounter(tmp_path / "missing.json")
+    counter.set_embeddings({"shiny": 3})
+    assert counter.count("a shiny cat") == 5 and not counter.exact

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from PySide6.QtCore import QSettings, Qt
-from PySide6.QtGui import QImage
+from PySide6.QtGui import QImage, QTextCursor
 from PySide6.QtWidgets import QApplication, QPlainTextEdit
 
 from studio.library.metadata import read_metadata
@@ -610,3 +610,38 @@ def test_status_messages_are_one_line_with_control_characters_shown(make_window)
     window = make_window()
     window.show_message("Cannot read a\x1b[2Jb.png:\nno such file\u202e")
     assert window.statusBar().currentMessage() == "Cannot read a\\x1b[2Jb.png: no such file\\u202e"
+
+
+def test_lora_browser_beside_the_prompt_inserts_and_keeps_its_folders(make_window, qtbot, tmp_path, monkeypatch):
+    from studio.library.paths import embeddings_dir, loras_dir
+    from tests.viewmodel.test_network_browser import embedding, lora
+
+    monkeypatch.setenv("LATENT_STUDIO_DATA", str(tmp_path / "data"))
+    lora(loras_dir() / "watercolor.safetensors")
+    embedding(embeddings_dir() / "shiny.safetensors", vectors=3)
+    comfy = tmp_path / "ComfyUI" / "models" / "loras"
+    lora(comfy / "film.safetensors")
+    window = make_window()
+    browser = window.network_browser
+    assert browser.wait_for_scan() and sorted(i.name for i in browser.all_items()) == ["shiny", "watercolor"]
+    assert window.left_tabs.currentIndex() == 0  # the parameters first
+    qtbot.keyClick(window, Qt.Key.Key_L, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert window.left_tabs.currentWidget() is window.network_panel
+    qtbot.waitUntil(lambda: window.network_panel.search.hasFocus())
+    # the token counter counts the embedding's vectors
+    window.prompt_editor.set_prompts("a shiny cat")
+    qtbot.waitUntil(lambda: window.prompt_editor.prompt_counter.text() == "5 / 75 tokens")
+    # a click inserts at the prompt's cursor; Ctrl+Up weights the LoRA
+    window.prompt_editor.prompt_edit.moveCursor(QTextCursor.MoveOperation.End)
+    grid = window.network_panel.grid
+    qtbot.mouseClick(grid.viewport(), Qt.MouseButton.LeftButton, pos=grid.visualRect(grid.model().index(0)).center())
+    assert window.prompt_editor.prompt() == "a shiny cat <lora:watercolor:1>"
+    qtbot.keyClick(window.prompt_editor.prompt_edit, Qt.Key.Key_Up, Qt.KeyboardModifier.ControlModifier)
+    assert window.prompt_editor.prompt() == "a shiny cat <lora:watercolor:1.1>"
+    with qtbot.waitSignal(browser.scan_finished, timeout=5000):
+        assert browser.add_folder("lora", comfy)
+    assert "film" in [i.name for i in browser.all_items()]
+    window.close()
+    again = make_window()
+    assert again.session.app.lora_folders == [str(comfy)]
+    assert again.network_browser.wait_for_scan() and "film" in [i.name for i in again.network_browser.all_items()]

@@ -27,7 +27,9 @@ def attached(path: Path) -> tuple[Preferences, AppSettings, GenerationSettings, 
 
 def test_app_settings_properties(qapp, tmp_path, monkeypatch):
     app = AppSettings()
-    assert {name: p.persist for name, p in properties(AppSettings).items()} == {"theme": True, "output_dir": True}
+    assert {name: p.persist for name, p in properties(AppSettings).items()} == {
+        "theme": True, "output_dir": True, "lora_folders": True, "embedding_folders": True,
+    }
     assert (app.theme, app.output_dir) == ("system", None)
     seen = []
     app.theme_changed.connect(seen.append)

@@ -127,3 +127,14 @@ def test_warm_up_loads_the_tokenizer_once_in_the_background(qtbot, qapp):
 
 def test_the_token_counter_has_no_thread_of_its_own():
     assert not hasattr(TokenCounter, "warm_up")
+
+
+def test_embeddings_reach_the_counter_once(qapp) -> None:
+    counter = TokenCounter()
+    state = PromptState(counter=counter)
+    seen = []
+    state.embeddings_changed.connect(lambda: seen.append(counter.count("a shiny cat")))
+    state.set_embeddings({"shiny": 3})
+    state.set_embeddings({"shiny": 3})  # the same: no recount
+    state.set_embeddings({})
+    assert seen == [5, 3]

@@ -400,3 +400,13 @@ def test_queue_status_reaches_the_status_bar_and_the_busy_bar(session):
     assert messages[-1] == "Job #9 failed: out of memory"
     session.queue.status.emit("Ready")  # the failure stays readable
     assert messages[-1] == "Job #9 failed: out of memory"
+
+
+def test_reuse_says_which_loras_of_the_prompt_are_not_here(session, tmp_path):
+    folder = tmp_path / "my-loras"
+    folder.mkdir()
+    (folder / "present.safetensors").write_bytes(b"")  # listed by name, whatever it holds
+    session.app.lora_folders = [str(folder)]
+    text = session.apply_image_fields({"prompt": "a fox <lora:present:0.5> <lora:ghost> <lyco:gone:1>"}, "fox.png")
+    assert "LoRAs not found here: ghost, gone" in text
+    assert session.prompt.prompt == "a fox <lora:present:0.5> <lora:ghost> <lyco:gone:1>"  # the references are kept

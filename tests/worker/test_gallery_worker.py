@@ -497,10 +497,15 @@ def test_damage_met_by_the_views_queries_while_running_gives_empty_answers_and_o
     assert service.folders() == []
     assert gallery.get_by_path(library / "fox-0.png") is None and gallery.search() == []
     assert gallery.get(1) is None and gallery.folders() == []
+    reports = []
+    service.scan_finished.connect(reports.append)
     assert service.ensure_folder(library) == library.resolve()
-    with qtbot.waitSignal(service.scan_finished, timeout=WAIT_MS) as blocker:
-        pass
-    assert blocker.args[0].added == 6
+    # A scan already under way when the damage was met may finish first (on a busy machine it does):
+    # the repaired catalogue's own scan is the one that adds the six images again.
+    try:
+        qtbot.waitUntil(lambda: any(report.added == 6 for report in reports), timeout=WAIT_MS)
+    except AssertionError as exc:  # what happened instead, for the next time a busy machine shows it
+        raise AssertionError(f"no scan added the 6 images again: {reports}, {messages}") from exc
     assert gallery.count() == 6 and gallery.get_by_path(library / "fox-0.png") is not None  # the same object
     assert service.folders() == [library.resolve()]
     [said] = damaged_messages(messages)

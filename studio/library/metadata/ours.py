@@ -15,6 +15,7 @@ from studio.library.metadata.values import (
     as_str,
     clean_value,
     display_value,
+    fmt_number,
     safe_json,
 )
 
@@ -53,6 +54,26 @@ def valid_studio(text: str | None) -> dict[str, Any] | None:
     return data
 
 
+def _networks_line(entries: Any, *, weights: bool) -> str | None:
+    """"style (9573fe6cec15) 0.8, detail (1a2b3c4d5e6f) te 0.5 unet 1" from our JSON's loras/embeddings
+    list (untrusted: entries that are not what we write are skipped)."""
+    if not isinstance(entries, list):
+        return None
+    parts = []
+    for entry in entries[:50]:
+        if not isinstance(entry, dict) or not as_str(entry.get("name")):
+            continue
+        text = as_str(entry.get("name"))
+        digest = as_str(entry.get("sha256"))
+        if digest:
+            text += f" ({digest[:12]})"
+        te, unet = as_float(entry.get("te")), as_float(entry.get("unet"))
+        if weights and te is not None and unet is not None:
+            text += f" {fmt_number(te)}" if te == unet else f" te {fmt_number(te)} unet {fmt_number(unet)}"
+        parts.append(text)
+    return ", ".join(parts) or None
+
+
 def from_studio(meta: dict[str, Any]) -> ImageMetadata:
     request = meta.get("request")
     request = request if isinstance(request, dict) else {}
@@ -75,6 +96,8 @@ def from_studio(meta: dict[str, Any]) -> ImageMetadata:
         ("Model revision", model.get("revision")),
         ("Model path", model.get("path")),
         ("Model hash", model.get("hash")),
+        ("LoRAs", _networks_line(meta.get("loras"), weights=True)),
+        ("Embeddings", _networks_line(meta.get("embeddings"), weights=False)),
         ("Init image sha256", request.get("init_image_sha256")),
         ("Mask sha256", request.get("mask_image_sha256")),
         ("Device", meta.get("device")),

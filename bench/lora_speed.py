@@ -1,0 +1,231 @@
+"""LoRA switching on a loaded model: apply and remove times, the generation cost of an active LoRA, its memory.
+
+SD 1.5 at real widths with random weights (bench/realistic.py) added to one Engine on the PyTorch backend,
+and two random-weight kohya LoRAs of rank 32 (studio.engine.tiny.make_tiny_lora: every attention linear of
+the UNet and the text encoder, as kohya trains by default) in a LoRA folder of their own. Everything goes
+through what a job does (studio.engine.extra_networks: `prepare` resolves the prompt's `<lora:name:w>` tags,
+loads a LoRA once under an adapter of its own, then `set_adapters` with the job's weights, or
+`disable_lora` for a job without LoRAs). Per precision (float32, and bfloat16 where the CPU has it natively):
+
+1. First apply of each LoRA (its first job: A1111 hash, `load_lora_weights`, `set_adapters`): seconds,
+   and the RSS it keeps (peft's lora_A/lora_B layers) and its peak while loading.
+2. Switches between loaded LoRAs (`set_adapters`), to none (`disable_lora`), back, a weight change and a
+   pair: milliseconds, median over --switches cycles (each cycle does every switch once).
+3. Whole images (Engine.generate at --size px, --steps steps, DDIM, CFG 7.5, fixed seed, no preview):
+   plain before any LoRA was loaded, plain with the LoRAs loaded but disabled, LoRA A active as in the
+   last job, and the first image right after a switch (none -> A, A -> B, B -> none); a plain warm-up
+   first, then the configs in order each round, medians. The ratio LoRA/plain is peft's extra matmuls
+   (the LoRA layers run beside the base layers, unmerged). Pixels are compared too: a plain image after
+   LoRAs must be the one before them, bit for bit, and an image after a switch the one without it.
+
+OpenVINO: LoRAs are not applied on the OpenVINO backend yet (the engine runs a job that names one on
+PyTorch under backend "auto"), so this prints that and no figures for it.
+Random weights: speed and memory are the real model's; the images are noise.
+Usage: python -m bench lora_speed [--size 512] [--steps 4] [--rounds 1] [--switches 5] [--rank 32]
+[--dtypes float32,bfloat16] [--quick]   (--quick: 128 px, 2 steps, 3 switch cycles: a smoke run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.openvino_speed import PeakRss, _load
+
+PROMPT = "a lighthouse on a cliff at dusk, oil painting"
+SEED = 1
+LORAS = ("style_a", "style_b")
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench lora_speed", description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=1, help="image rounds after the warm-up")
+    parser.add_argument("--switches", type=int, default=5, help="cycles of switches timed")
+    parser.add_argument("--rank", type=int, default=32)
+    parser.add_argument("--dtypes", default=None, help="comma list (default: float32, and bfloat16 where native)")
+    parser.add_argument("--quick", action="store_true", help="128 px, 2 steps, 3 switch cycles")
+    args = parser.parse_args(list(argv))
+    if args.quick:
+        args.size, args.steps, args.switches = 128, 2, 3
+    return args
+
+
+def _dtypes(text: str | None) -> list[str]:
+    if text:
+        return [d.strip() for d in text.split(",") if d.strip()]
+    from studio.engine.precision import cpu_has_native_bf16
+
+    return ["float32", "bfloat16"] if cpu_has_native_bf16() else ["float32"]
+
+
+def _write_loras(folder: Path, rank: int) -> list[Path]:
+    from studio.engine.tiny import make_tiny_lora
+    from studio.library.resources import component_configs_dir
+
+    configs = component_configs_dir("sd1")  # a folder of SD 1.5's component configs: all the writer reads
+    return [make_tiny_lora(configs, folder / f"{name}.safetensors", rank=rank, seed=i) for i, name in enumerate(LORAS)]
+
+
+def _prompt(*loras: str) -> str:
+    return PROMPT + "".join(f" <lora:{lora}>" for lora in loras)
+
+
+def _timed_ms(call) -> float:
+    start = time.perf_counter()
+    call()
+    return (time.perf_counter() - start) * 1000
+
+
+def _lora_dtype(pipe) -> str:
+    for module in pipe.unet.modules():
+        lora_a = getattr(module, "lora_A", None)
+        if lora_a:
+            return str(next(iter(lora_a.values())).weight.dtype).removeprefix("torch.")
+    return "?"
+
+
+def _bench_dtype(dtype: str, args: argparse.Namespace, catalog) -> None:
+    import numpy as np
+
+    from bench.realistic import build_random_pipeline
+    from studio.engine import Engine, GenerationRequest
+    from studio.engine.extra_networks import ExtraNetworks
+
+    engine = Engine(device="cpu", dtype=dtype, backend="torch", preview="none", networks=catalog)
+    loaded = engine.add_pipeline("random", build_random_pipeline("sd1", seed=0), "sd1")
+    # The same weights in a second engine that never sees a LoRA: "plain before any LoRA", alternated.
+    untouched = Engine(device="cpu", dtype=dtype, backend="torch", preview="none", networks=catalog)
+    untouched.add_pipeline("random", build_random_pipeline("sd1", seed=0), "sd1")
+    networks = ExtraNetworks(catalog)  # what the engine's jobs call; its state lives on the loaded model
+    print(f"\n== torch {loaded.placement.label}  ({_load()})")
+
+    def generate(prompt: str, on=engine) -> tuple[float, np.ndarray]:
+        request = GenerationRequest(model="random", prompt=prompt, steps=args.steps, seed=SEED, scheduler="DDIM",
+                                    width=args.size, height=args.size, guidance=7.5)
+        start = time.perf_counter()
+        (result,) = on.generate(request)
+        return time.perf_counter() - start, np.asarray(result.image)
+
+    generate(_prompt())  # warm-up: every network's first call at this size
+    generate(_prompt(), untouched)
+    times: dict[str, list[float]] = {}
+    images: dict[str, np.ndarray] = {}
+
+    def record(name: str, prompt: str, on=engine) -> None:
+        seconds, image = generate(prompt, on)
+        times.setdefault(name, []).append(seconds)
+        images[name] = image
+
+    pristine = "plain, no LoRA ever loaded"
+
+    # 1. First apply of each LoRA, as its first job's prepare does it.
+    print(f"1. first apply of a rank-{args.rank} LoRA (hash, load_lora_weights, set_adapters)")
+    for name in LORAS:
+        with PeakRss() as memory:
+            start = time.perf_counter()
+            prepared = networks.prepare(loaded, _prompt(name), "")
+            seconds = time.perf_counter() - start
+        (applied,) = prepared.loras
+        print(f"  {name:<10} {seconds:7.2f} s   RSS kept +{memory.kept_mb:6.0f} MB   peak +{memory.growth_mb:6.0f} MB"
+              f"   {applied.layers} of {applied.of} layers   {'; '.join(prepared.notes) or ''}")
+    print(f"  LoRA layers held in {_lora_dtype(loaded.txt2img)}")
+
+    # 2. Switches among loaded LoRAs: each cycle does every switch once, from the state the last left.
+    a, b = LORAS
+    switches = {
+        "A -> B (set_adapters)": _prompt(b),
+        "B -> A (set_adapters)": _prompt(a),
+        "A -> none (disable_lora)": _prompt(),
+        "none -> none": _prompt(),
+        "none -> A (enable, set_adapters)": _prompt(a),
+        "A:1 -> A:0.5 (weights)": f"{PROMPT} <lora:{a}:0.5>",
+        "A -> A+B (two adapters)": _prompt(a, b),
+        "A+B -> A": _prompt(a),
+    }
+    switch_ms: dict[str, list[float]] = {name: [] for name in switches}
+    for _ in range(args.switches):
+        for name, prompt in switches.items():
+            switch_ms[name].append(_timed_ms(lambda prompt=prompt: networks.prepare(loaded, prompt, "")))
+    pipe = loaded.txt2img  # the diffusers calls alone, without the prepare around them (catalog refresh, lookups)
+    adapters = list(loaded.networks.adapters.values())
+    raw = {
+        "diffusers set_adapters([A]) alone": lambda: pipe.set_adapters(adapters[:1], adapter_weights=[1.0]),
+        "diffusers disable_lora() alone": pipe.disable_lora,
+        "diffusers enable_lora() alone": pipe.enable_lora,
+    }
+    for _ in range(args.switches):
+        for name, call in raw.items():
+            switch_ms.setdefault(name, []).append(_timed_ms(call))
+    print(f"2. switch between loaded LoRAs (a job's prepare), ms: median [min-max] over {args.switches}")
+    for name, values in switch_ms.items():
+        print(f"  {name:<34} {statistics.median(values):8.1f}   [{min(values):.1f}-{max(values):.1f}]")
+
+    # 3. Whole images: the first with a LoRA (peft's layers' first call at this size) apart, then rounds,
+    # each starting with the LoRAs disabled (as the last config leaves them).
+    record("A, the first image with a LoRA", _prompt(a))
+    networks.prepare(loaded, _prompt(), "")
+    configs = (
+        ("A, right after none -> A", _prompt(a)),
+        ("A, as in the last job", _prompt(a)),
+        ("B, right after A -> B", _prompt(b)),
+        ("plain, right after B -> none", _prompt()),
+        ("plain, LoRAs loaded, disabled", _prompt()),
+    )
+    for _ in range(args.rounds):
+        record(pristine, _prompt(), untouched)
+        for name, prompt in configs:
+            record(name, prompt)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    plain = medians["plain, LoRAs loaded, disabled"]
+    print(f"3. one image, {args.size} px, {args.steps} steps DDIM, CFG 7.5; median of {args.rounds} round(s) after "
+          f"a warm-up; x: against plain with the LoRAs disabled ({_load()})")
+    for name, seconds in medians.items():
+        rounds_text = ", ".join(f"{v:.2f}" for v in times[name])
+        print(f"  {name:<34} {seconds:8.2f} s   x{seconds / plain:5.2f}   [{rounds_text}]")
+    lora_ratio = medians["A, as in the last job"] / plain
+    print(f"  ratio LoRA/plain {lora_ratio:.2f} (vs plain before any LoRA: "
+          f"{medians['A, as in the last job'] / medians[pristine]:.2f})")
+
+    def same(x: str, y: str) -> str:
+        diff = np.abs(images[x].astype(np.int16) - images[y].astype(np.int16)).max()
+        return "identical" if diff == 0 else f"DIFFER (max {diff})"
+
+    print(f"  pixels: plain after LoRAs vs before any: {same('plain, LoRAs loaded, disabled', pristine)}; "
+          f"plain right after B -> none vs before any: {same('plain, right after B -> none', pristine)}; "
+          f"A after a switch vs A again: {same('A, right after none -> A', 'A, as in the last job')}; "
+          f"A vs plain: {same('A, as in the last job', pristine)}")
+
+
+def main(argv: Sequence[str] = ()) -> None:
+    import diffusers
+    import transformers
+
+    from studio.library.extra_networks import NetworkCatalog
+
+    args = _parse(argv)
+    diffusers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # its text-encoder LoRA load draws one on stderr
+    with tempfile.TemporaryDirectory(prefix="lora-bench-") as tmp:
+        lora_folder, embedding_folder = Path(tmp) / "loras", Path(tmp) / "embeddings"
+        embedding_folder.mkdir()
+        files = _write_loras(lora_folder, args.rank)
+        sizes = ", ".join(f"{f.stat().st_size / 2**20:.0f} MB" for f in files)
+        print(f"sd1, random weights at real widths, on PyTorch; LoRAs {', '.join(LORAS)}: random kohya rank "
+              f"{args.rank}, UNet + text encoder attention linears, fp16 files ({sizes})")
+        catalog = NetworkCatalog([lora_folder], [embedding_folder])
+        for dtype in _dtypes(args.dtypes):
+            _bench_dtype(dtype, args, catalog)
+    print("\n== OpenVINO: not implemented yet: LoRAs are not applied on the OpenVINO backend (a job naming "
+          "one runs on PyTorch under backend auto); no figures.")
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])
