@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import pickle
-import signal
 from pathlib import Path
 
 import numpy as np
@@ -32,23 +31,6 @@ UNET_K = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
 XL_UNET_K = "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k"
 PEFT_TE_Q = "text_encoder.text_model.encoder.layers.0.self_attn.q_proj"
 PEFT_UNET_K = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k"
-
-
-@pytest.fixture
-def deadline():
-    """Fail instead of hanging (opening a FIFO blocks until a writer appears)."""
-    if not hasattr(signal, "SIGALRM"):
-        yield
-        return
-
-    def expired(*_args):
-        raise TimeoutError("blocked")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
 
 
 def write(path: Path, shapes: dict[str, tuple[int, ...]], metadata: dict[str, str] | None = None) -> Path:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from pathlib import Path
 
 import numpy as np
@@ -16,23 +15,6 @@ import pytest
 from safetensors.numpy import save_file
 
 from studio.library.safetensors_header import NO_TENSORS, HeaderError, read_header
-
-
-@pytest.fixture
-def deadline():
-    """Fail instead of hanging (a blocking open of a FIFO would wait for a writer forever)."""
-    if not hasattr(signal, "SIGALRM"):
-        yield
-        return
-
-    def expired(*_args):
-        raise TimeoutError("read_header blocked")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(10)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
 
 
 def _crafted(path: Path, header: bytes, data: bytes = b"", length: int | None = None) -> Path:
