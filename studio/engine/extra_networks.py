@@ -19,6 +19,14 @@ Embeddings
     replaced by that token for the encoder only (the metadata keeps the prompt as typed). Emphasis
     weights apply to its vectors as to any word's.
 
+On OpenVINO (float32 and bfloat16) the converted text encoder and UNet take each LoRA-targetable layer's
+A and B matrices as inputs (:mod:`studio.engine.openvino_convert`): a LoRA's matrices are read once from the
+same files (diffusers' ``lora_state_dict``: kohya and PEFT layouts), a job's LoRAs are concatenated along
+the rank with B scaled by weight * alpha / rank and set on the compiled networks when the set changes;
+no LoRA feeds zeros (the plain pixels). Layers outside those inputs (LoCon's convolutions) are said in the
+partial note. Embeddings get their private tokens in the tokenizer and their vectors as the text
+encoder's extra rows. Nothing is reconverted.
+
 Pickle files (``.pt``, ``.ckpt``, ``.bin``) are read only with the same opt-in as checkpoints
 (``allow_pickle``), and then with ``weights_only=True``.
 """
@@ -99,6 +107,16 @@ class _ModelState:
     layers: dict[str, tuple[int, int]] = field(default_factory=dict)  # adapter -> (applied, of)
     tokens: dict[str, tuple[str, int]] = field(default_factory=dict)  # file key -> (token, vectors)
     enabled: bool = False  # whether the adapters are on (disabling them walks every module: once)
+    read: OrderedDict[str, _ReadLora] = field(default_factory=OrderedDict)  # OpenVINO: file key -> its matrices
+
+
+@dataclass
+class _ReadLora:
+    """A LoRA's matrices for the OpenVINO networks' LoRA inputs: per component, layer -> (A, B * alpha / r)."""
+
+    pairs: dict[str, dict[str, tuple[Any, Any]]]
+    applied: int  # the model's layers it changes
+    of: int  # the layers it has
 
 
 class ExtraNetworks:
@@ -147,7 +165,10 @@ class ExtraNetworks:
         self.catalog.refresh()  # files added or changed since the last job (a stat per file)
         if model.networks is None:  # what is loaded into this model lives and goes with it
             model.networks = _ModelState()
-        self._apply_loras(model, model.networks, uses, prepared)
+        if model.placement.backend == "openvino":
+            self._apply_loras_openvino(model, model.networks, uses, prepared)
+        else:
+            self._apply_loras(model, model.networks, uses, prepared)
         self._apply_embeddings(model, model.networks, prepared)
         return prepared
 
@@ -184,6 +205,52 @@ class ExtraNetworks:
             if of and applied < of:
                 prepared.notes.append(
                     f"LoRA '{use.name}' applied to {applied} of its {of} layers: the others do not exist in this model"
+                )
+
+    def _apply_loras_openvino(self, model: LoadedModel, state: _ModelState, uses: list[LoraUse], prepared: Prepared) -> None:
+        """The OpenVINO networks' LoRA inputs for this job: each LoRA's matrices (read once per file and
+        kept), concatenated along the rank with B scaled by the job's weight; none: zeros."""
+        pipe = model.txt2img
+        active: list[tuple[str, LoraUse, NetworkFile, _ReadLora]] = []
+        for use in _merged(uses):
+            found = self.catalog.find_lora(use.name)
+            if found is None:
+                prepared.notes.append(f"LoRA '{use.name}' not found in the LoRA folders: not applied")
+                continue
+            refusal = self._refusal(found, model)
+            if refusal:
+                prepared.notes.append(refusal)
+                continue
+            key = _file_key(found)
+            read = state.read.get(key)
+            if read is None:
+                try:
+                    read = _read_lora(pipe, found)
+                except Exception as exc:  # noqa: BLE001 - a file that does not load is one note, the job goes on
+                    prepared.notes.append(f"LoRA '{found.name}' not applied: {_lora_failure(exc)}")
+                    continue
+                if not read.applied:
+                    prepared.notes.append(f"LoRA '{found.name}' not applied: none of its layers exist in this model")
+                    continue
+                state.read[key] = read
+                while len(state.read) > MAX_ADAPTERS:
+                    state.read.popitem(last=False)
+            state.read.move_to_end(key)
+            active.append((key, use, found, read))
+        for component, weight_of in (("unet", lambda u: u.unet), ("text_encoder", lambda u: u.te)):
+            network = getattr(pipe, component, None)
+            if network is None or not hasattr(network, "set_lora"):
+                continue
+            chosen = [(key, weight_of(use), read) for key, use, _found, read in active if weight_of(use) != 0]
+            job_key = tuple((key, weight) for key, weight, _read in chosen)
+            if network.lora_key != job_key:
+                network.set_lora(_combined([(weight, read.pairs.get(component, {})) for _key, weight, read in chosen]), key=job_key)
+        for _key, use, found, read in active:
+            prepared.loras.append(AppliedLora(use.name, found.path.name, lora_hash(found.path), use.te, use.unet, read.applied, read.of))
+            if read.applied < read.of:
+                prepared.notes.append(
+                    f"LoRA '{use.name}' applied to {read.applied} of its {read.of} layers: the others do not exist in this model"
+                    " (or are not applied on OpenVINO)"
                 )
 
     def _refusal(self, found: NetworkFile, model: LoadedModel) -> str:
@@ -314,9 +381,20 @@ def _load_embedding(pipe, found: NetworkFile, token: str) -> int:
     else:
         data = torch.load(str(found.path), map_location="cpu", weights_only=True)
     vectors = _vectors(data)
+    if hasattr(pipe.text_encoder, "add_vectors"):  # OpenVINO's text encoder
+        _load_embedding_openvino(pipe, vectors, token)
+        return int(vectors.shape[0])
     with _quiet_loaders():
         pipe.load_textual_inversion({token: vectors}, token=token)
     return int(vectors.shape[0]) if vectors.dim() == 2 else 1
+
+
+def _load_embedding_openvino(pipe, vectors, token: str) -> None:
+    """The tokens (token, token_1, ... as diffusers names a multi-vector embedding's) in the tokenizer, their
+    vectors in the OpenVINO text encoder's extra rows."""
+    tokens = [token] + [f"{token}_{i}" for i in range(1, int(vectors.shape[0]))]
+    pipe.tokenizer.add_tokens(tokens)
+    pipe.text_encoder.add_vectors(pipe.tokenizer.convert_tokens_to_ids(tokens), vectors)
 
 
 def _vectors(data: Any):
@@ -356,6 +434,97 @@ def _load_lora(pipe, found: NetworkFile, adapter: str) -> None:
     pipe.load_lora_into_text_encoder(
         text, network_alphas=alphas, text_encoder=pipe.text_encoder, prefix="text_encoder", adapter_name=adapter
     )
+
+
+# The endings of a LoRA's matrices in diffusers' names (lora_state_dict), and what they are.
+_LORA_ENDINGS = (
+    (".lora.down.weight", "down"), (".lora.up.weight", "up"),
+    (".lora_linear_layer.down.weight", "down"), (".lora_linear_layer.up.weight", "up"),
+    ("_lora.down.weight", "down"), ("_lora.up.weight", "up"),
+    (".lora_A.weight", "down"), (".lora_B.weight", "up"),
+)
+_TEXT_PROCESSOR_NAMES = {"to_q": "q_proj", "to_k": "k_proj", "to_v": "v_proj", "to_out": "out_proj"}
+
+
+def _lora_key(key: str) -> tuple[str, str, str, str] | None:
+    """(component, layer as the network names it, "down" or "up", the matrix's name less its ending)
+    of a diffusers LoRA key; None for what is not a LoRA matrix."""
+    component, _, rest = key.partition(".")
+    matched = [(ending, kind) for ending, kind in _LORA_ENDINGS if rest.endswith(ending)]
+    if not matched:
+        return None
+    ending, kind = matched[0]
+    stem = rest[: -len(ending)]
+    layer = stem.replace(".processor.", ".")
+    parent, _, last = layer.rpartition(".")
+    if component == "text_encoder" and last in _TEXT_PROCESSOR_NAMES:
+        layer = f"{parent}.{_TEXT_PROCESSOR_NAMES[last]}"
+    elif component == "unet" and last == "to_out":
+        layer = f"{layer}.0"
+    return component, layer, kind, f"{component}.{stem}"
+
+
+def _layer_name(name: str) -> str:
+    """A layer's name as LoRA files and the network both give it (transformers 5's CLIPTextModel has no
+    `text_model.` level; the files keep it)."""
+    return name.removeprefix("text_model.")
+
+
+def _read_lora(pipe, found: NetworkFile) -> _ReadLora:
+    """A LoRA file's matrices for the OpenVINO networks' layers (their `lora_layers`), B scaled by alpha / rank."""
+    import torch
+
+    with _quiet_loaders():
+        state, alphas, metadata = pipe.lora_state_dict(str(found.path), return_lora_metadata=True)
+    alphas, metadata = alphas or {}, metadata or {}
+    matrices: dict[tuple[str, str], dict[str, Any]] = {}
+    for key, value in state.items():
+        parsed = _lora_key(key)
+        if parsed is None:
+            continue
+        component, layer, kind, stem = parsed
+        entry = matrices.setdefault((component, layer), {})
+        entry[kind] = value
+        if kind == "down":
+            entry["alpha"] = alphas.get(f"{key}.alpha", alphas.get(f"{stem}.alpha"))
+    layers = {}
+    for component in ("unet", "text_encoder"):
+        network = getattr(pipe, component, None)
+        layers[component] = {_layer_name(name): (name, fin, fout) for name, fin, fout in getattr(network, "lora_layers", [])}
+    pairs: dict[str, dict[str, tuple[Any, Any]]] = {}
+    for (component, layer), entry in matrices.items():
+        target = layers.get(component, {}).get(_layer_name(layer))
+        down, up = entry.get("down"), entry.get("up")
+        if target is None or down is None or up is None:
+            continue
+        rank = int(down.shape[0])
+        name, fin, fout = target
+        if down.numel() != rank * fin or up.numel() != fout * rank:
+            continue  # not a linear (or 1x1) LoRA of this layer's size
+        alpha = entry.get("alpha")
+        if alpha is None:
+            alpha = metadata.get(f"{component}.lora_alpha", rank)
+        a = down.detach().to(torch.float32).reshape(rank, fin)
+        b = up.detach().to(torch.float32).reshape(fout, rank) * (float(alpha) / rank)
+        pairs.setdefault(component, {})[name] = (a.numpy(), b.numpy())
+    of = sum(1 for key in state if key.endswith(("down.weight", "lora_A.weight")))
+    applied = sum(len(found_pairs) for found_pairs in pairs.values())
+    return _ReadLora(pairs, applied, max(of, applied))
+
+
+def _combined(weighted: list[tuple[float, dict[str, tuple[Any, Any]]]]) -> dict[str, tuple[Any, Any]]:
+    """Several LoRAs' pairs as one per layer: the A stacked along the rank, each B times its weight."""
+    import numpy as np
+
+    out: dict[str, tuple[Any, Any]] = {}
+    names = dict.fromkeys(name for _weight, pairs in weighted for name in pairs)
+    for name in names:
+        found = [(weight, pairs[name]) for weight, pairs in weighted if name in pairs]
+        out[name] = (
+            np.concatenate([a for _weight, (a, _b) in found]),
+            np.concatenate([b * weight for weight, (_a, b) in found], axis=1),
+        )
+    return out
 
 
 def _layer_counts(pipe, adapter: str, found: NetworkFile) -> tuple[int, int]:

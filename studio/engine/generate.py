@@ -146,12 +146,16 @@ class Engine:
 
     # ------------------------------------------------------------------------------------------ loading
     def placement(self, request: GenerationRequest | None = None) -> Placement:
-        """Where models run; with "auto", a job that uses LoRAs or embeddings runs on PyTorch (they are
-        applied to its networks, which OpenVINO's compiled ones are not, yet)."""
-        backend = self.backend
-        if backend == "auto" and request is not None and self._uses_networks(request):
-            backend = "torch"
-        return choose_placement(self.device, self.dtype, backend)
+        """Where models run. OpenVINO applies LoRAs and embeddings in float32 and bfloat16, not in int8
+        (its calibration would quantize them away): with "auto", an int8 job that uses them runs on
+        PyTorch instead."""
+        placement = choose_placement(self.device, self.dtype, self.backend)
+        if (
+            self.backend == "auto" and placement.backend == "openvino" and placement.dtype_name == "int8"
+            and request is not None and self._uses_networks(request)
+        ):
+            return choose_placement(self.device, "auto", "torch")
+        return placement
 
     def _uses_networks(self, request: GenerationRequest) -> bool:
         return self._extra_networks().uses_networks(request.prompt, request.negative_prompt or "")
@@ -393,8 +397,13 @@ class Engine:
     def _prepare_networks(self, model: LoadedModel, req: GenerationRequest):
         """The job's LoRAs active on the model (or none) and its embeddings loaded (extra_networks)."""
         networks = self._extra_networks()
-        if model.placement.backend != "torch":
-            return networks.unapplied(req.prompt, req.negative_prompt or "", "they need the PyTorch backend for now")
+        if model.placement.backend == "openvino" and model.placement.dtype_name == "int8":
+            return networks.unapplied(
+                req.prompt, req.negative_prompt or "", "OpenVINO applies them in float32 and bfloat16, not int8; "
+                "use the PyTorch backend or another precision",
+            )
+        if model.placement.backend not in ("torch", "openvino"):
+            return networks.unapplied(req.prompt, req.negative_prompt or "", "they need the PyTorch or OpenVINO backend")
         return networks.prepare(model, req.prompt, req.negative_prompt or "")
 
     def _run(self, pipe, model: LoadedModel, req: GenerationRequest, init_image, on_step, previewer, cancel, masked=None, extras=None):

@@ -33,14 +33,39 @@ class OpenVinoNetwork(_StaysOnTheCpu):
     """One compiled model and its infer request (a pipeline runs on one thread: one request is enough)."""
 
     def __init__(self, compiled, config: dict, *, name: str, precision: str) -> None:
-        self.compiled = compiled
+        config = dict(config)
+        # The layers taking LoRA inputs (openvino_convert's "lora" format), (name, in, out) in input order:
+        # their (A, B) pairs are the model's last inputs, set once per change of LoRAs (`set_lora`).
+        self.lora_layers = [(str(n), int(i), int(o)) for n, i, o in config.pop("lora_layers", None) or []]
         self.config = FrozenDict(config)
+        self.compiled = compiled
         self.name = name
         self.precision = precision  # the precision OpenVINO actually runs ("f32", "bf16")
         self._request = compiled.create_infer_request()
+        self._lora_start = len(compiled.inputs) - 2 * len(self.lora_layers)
+        self._held: list[np.ndarray] = []  # the arrays behind the set input tensors (they share memory)
+        self.lora_key: object = None  # what `set_lora` was last given (the caller's key): no work when unchanged
+        if self.lora_layers:
+            self.set_lora({}, key=None)
+
+    def set_lora(self, pairs: dict[str, tuple[np.ndarray, np.ndarray]], *, key: object = None) -> None:
+        """Each named layer's (A [r, in], B [out, r]), B already scaled; the other layers get rank-1
+        zeros (the plain network's output). Kept for every later call until set again."""
+        import openvino as ov
+
+        held = []
+        for index, (name, fin, fout) in enumerate(self.lora_layers):
+            pair = pairs.get(name)
+            a, b = pair if pair is not None else (np.zeros((1, fin), np.float32), np.zeros((fout, 1), np.float32))
+            for offset, value in enumerate((a, b)):
+                value = np.ascontiguousarray(value, dtype=np.float32)
+                self._request.set_input_tensor(self._lora_start + 2 * index + offset, ov.Tensor(value))
+                held.append(value)
+        self._held = held
+        self.lora_key = key
 
     def run(self, *inputs) -> torch.Tensor:
-        feeds = [np.ascontiguousarray(_numpy(value)) for value in inputs]
+        feeds = {index: np.ascontiguousarray(_numpy(value)) for index, value in enumerate(inputs)}
         self._request.infer(feeds)
         # The request reuses its output buffer on the next call: keep a copy.
         return torch.from_numpy(np.array(self._request.get_output_tensor(0).data, copy=True))
@@ -59,8 +84,46 @@ def _numpy(value: Any) -> np.ndarray:
 
 
 class OpenVinoTextEncoder(OpenVinoNetwork):
+    """With LoRA inputs, also textual-inversion vectors: the model looks id vocab+i up in its `extra`
+    input's row i; a token the tokenizer was given for an embedding maps to its row here."""
+
+    def __init__(self, compiled, config: dict, *, name: str, precision: str) -> None:
+        super().__init__(compiled, config, name=name, precision=precision)
+        self.vocab = int(self.config.get("vocab_size", 0) or 0)
+        self._rows: dict[int, int] = {}  # token id -> row of the extra vectors
+        self._vectors: np.ndarray | None = None
+        if self.takes_vectors:
+            self._set_vectors(np.zeros((1, self._width()), np.float32))
+
+    @property
+    def takes_vectors(self) -> bool:
+        return bool(self.lora_layers) and self._lora_start == 2
+
+    def _width(self) -> int:
+        return int(self.compiled.inputs[1].get_partial_shape()[1].get_length())
+
+    def add_vectors(self, token_ids: list[int], vectors) -> None:
+        """Give the tokens `token_ids` (one per row of `vectors` [n, width]) these vectors."""
+        vectors = np.asarray(_numpy(vectors), np.float32).reshape(len(token_ids), -1)
+        known = [] if self._vectors is None or not self._rows else [self._vectors[: len(self._rows)]]
+        for token in token_ids:
+            self._rows[int(token)] = len(self._rows)
+        self._set_vectors(np.concatenate([*known, vectors]))
+
+    def _set_vectors(self, vectors: np.ndarray) -> None:
+        import openvino as ov
+
+        self._vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self._request.set_input_tensor(1, ov.Tensor(self._vectors))
+
     def __call__(self, input_ids, attention_mask=None, **_ignored):
-        return (self.run(input_ids.to(torch.long)),)
+        ids = input_ids.to(torch.long)
+        if self._rows:
+            original = ids
+            ids = ids.clone()
+            for token, row in self._rows.items():
+                ids[original == token] = self.vocab + row
+        return (self.run(ids),)
 
 
 class OpenVinoUNet(OpenVinoNetwork):

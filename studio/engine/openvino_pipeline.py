@@ -32,8 +32,10 @@ from studio.engine.backends import openvino_version
 from studio.engine.errors import Cancelled
 from studio.engine.openvino_convert import (
     COMPONENTS,
+    LORA_FORMAT,
     compress_int8,
     convert,
+    float_weights,
     needs_calibration,
     quantize_w8a8,
     save,
@@ -155,7 +157,7 @@ def _compile_all(
         # OpenVINO's compiled-model cache for float16-weight parts only: their blob leaves the weights in
         # the IR (a few MB); an int8 part's blob holds all its weights again (2.2 GB for SD 1.5's UNet with
         # int8 weights, measured) to save 6 s of compiling per load: the cache's size wins.
-        fp16 = weights_format(component, precision) == "fp16"
+        fp16 = float_weights(weights_format(component, precision))
         network = _compile(component, kind, sources[component], cached_settings if fp16 else settings, cancel)
         prepared.precisions[component] = network.precision
         return network
@@ -222,7 +224,7 @@ def _convert(pipe, component: str, weights: str, say: Callable[[str], None], can
     else:
         say("…")
     try:
-        model, config = convert(pipe, component)
+        model, config = convert(pipe, component, lora=weights == LORA_FORMAT)
         if samples is not None:
             return quantize_w8a8(model, samples, partial(_check, cancel)), config
         return (compress_int8(model) if weights == "int8" else model), config

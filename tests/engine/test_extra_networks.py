@@ -116,11 +116,17 @@ def test_the_a1111_text_carries_lora_and_ti_hashes(engine, tiny_sd1):
     assert f'TI hashes: "shiny: {shiny}"' in text
 
 
-def test_auto_runs_a_lora_job_on_pytorch(folders, tiny_sd1):
+def test_auto_runs_an_int8_lora_job_on_pytorch_and_others_where_auto_would(folders, tiny_sd1, monkeypatch):
+    monkeypatch.setenv("STUDIO_AUTO_BACKEND", "openvino")  # what auto is on a CPU with OpenVINO installed
     loras, embeddings = folders
-    auto = Engine(device="cpu", dtype="float32", backend="auto", preview="none", networks=NetworkCatalog([loras], [embeddings]))
-    assert auto.placement(GenerationRequest(model=str(tiny_sd1), prompt="x <lora:style>")).backend == "torch"
-    assert auto.placement(GenerationRequest(model=str(tiny_sd1), prompt="x, shiny")).backend == "torch"
+    catalog = NetworkCatalog([loras], [embeddings])
+    lora_job = GenerationRequest(model=str(tiny_sd1), prompt="x <lora:style>")
+    int8 = Engine(device="cpu", dtype="int8", backend="auto", preview="none", networks=catalog)
+    assert int8.placement(lora_job).backend == "torch"  # OpenVINO's int8 would quantize the LoRA away
+    assert int8.placement(GenerationRequest(model=str(tiny_sd1), prompt="x, shiny")).backend == "torch"
+    assert int8.placement(GenerationRequest(model=str(tiny_sd1), prompt="x")).backend == "openvino"
+    plain = Engine(device="cpu", dtype="float32", backend="auto", preview="none", networks=catalog)
+    assert plain.placement(lora_job).backend == "openvino"  # it applies them in float32 and bfloat16
 
 
 def test_an_sd1_lora_on_decidiffusion_applies_its_text_encoder_half_and_says_so(engine, tmp_path_factory):
