@@ -142,3 +142,18 @@ def test_an_sd1_lora_on_decidiffusion_applies_its_text_encoder_half_and_says_so(
     assert "applied to" in note and "do not exist in this model" in note
     again, _ = run(engine, deci, "a red door")
     assert np.array_equal(again, plain)
+
+
+def test_an_a1111_text_round_trip_keeps_the_tags_and_the_hashes(engine, tiny_sd1):
+    """What another tool reads of our image (its A1111 text): the prompt with its tags, which reuse
+    restores, and the hashes Civitai looks the files up by."""
+    from studio.library.metadata.a1111 import format_parameters, from_a1111
+
+    _image, result = run(engine, tiny_sd1, "a red door <lora:style:0.8>, shiny", "blurry <lora:detail:1>")
+    meta = from_a1111(format_parameters(result.metadata))
+    fields = meta.reuse_fields()
+    assert fields["prompt"] == "a red door <lora:style:0.8>, shiny"
+    assert fields["negative_prompt"] == "blurry <lora:detail:1>"
+    style = lora_hash(engine._networks.catalog.find_lora("style").path)[:12]
+    assert meta.extra["Lora hashes"] == f"style: {style}"
+    assert meta.extra["TI hashes"].startswith("shiny: ")
