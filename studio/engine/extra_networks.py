@@ -221,7 +221,7 @@ class ExtraNetworks:
             if refusal:
                 prepared.notes.append(refusal)
                 continue
-            key = _file_key(found)
+            key = file_key(found)
             read = state.read.get(key)
             if read is None:
                 try:
@@ -270,7 +270,7 @@ class ExtraNetworks:
         return ""
 
     def _loaded_adapter(self, pipe, state: _ModelState, found: NetworkFile, prepared: Prepared) -> str | None:
-        key = _file_key(found)
+        key = file_key(found)
         adapter = state.adapters.get(key)
         if adapter is not None:
             state.adapters.move_to_end(key)
@@ -308,7 +308,7 @@ class ExtraNetworks:
     def _loaded_token(
         self, pipe, state: _ModelState, found: NetworkFile, width: int | None, model_family: str, prepared: Prepared
     ):
-        key = _file_key(found)
+        key = file_key(found)
         if key in state.tokens:
             return state.tokens[key]
         if found.problem:
@@ -353,7 +353,9 @@ def _merged(uses: list[LoraUse]) -> list[LoraUse]:
     return list(by_name.values())
 
 
-def _file_key(found: NetworkFile) -> str:
+def file_key(found: NetworkFile) -> str:
+    """One version of a file (its path, size and time): what a model keeps a loaded LoRA or embedding by,
+    so an edited file is loaded again."""
     return f"{found.path}|{found.size}|{found.mtime}"
 
 
