@@ -222,26 +222,35 @@ def _bench_dtype(dtype: str, args: argparse.Namespace, catalog) -> _Result:
         record(pristine, _prompt(), untouched)
         for name, prompt in configs:
             record(name, prompt)
+    medians = _report_images(
+        args, times, images, pristine, plain_after="plain, LoRAs loaded, disabled", lora="A, as in the last job",
+        heading=f"after a warm-up; x: against plain with the LoRAs disabled ({_load()})",
+    )
+    return _Result(loaded.placement.label, medians, images)
+
+
+def _report_images(args, times, images, pristine: str, *, plain_after: str, lora: str, heading: str) -> dict:
+    """Section 3 of a half: each image's median time against plain, the LoRA's cost, and whether the
+    pixels came back (plain after LoRAs as before any, A after a switch as A again)."""
+    import numpy as np
+
     medians = {name: statistics.median(values) for name, values in times.items()}
-    plain = medians["plain, LoRAs loaded, disabled"]
-    print(f"3. one image, {args.size} px, {args.steps} steps DDIM, CFG 7.5; median of {args.rounds} round(s) after "
-          f"a warm-up; x: against plain with the LoRAs disabled ({_load()})")
+    plain = medians[plain_after]
+    print(f"3. one image, {args.size} px, {args.steps} steps DDIM, CFG 7.5; median of {args.rounds} round(s) {heading}")
     for name, seconds in medians.items():
         rounds_text = ", ".join(f"{v:.2f}" for v in times[name])
         print(f"  {name:<34} {seconds:8.2f} s   x{seconds / plain:5.2f}   [{rounds_text}]")
-    lora_ratio = medians["A, as in the last job"] / plain
-    print(f"  ratio LoRA/plain {lora_ratio:.2f} (vs plain before any LoRA: "
-          f"{medians['A, as in the last job'] / medians[pristine]:.2f})")
+    print(f"  ratio LoRA/plain {medians[lora] / plain:.2f} (vs plain before any LoRA: {medians[lora] / medians[pristine]:.2f})")
 
     def same(x: str, y: str) -> str:
         diff = np.abs(images[x].astype(np.int16) - images[y].astype(np.int16)).max()
-        return "identical" if diff == 0 else f"DIFFER (max {diff})"
+        return "identical" if diff == 0 else f"DIFFER (max {diff}, mean {_mean_abs(images[x], images[y]):.3f})"
 
-    print(f"  pixels: plain after LoRAs vs before any: {same('plain, LoRAs loaded, disabled', pristine)}; "
+    print(f"  pixels: plain after LoRAs vs before any: {same(plain_after, pristine)}; "
           f"plain right after B -> none vs before any: {same('plain, right after B -> none', pristine)}; "
-          f"A after a switch vs A again: {same('A, right after none -> A', 'A, as in the last job')}; "
-          f"A vs plain: {same('A, as in the last job', pristine)}")
-    return _Result(loaded.placement.label, medians, images)
+          f"A after a switch vs A again: {same('A, right after none -> A', lora)}; "
+          f"A vs plain: {same(lora, pristine)}")
+    return medians
 
 
 def _generator(engine, args: argparse.Namespace):
@@ -371,24 +380,10 @@ def _bench_openvino(dtype: str, args: argparse.Namespace, catalog, cache: Path) 
     for _ in range(args.rounds):
         for name, prompt in configs:
             record(name, prompt)
-    medians = {name: statistics.median(values) for name, values in times.items()}
-    plain = medians[PLAIN_AFTER["openvino"]]
-    print(f"3. one image, {args.size} px, {args.steps} steps DDIM, CFG 7.5; median of {args.rounds} round(s) "
-          f"('{pristine}': the one image before any LoRA); x: against plain with zeros set ({_load()})")
-    for name, seconds in medians.items():
-        rounds_text = ", ".join(f"{v:.2f}" for v in times[name])
-        print(f"  {name:<34} {seconds:8.2f} s   x{seconds / plain:5.2f}   [{rounds_text}]")
-    print(f"  ratio LoRA/plain {medians[LORA_A] / plain:.2f} (vs plain before any LoRA: "
-          f"{medians[LORA_A] / medians[pristine]:.2f})")
-
-    def same(x: str, y: str) -> str:
-        diff = np.abs(images[x].astype(np.int16) - images[y].astype(np.int16)).max()
-        return "identical" if diff == 0 else f"DIFFER (max {diff}, mean {_mean_abs(images[x], images[y]):.3f})"
-
-    print(f"  pixels: plain after LoRAs vs before any: {same(PLAIN_AFTER['openvino'], pristine)}; "
-          f"plain right after B -> none vs before any: {same('plain, right after B -> none', pristine)}; "
-          f"A after a switch vs A again: {same('A, right after none -> A', LORA_A)}; "
-          f"A vs plain: {same(LORA_A, pristine)}")
+    medians = _report_images(
+        args, times, images, pristine, plain_after=PLAIN_AFTER["openvino"], lora=LORA_A,
+        heading=f"('{pristine}': the one image before any LoRA); x: against plain with zeros set ({_load()})",
+    )
     return _Result(f"{loaded.placement.label}, computes {computes}", medians, images)
 
 

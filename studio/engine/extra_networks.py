@@ -176,15 +176,7 @@ class ExtraNetworks:
     def _apply_loras(self, model: LoadedModel, state: _ModelState, uses: list[LoraUse], prepared: Prepared) -> None:
         pipe = model.txt2img
         active: list[tuple[str, LoraUse, NetworkFile]] = []
-        for use in _merged(uses):
-            found = self.catalog.find_lora(use.name)
-            if found is None:
-                prepared.notes.append(f"LoRA '{use.name}' not found in the LoRA folders: not applied")
-                continue
-            refusal = self._refusal(found, model)
-            if refusal:
-                prepared.notes.append(refusal)
-                continue
+        for use, found in self._usable_loras(uses, model, prepared):
             adapter = self._loaded_adapter(pipe, state, found, prepared)
             if adapter is not None:
                 active.append((adapter, use, found))
@@ -212,15 +204,7 @@ class ExtraNetworks:
         kept), concatenated along the rank with B scaled by the job's weight; none: zeros."""
         pipe = model.txt2img
         active: list[tuple[str, LoraUse, NetworkFile, _ReadLora]] = []
-        for use in _merged(uses):
-            found = self.catalog.find_lora(use.name)
-            if found is None:
-                prepared.notes.append(f"LoRA '{use.name}' not found in the LoRA folders: not applied")
-                continue
-            refusal = self._refusal(found, model)
-            if refusal:
-                prepared.notes.append(refusal)
-                continue
+        for use, found in self._usable_loras(uses, model, prepared):
             key = file_key(found)
             read = state.read.get(key)
             if read is None:
@@ -252,6 +236,24 @@ class ExtraNetworks:
                     f"LoRA '{use.name}' applied to {read.applied} of its {read.of} layers: the others do not exist in this model"
                     " (or are not applied on OpenVINO)"
                 )
+
+    def _usable_loras(
+        self, uses: list[LoraUse], model: LoadedModel, prepared: Prepared
+    ) -> list[tuple[LoraUse, NetworkFile]]:
+        """Each LoRA the prompt names (the last tag of a name wins) with its file, when there is one this
+        model can take; a note for each that is not found or is refused."""
+        usable = []
+        for use in _merged(uses):
+            found = self.catalog.find_lora(use.name)
+            if found is None:
+                prepared.notes.append(f"LoRA '{use.name}' not found in the LoRA folders: not applied")
+                continue
+            refusal = self._refusal(found, model)
+            if refusal:
+                prepared.notes.append(refusal)
+                continue
+            usable.append((use, found))
+        return usable
 
     def _refusal(self, found: NetworkFile, model: LoadedModel) -> str:
         if found.problem:
