@@ -203,9 +203,7 @@ def _bench_dtype(dtype: str, args: argparse.Namespace, catalog) -> _Result:
     for _ in range(args.switches):
         for name, call in raw.items():
             switch_ms.setdefault(name, []).append(_timed_ms(call))
-    print(f"2. switch between loaded LoRAs (a job's prepare), ms: median [min-max] over {args.switches}")
-    for name, values in switch_ms.items():
-        print(f"  {name:<34} {statistics.median(values):8.1f}   [{min(values):.1f}-{max(values):.1f}]")
+    _report_switches("2. switch between loaded LoRAs (a job's prepare)", switch_ms, args.switches)
 
     # 3. Whole images: the first with a LoRA (peft's layers' first call at this size) apart, then rounds,
     # each starting with the LoRAs disabled (as the last config leaves them).
@@ -227,6 +225,13 @@ def _bench_dtype(dtype: str, args: argparse.Namespace, catalog) -> _Result:
         heading=f"after a warm-up; x: against plain with the LoRAs disabled ({_load()})",
     )
     return _Result(loaded.placement.label, medians, images)
+
+
+def _report_switches(heading: str, switch_ms: dict[str, list[float]], switches: int) -> None:
+    """Section 2 of a half: each switch's median time, with its spread."""
+    print(f"{heading}, ms: median [min-max] over {switches}")
+    for name, values in switch_ms.items():
+        print(f"  {name:<34} {statistics.median(values):8.1f}   [{min(values):.1f}-{max(values):.1f}]")
 
 
 def _report_images(args, times, images, pristine: str, *, plain_after: str, lora: str, heading: str) -> dict:
@@ -363,9 +368,7 @@ def _bench_openvino(dtype: str, args: argparse.Namespace, catalog, cache: Path) 
         for name, call in raw.items():
             switch_ms.setdefault(name, []).append(_timed_ms(call))
     networks.prepare(loaded, _prompt(), "")  # back to what the prepare knows (zeros)
-    print(f"2. switch between read LoRAs (a job's prepare), ms: median [min-max] over {args.switches}")
-    for name, values in switch_ms.items():
-        print(f"  {name:<34} {statistics.median(values):8.1f}   [{min(values):.1f}-{max(values):.1f}]")
+    _report_switches("2. switch between read LoRAs (a job's prepare)", switch_ms, args.switches)
 
     # 3. Whole images, as the torch half: the first with a LoRA apart, then rounds starting from zeros.
     record("A, the first image with a LoRA", _prompt(a))

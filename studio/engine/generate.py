@@ -138,8 +138,8 @@ class Engine:
         self.threads = threads
         self.openvino_cache = openvino_cache
         self.on_status = on_status
-        self._networks_catalog = networks
-        self._networks = None  # made on the first job (it scans the folders)
+        self._networks_catalog = networks  # what the ExtraNetworks made on first use starts from
+        self._networks = None
         self._models: OrderedDict[tuple, LoadedModel] = OrderedDict()
         self._previewers: dict[tuple, Any] = {}
         self._lock = threading.Lock()
@@ -165,13 +165,10 @@ class Engine:
         is loaded into the models stays loaded."""
         from studio.library.extra_networks import NetworkCatalog
 
+        networks = self._extra_networks()
         catalog = NetworkCatalog.with_folders(lora_folders, embedding_folders)
-        current = self._networks.catalog if self._networks is not None else self._networks_catalog
-        if current is not None and current.folders() == catalog.folders():
-            return
-        self._networks_catalog = catalog
-        if self._networks is not None:
-            self._networks.catalog = catalog
+        if networks.catalog.folders() != catalog.folders():
+            networks.catalog = catalog
 
     def _extra_networks(self):
         if self._networks is None:
@@ -406,7 +403,7 @@ class Engine:
             return networks.unapplied(req.prompt, req.negative_prompt or "", "they need the PyTorch or OpenVINO backend")
         return networks.prepare(model, req.prompt, req.negative_prompt or "")
 
-    def _run(self, pipe, model: LoadedModel, req: GenerationRequest, init_image, on_step, previewer, cancel, masked=None, extras=None):
+    def _run(self, pipe, model: LoadedModel, req: GenerationRequest, init_image, on_step, previewer, cancel, masked, extras):
         import torch
 
         # One CPU generator per image, seeded seed+i: the start noise and every scheduler's own noise
@@ -427,7 +424,7 @@ class Engine:
             return {}
 
         kwargs: dict[str, Any] = {
-            **_prompt_kwargs(pipe, req, extras),
+            **_prompt_kwargs(pipe, extras),
             "num_inference_steps": req.steps,
             "guidance_scale": req.guidance,
             "guidance_rescale": req.guidance_rescale,
@@ -488,23 +485,19 @@ def _raise_if_cancelled(cancel: threading.Event) -> None:
         raise Cancelled("generation cancelled")
 
 
-def _prompt_kwargs(pipe, req: GenerationRequest, extras=None) -> dict[str, Any]:
+def _prompt_kwargs(pipe, extras) -> dict[str, Any]:
     """The pipeline's prompt arguments.
 
     Plain prompts of up to 75 tokens go in as strings, so that path is exactly diffusers' own. Prompts
     with emphasis weights or BREAK, or longer than one chunk, go in as embeddings (A1111 syntax,
     75-token chunks). Bracket syntax whose weights all come to 1 (`(cat:1.0)`, `\\(`) is resolved to
-    its plain text first. Extra-network tags (`<lora:name:0.8>`) are not text: they are removed first, as
-    A1111 does; `extras` (extra_networks.Prepared) gives the texts with embedding names turned into their
-    tokens.
+    its plain text first. `extras` (extra_networks.Prepared) gives the texts: extra-network tags
+    (`<lora:name:0.8>`) removed, as A1111 does, and embedding names turned into their tokens.
     """
     from studio.engine.prompt_embeds import encode_prompts, needs_embeddings
-    from studio.library.prompt_syntax import plain_text, strip_extra_networks
+    from studio.library.prompt_syntax import plain_text
 
-    if extras is not None:
-        prompt, negative = extras.prompt, extras.negative
-    else:
-        prompt, negative = strip_extra_networks(req.prompt), strip_extra_networks(req.negative_prompt or "")
+    prompt, negative = extras.prompt, extras.negative
     if not needs_embeddings(pipe.tokenizer, prompt, negative):
         plain_negative = plain_text(negative) if negative else ""
         return {"prompt": plain_text(prompt), "negative_prompt": plain_negative or None}

@@ -60,12 +60,21 @@ class Expansion:
         return not (self.left or self.top or self.right or self.bottom)
 
 
-def to_mask(image: Image.Image) -> Image.Image:
-    """An image as a mask: its alpha where it has transparency, else its brightness."""
+def _alpha(image: Image.Image) -> Image.Image | None:
+    """The image's alpha channel when some pixel is not fully opaque, else None."""
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         alpha = image.convert("RGBA").getchannel("A")
-        if alpha.getextrema()[0] < 255:  # some pixel not fully opaque: the alpha is the drawing
+        if alpha.getextrema()[0] < 255:
             return alpha
+    return None
+
+
+def to_mask(image: Image.Image) -> Image.Image:
+    """An image as a mask: its alpha where it has transparency (the alpha is the drawing), else its
+    brightness."""
+    alpha = _alpha(image)
+    if alpha is not None:
+        return alpha
     if image.mode == "L":
         return image.copy()
     return to_rgb(image).convert("L")  # 16-bit and float greys scaled to 8 bits, not clipped to white
@@ -74,13 +83,12 @@ def to_mask(image: Image.Image) -> Image.Image:
 def transparency(image: Image.Image) -> Image.Image | None:
     """Where a picture is see-through, as a mask (255: fully transparent), or None when it is opaque: a
     picture with holes erased in GIMP or Krita asks for them to be painted in."""
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        from PIL import ImageOps
+    alpha = _alpha(image)
+    if alpha is None:
+        return None
+    from PIL import ImageOps
 
-        alpha = image.convert("RGBA").getchannel("A")
-        if alpha.getextrema()[0] < 255:
-            return ImageOps.invert(alpha)
-    return None
+    return ImageOps.invert(alpha)
 
 
 def moved(
