@@ -7,7 +7,6 @@ modules (torch, diffusers, Qt) are imported inside the commands that need them.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import json
 import signal
@@ -20,8 +19,6 @@ from studio import __version__
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-MAX_BATCH_FILE_BYTES = 8 << 20
-"""A batch file larger than this (8 MiB) is refused unread: thousands of prompts fit in far less."""
 MAX_SEARCH_LIMIT = 1_000_000
 
 
@@ -110,6 +107,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(batch)
     batch.add_argument("--seed", type=int, help="seed of the first prompt (then +1 per image)")
     batch.set_defaults(func=cmd_batch)
+
+    serve = _command(
+        sub, "serve", help="serve the engine over HTTP: a jobs API with live previews, and the model cards' /score",
+        description="Listens on loopback unless --host says otherwise, which needs --token-file. Clients name "
+        "catalogue models or the models inside --model-dir folders, never paths. API: GET /openapi.json.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    serve.add_argument("--port", type=_int_between(0, 65535), default=7861, help="0: any free port (printed)")
+    serve.add_argument("--token-file", type=Path, metavar="FILE", help="a file holding the bearer token clients send")
+    serve.add_argument(
+        "--model-dir", action="append", type=Path, default=[], metavar="DIR",
+        help="offer the diffusers folders and .safetensors files in DIR by name (repeatable)",
+    )
+    serve.add_argument("--queue-limit", type=_int_between(1, 100_000), default=32, metavar="N",
+                       help="jobs waiting before new ones are answered 429 (default 32)")
+    serve.add_argument("--cors-origin", action="append", default=[], metavar="URL",
+                       help="let web pages from this origin call the API (repeatable; default: none)")
+    _add_model_options(serve, pickles=False)
+    serve.set_defaults(func=cmd_serve)
 
     info = _command(sub, "info", help="show the generation parameters embedded in an image")
     info.add_argument("image", type=Path)
@@ -219,7 +235,7 @@ def _add_inpaint_options(p: argparse.ArgumentParser) -> None:
     group.add_argument("--outpaint-fill", choices=OUTPAINT_FILLS, help="what the new area starts as (default edge)")
 
 
-def _add_model_options(p: argparse.ArgumentParser) -> None:
+def _add_model_options(p: argparse.ArgumentParser, *, pickles: bool = True) -> None:
     p.add_argument("--model", default="sd-1.4", help="catalogue id, hub repo id, diffusers folder or .safetensors")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument(
@@ -237,7 +253,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         "--threads", type=_int_between(1, 1024), default=None, metavar="N",
         help="CPU threads for the OpenVINO backend (default: all physical cores)",
     )
-    p.add_argument("--allow-ckpt", action="store_true", help="allow pickle checkpoints (.ckpt), weights only")
+    if pickles:  # never for `serve`: its models are the network's choice
+        p.add_argument("--allow-ckpt", action="store_true", help="allow pickle checkpoints (.ckpt), weights only")
     p.add_argument(
         "--lora-dir", action="append", type=Path, default=[], metavar="DIR",
         help="also look for <lora:name> files here (repeatable; the app's folder and the window's are always searched)",
@@ -371,7 +388,7 @@ def _make_engine(args, **kwargs):
     kwargs.setdefault("on_status", _status_printer())
     return Engine(
         device=args.device, dtype=args.dtype, backend=args.backend, threads=args.threads,
-        allow_ckpt=args.allow_ckpt, preview="none", networks=_network_catalog(args), **kwargs,
+        allow_ckpt=getattr(args, "allow_ckpt", False), preview="none", networks=_network_catalog(args), **kwargs,
     )
 
 
@@ -379,12 +396,8 @@ def _network_catalog(args):
     """The LoRA and embedding folders: the app's, the window's (from the preferences), then --lora-dir /
     --embedding-dir."""
     from studio.library.extra_networks import NetworkCatalog
-    from studio.library.preferences_file import network_folders, read_preferences
 
-    loras, embeddings = network_folders(read_preferences())
-    return NetworkCatalog.with_folders(
-        [*loras, *getattr(args, "lora_dir", [])], [*embeddings, *getattr(args, "embedding_dir", [])]
-    )
+    return NetworkCatalog.with_folders(network_folders_of(args, "lora"), network_folders_of(args, "embedding"))
 
 
 def _status_printer():
@@ -515,28 +528,18 @@ def _gb(size: int) -> str:
 
 # ---------------------------------------------------------------------------------------------- batch
 
-BATCH_PARAMETERS = {
-    "num_inference_steps": "steps",
-    "guidance_scale": "guidance",
-    "guidance_rescale": "guidance_rescale",
-    "negative_prompt": "negative_prompt",
-    "height": "height",
-    "width": "width",
-    "seed": "seed",
-    "scheduler": "scheduler",
-}
-
-
 def _batch_bytes(path: Path) -> bytes:
     """The batch input's bytes: `-` is standard input (a pipe); otherwise only a regular file (not
-    /dev/zero, a FIFO, a folder). Either way at most MAX_BATCH_FILE_BYTES are read."""
+    /dev/zero, a FIFO, a folder). Either way at most MAX_CARD_BYTES are read."""
     import os
     import stat
 
-    limit = f"a batch file may hold at most {MAX_BATCH_FILE_BYTES >> 20} MiB"
+    from studio.engine.card_format import MAX_CARD_BYTES
+
+    limit = f"a batch file may hold at most {MAX_CARD_BYTES >> 20} MiB"
     if str(path) == "-":
-        raw = sys.stdin.buffer.read(MAX_BATCH_FILE_BYTES + 1)
-        if len(raw) > MAX_BATCH_FILE_BYTES:
+        raw = sys.stdin.buffer.read(MAX_CARD_BYTES + 1)
+        if len(raw) > MAX_CARD_BYTES:
             raise UsageError(f"standard input: {limit}")
         return raw
     try:
@@ -547,14 +550,14 @@ def _batch_bytes(path: Path) -> bytes:
         raise UsageError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     if not stat.S_ISREG(info.st_mode):
         raise UsageError(f"{path}: not a regular file (to pipe JSON in, pass - and use standard input)")
-    if info.st_size > MAX_BATCH_FILE_BYTES:
+    if info.st_size > MAX_CARD_BYTES:
         raise UsageError(f"{path}: {info.st_size:,} bytes; {limit}")
     try:
         with open(path, "rb") as stream:
-            raw = stream.read(MAX_BATCH_FILE_BYTES + 1)  # the file may have grown since stat
+            raw = stream.read(MAX_CARD_BYTES + 1)  # the file may have grown since stat
     except OSError as exc:
         raise UsageError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    if len(raw) > MAX_BATCH_FILE_BYTES:
+    if len(raw) > MAX_CARD_BYTES:
         raise UsageError(f"{path}: {limit}")
     return raw
 
@@ -576,77 +579,6 @@ def read_batch_file(path: Path) -> object:
         raise UsageError(f"{name}: not valid JSON (a number with thousands of digits)") from None
 
 
-def _batch_prompts(body: dict) -> list[str]:
-    columns = body.get("columns", ["prompt"])
-    if not isinstance(columns, list) or "prompt" not in columns:
-        raise UsageError('input_data.columns must be a list containing "prompt"')
-    rows = body.get("data")
-    if not isinstance(rows, list) or not rows:
-        raise UsageError("input_data.data must be a non-empty list of prompts")
-    column = columns.index("prompt")
-    prompts = []
-    for n, row in enumerate(rows):
-        value = row[column] if isinstance(row, list) and len(row) > column else row
-        if isinstance(row, dict):
-            value = row.get("prompt")
-        if not isinstance(value, str):
-            raise UsageError(f"input_data.data[{n}]: the prompt must be text, got {type(value).__name__}")
-        prompts.append(value)
-    return prompts
-
-
-def _batch_fields(params: object) -> dict:
-    """The request fields of input_data.parameters, each checked alone so the message names its key."""
-    from studio.engine import GenerationRequest
-    from studio.engine.errors import RequestError
-
-    if not isinstance(params, dict):
-        raise UsageError("input_data.parameters must be an object")
-    unknown = sorted(set(params) - set(BATCH_PARAMETERS))
-    if unknown:
-        shown = ", ".join(k[:40] for k in unknown[:5])
-        raise UsageError(f"unknown parameter(s) {shown} (known: {', '.join(BATCH_PARAMETERS)})")
-    fields = {}
-    for key, value in params.items():
-        field = BATCH_PARAMETERS[key]
-        try:
-            GenerationRequest(model="-", prompt="", **{field: value}).validate()
-        except RequestError as exc:
-            raise UsageError(f"input_data.parameters.{key}: {exc}") from None
-        fields[field] = value
-    return fields
-
-
-def parse_batch_input(data) -> tuple[list[str], dict]:
-    """Prompts and request fields from the model cards' `input_data` JSON; UsageError naming the field that
-    is malformed (types and ranges are all checked here, before any model is loaded)."""
-    if not isinstance(data, dict) or not isinstance(data.get("input_data"), dict):
-        raise UsageError('batch input must be a JSON object with an "input_data" object')
-    body = data["input_data"]
-    prompts = _batch_prompts(body)
-    params = body.get("parameters")
-    return prompts, _batch_fields({} if params is None else params)
-
-
-def _batch_requests(args, prompts: list[str], fields: dict) -> list:
-    """One checked request per prompt, seeds counting up from the first (every one checked before work)."""
-    from studio.engine import GenerationRequest
-    from studio.engine.errors import RequestError
-
-    base_seed = args.seed if args.seed is not None else fields.get("seed")
-    fields = {k: v for k, v in fields.items() if k != "seed"}
-    requests = []
-    for n, prompt in enumerate(prompts):
-        seed = None if base_seed is None else base_seed + n
-        request = GenerationRequest(model=args.model, prompt=prompt, seed=seed, **fields)
-        try:
-            request.validate()
-        except RequestError as exc:
-            raise UsageError(f"input_data.data[{n}]: {exc}") from None
-        requests.append(request)
-    return requests
-
-
 def _check_output_file(path: Path) -> Path:
     """`-o FILE`: not a folder, and its folder writable (made if missing), before any model loads."""
     from studio.library.folders import check_writable_folder
@@ -659,25 +591,20 @@ def _check_output_file(path: Path) -> Path:
 
 
 def cmd_batch(args) -> int:
-    from studio.library.images import atomic_write_bytes, encode_image
+    from studio.engine.card_format import card_items, parse_card
+    from studio.library.images import atomic_write_bytes
 
-    prompts, fields = parse_batch_input(read_batch_file(args.input))
+    card = parse_card(read_batch_file(args.input))
     output = _check_output_file(args.output) if args.output else None
-    requests = _batch_requests(args, prompts, fields)
+    requests = card.requests(args.model, args.seed)
     engine = _make_engine(args, on_download=_download_printer())
     out = []
     for request in requests:
-        for result in engine.generate(request):
+        results = engine.generate(request)
+        for result in results:
             for warning in result.warnings:
                 _warn(warning)
-            png = encode_image(result.image, "PNG", result.metadata)
-            out.append(
-                {
-                    "prompt": request.prompt,
-                    "generated_image": base64.b64encode(png).decode("ascii"),
-                    "nsfw_content_detected": result.nsfw,
-                }
-            )
+        out.extend(card_items(request.prompt, results))
     text = json.dumps(out, indent=2)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -685,6 +612,40 @@ def cmd_batch(args) -> int:
     else:
         print(text)
     return 0
+
+
+# ---------------------------------------------------------------------------------------------- serve
+
+
+def cmd_serve(args) -> int:
+    from studio.server.app import serve_forever
+    from studio.server.config import ServerConfig, check_bind, read_token_file
+
+    token = read_token_file(args.token_file.expanduser()) if args.token_file else None
+    check_bind(args.host, token)
+    config = ServerConfig(
+        host=args.host, port=args.port, token=token, model_dirs=args.model_dir, score_model=args.model,
+        device=args.device, dtype=args.dtype, backend=args.backend, threads=args.threads,
+        queue_limit=args.queue_limit, cors_origins=args.cors_origin,
+        lora_dirs=[*network_folders_of(args, "lora")], embedding_dirs=[*network_folders_of(args, "embedding")],
+    )
+
+    def ready(url: str) -> None:
+        print(url, flush=True)
+        print(f"studio: serving on {url} (API: {url}/openapi.json; Ctrl+C stops)", file=sys.stderr, flush=True)
+
+    serve_forever(config, ready)
+    return 0
+
+
+def network_folders_of(args, kind: str) -> list[Path]:
+    """The window's LoRA or embedding folders (preferences) and the command line's --lora-dir/--embedding-dir."""
+    from studio.library.preferences_file import network_folders, read_preferences
+
+    loras, embeddings = network_folders(read_preferences())
+    if kind == "lora":
+        return [*loras, *getattr(args, "lora_dir", [])]
+    return [*embeddings, *getattr(args, "embedding_dir", [])]
 
 
 # ----------------------------------------------------------------------------------------------- info

@@ -22,7 +22,14 @@ __all__ = [
 
 
 class RequestError(ValueError):
-    """A request the engine refuses, with a message a user can act on (CLI exit 2)."""
+    """A request the engine refuses, with a message a user can act on (CLI exit 2).
+
+    `field` names the request field at fault where there is one ("steps", "input_data.parameters.seed"),
+    so that the server's JSON errors can point at it; the message names it in words too."""
+
+    def __init__(self, message: str = "", *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class InvalidModelError(RequestError):

@@ -111,19 +111,24 @@ class GenerationRequest:
         """Raise RequestError naming the first field that is wrong (type or range). None fields are not
         checked. Cheap checks first: a huge prompt is refused by its size before its weights are parsed."""
         if not isinstance(self.model, str) or not self.model.strip():
-            raise RequestError("no model given")
+            raise RequestError("no model given", field="model")
         for name, text in (("prompt", self.prompt), ("negative prompt", self.negative_prompt)):
             _check_text(name, text)
         for name, text in (("prompt", self.prompt), ("negative prompt", self.negative_prompt)):
             problem = weight_problem(text)
             if problem:
-                raise RequestError(f"{name}: {problem}")
+                raise RequestError(f"{name}: {problem}", field=field_of(name))
         if self.scheduler is not None and not isinstance(self.scheduler, str):
-            raise RequestError(f"scheduler must be a name, got {_shown(self.scheduler)}")
+            raise RequestError(f"scheduler must be a name, got {_shown(self.scheduler)}", field="scheduler")
         if self.safety_checker is not None and not isinstance(self.safety_checker, bool):
-            raise RequestError(f"safety checker must be true or false, got {_shown(self.safety_checker)}")
+            raise RequestError(
+                f"safety checker must be true or false, got {_shown(self.safety_checker)}", field="safety_checker"
+            )
         if self.scheduler is not None:
-            canonical_name(self.scheduler)  # an unknown name is refused before any model is loaded
+            try:
+                canonical_name(self.scheduler)  # an unknown name is refused before any model is loaded
+            except RequestError as exc:
+                raise RequestError(str(exc), field="scheduler") from None
         _check_int("batch", self.batch, 1, MAX_BATCH)
         if self.steps is not None:
             _check_int("steps", self.steps, *STEPS_RANGE)
@@ -137,7 +142,7 @@ class GenerationRequest:
         if self.strength is not None:
             _check_float("strength", self.strength, 0.0, 1.0)
             if self.strength == 0.0:
-                raise RequestError("strength must be above 0 (0 would return the init image unchanged)")
+                raise RequestError("strength must be above 0 (0 would return the init image unchanged)", field="strength")
         multiple = FAMILY_SIZE_MULTIPLE.get(family or "", 8)
         for name, value in (("width", self.width), ("height", self.height)):
             if value is None:
@@ -147,7 +152,8 @@ class GenerationRequest:
                 why = " (DeciDiffusion's UNet halves the latent three times)" if family == "deci" else ""
                 raise RequestError(
                     f"{name} {value} px is not a multiple of {multiple}{why}; "
-                    f"try {max(multiple, value // multiple * multiple)} or {(value // multiple + 1) * multiple}"
+                    f"try {max(multiple, value // multiple * multiple)} or {(value // multiple + 1) * multiple}",
+                    field=name,
                 )
 
 
@@ -161,7 +167,7 @@ class GenerationRequest:
         )
 
         if (self.mask_image is not None or self.expand is not None) and self.init_image is None:
-            raise RequestError("a mask or an expansion needs an init image to inpaint or outpaint")
+            raise RequestError("a mask or an expansion needs an init image to inpaint or outpaint", field="init_image")
         if self.mask_blur is not None:
             _check_int("mask blur", self.mask_blur, 0, MAX_MASK_BLUR)
         if self.padding is not None:
@@ -172,12 +178,15 @@ class GenerationRequest:
             ("outpaint fill", self.outpaint_fill, OUTPAINT_FILLS),
         ):
             if value is not None and value not in choices:
-                raise RequestError(f"{name} must be one of {', '.join(choices)}, got {_shown(value)}")
+                raise RequestError(f"{name} must be one of {', '.join(choices)}, got {_shown(value)}", field=field_of(name))
         if not isinstance(self.invert_mask, bool):
-            raise RequestError(f"invert mask must be true or false, got {_shown(self.invert_mask)}")
+            raise RequestError(f"invert mask must be true or false, got {_shown(self.invert_mask)}", field="invert_mask")
         if self.expand is not None:
             if not isinstance(self.expand, list | tuple) or len(self.expand) != 4:
-                raise RequestError(f"expand must be four numbers of pixels (left, top, right, bottom), got {_shown(self.expand)}")
+                raise RequestError(
+                    f"expand must be four numbers of pixels (left, top, right, bottom), got {_shown(self.expand)}",
+                    field="expand",
+                )
             for side, value in zip(("left", "top", "right", "bottom"), self.expand, strict=True):
                 _check_int(f"expand {side}", value, 0, MAX_EXPAND)
 
@@ -191,29 +200,38 @@ def _shown(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def field_of(name: str) -> str:
+    """The request field a message's words name: "negative prompt" -> negative_prompt, "expand left" ->
+    expand (one field of four numbers)."""
+    return "expand" if name.startswith("expand ") else name.replace(" ", "_")
+
+
 def _check_text(name: str, text: Any) -> None:
+    field = field_of(name)
     if not isinstance(text, str):
-        raise RequestError(f"the {name} must be text, got {_shown(text)}")
+        raise RequestError(f"the {name} must be text, got {_shown(text)}", field=field)
     if len(text) > MAX_PROMPT_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_PROMPT_BYTES:
         size = len(text.encode("utf-8", "surrogatepass"))
-        raise RequestError(f"the {name} is {size:,} bytes long; at most {MAX_PROMPT_BYTES // 1024} KiB is accepted")
+        raise RequestError(
+            f"the {name} is {size:,} bytes long; at most {MAX_PROMPT_BYTES // 1024} KiB is accepted", field=field
+        )
     if any("\ud800" <= char <= "\udfff" for char in text):
-        raise RequestError(f"the {name} holds a lone surrogate (invalid Unicode text)")
+        raise RequestError(f"the {name} holds a lone surrogate (invalid Unicode text)", field=field)
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RequestError(f"{name} must be a whole number, got {_shown(value)}")
+        raise RequestError(f"{name} must be a whole number, got {_shown(value)}", field=field_of(name))
     if not low <= value <= high:
-        raise RequestError(f"{name} must be between {low} and {high}, got {_shown(value)}")
+        raise RequestError(f"{name} must be between {low} and {high}, got {_shown(value)}", field=field_of(name))
 
 
 def _check_float(name: str, value: Any, low: float, high: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value != value:  # NaN != NaN
-        raise RequestError(f"{name} must be a number, got {_shown(value)}")
+        raise RequestError(f"{name} must be a number, got {_shown(value)}", field=field_of(name))
     if not low <= value <= high:
         shown = f"{value:g}" if isinstance(value, float) or abs(value) < 10**15 else _shown(value)
-        raise RequestError(f"{name} must be between {low:g} and {high:g}, got {shown}")
+        raise RequestError(f"{name} must be between {low:g} and {high:g}, got {shown}", field=field_of(name))
 
 
 @dataclass(frozen=True)
