@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from studio.library.images import save_new_image
 from studio.library.naming import DEFAULT_TEMPLATE, plan_output
 
-__all__ = ["SavableResult", "save_result"]
+__all__ = ["SavableResult", "save_png_bytes", "save_result"]
 
 
 class SavableResult(Protocol):
@@ -42,15 +42,47 @@ def save_result(
     :class:`~studio.library.images.SaveError` when encoding or writing fails (nothing left behind).
     ``now`` fixes the {date} and {time} fields (default: the current time).
     """
-    request = result.metadata["request"]
-    fields = {
-        "seed": result.seed,
-        "prompt": request["prompt"],
-        "model": result.metadata["model"]["id"],
-        "steps": request["steps"],
-        "width": request["width"],
-        "height": request["height"],
-        "index": result.metadata["batch_index"],
-    }
-    name = plan_output(Path(output_dir), fields, template=template, now=now)
+    name = _output_name(result.metadata, result.seed, Path(output_dir), template, now)
     return save_new_image(result.image, name.candidates(), result.metadata)
+
+
+def save_png_bytes(
+    png: bytes,
+    metadata: dict[str, Any],
+    output_dir: str | Path,
+    *,
+    template: str = DEFAULT_TEMPLATE,
+    now: datetime | None = None,
+) -> Path:
+    """Save a PNG made elsewhere (a server's result, its metadata already inside) as the app saves its
+    own: the same naming and the same atomic no-overwrite write, the bytes as they came. `metadata` (read
+    from the file: untrusted) only names the file; missing or odd values fall back to plain ones. A
+    template for another format re-encodes the picture with the metadata."""
+    from studio.library.images import load_image, write_new_file
+
+    seed = metadata.get("seed") if isinstance(metadata.get("seed"), int) else None
+    name = _output_name(metadata, seed, Path(output_dir), template, now)
+    candidates = list(name.candidates())
+    if candidates and Path(candidates[0]).suffix.lower() == ".png":
+        return write_new_file(candidates, png)
+    return save_new_image(load_image(png), candidates, metadata)
+
+
+def _output_name(metadata: Any, seed: int | None, output_dir: Path, template: str, now: datetime | None):
+    meta = metadata if isinstance(metadata, dict) else {}
+    request = meta.get("request") if isinstance(meta.get("request"), dict) else {}
+    model = meta.get("model") if isinstance(meta.get("model"), dict) else {}
+
+    def number(value: Any) -> int | None:
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    fields = {
+        "seed": seed,
+        "prompt": request.get("prompt") if isinstance(request.get("prompt"), str) else "",
+        "model": model.get("id") if isinstance(model.get("id"), str) else "model",
+        "steps": number(request.get("steps")),
+        "width": number(request.get("width")),
+        "height": number(request.get("height")),
+        "index": number(meta.get("batch_index")) or 0,
+    }
+    return plan_output(output_dir, fields, template=template, now=now)

@@ -56,7 +56,7 @@ class DeviceWorker(threading.Thread):
         try:
             if self._engine is None:
                 self._engine = self._make_engine(self.device)
-                self._engine.on_status = lambda text: report(job, "status", {"message": text})
+            self._engine.on_status = lambda text: report(job, "status", {"message": text})  # this job's
             results = self._engine.generate(job.request, on_step=lambda ev: self._step(job, ev), cancel=job.cancel)
         except Cancelled:
             report(job, "cancelled", {})

@@ -42,7 +42,7 @@ class QueueFull(Exception):  # noqa: N818 - what it is, not an error in the serv
     """No room for another job; `retry_after` is a guess in whole seconds of when there will be."""
 
     def __init__(self, retry_after: int, limit: int) -> None:
-        super().__init__(f"the queue is full ({limit} jobs waiting); try again in about {retry_after} s")
+        super().__init__(f"the queue is full ({limit} waiting); try again in about {retry_after} s")
         self.retry_after = retry_after
 
 

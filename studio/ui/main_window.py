@@ -80,6 +80,7 @@ class MainWindow(QMainWindow):
         self._gallery_paths = (gallery_db, thumbnail_dir)
         self.gallery_view = None
         self.models_dialog = None
+        self.preferences_dialog = None
         self.model_manager = None
         self._shown_once = False
 
@@ -175,6 +176,9 @@ class MainWindow(QMainWindow):
         self.act_paste_image = action("&Paste image to canvas", self._paste_image, PASTE_KEYS)
         self.act_clear_canvas = action("C&lear canvas", self.canvas.clear)
         self.act_models = action("&Models…", self.open_models, "Ctrl+Shift+M", tip="Download and remove models")
+        self.act_preferences = action(
+            "&Preferences…", self.open_preferences, "Ctrl+,", tip="Where jobs run: this computer or a server"
+        )
         self.act_choose_folder = action("Choose output fol&der…", self.choose_output_folder)
         self.act_open_folder = action("Open output &folder", self.open_output_folder, "Ctrl+Shift+O", "folder")
         self.act_copy = action("&Copy image", self.results.copy_current, "Ctrl+Shift+C", "copy")
@@ -203,7 +207,7 @@ class MainWindow(QMainWindow):
         for act in (self.act_open_image, self.act_paste_image, self.act_clear_canvas):
             file_menu.addAction(act)
         file_menu.addSeparator()
-        for act in (self.act_models, self.act_choose_folder, self.act_open_folder):
+        for act in (self.act_models, self.act_choose_folder, self.act_open_folder, self.act_preferences):
             file_menu.addAction(act)
         file_menu.addSeparator()
         file_menu.addAction(self.act_quit)
@@ -510,6 +514,15 @@ class MainWindow(QMainWindow):
         )
 
     # ----------------------------------------------------------------------------------------- models
+    def open_preferences(self) -> None:
+        """Preferences -> Backend: this computer or a server."""
+        from studio.ui.preferences_dialog import PreferencesDialog
+
+        if self.preferences_dialog is None:
+            self.preferences_dialog = PreferencesDialog(self.session.backend, parent=self)
+        self.preferences_dialog.load()
+        self.preferences_dialog.open()
+
     def open_models(self, select: str | None = None) -> None:
         """The model manager: catalogue downloads (progress, cancel, resume), removal, local models."""
         from studio.ui.models_dialog import ModelsDialog

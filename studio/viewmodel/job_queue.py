@@ -43,6 +43,7 @@ from studio.worker.generation import (
     SavedImage,
     StepReport,
 )
+from studio.worker.remote_generation import RemoteGenerationWorker, ServerAddress
 
 __all__ = ["JOB_ID_ROLE", "JOB_ROLE", "STATUS_ROLE", "Job", "JobQueue", "JobStatus"]
 
@@ -257,7 +258,9 @@ class JobQueue(QObject):
         self._next_id = 1
         self._closed = False
         self._stopped: bool | None = None
-        self._worker = GenerationWorker(engine_factory)
+        self._local = GenerationWorker(engine_factory)
+        self._worker: GenerationWorker | RemoteGenerationWorker = self._local
+        self._retired: list[RemoteGenerationWorker] = []  # servers used before: stopped at shutdown
         self._worker.sweep(self._output_dir)
         app = QCoreApplication.instance()
         if app is not None:  # quitting without a shutdown still cancels and stops the engine's thread
@@ -302,6 +305,20 @@ class JobQueue(QObject):
         self.queue_changed.emit()
         self._dispatch_next()
         return job
+
+    @property
+    def server(self) -> ServerAddress | None:
+        """The server jobs go to (None: this computer)."""
+        return self._worker.address if isinstance(self._worker, RemoteGenerationWorker) else None
+
+    def use_server(self, address: ServerAddress | None) -> None:
+        """Run the jobs started from now on on `address` (None: this computer). A running job finishes
+        where it started; the queued ones wait and go to the new place."""
+        if address == self.server or self._closed:
+            return
+        if isinstance(self._worker, RemoteGenerationWorker):
+            self._retired.append(self._worker)
+        self._worker = self._local if address is None else RemoteGenerationWorker(address)
 
     def cancel(self, job_id: int) -> bool:
         """Cancel a job: a queued one leaves the queue now; a running one stops within one step
@@ -378,7 +395,9 @@ class JobQueue(QObject):
             return self._stopped
         self._closed = True
         self.cancel_all()
-        stopped = self._worker.shutdown(max(0, int(timeout_ms)))  # delivers the last reports, in order
+        stopped = True
+        for worker in dict.fromkeys([*self._retired, self._worker, self._local]):  # each delivers its last reports
+            stopped = worker.shutdown(max(0, int(timeout_ms))) and stopped
         if self._running is not None:  # its job never reported back (still stuck in a load)
             job = self._running
             self._running = None

@@ -29,6 +29,7 @@ from studio.library.images import ImageLoadError, load_image
 from studio.library.input_store import InputStore
 from studio.library.metadata import MetadataError, read_metadata
 from studio.library.metadata.ours import from_studio
+from studio.viewmodel.backend import BackendChoice
 from studio.viewmodel.canvas_image import CanvasImage
 from studio.viewmodel.canvas_mask import SIDES, CanvasMask
 from studio.viewmodel.generation_settings import PRECISIONS, GenerationSettings
@@ -115,6 +116,7 @@ class StudioSession(ViewModel):
         queue_file: Path | None = None,
         model_cache_dir: Path | None = None,
         inputs_dir: Path | None = None,
+        token_file: Path | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
@@ -137,6 +139,12 @@ class StudioSession(ViewModel):
         self.queue_file = Path(queue_file) if queue_file else self.preferences.path.with_name("queue.json")
         self.model_cache_dir = model_cache_dir
         self.queue = JobQueue(self.output_path(), engine_factory=engine_factory, parent=self)
+        # Where jobs run: this computer or a server (Preferences -> Backend); the token has a file of its own.
+        token_file = Path(token_file) if token_file is not None else self.preferences.path.with_name("server-token")
+        self.backend = BackendChoice(self, token_file=token_file)
+        self.preferences.attach(self.backend)
+        self.backend.address_changed.connect(self._on_backend_changed)
+        self.queue.use_server(self.backend.address())
         self._probe = TaskPool("studio-model-probe", threads=1, parent=self)
         self._shown_job: int | None = None
         self._last_failure = ""
@@ -402,6 +410,13 @@ class StudioSession(ViewModel):
             )
         self.settings.default_scheduler = scheduler or ""
 
+    def _on_backend_changed(self) -> None:
+        self.queue.use_server(self.backend.address())
+        self._ran_on = None
+        self._update_status_line()
+        server = self.queue.server
+        self.message.emit(f"Jobs now run on the server at {server.url}" if server else "Jobs now run on this computer")
+
     def _on_device_changed(self, *_args: Any) -> None:
         self._ran_on = None  # what "Auto" came to before no longer says anything
         self._update_status_line()
@@ -416,6 +431,11 @@ class StudioSession(ViewModel):
         "Auto" came to on the last image; a backend that fell back (OpenVINO could not run the model, so
         PyTorch did) is said too, since it changes speed and pixels."""
         s = self.settings
+        server = self.queue.server
+        if server is not None:  # the server's own device, precision and backend decide
+            ran = f" · {' · '.join(RAN_ON_BACKEND.get(v, v) for v in self._ran_on)}" if self._ran_on else ""
+            self.status_line = f"{s.model_label()} · server {server.url}{ran}"
+            return
         device = next((c.label for c in s.device_choices() if c.value == s.device), "Auto")
         dtype = next((label for label, value, _tip in PRECISIONS if value == s.dtype), "Auto")
         backend = next((c.label for c in s.backend_choices() if c.value == s.backend), "Auto")
@@ -512,6 +532,7 @@ class StudioSession(ViewModel):
             self.gallery.shutdown()
         self.prompt.shutdown()
         self.networks.shutdown(timeout_ms=0)
+        self.backend.shutdown()
         self.canvas.shutdown()
         self.queue.shutdown()  # cancels the running job within one step; saves are atomic
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from PySide6.QtGui import QImage
 
 from studio.engine.errors import Cancelled, GenerationError, ModelNotFoundError, RequestError
-from studio.engine.request import GenerationRequest, GenerationResult
+from studio.engine.request import GenerationRequest
 from studio.library.display import first_line, typed_first_line
 from studio.library.folders import FolderError, check_writable_folder
 from studio.library.images import sweep_stale_temp_files
@@ -177,7 +177,7 @@ class GenerationListener(Protocol):
 # ------------------------------------------------------------------------------------------- worker
 
 
-class _StepRate:
+class StepRate:
     """Iterations per second and time left, from a moving average of step durations.
 
     The first interval starts when generation starts (after the model is loaded), so it includes the
@@ -265,7 +265,7 @@ class GenerationWorker:
             for text in dict.fromkeys(w for r in results for w in r.warnings):
                 context.report(listener.warning, job_id, text)
             if work.inputs_dir is not None and results:
-                _keep_inputs(work.inputs_dir, results[0], lambda text: context.report(listener.warning, job_id, text))
+                keep_inputs(work.inputs_dir, results[0].inputs, lambda text: context.report(listener.warning, job_id, text))
             for result in results:
                 context.check()  # between batch images: a cancel keeps what is saved and saves nothing more
                 path = save_result(result, work.output_dir)
@@ -303,7 +303,7 @@ class GenerationWorker:
 
     @staticmethod
     def _step_reporter(context: TaskContext, listener: GenerationListener, job_id: int) -> Callable[[StepEvent], None]:
-        rate = _StepRate()
+        rate = StepRate()
 
         def on_step(event: StepEvent) -> None:
             it_per_s, eta_s = rate.update(event.step, event.total)
@@ -360,15 +360,15 @@ def _install_hook(engine: Engine, name: str, kind: type, reporter: Callable) -> 
         setattr(engine, name, reporter)
 
 
-def _keep_inputs(folder: Path, result: GenerationResult, warn: Callable[[str], None]) -> None:
+def keep_inputs(folder: Path, inputs: dict[str, Any], warn: Callable[[str], None]) -> None:
     """Keep the job's init image and mask by content (a batch shares them: the first result's), so that
     "Reuse parameters" on any of its images restores the canvas. A full or read-only disk costs the
     reuse, not the images: it is said once and the job goes on."""
-    if not result.inputs:
+    if not inputs:
         return
     try:
         store = InputStore(folder)
-        store.keep(result.inputs)
+        store.keep(inputs)
         store.prune()
     except (OSError, ValueError) as exc:
         log.info("could not keep the inputs in %s", folder, exc_info=True)

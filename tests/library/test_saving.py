@@ -207,3 +207,19 @@ def test_concurrent_processes_never_share_a_name(tmp_path: Path) -> None:
     assert len(paths) == 45 and len(set(paths)) == 45
     assert sorted(os.listdir(tmp_path)) == sorted(path.name for path in paths)
     _check_only_complete_images(tmp_path, set())
+
+
+def test_a_png_made_elsewhere_is_saved_as_it_came_under_the_apps_name(tmp_path):
+    from studio.library.images import encode_image
+    from studio.library.saving import save_png_bytes
+
+    meta = _metadata(8)
+    png = encode_image(Image.new("RGB", (8, 8), "blue"), "PNG", meta)
+    path = save_png_bytes(png, meta, tmp_path)
+    assert path.read_bytes() == png and path.suffix == ".png"
+    again = save_png_bytes(png, meta, tmp_path)
+    assert again != path and again.read_bytes() == png  # never overwrites
+    hostile = {"request": {"prompt": "../../etc/x", "steps": "many"}, "model": {"id": 5}, "batch_index": True}
+    odd = save_png_bytes(png, hostile, tmp_path)
+    assert odd.is_relative_to(tmp_path) and ".." not in odd.relative_to(tmp_path).parts and odd.read_bytes() == png
+    assert save_png_bytes(png, {}, tmp_path).is_relative_to(tmp_path)

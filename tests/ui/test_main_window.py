@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QTextCursor
 from PySide6.QtWidgets import QApplication, QPlainTextEdit
 
@@ -14,34 +13,6 @@ from studio.viewmodel.session import SavedImage
 def saved(path, image: QImage, seed: int | None, metadata: dict | None = None) -> SavedImage:
     """A result as the engine's thread reports it (for tests that put one in the strip directly)."""
     return SavedImage(0, path, image, seed, "cpu", "float32", False, metadata or {})
-
-
-@pytest.fixture
-def make_window(qtbot, tmp_path, tiny_sd1):
-    from studio.engine import Engine
-    from studio.ui.main_window import MainWindow
-
-    made = []
-
-    def make(model=None, **kw):
-        window = MainWindow(
-            model=str(model or tiny_sd1),
-            output_dir=tmp_path / "out",
-            preferences_file=tmp_path / "prefs.json",
-            engine_factory=lambda: Engine(device="cpu", preview="linear"),
-            qsettings=QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat),
-            **kw,
-        )
-        qtbot.addWidget(window)
-        window.show()
-        qtbot.waitExposed(window)
-        made.append(window)
-        return window
-
-    yield make
-    for window in made:
-        window.shutdown()  # stops the worker even with jobs left (close() would ask first)
-        window.close()
 
 
 def fast(window, steps=4, scheduler="DDIM"):
