@@ -19,6 +19,8 @@ BENCHMARKS = {
     "openvino_shapes": "bench.openvino_shapes",
     "inpaint_speed": "bench.inpaint_speed",
     "lora_speed": "bench.lora_speed",
+    "server_load": "bench.server_load",
+    "ray_batch": "bench.ray_batch",
 }
 
 

@@ -106,6 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("-o", "--output", type=Path, metavar="OUTPUT.json", help="default: standard output")
     _add_model_options(batch)
     batch.add_argument("--seed", type=int, help="seed of the first prompt (then +1 per image)")
+    batch.add_argument(
+        "--ray", nargs="?", const="auto", metavar="ADDRESS",
+        help="run on a Ray cluster: one worker per GPU (or per CPU slot). auto: $RAY_ADDRESS, else a cluster "
+        "started on this machine, else a local one; or a cluster address (needs: pip install 'latent-studio[cluster]')",
+    )
+    batch.add_argument("--workers", type=_int_between(1, 100_000), metavar="N", help="with --ray: at most N workers")
+    batch.add_argument(
+        "--checkpoint", type=Path, metavar="FILE",
+        help="with --ray: record each finished prompt in FILE; run again with it to skip what is done",
+    )
     batch.set_defaults(func=cmd_batch)
 
     serve = _command(
@@ -124,6 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="jobs waiting before new ones are answered 429 (default 32)")
     serve.add_argument("--cors-origin", action="append", default=[], metavar="URL",
                        help="let web pages from this origin call the API (repeatable; default: none)")
+    serve.add_argument(
+        "--ray", nargs="?", const="auto", metavar="ADDRESS",
+        help="run the engines as a Ray Serve deployment on a Ray cluster (one replica per GPU, else per 4 CPU "
+        "cores); the API stays here. auto: $RAY_ADDRESS, a cluster on this machine, else a local one",
+    )
+    serve.add_argument("--replicas", type=_int_between(1, 10_000), metavar="N", help="with --ray: this many replicas")
+    serve.add_argument(
+        "--max-replicas", type=_int_between(1, 10_000), metavar="N",
+        help="with --ray: autoscale from 1 replica up to N as jobs wait (nodes that join later are used too)",
+    )
     _add_model_options(serve, pickles=False)
     serve.set_defaults(func=cmd_serve)
 
@@ -594,17 +614,22 @@ def cmd_batch(args) -> int:
     from studio.engine.card_format import card_items, parse_card
     from studio.library.images import atomic_write_bytes
 
+    if args.ray is None and (args.workers is not None or args.checkpoint is not None):
+        raise UsageError("--workers and --checkpoint go with --ray")
     card = parse_card(read_batch_file(args.input))
     output = _check_output_file(args.output) if args.output else None
     requests = card.requests(args.model, args.seed)
-    engine = _make_engine(args, on_download=_download_printer())
-    out = []
-    for request in requests:
-        results = engine.generate(request)
-        for result in results:
-            for warning in result.warnings:
-                _warn(warning)
-        out.extend(card_items(request.prompt, results))
+    if args.ray is not None:
+        out = [row for rows in _ray_batch(args, requests) for row in rows]
+    else:
+        engine = _make_engine(args, on_download=_download_printer())
+        out = []
+        for request in requests:
+            results = engine.generate(request)
+            for result in results:
+                for warning in result.warnings:
+                    _warn(warning)
+            out.extend(card_items(request.prompt, results))
     text = json.dumps(out, indent=2)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -614,6 +639,26 @@ def cmd_batch(args) -> int:
     return 0
 
 
+def _ray_batch(args, requests) -> list[list[dict]]:
+    """The batch on Ray (studio.server.ray_batch): progress on stderr, the card rows per request."""
+    from studio.server.ray_batch import EngineOptions, run_ray_batch
+
+    options = EngineOptions(
+        device=args.device, dtype=args.dtype, backend=args.backend, threads=args.threads,
+        allow_ckpt=getattr(args, "allow_ckpt", False),
+        lora_dirs=tuple(map(str, network_folders_of(args, "lora"))),
+        embedding_dirs=tuple(map(str, network_folders_of(args, "embedding"))),
+    )
+
+    def progress(done: int, total: int) -> None:
+        print(f"studio: {done}/{total} done", file=sys.stderr, flush=True)
+
+    return run_ray_batch(
+        requests, options, address=args.ray, workers=args.workers, checkpoint=args.checkpoint,
+        on_progress=progress, on_status=_status_printer(), on_warning=_warn,
+    )
+
+
 # ---------------------------------------------------------------------------------------------- serve
 
 
@@ -621,12 +666,17 @@ def cmd_serve(args) -> int:
     from studio.server.app import serve_forever
     from studio.server.config import ServerConfig, check_bind, read_token_file
 
+    if (args.replicas is not None or args.max_replicas is not None) and args.ray is None:
+        raise UsageError("--replicas and --max-replicas go with --ray")
+    if args.replicas is not None and args.max_replicas is not None:
+        raise UsageError("give --replicas (a fixed number) or --max-replicas (autoscaling), not both")
     token = read_token_file(args.token_file.expanduser()) if args.token_file else None
     check_bind(args.host, token)
     config = ServerConfig(
         host=args.host, port=args.port, token=token, model_dirs=args.model_dir, score_model=args.model,
         device=args.device, dtype=args.dtype, backend=args.backend, threads=args.threads,
-        queue_limit=args.queue_limit, cors_origins=args.cors_origin,
+        queue_limit=args.queue_limit, cors_origins=args.cors_origin, ray=args.ray, replicas=args.replicas,
+        max_replicas=args.max_replicas,
         lora_dirs=[*network_folders_of(args, "lora")], embedding_dirs=[*network_folders_of(args, "embedding")],
     )
 

@@ -126,8 +126,16 @@ def _cors(origins: list[str]):
     return cors
 
 
-def make_app(config: ServerConfig, *, engine_maker: EngineMaker = make_engine, devices: list[str] | None = None) -> web.Application:
-    """The application; its workers start with it and stop at its cleanup."""
+WorkerMaker = Callable[[JobBoard], list[threading.Thread]]
+"""What runs the board's jobs: by default one DeviceWorker per device; `studio serve --ray`, Ray Serve replicas."""
+
+
+def make_app(
+    config: ServerConfig, *, engine_maker: EngineMaker = make_engine, devices: list[str] | None = None,
+    workers: WorkerMaker | None = None, workers_count: int | None = None,
+) -> web.Application:
+    """The application; its workers start with it and stop at its cleanup. `workers` replaces the engine
+    threads (with `workers_count` of them, for the queue's Retry-After estimate)."""
     check_bind(config.host, config.token)
     middlewares = [_errors]
     if config.token:
@@ -138,15 +146,20 @@ def make_app(config: ServerConfig, *, engine_maker: EngineMaker = make_engine, d
     app[CONFIG] = config
     app[NAMES] = ModelNames(config.model_dirs)
     app.add_routes(routes)
-    devices = devices if devices is not None else worker_devices(config.device)
+    if workers is None:
+        devices = devices if devices is not None else worker_devices(config.device)
+        workers_count = len(devices)
+
+        def workers(board: JobBoard) -> list[threading.Thread]:
+            return [DeviceWorker(board, device, lambda d: engine_maker(config, d)) for device in devices]
 
     async def start(app: web.Application) -> None:
         board = JobBoard(
             asyncio.get_running_loop(), queue_limit=config.queue_limit, keep_jobs=config.keep_jobs,
-            keep_bytes=config.keep_bytes, workers=len(devices),
+            keep_bytes=config.keep_bytes, workers=workers_count or 1,
         )
         app[BOARD] = board
-        app[WORKERS] = [DeviceWorker(board, device, lambda d: engine_maker(config, d)) for device in devices]
+        app[WORKERS] = workers(board)
         for worker in app[WORKERS]:
             worker.start()
 
@@ -168,7 +181,8 @@ async def _close_board(app: web.Application) -> None:
 
 async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Listen on host:port (0: a free port); the runner and the port bound."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+    # handler_cancellation: a client that goes away cancels its handler, so /score cancels its jobs
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
@@ -185,8 +199,8 @@ def serve_forever(config: ServerConfig, on_ready: Callable[[str], None] = print)
     """`studio serve`: run until interrupted (Ctrl+C, SIGTERM)."""
     import signal
 
-    async def main() -> None:
-        app = make_app(config)
+    async def main(**app_options) -> None:
+        app = make_app(config, **app_options)
         runner, port = await start_site(app, config.host, config.port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -200,7 +214,13 @@ def serve_forever(config: ServerConfig, on_ready: Callable[[str], None] = print)
         finally:
             await runner.cleanup()
 
-    asyncio.run(main())
+    if config.ray is None:
+        asyncio.run(main())
+        return
+    from studio.server.ray_serve import ray_workers
+
+    with ray_workers(config, config.ray, config.replicas, config.max_replicas) as (workers, count):
+        asyncio.run(main(workers=workers, workers_count=count))
 
 
 class ServerThread:

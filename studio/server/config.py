@@ -35,6 +35,9 @@ class ServerConfig:
     lora_dirs: list[Path] = field(default_factory=list)
     embedding_dirs: list[Path] = field(default_factory=list)
     preview: str = "auto"  # the engine's previews: "auto" | "linear" | "none"
+    ray: str | None = None  # `--ray [ADDRESS]`: the engines in a Ray Serve deployment on that cluster
+    replicas: int | None = None  # with ray: how many (default: one per GPU, else per 4 CPU cores)
+    max_replicas: int | None = None  # with ray: autoscale from 1 to this many as jobs wait (nodes added later too)
 
 
 def is_loopback(host: str) -> bool:

@@ -20,7 +20,7 @@ from studio.server.jobs import Job, JobBoard, JobImage
 if TYPE_CHECKING:
     from PIL import Image
 
-    from studio.engine import Engine, StepEvent
+    from studio.engine import Engine, GenerationRequest, StepEvent
 
 log = logging.getLogger(__name__)
 
@@ -48,43 +48,71 @@ class DeviceWorker(threading.Thread):
                 self.board.report(job, "failed", {"message": _message(exc)})
 
     def _run_job(self, job: Job) -> None:
-        report = self.board.report
         if job.cancel.is_set():
-            report(job, "cancelled", {})
+            self.board.report(job, "cancelled", {})
             return
-        report(job, "started", {"device": self.device})
+        self.board.report(job, "started", {"device": self.device})
         try:
             if self._engine is None:
                 self._engine = self._make_engine(self.device)
-            self._engine.on_status = lambda text: report(job, "status", {"message": text})  # this job's
-            results = self._engine.generate(job.request, on_step=lambda ev: self._step(job, ev), cancel=job.cancel)
-        except Cancelled:
-            report(job, "cancelled", {})
+        except Exception as exc:  # noqa: BLE001 - the next job tries again
+            self.board.report(job, "failed", failure(exc))
             return
-        except RequestError as exc:
-            report(job, "failed", {"message": _message(exc), "field": exc.field, "kind": _kind(exc)})
-            return
-        except Exception as exc:  # noqa: BLE001 - one readable line for the client
-            report(job, "failed", {"message": _message(exc), "kind": "generation"})
-            return
-        from studio.library.images import encode_image
+        run_request(self._engine, job.request, job.cancel, job_reporter(self.board, job))
 
-        warnings: list[str] = []
-        for index, result in enumerate(results):
-            warnings.extend(w for w in result.warnings if w not in warnings)
-            png = encode_image(result.image, "PNG", result.metadata)
-            image = JobImage(png, result.seed, result.nsfw)
-            report(job, "image", {"index": index, "seed": result.seed, "nsfw": result.nsfw,
-                                  "url": f"/v1/jobs/{job.id}/images/{index}"}, image)
-        for warning in warnings:
-            report(job, "warning", {"message": warning})
-        report(job, "done", {"images": len(results)})
 
-    def _step(self, job: Job, event: StepEvent) -> None:
-        data: dict[str, Any] = {"step": event.step, "total": event.total}
-        if event.preview is not None:
-            data["preview"] = preview_jpeg(event.preview)
-        self.board.report(job, "step", data)
+Emit = Callable[..., None]
+"""emit(kind, data, image=None): one event of a job (see studio.server.jobs)."""
+
+
+def job_reporter(board: JobBoard, job: Job) -> Emit:
+    """What :func:`run_request` reports with, for a job of `board`: images get the URL they are fetched at."""
+
+    def emit(kind: str, data: dict[str, Any], image: JobImage | None = None) -> None:
+        if kind == "image":
+            data = {**data, "url": f"/v1/jobs/{job.id}/images/{data['index']}"}
+        board.report(job, kind, data, image)
+
+    return emit
+
+
+def run_request(engine: Engine, request: GenerationRequest, cancel, emit: Emit) -> None:
+    """Run one request on `engine`, reporting status, steps (with previews), images (PNG with metadata),
+    warnings, then exactly one of done, failed or cancelled. Shared by the engine threads and the Ray Serve
+    replicas, so both speak the same events."""
+    engine.on_status = lambda text: emit("status", {"message": text})  # this job's, not the first one's
+    try:
+        results = engine.generate(request, on_step=lambda ev: emit("step", _step_data(ev)), cancel=cancel)
+    except Cancelled:
+        emit("cancelled", {})
+        return
+    except Exception as exc:  # noqa: BLE001 - one readable line for the client
+        emit("failed", failure(exc))
+        return
+    from studio.library.images import encode_image
+
+    warnings: list[str] = []
+    for index, result in enumerate(results):
+        warnings.extend(w for w in result.warnings if w not in warnings)
+        png = encode_image(result.image, "PNG", result.metadata)
+        emit("image", {"index": index, "seed": result.seed, "nsfw": result.nsfw}, JobImage(png, result.seed, result.nsfw))
+    for warning in warnings:
+        emit("warning", {"message": warning})
+    emit("done", {"images": len(results)})
+
+
+def failure(exc: BaseException) -> dict[str, Any]:
+    """A failed event's data: the message, the field at fault for a request error, and its kind."""
+    if isinstance(exc, RequestError):
+        return {"message": _message(exc), "field": exc.field, "kind": _kind(exc)}
+    return {"message": _message(exc), "kind": "generation"}
+
+
+def _step_data(event: StepEvent) -> dict[str, Any]:
+    data: dict[str, Any] = {"step": event.step, "total": event.total}
+    if event.preview is not None:
+        data["preview"] = preview_jpeg(event.preview)
+    return data
 
 
 def preview_jpeg(image: Image.Image) -> str:

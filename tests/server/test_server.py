@@ -269,3 +269,24 @@ def test_one_engine_thread_per_device():
     assert worker_devices("auto", cuda_count=2) == ["cuda:0", "cuda:1"]
     assert worker_devices("auto", cuda_count=0) == ["auto"]
     assert worker_devices("mps") == ["mps"]
+
+
+def test_a_score_client_that_goes_away_has_its_jobs_cancelled(server):
+    import socket
+
+    from studio.server.routes import BOARD
+
+    body = b'{"input_data": {"data": ["a slow one"], "parameters": {"num_inference_steps": 400, "width": 64, "height": 64}}}'
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as connection:
+        connection.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        board = server.app[BOARD]
+        deadline = time.monotonic() + 30
+        while not any(job.state.value == "running" for job in board.jobs()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        [job] = [job for job in board.jobs() if job.state.value == "running"]
+    deadline = time.monotonic() + 30
+    while not job.is_finished and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert job.state.value == "cancelled" and job.step < 400
