@@ -42,19 +42,20 @@ class CardInput:
 
     def requests(self, model: str, seed: int | None = None) -> list[GenerationRequest]:
         """One checked request per prompt; seeds count up from the first (`seed`, else the parameters')
-        so that item n always gets seed + n, wherever it runs."""
+        so that item n always gets seed + n, wherever it runs.
+
+        The shared fields were checked once by :func:`parse_card`; here each prompt and seed is checked
+        alone, so a long shared negative prompt is not parsed again for every one of thousands of prompts."""
         base_seed = seed if seed is not None else self.fields.get("seed")
         fields = {k: v for k, v in self.fields.items() if k != "seed"}
         requests = []
         for n, prompt in enumerate(self.prompts):
-            request = GenerationRequest(
-                model=model, prompt=prompt, seed=None if base_seed is None else base_seed + n, **fields
-            )
+            item_seed = None if base_seed is None else base_seed + n
             try:
-                request.validate()
+                GenerationRequest(model=model, prompt=prompt, seed=item_seed).validate()
             except RequestError as exc:
                 raise RequestError(f"input_data.data[{n}]: {exc}", field=f"input_data.data[{n}]") from None
-            requests.append(request)
+            requests.append(GenerationRequest(model=model, prompt=prompt, seed=item_seed, **fields))
         return requests
 
 

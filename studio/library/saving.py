@@ -55,17 +55,14 @@ def save_png_bytes(
     now: datetime | None = None,
 ) -> Path:
     """Save a PNG made elsewhere (a server's result, its metadata already inside) as the app saves its
-    own: the same naming and the same atomic no-overwrite write, the bytes as they came. `metadata` (read
-    from the file: untrusted) only names the file; missing or odd values fall back to plain ones. A
-    template for another format re-encodes the picture with the metadata."""
-    from studio.library.images import load_image, write_new_file
+    own: the same naming (always .png) and the same atomic no-overwrite write, the bytes as they came.
+    `metadata` (read from the file: untrusted) only names the file; missing or odd values fall back to
+    plain ones."""
+    from studio.library.images import write_new_file
 
     seed = metadata.get("seed") if isinstance(metadata.get("seed"), int) else None
     name = _output_name(metadata, seed, Path(output_dir), template, now)
-    candidates = list(name.candidates())
-    if candidates and Path(candidates[0]).suffix.lower() == ".png":
-        return write_new_file(candidates, png)
-    return save_new_image(load_image(png), candidates, metadata)
+    return write_new_file(name.candidates(), png)
 
 
 def _output_name(metadata: Any, seed: int | None, output_dir: Path, template: str, now: datetime | None):

@@ -25,7 +25,7 @@ from studio.server.config import ServerConfig, check_bind
 from studio.server.device_worker import DeviceWorker
 from studio.server.jobs import JobBoard
 from studio.server.model_names import ModelNames
-from studio.server.routes import BOARD, CONFIG, NAMES, routes
+from studio.server.routes import BOARD, CONFIG, DECODES, NAMES, routes
 from studio.server.wire import ApiError, error_response
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 WORKERS = web.AppKey("workers", list)
 OPEN_PATHS = frozenset({"/health"})
-MAX_BODY_BYTES = 160 << 20  # aiohttp's own cap; each route reads less (routes.MAX_JOB_BYTES, MAX_CARD_BYTES)
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
 EngineMaker = Callable[[ServerConfig, str], "Engine"]
 
@@ -76,8 +76,6 @@ async def _errors(request: web.Request, handler):
         return error_response(exc.status, exc.message, exc.field, exc.headers)
     except RequestError as exc:
         return error_response(400, str(exc), exc.field)
-    except web.HTTPRequestEntityTooLarge:
-        return error_response(413, f"the body is over {MAX_BODY_BYTES >> 20} MiB")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -102,6 +100,37 @@ def _auth(token: str):
         return await handler(request)
 
     return check
+
+
+def _from_this_machine(allowed_origins: list[str]):
+    """Without a token, only this machine's programs may call: a web page in the user's browser must not
+    (it could run jobs, or with DNS rebinding read every prompt and image). Refused: a Host that is not a
+    loopback name (rebinding), an Origin not allowed by --cors-origin, and a POST that is not JSON (which a
+    page can only send after a CORS preflight, never answered here unless configured)."""
+    origins = frozenset(allowed_origins)
+
+    @web.middleware
+    async def check(request: web.Request, handler):
+        host = (request.host or "").lower()
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if name not in LOOPBACK_NAMES and not name.startswith("127."):
+            raise ApiError(403, f"this server answers loopback names only (Host: {host[:80]!r}); give it a token "
+                           "(--token-file) to serve other names")
+        origin = request.headers.get("Origin")
+        if origin is not None and origin not in origins:
+            raise ApiError(403, "requests from web pages are refused (see --cors-origin)")
+        return await handler(request)
+
+    return check
+
+
+@web.middleware
+async def _json_posts(request: web.Request, handler):
+    """A POST body must say it is JSON: a form or text body (what a web page may send without asking) is
+    refused. A POST without a body (cancel) needs none."""
+    if request.method == "POST" and request.can_read_body and request.content_type != "application/json":
+        raise ApiError(415, "send the body as JSON (Content-Type: application/json)")
+    return await handler(request)
 
 
 def _cors(origins: list[str]):
@@ -140,9 +169,12 @@ def make_app(
     middlewares = [_errors]
     if config.token:
         middlewares.append(_auth(config.token))
+    else:
+        middlewares.append(_from_this_machine(config.cors_origins))
+    middlewares.append(_json_posts)
     if config.cors_origins:
         middlewares.insert(0, _cors(config.cors_origins))
-    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=middlewares)  # bodies are read by the routes, each with its own limit
     app[CONFIG] = config
     app[NAMES] = ModelNames(config.model_dirs)
     app.add_routes(routes)
@@ -159,6 +191,7 @@ def make_app(
             keep_bytes=config.keep_bytes, workers=workers_count or 1,
         )
         app[BOARD] = board
+        app[DECODES] = asyncio.Semaphore(2)
         app[WORKERS] = workers(board)
         for worker in app[WORKERS]:
             worker.start()
@@ -260,7 +293,8 @@ class ServerThread:
             self._error = exc
             self._ready.set()
             return
-        self.url = f"http://{self.config.host}:{port}"
+        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
+        self.url = f"http://{host}:{port}"
         self._ready.set()
         try:
             await self._stop.wait()

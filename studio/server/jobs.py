@@ -2,8 +2,8 @@
 
 Two kinds of thread touch a job. The event loop's (HTTP handlers) submits, lists, cancels and streams; each
 device worker's takes the next job and reports on it. Reports cross with `loop.call_soon_threadsafe`, so a
-job's state, history and subscribers change on the loop's thread only, and a handler never locks. The
-queue itself (which job runs next) is shared and guarded by one condition.
+job's state, history and subscribers change on the loop's thread only. The queue itself (which job runs
+next) is shared and guarded by one condition, held only for a few list operations.
 
 A job's history keeps every event, so a client that reconnects (SSE `Last-Event-ID`) misses nothing; only the
 newest step keeps its preview image, so the history of a 500-step job stays small.
@@ -13,17 +13,24 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import math
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
 from studio.engine.request import GenerationRequest
 
+log = logging.getLogger(__name__)
+
 TERMINAL = frozenset({"done", "failed", "cancelled"})
+KEEP_SECONDS = 120.0
+"""A finished job is kept at least this long, whatever `keep_bytes` says: its client fetches its images now."""
+SHUTDOWN = "shutdown"
+"""A cancelled event's `reason` when the server stopped the job (a client resubmits it), not its user."""
 
 
 class JobState(StrEnum):
@@ -130,6 +137,8 @@ class Job:
         for queue in self._subscribers:
             queue.put_nowait(event)
         if kind in TERMINAL:
+            # the decoded init image and mask (up to 64 Mpx each) are not kept with a finished job
+            self.request = replace(self.request, init_image=None, mask_image=None)
             self._done.set()
 
     def _apply(self, kind: str, data: dict[str, Any]) -> None:
@@ -190,9 +199,11 @@ class JobBoard:
         return job
 
     def room(self) -> int:
-        """How many more jobs the queue takes now."""
+        """How many more jobs the queue takes now (ServerClosing once it is shutting down)."""
         with self._condition:
-            return 0 if self._closed else self.queue_limit - len(self._waiting)
+            if self._closed:
+                raise ServerClosing("the server is shutting down")
+            return self.queue_limit - len(self._waiting)
 
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
@@ -225,8 +236,12 @@ class JobBoard:
         self._prune()
 
     def _prune(self) -> None:
-        """Forget the oldest finished jobs beyond `keep_jobs` or `keep_bytes` of images."""
-        finished = sorted((j for j in self._jobs.values() if j.is_finished), key=lambda j: j.finished or 0)
+        """Forget the oldest finished jobs beyond `keep_jobs` or `keep_bytes` of images (never one finished
+        in the last KEEP_SECONDS: its client is fetching its images)."""
+        recent = time.time() - KEEP_SECONDS
+        finished = sorted(
+            (j for j in self._jobs.values() if j.is_finished and (j.finished or 0) < recent), key=lambda j: j.finished or 0
+        )
         total = sum(job.image_bytes for job in finished)
         while finished and (len(finished) > self.keep_jobs or total > self.keep_bytes):
             old = finished.pop(0)
@@ -250,11 +265,18 @@ class JobBoard:
             return job
 
     def report(self, job: Job, kind: str, data: dict[str, Any] | None = None, image: JobImage | None = None) -> None:
-        """From a worker: an event of `job`, delivered on the loop's thread."""
+        """From a worker: an event of `job`, delivered on the loop's thread (dropped once the loop is gone:
+        a report that outlived the server's shutdown)."""
+        data = data or {}
         if kind in TERMINAL:
             with self._condition:
                 self._running.discard(job)
-        self.loop.call_soon_threadsafe(self._deliver, job, kind, data or {}, image)
+                if kind == "cancelled" and self._closed and not data:
+                    data = {"reason": SHUTDOWN}
+        try:
+            self.loop.call_soon_threadsafe(self._deliver, job, kind, data, image)
+        except RuntimeError:  # the loop is closed
+            log.debug("a late report of job %s dropped", job.id)
 
     def _deliver(self, job: Job, kind: str, data: dict[str, Any], image: JobImage | None) -> None:
         job.publish(kind, data, image)
@@ -271,4 +293,4 @@ class JobBoard:
         for job in [*waiting, *running]:
             job.cancel.set()
         for job in waiting:
-            job.publish("cancelled", {"reason": "the server is shutting down"})
+            job.publish("cancelled", {"reason": SHUTDOWN})

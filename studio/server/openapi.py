@@ -1,5 +1,6 @@
-"""The OpenAPI 3.1 description served at /openapi.json. The request schema is made from the request's own
-fields and the limits its checks use, so the description cannot drift from what the server accepts."""
+"""The OpenAPI 3.1 description served at /openapi.json. The request schema lists the request's own fields
+(a test checks that no field is missing) with the limits its checks use; the checks themselves are
+GenerationRequest.validate's, which stays the authority."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ from studio.engine import request as limits
 from studio.engine.card_format import PARAMETERS
 
 _FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
-    "model": {"type": "string", "description": "a catalogue id or a model in the server's --model-dir (GET /v1/models)"},
-    "prompt": {"type": "string", "maxLength": limits.MAX_PROMPT_BYTES, "description": "A1111 syntax: (word:1.2), [word], <lora:name:w>"},
-    "negative_prompt": {"type": "string", "maxLength": limits.MAX_PROMPT_BYTES},
+    "model": {"type": "string", "maxLength": 200,
+              "description": "a catalogue id or a model in the server's --model-dir (GET /v1/models)"},
+    "prompt": {"type": "string", "description": f"at most {limits.MAX_PROMPT_BYTES} bytes of UTF-8; A1111 syntax: "
+               "(word:1.2), [word], <lora:name:w>"},
+    "negative_prompt": {"type": "string", "description": f"at most {limits.MAX_PROMPT_BYTES} bytes of UTF-8"},
     "steps": {"type": ["integer", "null"], "minimum": limits.STEPS_RANGE[0], "maximum": limits.STEPS_RANGE[1]},
     "guidance": {"type": ["number", "null"], "minimum": limits.GUIDANCE_RANGE[0], "maximum": limits.GUIDANCE_RANGE[1]},
     "seed": {"type": ["integer", "null"], "minimum": 0, "maximum": limits.MAX_SEED, "description": "null: a random seed"},
-    "width": {"type": ["integer", "null"], "maximum": limits.MAX_SIDE, "description": "a multiple of 8 (64 for DeciDiffusion)"},
-    "height": {"type": ["integer", "null"], "maximum": limits.MAX_SIDE},
+    "width": {"type": ["integer", "null"], "minimum": 8, "maximum": limits.MAX_SIDE,
+              "description": "a multiple of 8 (64 for DeciDiffusion)"},
+    "height": {"type": ["integer", "null"], "minimum": 8, "maximum": limits.MAX_SIDE},
     "scheduler": {"type": ["string", "null"], "description": 'A1111 names: "Euler a", "DPM++ 2M Karras", ...'},
     "batch": {"type": "integer", "minimum": 1, "maximum": limits.MAX_BATCH},
     "init_image": {"type": ["string", "null"], "contentEncoding": "base64", "description": "PNG, JPEG or WebP file: img2img"},
@@ -53,10 +57,24 @@ def _error() -> dict[str, Any]:
     return {"description": "refused", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
+def _path_parameter(name: str, kind: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": kind}, "description": description}
+
+
+JOB_ID = _path_parameter("job_id", "string", "the id POST /v1/jobs answered")
+INDEX = _path_parameter("index", "integer", "0 .. the job's images - 1")
+AFTER = [
+    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "integer"},
+     "description": "resume after this event"},
+    {"name": "after", "in": "query", "required": False, "schema": {"type": "integer"},
+     "description": "resume after this event (for clients that cannot set headers)"},
+]
+
+
 def openapi_document(version: str) -> dict[str, Any]:
     job_ref = {"$ref": "#/components/schemas/Job"}
     json_of = lambda schema: {"application/json": {"schema": schema}}  # noqa: E731
-    errors = {"400": _error(), "401": _error(), "404": _error(), "429": _error(), "503": _error()}
+    errors = {code: _error() for code in ("400", "401", "403", "408", "413", "415", "429", "503")}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Latent Studio server", "version": version,
@@ -99,15 +117,15 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "get": {"summary": "the jobs kept", "responses": {"200": {"description": "list",
                         "content": json_of({"type": "array", "items": job_ref})}}},
             },
-            "/v1/jobs/{job_id}": {"get": {"summary": "a job's state", "responses": {
+            "/v1/jobs/{job_id}": {"parameters": [JOB_ID], "get": {"summary": "a job's state", "responses": {
                 "200": {"description": "the job", "content": json_of(job_ref)}, "404": _error()}}},
-            "/v1/jobs/{job_id}/events": {"get": {
+            "/v1/jobs/{job_id}/events": {"parameters": [JOB_ID], "get": {"parameters": AFTER,
                 "summary": "server-sent events: queued, started, status, step (with a base64 JPEG preview), image, "
                 "warning, then done, failed or cancelled; resume with Last-Event-ID",
                 "responses": {"200": {"description": "an event stream", "content": {"text/event-stream": {}}}, "404": _error()}}},
-            "/v1/jobs/{job_id}/cancel": {"post": {"summary": "cancel (within one step)", "responses": {
+            "/v1/jobs/{job_id}/cancel": {"parameters": [JOB_ID], "post": {"summary": "cancel (within one step)", "responses": {
                 "200": {"description": "the job", "content": json_of(job_ref)}, "404": _error()}}},
-            "/v1/jobs/{job_id}/images/{index}": {"get": {"summary": "a result as PNG with its metadata", "responses": {
+            "/v1/jobs/{job_id}/images/{index}": {"parameters": [JOB_ID, INDEX], "get": {"summary": "a result as PNG with its metadata", "responses": {
                 "200": {"description": "PNG", "content": {"image/png": {}}}, "404": _error()}}},
             "/score": {"post": {
                 "summary": "the model cards' online endpoint (runs the server's --model)",

@@ -1,7 +1,7 @@
 """The HTTP handlers: the jobs API, the model cards' /score, models, health and the OpenAPI description.
 
-Handlers run on the event loop and never wait on the engine: work that reads disks or decodes images goes
-to the loop's executor, and jobs go to the :class:`~studio.server.jobs.JobBoard`.
+Handlers run on the event loop and never wait on the engine: parsing bodies, decoding images and reading
+disks go to the loop's executor, and jobs go to the :class:`~studio.server.jobs.JobBoard`.
 """
 
 from __future__ import annotations
@@ -22,11 +22,15 @@ from studio.server.model_names import ModelNames
 from studio.server.wire import ApiError, parse_json, read_body, request_error
 
 CONFIG = web.AppKey("config", ServerConfig)
+DECODES = web.AppKey("decodes", asyncio.Semaphore)
+"""At most this many requests' images are decoded at once (each may be tens of megapixels)."""
 BOARD = web.AppKey("board", JobBoard)
 NAMES = web.AppKey("names", ModelNames)
 MAX_JOB_BYTES = 2 * (MAX_IMAGE_FILE_BYTES * 4 // 3 + 4) + (1 << 20)
 """A job's body: two base64 image files at most, and the fields."""
 KEEPALIVE_SECONDS = 15.0
+WRITE_SECONDS = 30.0
+"""An event stream whose client has not taken an event for this long is closed (it may resume later)."""
 
 routes = web.RouteTableDef()
 
@@ -40,6 +44,18 @@ def _job(request: web.Request) -> Job:
     if job is None:
         raise ApiError(404, "no such job (finished jobs are kept for a while, then forgotten)", "job_id")
     return job
+
+
+def _room(board: JobBoard) -> int:
+    try:
+        return board.room()
+    except ServerClosing as exc:
+        raise ApiError(503, str(exc), headers={"Retry-After": "30"}) from None
+
+
+def _busy(board: JobBoard) -> ApiError:
+    retry = board.retry_after()
+    return ApiError(429, f"the queue is full; try again in about {retry} s", headers={"Retry-After": str(retry)})
 
 
 def _submit(board: JobBoard, request, model_name: str) -> Job:
@@ -73,13 +89,18 @@ async def models(request: web.Request) -> web.Response:
 
 @routes.post("/v1/jobs")
 async def submit_job(request: web.Request) -> web.Response:
-    data = parse_json(await read_body(request, MAX_JOB_BYTES))
+    board = _board(request)
+    if _room(board) <= 0:  # before reading and decoding anything
+        raise _busy(board)
+    raw = await read_body(request, MAX_JOB_BYTES)
     loop = asyncio.get_running_loop()
-    try:
-        generation = await loop.run_in_executor(None, request_from_json, data, request.app[NAMES])
-    except RequestError as exc:
-        raise request_error(exc) from None
-    job = _submit(_board(request), generation, data["model"])
+    async with request.app[DECODES]:
+        data = await loop.run_in_executor(None, parse_json, raw)
+        try:
+            generation = await loop.run_in_executor(None, request_from_json, data, request.app[NAMES])
+        except RequestError as exc:
+            raise request_error(exc) from None
+    job = _submit(board, generation, data["model"])
     return web.json_response(job.summary(), status=202, headers={"Location": f"/v1/jobs/{job.id}"})
 
 
@@ -105,7 +126,10 @@ async def cancel_job(request: web.Request) -> web.Response:
 async def job_image(request: web.Request) -> web.Response:
     job = _job(request)
     try:
-        image = job.images[int(request.match_info["index"])]
+        index = int(request.match_info["index"])
+        if index < 0:
+            raise IndexError(index)
+        image = job.images[index]
     except (ValueError, IndexError):
         raise ApiError(404, f"this job has {len(job.images)} image(s) so far", "index") from None
     return web.Response(body=image.png, content_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
@@ -131,13 +155,13 @@ async def job_events(request: web.Request) -> web.StreamResponse:
             try:
                 event = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
             except TimeoutError:
-                await response.write(b": keep-alive\n\n")
+                await asyncio.wait_for(response.write(b": keep-alive\n\n"), WRITE_SECONDS)
                 continue
             await _send(response, event)
             if event.kind in TERMINAL:
                 return response
-    except (ConnectionResetError, ConnectionError):
-        return response  # the client left; the job goes on
+    except (ConnectionError, TimeoutError):
+        return response  # the client left or stopped reading; the job goes on (it may resume)
     finally:
         job.unsubscribe(queue)
 
@@ -152,7 +176,7 @@ def _after(request: web.Request) -> int:
 
 async def _send(response: web.StreamResponse, event: JobEvent) -> None:
     data = json.dumps(event.data, separators=(",", ":"))
-    await response.write(f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n".encode())
+    await asyncio.wait_for(response.write(f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n".encode()), WRITE_SECONDS)
 
 
 @routes.post("/score")
@@ -161,14 +185,17 @@ async def score(request: web.Request) -> web.Response:
     nsfw_content_detected} out, in input order. Each prompt is a job on the same queue as the jobs API; if
     the client goes away, its jobs are cancelled."""
     config, board = request.app[CONFIG], _board(request)
-    data = parse_json(await read_body(request, MAX_CARD_BYTES))
-    try:
-        card = parse_card(data)
-        generations = card.requests(config.score_model)
+    raw = await read_body(request, MAX_CARD_BYTES)
+    loop = asyncio.get_running_loop()
+    try:  # thousands of prompts take a while to read and check: off the loop
+        card = await loop.run_in_executor(None, lambda: parse_card(parse_json(raw)))
+        if len(card.prompts) > _room(board):
+            _refuse_too_many(board, len(card.prompts))
+        generations = await loop.run_in_executor(None, card.requests, config.score_model)
     except RequestError as exc:
         raise request_error(exc) from None
-    if board.room() < len(generations):
-        _submit_all_or_refuse(board, len(generations))
+    if len(generations) > _room(board):  # others took the room meanwhile
+        _refuse_too_many(board, len(generations))
     jobs = [_submit(board, generation, config.score_model) for generation in generations]
     try:
         await asyncio.gather(*(job.wait() for job in jobs))
@@ -188,14 +215,14 @@ async def score(request: web.Request) -> web.Response:
     return web.json_response(out)
 
 
-def _submit_all_or_refuse(board: JobBoard, count: int) -> None:
+def _refuse_too_many(board: JobBoard, count: int) -> None:
     """A /score body runs whole or not at all: refuse it when the queue has no room for all its prompts."""
-    counts = board.counts()
-    if count > counts["limit"]:
-        raise ApiError(413, f"{count} prompts; this server queues at most {counts['limit']} at a time", "input_data.data")
+    limit = board.queue_limit
+    if count > limit:
+        raise ApiError(413, f"{count} prompts; this server queues at most {limit} at a time", "input_data.data")
     retry = board.retry_after()
     raise ApiError(
-        429, f"the queue has room for {board.room()} prompts, not {count}; try again in about {retry} s",
+        429, f"the queue has room for {_room(board)} prompts, not {count}; try again in about {retry} s",
         headers={"Retry-After": str(retry)},
     )
 

@@ -3,6 +3,7 @@ field at fault (`{"error": {"message": ..., "field": ...}}`), the same words the
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -11,6 +12,8 @@ from studio.engine.errors import RequestError
 from studio.library.safe_json import JSONRefused, loads
 
 MAX_JSON_DEPTH = 64
+BODY_SECONDS = 120.0
+"""A body that takes longer than this to arrive is refused (a client trickling bytes holds a connection)."""
 
 
 class ApiError(Exception):
@@ -36,11 +39,15 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, f"the body is {request.content_length:,} bytes; at most {limit >> 20} MiB is accepted")
     chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(1 << 16):
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"the body is over {limit >> 20} MiB, the most accepted")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(BODY_SECONDS):
+            async for chunk in request.content.iter_chunked(1 << 16):
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(413, f"the body is over {limit >> 20} MiB, the most accepted")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(408, f"the body took over {BODY_SECONDS:g} s to arrive") from None
     return b"".join(chunks)
 
 

@@ -174,6 +174,7 @@ class ParametersPanel(QWidget):
 
         self._fill_models()
         s.user_models_changed.connect(self._fill_models)
+        s.server_models_changed.connect(self._fill_models)
         bind(self.model, s, "model")
         bind(self.scheduler, s, "scheduler")
         bind(self.steps, s, "steps")

@@ -49,8 +49,37 @@ class BackendChoice(ViewModel):
         self._token_file = token_file
         self._token = read_token(token_file)
         self._tests = TaskPool("studio-server-test", threads=1, parent=self)
-        self.mode_changed.connect(lambda _value: self.address_changed.emit())
-        self.url_changed.connect(lambda _value: self.mode == "server" and self.address_changed.emit())
+        self._quiet = False  # while configure() sets several values: one address_changed at the end
+        self.mode_changed.connect(lambda _value: self._changed())
+        self.url_changed.connect(lambda _value: self.mode == "server" and self._changed())
+
+    def _changed(self) -> None:
+        if not self._quiet:
+            self.address_changed.emit()
+
+    def configure(self, mode: str, url: str, token_text: str) -> str:
+        """Preferences' OK: set the mode, URL and token together (one address_changed); "" when done, else
+        why not (nothing changed then)."""
+        try:
+            url = clean_url(url)
+            clean_token(token_text)
+        except (TypeError, ValueError) as exc:
+            return f"That cannot be used: {first_line(exc)}"
+        if mode == "server" and not url:
+            return "Give the server's URL, e.g. http://192.168.1.20:7861"
+        before = self.address()
+        self._quiet = True
+        try:
+            problem = self.set_token(token_text)
+            if problem:
+                return problem
+            self.url = url
+            self.mode = mode
+        finally:
+            self._quiet = False
+        if self.address() != before:
+            self.address_changed.emit()
+        return ""
 
     @property
     def token(self) -> str | None:
@@ -66,7 +95,7 @@ class BackendChoice(ViewModel):
         if token != self._token:
             self._token = token
             if self.mode == "server":
-                self.address_changed.emit()
+                self._changed()
         return ""
 
     def address(self) -> ServerAddress | None:

@@ -182,6 +182,7 @@ class GenerationSettings(ViewModel):
     user_models = Property(
         [], kind=list, persist=True, check=_model_list, key="local_models", doc="local folders and files the user added"
     )
+    server_models = Property({}, kind=dict, doc="with a server as the backend: its folders' models, name -> family")
     model = Property("sd-1.4", persist=True, check=_not_empty)
     scheduler = Property(None, kind=str, persist=True, check=_canonical_scheduler, doc="None: the model's own")
     steps = Property(50, persist=True, check=between(1, MAX_STEPS))
@@ -237,13 +238,19 @@ class GenerationSettings(ViewModel):
         return CATALOG.get(self.model)
 
     def model_choices(self) -> list[ModelChoice]:
-        """The model list: the catalogue, then the local models the user added."""
+        """The model list: the catalogue, the local models the user added, then (with a server as the
+        backend) the models of the server's folders, by name."""
         catalogue = [ModelChoice(entry.name, entry.id, False) for entry in CATALOG.values()]
-        return catalogue + [ModelChoice(local_name(spec), spec, True) for spec in self.user_models]
+        server = [ModelChoice(server_name(name), SERVER_PREFIX + name, False) for name in self.server_models]
+        return catalogue + [ModelChoice(local_name(spec), spec, True) for spec in self.user_models] + server
 
     def model_label(self) -> str:
         entry = self.catalogue_entry()
-        return entry.name if entry else local_name(self.model)
+        if entry:
+            return entry.name
+        if self.model.startswith(SERVER_PREFIX):
+            return server_name(self.model.removeprefix(SERVER_PREFIX))
+        return local_name(self.model)
 
     def local_models(self) -> list[str]:
         return list(self.user_models)
@@ -295,6 +302,8 @@ class GenerationSettings(ViewModel):
         entry = self.catalogue_entry()
         if entry:
             return entry.family, None
+        if self.model.startswith(SERVER_PREFIX):  # as the server said (its files are not here to read)
+            return self.server_models.get(self.model.removeprefix(SERVER_PREFIX)) or "sd1", None
         if self._local_kind is None or self._local_kind[0] != self.model:
             try:
                 kind = local_model_kind(self.model)
@@ -330,7 +339,7 @@ class GenerationSettings(ViewModel):
         self._check_size()
 
     def _on_model_changed(self, spec: str) -> None:
-        if spec not in CATALOG and spec not in self.user_models:
+        if spec not in CATALOG and spec not in self.user_models and not spec.startswith(SERVER_PREFIX):
             self.user_models = [*self.user_models, spec]
         self.apply_model_defaults()
 
@@ -481,6 +490,16 @@ class GenerationSettings(ViewModel):
         accepted = {name: props[name].accept(value) for name, value in values.items()}
         for name, value in accepted.items():
             setattr(self, name, value)
+
+
+SERVER_PREFIX = "server:"
+"""A model of the server's folders is chosen as "server:NAME": never taken for a local path, never added to the
+local models, sent to the server as NAME."""
+
+
+def server_name(name: str) -> str:
+    """A model of the server's folders as the model list shows it."""
+    return f"{printable(name)}  (server)"
 
 
 def local_name(spec: str) -> str:

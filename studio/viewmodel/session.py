@@ -24,7 +24,7 @@ from PySide6.QtCore import QObject, Signal
 
 from studio.engine.catalog import CATALOG, FAMILY_SIZE_MULTIPLE, CatalogEntry
 from studio.engine.errors import RequestError
-from studio.library.display import printable
+from studio.library.display import first_line, printable
 from studio.library.images import ImageLoadError, load_image
 from studio.library.input_store import InputStore
 from studio.library.metadata import MetadataError, read_metadata
@@ -175,6 +175,7 @@ class StudioSession(ViewModel):
         self.prompt.warm_up()
         self._update_status_line()
         self.refresh_model_note()
+        self.refresh_server_models()
 
     # ------------------------------------------------------------------------------------ folders
     def output_path(self) -> Path:
@@ -414,8 +415,24 @@ class StudioSession(ViewModel):
         self.queue.use_server(self.backend.address())
         self._ran_on = None
         self._update_status_line()
+        self.refresh_server_models()
         server = self.queue.server
         self.message.emit(f"Jobs now run on the server at {server.url}" if server else "Jobs now run on this computer")
+
+    def refresh_server_models(self) -> None:
+        """With a server as the backend, list its folders' models in the model list (asked off the GUI
+        thread); with this computer, none."""
+        address = self.backend.address()
+        if address is None:
+            self.settings.server_models = {}
+            return
+        self._probe.submit(_server_models, address, on_result=self._show_server_models,
+                           on_error=lambda exc: self.message.emit(f"Could not list the server's models: {first_line(exc)}"))
+
+    def _show_server_models(self, listed: tuple[Any, dict[str, str | None]]) -> None:
+        address, models = listed
+        if address == self.backend.address():
+            self.settings.server_models = models
 
     def _on_device_changed(self, *_args: Any) -> None:
         self._ran_on = None  # what "Auto" came to before no longer says anything
@@ -535,6 +552,20 @@ class StudioSession(ViewModel):
         self.backend.shutdown()
         self.canvas.shutdown()
         self.queue.shutdown()  # cancels the running job within one step; saves are atomic
+
+
+def _server_models(_context, address) -> tuple[Any, dict[str, str | None]]:
+    """The server's folder models (name -> family); the catalogue's are in the list already."""
+    import asyncio
+
+    from studio.remote import RemoteClient
+
+    async def listed():
+        async with RemoteClient(address.url, address.token) as client:
+            return await client.models()
+
+    models = asyncio.run(listed())
+    return address, {m.name: m.family for m in models if m.kind != "catalogue"}
 
 
 def _default_inputs_dir() -> Path:

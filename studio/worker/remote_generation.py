@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
+import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from PySide6.QtGui import QImage
 
 from studio.engine.catalog import lookup
 from studio.engine.errors import Cancelled, RequestError
-from studio.engine.request import GenerationRequest
+from studio.engine.request import MAX_SEED, GenerationRequest
 from studio.library.display import first_line
 from studio.library.folders import check_writable_folder
 from studio.library.images import sweep_stale_temp_files
@@ -55,6 +57,7 @@ CANCEL_GRACE_SECONDS = 5.0  # after telling the server, how long a cancelled job
 MAX_BUSY_WAIT_SECONDS = 30
 RECONNECT_SECONDS = 10.0  # a dropped event stream is resumed for this long before the job waits for the server
 FIRST_RETRY_SECONDS = 2.0
+MAX_RESENDS = 3  # a job the server forgot is sent again at most this many times
 MAX_RETRY_SECONDS = 15.0
 
 
@@ -70,6 +73,8 @@ def server_model_name(spec: str) -> str:
     """The name a server knows a model by: a catalogue id as it is; a local folder or file by its name (the
     server offers the models of its --model-dir folders by name, never paths)."""
     text = spec.strip()
+    if text.startswith("server:"):  # a model the server listed (GenerationSettings.SERVER_PREFIX)
+        return text.removeprefix("server:")
     if lookup(text) is not None:
         return text
     path = Path(text).expanduser()
@@ -128,9 +133,10 @@ class RemoteGenerationWorker:
 class _RemoteJob:
     """One job's conversation with the server: submit, follow its events, fetch and save its images.
 
-    Connection trouble never loses the job: an unreachable server is asked again every few seconds (the
-    status bar says so, Esc cancels), a dropped event stream resumes after the last event handled, and a
-    server that restarted and forgot the job gets it again (same request, same seed, same pixels)."""
+    Connection trouble never loses the job: an unreachable or stopping server is asked again every few
+    seconds (the status bar says so, Esc cancels), a dropped event stream resumes after the last event
+    handled, and a server that restarted and forgot the job gets it again (same request, with its seed fixed
+    before the first send: same pixels; the images already saved are not saved twice)."""
 
     def __init__(self, address: ServerAddress, context: TaskContext, work: GenerationWork, listener: GenerationListener):
         self.address = address
@@ -147,6 +153,8 @@ class _RemoteJob:
 
     async def run(self) -> JobOutcome:
         request = replace(self.work.request, model=server_model_name(self.work.request.model))
+        if request.seed is None:  # fixed here, so that a job sent again makes the same pixels
+            request = replace(request, seed=secrets.randbelow(MAX_SEED + 1))
         async with RemoteClient(self.address.url, self.address.token, reconnect_seconds=RECONNECT_SECONDS) as client:
             watcher = asyncio.ensure_future(self._cancel_when_asked(client, asyncio.current_task()))
             try:
@@ -157,25 +165,31 @@ class _RemoteJob:
                 watcher.cancel()
 
     async def _until_done(self, client: RemoteClient, request: GenerationRequest) -> JobOutcome:
-        pause = FIRST_RETRY_SECONDS
+        pause, resent = FIRST_RETRY_SECONDS, 0
         while True:
             try:
                 if self.remote_id is None:
                     self.report(self.listener.status, f"Sending #{self.work.job_id} to {self.address.url}…")
                     self.remote_id = (await self._submit(client, request)).id
                     self.last_event = 0
+                    if self.work.cancel.is_set():  # cancelled while it was being sent: the watcher knew no id
+                        with contextlib.suppress(RemoteError):
+                            await client.cancel(self.remote_id)
                 return await self._follow(client)
             except Unauthorized:
                 raise RemoteError("the server refused the token: check Preferences → Backend") from None
-            except ConnectionLost as exc:
+            except (ConnectionLost, RemoteError) as exc:
+                if isinstance(exc, RemoteError) and not isinstance(exc, ConnectionLost) and exc.status not in (404, 503):
+                    raise
+                if isinstance(exc, RemoteError) and exc.status == 404 and self.remote_id is not None:
+                    resent += 1  # the server restarted and forgot the job: it is sent again, same seed, same pixels
+                    if resent > MAX_RESENDS:
+                        raise RemoteError(f"the server lost job #{self.work.job_id} {resent} times; giving up") from None
+                    self.report(self.listener.warning, self.work.job_id,
+                                f"the server at {self.address.url} restarted and forgot job #{self.work.job_id}: it runs again")
+                    self.remote_id = None
                 await self._wait(f"Cannot reach the server ({first_line(exc)}); trying again in {{}} s — Esc cancels", pause)
                 pause = min(pause * 2, MAX_RETRY_SECONDS)
-            except RemoteError as exc:
-                if exc.status != 404 or self.remote_id is None:
-                    raise
-                self.report(self.listener.warning, self.work.job_id,
-                            f"the server at {self.address.url} restarted and forgot job #{self.work.job_id}: it runs again")
-                self.remote_id = None
 
     async def _wait(self, message: str, seconds: float) -> None:
         self.report(self.listener.status, message.format(f"{seconds:g}"))
@@ -222,11 +236,15 @@ class _RemoteJob:
             elif kind == "step":
                 self._step(data)
             elif kind == "image" and not self.work.cancel.is_set():  # a cancel keeps what is saved, saves no more
-                png = await client.image(self.remote_id, int(data.get("index", 0)))
-                self._save(png, data)
+                index = int(data.get("index", 0))
+                if index >= self.saved:  # a job sent again makes the images already saved once more
+                    self._save(await client.image(self.remote_id, index), data)
             elif kind == "done":
                 return JobOutcome(job_id, "cancelled" if self.work.cancel.is_set() else "done")
             elif kind == "cancelled":
+                if data.get("reason") == "shutdown" and not self.work.cancel.is_set():
+                    self.remote_id = None  # the server stopped, not the user: send it again when it is back
+                    raise ConnectionLost(f"{self.address.url} is shutting down")
                 return JobOutcome(job_id, "cancelled")
             elif kind == "failed":
                 kind_of = FAILURE_MODEL_MISSING if data.get("kind") == "model-missing" else ""

@@ -23,7 +23,7 @@ def call(url: str, method: str = "GET", body: Any = None, *, token: str | None =
          headers: dict[str, str] | None = None, raw: bytes | None = None, timeout: float = 60.0) -> Reply:
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
-    if data is not None:
+    if data is not None and not any(k.lower() == "content-type" for k in (headers or {})):
         request.add_header("Content-Type", "application/json")
     if token:
         request.add_header("Authorization", f"Bearer {token}")

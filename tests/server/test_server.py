@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import time
 
 import numpy as np
@@ -279,7 +280,7 @@ def test_a_score_client_that_goes_away_has_its_jobs_cancelled(server):
     body = b'{"input_data": {"data": ["a slow one"], "parameters": {"num_inference_steps": 400, "width": 64, "height": 64}}}'
     host, port = server.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port))) as connection:
-        connection.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        connection.sendall(b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                            + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
         board = server.app[BOARD]
         deadline = time.monotonic() + 30
@@ -290,3 +291,48 @@ def test_a_score_client_that_goes_away_has_its_jobs_cancelled(server):
     while not job.is_finished and time.monotonic() < deadline:
         time.sleep(0.02)
     assert job.state.value == "cancelled" and job.step < 400
+
+
+def test_without_a_token_web_pages_and_other_host_names_are_refused(server):
+    job = {"model": "tiny-sd1", "prompt": "x", **SMALL}
+    assert call(f"{server.url}/v1/models", headers={"Host": "attacker.example:7861"}).status == 403  # DNS rebinding
+    assert call(f"{server.url}/v1/models", headers={"Origin": "https://evil.example"}).status == 403
+    plain = call(f"{server.url}/v1/jobs", "POST", raw=json.dumps(job).encode(), headers={"Content-Type": "text/plain"})
+    assert plain.status == 415  # what a page may send without a preflight
+    assert call(f"{server.url}/v1/models", headers={"Host": "localhost:1"}).status == 200
+
+
+def test_a_finished_job_keeps_no_decoded_init_image(server):
+    from studio.server.routes import BOARD
+
+    init = Image.new("RGB", (64, 64), "red")
+    buffer = io.BytesIO()
+    init.save(buffer, "PNG")
+    job = _submit(server, **SMALL, init_image=base64.b64encode(buffer.getvalue()).decode(), strength=0.5)
+    assert events(f"{server.url}{job['events']}")[-1].kind == "done"
+    kept = server.app[BOARD].get(job["id"])
+    assert kept.request.init_image is None and kept.images
+    assert call(f"{server.url}/v1/jobs/{job['id']}/images/-1").status == 404
+
+
+def test_a_score_body_bigger_than_the_queue_is_refused_before_its_prompts_are_checked(tiny_sd1):
+    server = _server(tiny_sd1, queue_limit=3)
+    try:
+        many = {"input_data": {"data": ["a"] * 4, "parameters": {"negative_prompt": "n" * 60_000}}}
+        reply = call(f"{server.url}/score", "POST", many)
+        assert reply.status == 413 and reply.json()["error"]["field"] == "input_data.data"
+    finally:
+        server.stop()
+
+
+def test_the_openapi_request_schema_lists_every_request_field():
+    from dataclasses import fields
+
+    from studio.server.openapi import openapi_document, request_schema
+
+    properties = request_schema()["properties"]
+    assert all(properties[f.name] for f in fields(GenerationRequest))  # each described, none left empty
+    spec = openapi_document("0")
+    for path, item in spec["paths"].items():
+        names = {p["name"] for p in item.get("parameters", [])}
+        assert names == set(part[1:-1] for part in path.split("/") if part.startswith("{")), path

@@ -72,6 +72,11 @@ def test_the_window_generates_on_a_server_with_previews_and_saves_here(make_wind
 def test_escape_cancels_a_job_running_on_the_server(make_window, server, qtbot):
     window = make_window()
     use_server(window, qtbot, server.url, TOKEN)
+    combo = window.parameters.model
+    qtbot.waitUntil(lambda: combo.findData("server:tiny-sd1") >= 0, timeout=20_000)  # the server's own models
+    combo.setCurrentIndex(combo.findData("server:tiny-sd1"))
+    assert window.session.settings.model == "server:tiny-sd1"
+    assert "tiny-sd1  (server)" in window.status_model.text()
     fast(window, steps=300)
     window.prompt_editor.set_prompts("a slow one")
 
@@ -110,5 +115,37 @@ def test_a_server_that_is_away_keeps_the_queue_and_runs_it_when_back(make_window
     try:
         qtbot.waitUntil(lambda: window.results.count() == 2, timeout=60_000)
         assert sorted(read_metadata(r.path).prompt for r in window.results.results()) == ["one", "two"]
+    finally:
+        again.stop()
+
+
+def test_a_server_restarted_during_a_job_runs_it_again_and_it_is_saved_once(make_window, qtbot, tiny_sd1):
+    config = ServerConfig(port=0, model_dirs=[tiny_sd1.parent], preview="linear")
+    first = ServerThread(config)
+    url = first.start()
+    config.port = int(url.rsplit(":", 1)[1])
+    window = make_window()
+    window.session.backend.url = url
+    window.session.backend.mode = "server"
+    fast(window, steps=150)
+    window.prompt_editor.set_prompts("interrupted")
+    restarted = []
+
+    def on_step(report):
+        if report.step == 3 and not restarted:
+            restarted.append(True)
+            first.stop()  # a server shut down mid-job: the job is cancelled there, not by the user
+
+    window.session.queue.step.connect(on_step)
+    window.act_generate.trigger()
+    qtbot.waitUntil(lambda: bool(restarted), timeout=60_000)
+    qtbot.waitUntil(lambda: "Cannot reach the server" in window.statusBar().currentMessage(), timeout=30_000)
+    again = ServerThread(config)
+    again.start()
+    try:
+        with qtbot.waitSignal(window.session.queue.job_finished, timeout=120_000):
+            pass
+        assert window.results.count() == 1
+        assert read_metadata(window.results.results()[0].path).prompt == "interrupted"
     finally:
         again.stop()

@@ -74,3 +74,27 @@ def test_models_are_named_as_the_server_knows_them(tiny_sd1):
     assert server_model_name(str(tiny_sd1)) == "tiny-sd1"
     assert server_model_name(str(tiny_sd1) + "/") == "tiny-sd1"
     assert server_model_name("CompVis/stable-diffusion-v1-4") == "CompVis/stable-diffusion-v1-4"  # the server refuses it
+
+
+def test_the_servers_models_join_the_model_list_while_it_is_the_backend(qtbot, server, tmp_path):
+    session = StudioSession(preferences_file=tmp_path / "prefs.json", output_dir=tmp_path / "out",
+                            token_file=tmp_path / "token")
+    try:
+        settings = session.settings
+        assert settings.server_models == {}
+        session.backend.set_token(TOKEN)
+        session.backend.url = server.url
+        with qtbot.waitSignal(settings.server_models_changed, timeout=20_000):
+            session.backend.mode = "server"
+        assert settings.server_models == {"tiny-sd1": "sd1"}
+        choice = next(c for c in settings.model_choices() if c.spec == "server:tiny-sd1")
+        assert choice.label == "tiny-sd1  (server)" and not choice.local
+        settings.select_model("server:tiny-sd1")
+        assert settings.user_models == [] and settings.family() == "sd1"
+        assert settings.model_label() == "tiny-sd1  (server)"
+        assert server_model_name(settings.model) == "tiny-sd1"
+        session.backend.mode = "local"
+        assert settings.server_models == {}
+        assert settings.user_models == []  # a server's model never becomes a local one
+    finally:
+        session.shutdown()
