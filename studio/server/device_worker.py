@@ -29,40 +29,55 @@ PREVIEW_SIDE = 256
 MAX_MESSAGE_CHARS = 400
 
 EngineFactory = Callable[[str], "Engine"]
+Emit = Callable[..., None]
+"""emit(kind, data, image=None): one event of a job (see studio.server.jobs)."""
 
 
-class DeviceWorker(threading.Thread):
-    def __init__(self, board: JobBoard, device: str, make_engine: EngineFactory) -> None:
-        super().__init__(name=f"studio-engine-{device}", daemon=True)
+class JobWorker(threading.Thread):
+    """A thread that runs the board's jobs one at a time, each announced as started on `label`; a subclass
+    says how one job runs (:meth:`run_job`). Nothing a job does can stop the thread."""
+
+    def __init__(self, board: JobBoard, label: str) -> None:
+        super().__init__(name=f"studio-{label}", daemon=True)
         self.board = board
+        self.label = label
+
+    def run(self) -> None:
+        while (job := self.board.take()) is not None:
+            emit = job_reporter(self.board, job)
+            try:
+                if job.cancel.is_set():
+                    emit("cancelled", {})
+                    continue
+                emit("started", {"device": self.label})
+                self.run_job(job, emit)
+            except BaseException as exc:  # noqa: BLE001 - the thread outlives any job
+                log.exception("job %s failed unexpectedly", job.id)
+                emit("failed", failure(exc))
+
+    def run_job(self, job: Job, emit: Emit) -> None:
+        raise NotImplementedError
+
+
+class DeviceWorker(JobWorker):
+    """The engine thread of one device: its Engine is made here, on first use, and used from here only."""
+
+    def __init__(self, board: JobBoard, device: str, make_engine: EngineFactory) -> None:
+        super().__init__(board, device)
         self.device = device
         self._make_engine = make_engine
         self._engine: Engine | None = None
 
-    def run(self) -> None:
-        while (job := self.board.take()) is not None:
-            try:
-                self._run_job(job)
-            except BaseException as exc:  # noqa: BLE001 - the thread outlives any job
-                log.exception("job %s failed unexpectedly", job.id)
-                self.board.report(job, "failed", {"message": _message(exc)})
-
-    def _run_job(self, job: Job) -> None:
-        if job.cancel.is_set():
-            self.board.report(job, "cancelled", {})
-            return
-        self.board.report(job, "started", {"device": self.device})
+    def run_job(self, job: Job, emit: Emit) -> None:
         try:
             if self._engine is None:
                 self._engine = self._make_engine(self.device)
         except Exception as exc:  # noqa: BLE001 - the next job tries again
-            self.board.report(job, "failed", failure(exc))
+            emit("failed", failure(exc))
             return
-        run_request(self._engine, job.request, job.cancel, job_reporter(self.board, job))
+        run_request(self._engine, job.request, job.cancel, emit)
 
 
-Emit = Callable[..., None]
-"""emit(kind, data, image=None): one event of a job (see studio.server.jobs)."""
 
 
 def job_reporter(board: JobBoard, job: Job) -> Emit:

@@ -19,18 +19,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict
 from typing import Any
 
 from studio.server.config import ServerConfig
-from studio.server.device_worker import failure, job_reporter, run_request
+from studio.server.device_worker import Emit, JobWorker, failure, run_request
 from studio.server.jobs import TERMINAL, Job, JobBoard, JobImage
 from studio.server.ray_batch import DEFAULT_CPUS_PER_CPU_WORKER, EngineOptions, connect, make_worker_engine
-
-log = logging.getLogger(__name__)
 
 APP_NAME = "latent-studio"
 
@@ -73,31 +70,16 @@ class StudioReplica:
                 await asyncio.shield(running)
 
 
-class ReplicaWorker(threading.Thread):
+class ReplicaWorker(JobWorker):
     """The front's side of one replica: takes the board's next job and streams it through the handle."""
 
     def __init__(self, board: JobBoard, handle: Any, name: str) -> None:
-        super().__init__(name=f"studio-{name}", daemon=True)
-        self.board = board
+        super().__init__(board, name)
         self.handle = handle
-        self.label = name
 
-    def run(self) -> None:
-        while (job := self.board.take()) is not None:
-            try:
-                self._run_job(job)
-            except BaseException as exc:  # noqa: BLE001 - the thread outlives any job
-                log.exception("job %s failed on Ray", job.id)
-                self.board.report(job, "failed", failure(exc))
-
-    def _run_job(self, job: Job) -> None:
+    def run_job(self, job: Job, emit: Emit) -> None:
         from studio.engine.request_json import request_to_json
 
-        emit = job_reporter(self.board, job)
-        if job.cancel.is_set():
-            emit("cancelled", {})
-            return
-        emit("started", {"device": self.label})
         stream = self.handle.options(stream=True).generate.remote(request_to_json(job.request))
         watcher = threading.Thread(target=_cancel_when_set, args=(job, stream), daemon=True)
         watcher.start()
