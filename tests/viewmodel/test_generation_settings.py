@@ -101,8 +101,9 @@ PROPERTIES = {
     "size_problem": ([("too wide", "too wide")], [(1, TypeError)]),
     "has_init_image": ([(True, True)], [(1, TypeError)]),
     "has_mask": ([(True, True)], [(1, TypeError), (None, TypeError)]),
+    "server_models": ([({"tiny": "sd1"}, {"tiny": "sd1"}), ({}, {})], [(None, TypeError), (["tiny"], TypeError)]),
 }
-SHOWN_ONLY = {"model_note", "default_scheduler", "size_problem", "has_init_image", "has_mask"}
+SHOWN_ONLY = {"model_note", "default_scheduler", "size_problem", "has_init_image", "has_mask", "server_models"}
 
 
 def test_every_declared_property_is_covered():
