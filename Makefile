@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 TORCH  := torch==2.13.0
 
-.PHONY: setup run test lint bench fuzz clean
+.PHONY: setup run test lint bench fuzz package package-test clean
 
 setup: $(STAMP)
 
@@ -24,7 +24,7 @@ run: $(STAMP)
 	$(VENV)/bin/studio $(ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check studio tests bench scripts fuzz
+	$(VENV)/bin/ruff check studio tests bench scripts fuzz packaging
 	$(VENV)/bin/lint-imports
 
 test: $(STAMP) lint
@@ -38,5 +38,18 @@ bench: $(STAMP)
 fuzz: $(STAMP)
 	$(PY) -m fuzz $(ARGS)
 
+# An installable desktop application (PyInstaller one-folder bundle + tarball with install.sh): minutes.
+# Not part of `make test`. package-test runs the bundle (version, generate, info, the window, the
+# validators, install/uninstall) and reports its size and start time; it installs the validators as root.
+package: $(STAMP)
+	$(PIP) install -q "pyinstaller>=6.10,<7"
+	$(PY) packaging/build.py
+
+package-test: $(STAMP)
+	@command -v desktop-file-validate >/dev/null && command -v appstreamcli >/dev/null || \
+		{ [ "$$(id -u)" = 0 ] && apt-get install -y -q --no-install-recommends desktop-file-utils appstream >/dev/null; } || \
+		{ echo "needs desktop-file-validate and appstreamcli: sudo apt-get install desktop-file-utils appstream"; exit 1; }
+	$(PY) packaging/test_package.py
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

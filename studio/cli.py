@@ -296,12 +296,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     _quiet_warnings()
     try:
-        args = build_parser().parse_args(argv)
+        argv = list(sys.argv[1:] if argv is None else argv)
+        parser = build_parser()
+        image, argv = _image_to_open(argv, parser)
+        args = parser.parse_args(argv)
         if args.command is None:
             from studio.app import run
 
             # Options given here apply to this run only: the window must not save them as preferences.
-            return run(model=args.model, output_dir=args.output_dir)
+            return run(model=args.model, output_dir=args.output_dir, open_image=image)
         _quiet_logs()
         with _interrupt_sets(_INTERRUPTED):
             return args.func(args)
@@ -320,6 +323,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _is_usage_error(exc):
             return _fail(str(exc), EXIT_USAGE)
         return _fail(first_line(exc), EXIT_FAILURE)
+
+
+def _image_to_open(argv: list[str], parser: argparse.ArgumentParser) -> tuple[Path | None, list[str]]:
+    """`studio IMAGE` (what "Open with" in a file manager runs): the window, offering to restore the image's
+    parameters. An argument that is an existing file and no command name is that image."""
+    commands = {name for action in parser._actions if isinstance(action, argparse._SubParsersAction)  # noqa: SLF001
+                for name in action.choices}
+    for index, arg in enumerate(argv):
+        if arg.startswith("-") or (index > 0 and argv[index - 1] in ("--model", "--output-dir")):
+            continue  # an option, or an option's value
+        if arg in commands:
+            return None, argv
+        path = Path(arg)
+        if path.is_file():
+            return path, argv[:index] + argv[index + 1:]
+        return None, argv
+    return None, argv
 
 
 def _silence_stdout() -> None:

@@ -306,3 +306,17 @@ def test_bad_inpainting_arguments_are_exit_2_with_one_line(capsys, tiny_sd1, tmp
     )
     assert code == 2 and out == "" and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists() or files_in(tmp_path / "out") == []
+
+
+def test_an_image_as_the_only_argument_opens_the_window_with_it(tmp_path, monkeypatch):
+    """What "Open with Latent Studio" runs: `studio IMAGE` (the .desktop entry's Exec=latent-studio %f)."""
+    import studio.app
+
+    image = tmp_path / "made.png"
+    image.write_bytes(b"\\x89PNG")
+    opened = []
+    monkeypatch.setattr(studio.app, "run", lambda **kw: opened.append(kw) or 0)
+    assert main([str(image)]) == 0
+    assert opened == [{"model": None, "output_dir": None, "open_image": image}]
+    assert main(["--model", "sd-2.1", str(image)]) == 0
+    assert opened[-1]["model"] == "sd-2.1" and opened[-1]["open_image"] == image
