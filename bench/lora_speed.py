@@ -167,14 +167,7 @@ def _bench_dtype(dtype: str, args: argparse.Namespace, catalog) -> _Result:
 
     # 1. First apply of each LoRA, as its first job's prepare does it.
     print(f"1. first apply of a rank-{args.rank} LoRA (hash, load_lora_weights, set_adapters)")
-    for name in LORAS:
-        with PeakRss() as memory:
-            start = time.perf_counter()
-            prepared = networks.prepare(loaded, _prompt(name), "")
-            seconds = time.perf_counter() - start
-        (applied,) = prepared.loras
-        print(f"  {name:<10} {seconds:7.2f} s   RSS kept +{memory.kept_mb:6.0f} MB   peak +{memory.growth_mb:6.0f} MB"
-              f"   {applied.layers} of {applied.of} layers   {'; '.join(prepared.notes) or ''}")
+    _first_applies(networks, loaded)
     print(f"  LoRA layers held in {_lora_dtype(loaded.txt2img)}")
 
     # 2. Switches among loaded LoRAs: each cycle does every switch once, from the state the last left.
@@ -225,6 +218,18 @@ def _bench_dtype(dtype: str, args: argparse.Namespace, catalog) -> _Result:
         heading=f"after a warm-up; x: against plain with the LoRAs disabled ({_load()})",
     )
     return _Result(loaded.placement.label, medians, images)
+
+
+def _first_applies(networks, loaded) -> None:
+    """Each LoRA's first apply, as its first job's prepare does it: time, memory kept and at peak, layers."""
+    for name in LORAS:
+        with PeakRss() as memory:
+            start = time.perf_counter()
+            prepared = networks.prepare(loaded, _prompt(name), "")
+            seconds = time.perf_counter() - start
+        (applied,) = prepared.loras
+        print(f"  {name:<10} {seconds:7.2f} s   RSS kept +{memory.kept_mb:6.0f} MB   peak +{memory.growth_mb:6.0f} MB"
+              f"   {applied.layers} of {applied.of} layers   {'; '.join(prepared.notes) or ''}")
 
 
 def _report_switches(heading: str, switch_ms: dict[str, list[float]], switches: int) -> None:
@@ -328,14 +333,7 @@ def _bench_openvino(dtype: str, args: argparse.Namespace, catalog, cache: Path) 
 
     # 1. First apply of each LoRA: its matrices read once, then set on the compiled networks.
     print(f"1. first apply of a rank-{args.rank} LoRA (lora_state_dict, matrices to the layers' inputs, set_lora)")
-    for name in LORAS:
-        with PeakRss() as memory:
-            start = time.perf_counter()
-            prepared = networks.prepare(loaded, _prompt(name), "")
-            seconds = time.perf_counter() - start
-        (applied,) = prepared.loras
-        print(f"  {name:<10} {seconds:7.2f} s   RSS kept +{memory.kept_mb:6.0f} MB   peak +{memory.growth_mb:6.0f} MB"
-              f"   {applied.layers} of {applied.of} layers   {'; '.join(prepared.notes) or ''}")
+    _first_applies(networks, loaded)
 
     # 2. Switches: new input tensors for the text encoder and UNet, nothing reconverted.
     a, b = LORAS
