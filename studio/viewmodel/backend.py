@@ -8,6 +8,7 @@ it changes; a job already running finishes where it started.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ class BackendChoice(ViewModel):
         super().__init__(parent)
         self._token_file = token_file
         self._token = read_token(token_file)
-        self._tests = TaskPool("studio-server-test", threads=1, parent=self)
+        self._tasks = TaskPool("studio-server-queries", threads=1, parent=self)  # Test and the model list
         self._quiet = False  # while configure() sets several values: one address_changed at the end
         self.mode_changed.connect(lambda _value: self._changed())
         self.url_changed.connect(lambda _value: self.mode == "server" and self._changed())
@@ -109,11 +110,19 @@ class BackendChoice(ViewModel):
         GUI thread; test_finished follows with one line."""
         url = self.url if url is None else url
         token = self._token if token is None else token
-        self._tests.submit(_check, url, token, on_result=lambda text: self.test_finished.emit(text, True),
+        self._tasks.submit(_check, url, token, on_result=lambda text: self.test_finished.emit(text, True),
                            on_error=lambda exc: self.test_finished.emit(first_line(exc), False))
 
+    def list_models(self, on_result: Callable[[tuple[ServerAddress, dict[str, str | None]]], Any],
+                    on_error: Callable[[BaseException], Any]) -> None:
+        """Ask the kept server for its folders' models (name -> family), off the GUI thread; `on_result`
+        gets (the address asked, the models), so an answer for an address changed meanwhile can be told."""
+        address = self.address()
+        if address is not None:
+            self._tasks.submit(_models, address, on_result=on_result, on_error=on_error)
+
     def shutdown(self) -> None:
-        self._tests.shutdown(timeout_ms=0)
+        self._tasks.shutdown(timeout_ms=0)
 
 
 def _check(_context, url: str, token: str | None) -> str:
@@ -122,3 +131,16 @@ def _check(_context, url: str, token: str | None) -> str:
     from studio.remote import check_server
 
     return asyncio.run(check_server(url, clean_token(token or "")))
+
+
+def _models(_context, address: ServerAddress) -> tuple[ServerAddress, dict[str, str | None]]:
+    """The server's folder models (name -> family); the catalogue's are in the model list already."""
+    import asyncio
+
+    from studio.remote import RemoteClient
+
+    async def listed():
+        async with RemoteClient(address.url, address.token) as client:
+            return await client.models()
+
+    return address, {m.name: m.family for m in asyncio.run(listed()) if m.kind != "catalogue"}

@@ -422,12 +422,13 @@ class StudioSession(ViewModel):
     def refresh_server_models(self) -> None:
         """With a server as the backend, list its folders' models in the model list (asked off the GUI
         thread); with this computer, none."""
-        address = self.backend.address()
-        if address is None:
+        if self.backend.address() is None:
             self.settings.server_models = {}
             return
-        self._probe.submit(_server_models, address, on_result=self._show_server_models,
-                           on_error=lambda exc: self.message.emit(f"Could not list the server's models: {first_line(exc)}"))
+        self.backend.list_models(
+            on_result=self._show_server_models,
+            on_error=lambda exc: self.message.emit(f"Could not list the server's models: {first_line(exc)}"),
+        )
 
     def _show_server_models(self, listed: tuple[Any, dict[str, str | None]]) -> None:
         address, models = listed
@@ -552,20 +553,6 @@ class StudioSession(ViewModel):
         self.backend.shutdown()
         self.canvas.shutdown()
         self.queue.shutdown()  # cancels the running job within one step; saves are atomic
-
-
-def _server_models(_context, address) -> tuple[Any, dict[str, str | None]]:
-    """The server's folder models (name -> family); the catalogue's are in the list already."""
-    import asyncio
-
-    from studio.remote import RemoteClient
-
-    async def listed():
-        async with RemoteClient(address.url, address.token) as client:
-            return await client.models()
-
-    models = asyncio.run(listed())
-    return address, {m.name: m.family for m in models if m.kind != "catalogue"}
 
 
 def _default_inputs_dir() -> Path:
